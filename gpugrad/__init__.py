@@ -1,0 +1,34 @@
+"""gpugrad: a GPU-accelerated graph executor for reverse-mode automatic differentiation.
+
+    import gpugrad as gg
+    x = gg.tensor([[1.0, 2.0]], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()          # x.grad == 2 * x
+    y.graph.nx            # the networkx DiGraph of what ran
+"""
+
+__version__ = "0.1.0"
+
+import numpy as _np  # noqa: F401  (NumPy is the one backend always present)
+
+from . import cuda, dtypes  # noqa: F401
+from .backends import Device, default_device, set_default_device  # noqa: F401
+from .backends import device as device
+from .creation import (arange, full, manual_seed, ones, ones_like, rand, randn,  # noqa: F401
+                       tensor, zeros, zeros_like)
+from .errors import (DeviceError, DTypeError, GpugradError, GradcheckError,  # noqa: F401
+                     GraphError, ShapeError)
+from .functions import (abs, broadcast_to, cat, clip, concat, concatenate, exp,  # noqa: F401
+                        log, matmul, maximum, mean, minimum, relu, reshape, sigmoid, sqrt,
+                        stack, sum, tanh, transpose, where)
+from .gradcheck import gradcheck  # noqa: F401
+from .graph import Graph  # noqa: F401
+from .info import info  # noqa: F401
+from .mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
+from .scheduler import grad  # noqa: F401
+from .spec import Spec, array_namespace  # noqa: F401
+from .tensor import Tensor  # noqa: F401
+from .tracing import trace  # noqa: F401
+
+float16, float32, float64 = dtypes.float16, dtypes.float32, dtypes.float64
+int32, int64, bool_ = dtypes.int32, dtypes.int64, dtypes.bool_

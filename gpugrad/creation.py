@@ -1,0 +1,128 @@
+"""Making tensors: from data (lists, NumPy arrays, device arrays), fills, ranges, random.
+
+This is where host data becomes device data, explicitly: the user asked for a tensor on
+a device from values they hold.
+"""
+
+import numpy as np
+
+from . import dtypes
+from .backends import default_device, device as as_device, transfer
+from .errors import DTypeError
+from .tensor import Tensor
+
+
+def _finish(data, dtype, dev, requires_grad):
+    if requires_grad and dtype.kind != "f":
+        raise DTypeError(f"only floating-point tensors can require gradients, not {dtype} "
+                         "(pass dtype='float32' or use float values)")
+    return Tensor._wrap(data, dtype, dev, bool(requires_grad))
+
+
+def _device_array(data):
+    """(device, dtype) of an array that already lives on a gpugrad device, else None."""
+    module = type(data).__module__.split(".")[0]
+    if module == "cupy":
+        return as_device(f"cuda:{data.device.id}")
+    if module == "array_api_strict":
+        return as_device("array_api_strict")
+    return None
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new leaf tensor holding a copy of `data`.
+
+    Python floats (and lists of them) become float32, Python ints int64, bools bool; a
+    NumPy array keeps its dtype; `dtype=` (a NumPy dtype or its name) overrides.
+    """
+    dtype = dtypes.as_dtype(dtype)
+    dev = as_device(device) if device is not None else None
+    if isinstance(data, Tensor):
+        src = data.to(dev) if dev is not None else data
+        if src is data:
+            src = Tensor._wrap(data._device.backend.astype(data._data, data._dtype),
+                               data._dtype, data._device, False)
+        out = src.detach().astype(dtype) if dtype is not None else src.detach()
+        return _finish(out._data, out._dtype, out._device, requires_grad)
+    home = _device_array(data)
+    if home is not None:
+        dev = dev or home
+        dt = dtype or home.backend.dtype_of(data)
+        arr = transfer(home.backend.astype(data, dt), home, dev)
+        return _finish(arr, dt, dev, requires_grad)
+    from_python = not isinstance(data, np.ndarray) and not isinstance(data, np.generic)
+    try:
+        host = np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise DTypeError(f"cannot make a tensor from {type(data).__name__}: {exc}") from None
+    dt = dtype or dtypes.host_dtype(host, from_python)
+    dev = dev or default_device()
+    return _finish(dev.backend.from_host(host, dt), dt, dev, requires_grad)
+
+
+def _shape(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(d) for d in shape)
+
+
+def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
+    """A tensor of `shape` filled with `fill_value` (float32 unless dtype says)."""
+    shape = _shape(shape if isinstance(shape, (tuple, list)) else (shape,))
+    if dtype is None:
+        dtype = dtypes.scalar_dtype(fill_value, dtypes.bool_) \
+            if not isinstance(fill_value, float) else dtypes.DEFAULT_FLOAT
+    dtype = dtypes.as_dtype(dtype)
+    dev = as_device(device)
+    return _finish(dev.backend.full(shape, fill_value, dtype), dtype, dev, requires_grad)
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad=False):
+    return full(_shape(shape), 0.0, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad=False):
+    return full(_shape(shape), 1.0, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def zeros_like(t, dtype=None, requires_grad=False):
+    return full(t.shape, 0, dtype=dtype or t.dtype, device=t.device,
+                requires_grad=requires_grad)
+
+
+def ones_like(t, dtype=None, requires_grad=False):
+    return full(t.shape, 1, dtype=dtype or t.dtype, device=t.device,
+                requires_grad=requires_grad)
+
+
+def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=False):
+    """Evenly spaced values in [start, stop): int64 for ints, float32 otherwise."""
+    if stop is None:
+        start, stop = 0, start
+    if dtype is None:
+        ints = all(isinstance(v, int) for v in (start, stop, step))
+        dtype = dtypes.int64 if ints else dtypes.DEFAULT_FLOAT
+    dtype = dtypes.as_dtype(dtype)
+    dev = as_device(device)
+    return _finish(dev.backend.arange(start, stop, step, dtype), dtype, dev, requires_grad)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad=False):
+    """Standard normal samples (float32 unless dtype says), drawn on the device."""
+    dtype = dtypes.as_dtype(dtype) or dtypes.DEFAULT_FLOAT
+    dev = as_device(device)
+    return _finish(dev.backend.normal(_shape(shape), dtype), dtype, dev, requires_grad)
+
+
+def rand(*shape, dtype=None, device=None, requires_grad=False):
+    """Uniform samples in [0, 1) (float32 unless dtype says), drawn on the device."""
+    dtype = dtypes.as_dtype(dtype) or dtypes.DEFAULT_FLOAT
+    dev = as_device(device)
+    return _finish(dev.backend.uniform(_shape(shape), dtype), dtype, dev, requires_grad)
+
+
+def manual_seed(seed):
+    """Seed every device's random generator: the same seed gives the same numbers."""
+    from .backends import seed_all
+
+    seed_all(seed)

@@ -1,0 +1,25 @@
+"""The errors gpugrad raises: each a subclass of the built-in a user would catch."""
+
+
+class GpugradError(Exception):
+    """Base class of every error gpugrad raises on purpose."""
+
+
+class ShapeError(GpugradError, ValueError):
+    """Shapes that do not fit an op (broadcasting, matmul, reshape, indexing)."""
+
+
+class DTypeError(GpugradError, TypeError):
+    """A dtype an op cannot take (e.g. gradients of integer tensors)."""
+
+
+class DeviceError(GpugradError, RuntimeError):
+    """Tensors on different devices in one op, or a device that cannot be used."""
+
+
+class GraphError(GpugradError, RuntimeError):
+    """Misuse of the recorded graph: backward twice, backward of a non-scalar, ..."""
+
+
+class GradcheckError(GpugradError, AssertionError):
+    """Analytical gradients disagree with finite differences."""

@@ -1,0 +1,97 @@
+"""Functions on tensors in the gg namespace (gg.maximum, gg.where, gg.exp, ...)."""
+
+from .ops import elementwise as _ew
+from .ops import linalg as _linalg
+from .ops import reduction as _red
+from .ops import shape as _shape
+from .tensor import Tensor
+
+
+def maximum(a, b):
+    """Elementwise maximum; the gradient goes to the larger input (split on ties)."""
+    return _ew.maximum(a, b)
+
+
+def minimum(a, b):
+    """Elementwise minimum; the gradient goes to the smaller input (split on ties)."""
+    return _ew.minimum(a, b)
+
+
+def where(cond, a, b):
+    """a where cond is True, else b (cond: a bool tensor; a, b: tensors or numbers)."""
+    return _ew.where(cond, a, b)
+
+
+def concat(tensors, axis=0):
+    """Join tensors along an existing axis."""
+    return _shape.concat(*_tensors(tensors), axis=axis)
+
+
+concatenate = cat = concat
+
+
+def stack(tensors, axis=0):
+    """Join tensors of one shape along a new axis."""
+    return _shape.stack(*_tensors(tensors), axis=axis)
+
+
+def _tensors(tensors):
+    if isinstance(tensors, Tensor):
+        raise TypeError("concat/stack take a list of tensors, not one tensor")
+    return list(tensors)
+
+
+def matmul(a, b):
+    return _linalg.matmul(a, b)
+
+
+def exp(x):
+    return _ew.exp(x)
+
+
+def log(x):
+    return _ew.log(x)
+
+
+def tanh(x):
+    return _ew.tanh(x)
+
+
+def sigmoid(x):
+    return _ew.sigmoid(x)
+
+
+def relu(x):
+    return _ew.relu(x)
+
+
+def sqrt(x):
+    return _ew.sqrt(x)
+
+
+def abs(x):  # noqa: A001
+    return _ew.abs(x)
+
+
+def clip(x, lo=None, hi=None):
+    return _ew.clip(x, lo=lo, hi=hi)
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001
+    return _red.sum(x, axis=axis, keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    return _red.mean(x, axis=axis, keepdims=keepdims)
+
+
+def reshape(x, shape):
+    return x.reshape(shape)
+
+
+def transpose(x, axes=None):
+    return x.transpose() if axes is None else x.transpose(tuple(axes))
+
+
+def broadcast_to(x, shape):
+    return x.broadcast_to(shape)

@@ -1,0 +1,113 @@
+"""gg.gradcheck: the VJPs against central finite differences, in float64."""
+
+import numpy as np
+
+from .creation import tensor
+from .errors import DTypeError, GradcheckError
+from .mode import no_grad
+from .scheduler import grad as autograd_grad
+from .tensor import Tensor
+
+
+def _outputs(fn, inputs):
+    out = fn(*inputs)
+    return [out] if isinstance(out, Tensor) else list(out)
+
+
+def _flat_outputs(fn, inputs):
+    with no_grad():
+        return np.concatenate([o.numpy().astype(np.float64).ravel()
+                               for o in _outputs(fn, inputs)])
+
+
+def _perturbed(inputs, which, delta):
+    """Inputs with `delta` (a host array) added to input `which` (same device)."""
+    out = list(inputs)
+    x = inputs[which]
+    moved = x.numpy() + delta.reshape(x.shape)
+    out[which] = tensor(moved, dtype=x.dtype, device=x.device, requires_grad=True)
+    return out
+
+
+def _numerical_vjp(fn, inputs, which, v, eps):
+    """v . J_which by central differences, one input element at a time."""
+    x = inputs[which]
+    n = x.size
+    result = np.zeros(n)
+    for k in range(n):
+        e = np.zeros(n)
+        e[k] = eps
+        plus = _flat_outputs(fn, _perturbed(inputs, which, e))
+        minus = _flat_outputs(fn, _perturbed(inputs, which, -e))
+        result[k] = v @ (plus - minus) / (2 * eps)
+    return result
+
+
+def _analytical_vjp(fn, inputs, v, diff):
+    outs = _outputs(fn, inputs)
+    grads, start = [], 0
+    for o in outs:
+        size = o.size
+        grads.append(tensor(v[start:start + size].reshape(o.shape), dtype=o.dtype,
+                            device=o.device))
+        start += size
+    pairs = [(o, g) for o, g in zip(outs, grads) if o.requires_grad]
+    if not pairs:
+        return [np.zeros(inputs[i].size) for i in diff]
+    found = autograd_grad([o for o, _ in pairs], [inputs[i] for i in diff],
+                          grad_outputs=[g for _, g in pairs], allow_unused=True)
+    return [np.zeros(inputs[i].size) if g is None else g.numpy().astype(np.float64).ravel()
+            for i, g in zip(diff, found)]
+
+
+def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0,
+              raise_exception=True):
+    """Check fn's gradients with respect to every input that requires grad.
+
+    Full mode compares the whole Jacobian, row by row (one backward per output element)
+    against central differences (one pair of evaluations per input element). Fast mode
+    compares a single random projection u^T J v (one backward, one pair of evaluations
+    per input). Inputs must be float64. Returns True, or raises GradcheckError (returns
+    False with raise_exception=False).
+    """
+    inputs = [x if isinstance(x, Tensor) else tensor(x) for x in
+              (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
+    diff = [i for i, x in enumerate(inputs) if x.requires_grad]
+    for i in diff:
+        if inputs[i].dtype != np.float64:
+            raise DTypeError(f"gradcheck needs float64 inputs (input {i} is "
+                             f"{inputs[i].dtype}); finite differences in float32 are noise")
+    n_out = _flat_outputs(fn, inputs).size
+    rng = np.random.default_rng(seed)
+    projections = [rng.standard_normal(n_out)] if fast else list(np.eye(n_out))
+    failures = []
+    for row, v in enumerate(projections):
+        analytical = _analytical_vjp(fn, inputs, v, diff)
+        for i, a in zip(diff, analytical):
+            if fast:
+                u = rng.standard_normal(inputs[i].size)
+                num = _directional(fn, inputs, i, u, eps) @ v
+                ana = a @ u
+            else:
+                num = _numerical_vjp(fn, inputs, i, v, eps)
+                ana = a
+            if not np.allclose(ana, num, atol=atol, rtol=rtol):
+                failures.append(_describe(i, row, ana, num, fast))
+    if failures:
+        if raise_exception:
+            raise GradcheckError("gradients disagree with finite differences:\n" +
+                                 "\n".join(failures))
+        return False
+    return True
+
+
+def _directional(fn, inputs, which, u, eps):
+    plus = _flat_outputs(fn, _perturbed(inputs, which, eps * u))
+    minus = _flat_outputs(fn, _perturbed(inputs, which, -eps * u))
+    return (plus - minus) / (2 * eps)
+
+
+def _describe(i, row, ana, num, fast):
+    where = "a random projection" if fast else f"output element {row}"
+    return (f"  input {i}, {where}: analytical {np.round(ana, 6)} vs numerical "
+            f"{np.round(num, 6)} (max difference {np.max(np.abs(np.asarray(ana) - num)):.3g})")

@@ -1,0 +1,103 @@
+"""Nodes: the record of one op applied to tensors, the unit the graph is made of.
+
+Nodes are plain Python objects linked to their input nodes, cheap enough to create on
+every op; the networkx view (`Graph`) is built from them only when someone asks. A node
+holds what its backward rule needs (`saved`) until that rule has run, and no more: the
+tensors it was computed from are not kept alive by the graph.
+"""
+
+import itertools
+import os
+import sys
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_sequence = itertools.count()
+FREED = ("<freed>",)  # `saved` once the backward rule ran without retain_graph
+
+
+class Node:
+    """One op application (or a leaf tensor) in the recorded graph.
+
+    op: the OpDef (a LeafOp for leaves); inputs: tuple of Nodes; attrs: static arguments;
+    shape, dtype, device: the output's; seq: creation order (inputs always have smaller
+    seq, so sorting by seq is a topological order); site: (file, line) of the user's
+    code that created it; saved: what the VJP needs, FREED after backward;
+    ref: a weak reference to a leaf's tensor, where gradients are accumulated.
+    """
+
+    __slots__ = ("op", "inputs", "attrs", "saved", "shape", "dtype", "device", "seq", "site",
+                 "requires_grad", "ref", "meta", "__weakref__")
+
+    def __init__(self, op, inputs, attrs, shape, dtype, device, requires_grad, site,
+                 saved=None, ref=None):
+        self.op = op
+        self.inputs = inputs
+        self.attrs = attrs
+        self.shape = shape
+        self.dtype = dtype
+        self.device = device
+        self.requires_grad = requires_grad
+        self.site = site
+        self.saved = saved
+        self.ref = ref
+        self.meta = None
+        self.seq = next(_sequence)
+
+    @property
+    def is_leaf(self):
+        return self.op.is_leaf
+
+    @property
+    def name(self):
+        return self.op.display_name
+
+    def where(self):
+        """'file.py:12' of the user's code that created this node, or '?'."""
+        return format_site(self.site)
+
+    def __repr__(self):
+        return (f"<Node {self.seq} {self.name} shape={self.shape} dtype={self.dtype} "
+                f"at {self.where()}>")
+
+
+_internal = {}
+
+
+def _is_internal(filename):
+    found = _internal.get(filename)
+    if found is None:
+        found = _internal[filename] = os.path.abspath(filename).startswith(_PACKAGE_DIR)
+    return found
+
+
+def user_site(depth=1):
+    """(filename, lineno) of the innermost frame outside the gpugrad package."""
+    frame = sys._getframe(depth)
+    while frame is not None and _is_internal(frame.f_code.co_filename):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    return frame.f_code.co_filename, frame.f_lineno
+
+
+def format_site(site):
+    if site is None:
+        return "?"
+    filename, line = site
+    return f"{os.path.basename(filename)}:{line}"
+
+
+def walk(roots):
+    """Every node reachable from `roots` through inputs, without recursion (any order)."""
+    seen = set()
+    stack = [n for n in roots if n is not None]
+    out = []
+    while stack:
+        node = stack.pop()
+        key = id(node)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(node)
+        stack.extend(node.inputs)
+    return out

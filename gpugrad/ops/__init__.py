@@ -1,0 +1,8 @@
+"""Every op, one definition each, and the registry that holds them.
+
+Each module declares its ops with `registry.define`; importing this package registers
+them all. `REGISTRY` maps qualified names ("gpugrad::add") to their OpDefs.
+"""
+
+from . import conversion, elementwise, linalg, reduction, shape  # noqa: F401
+from .registry import REGISTRY, Context, OpDef, apply, define  # noqa: F401

@@ -1,0 +1,167 @@
+"""Elementwise ops: arithmetic, transcendental functions, activations, selection,
+comparisons. Broadcasting follows NumPy; the engine sums gradients back to each input's
+shape, so the VJP rules below return gradients of the broadcast output's shape."""
+
+from .infer import comparison, elementwise, require_bool, unary_same
+from .registry import define
+
+
+def _binary(name, forward, vjp, saves=(0, 1), promote="common", **kw):
+    return define(f"gpugrad::{name}", infer=elementwise, forward=forward, vjp=vjp,
+                  saves=saves, promote=promote, **kw)
+
+
+def _unary(name, forward, vjp, promote=None, saves=(), save_output=False, **kw):
+    return define(f"gpugrad::{name}", infer=unary_same, forward=forward, vjp=vjp,
+                  promote=promote, saves=saves, save_output=save_output, **kw)
+
+
+# --- arithmetic ---------------------------------------------------------------------------
+def _add_vjp(ctx, g):
+    return g, g  # add distributes the gradient
+
+
+def _sub_vjp(ctx, g):
+    return g, (-g if ctx.needs_input_grad[1] else None)
+
+
+def _mul_vjp(ctx, g):
+    a, b = ctx.inputs  # mul swaps its inputs
+    need_a, need_b = ctx.needs_input_grad
+    return (g * b if need_a else None), (g * a if need_b else None)
+
+
+def _div_vjp(ctx, g):
+    a, b = ctx.inputs
+    need_a, need_b = ctx.needs_input_grad
+    return (g / b if need_a else None), (-g * a / (b * b) if need_b else None)
+
+
+def _pow_vjp(ctx, g):
+    a, b = ctx.inputs
+    need_a, need_b = ctx.needs_input_grad
+    ga = g * b * a ** (b - 1) if need_a else None
+    gb = None
+    if need_b:
+        # d(a^b)/db = a^b log a; at a == 0 the limit is taken as 0, as PyTorch does.
+        gb = where(a == 0, 0.0, g * ctx.output * a.log())
+    return ga, gb
+
+
+add = _binary("add", lambda xp, a, b: a + b, _add_vjp, saves=())
+sub = _binary("sub", lambda xp, a, b: a - b, _sub_vjp, saves=())
+mul = _binary("mul", lambda xp, a, b: a * b, _mul_vjp)
+div = _binary("div", lambda xp, a, b: a / b, _div_vjp, promote="float")
+pow = _binary("pow", lambda xp, a, b: xp.pow(a, b), _pow_vjp, save_output=True)  # noqa: A001
+
+neg = _unary("neg", lambda xp, x: -x, lambda ctx, g: (-g,))
+
+
+# --- transcendental functions and activations ------------------------------------------------
+def _sigmoid_forward(xp, x):
+    # exp(-|x|) never overflows: for x >= 0, 1/(1+e); for x < 0, e/(1+e).
+    e = xp.exp(-xp.abs(x))
+    r = 1 / (1 + e)
+    return xp.where(x >= 0, r, e * r)
+
+
+exp = _unary("exp", lambda xp, x: xp.exp(x), lambda ctx, g: (g * ctx.output,),
+             promote="float", save_output=True)
+log = _unary("log", lambda xp, x: xp.log(x), lambda ctx, g: (g / ctx.inputs[0],),
+             promote="float", saves=(0,))
+sqrt = _unary("sqrt", lambda xp, x: xp.sqrt(x), lambda ctx, g: (g * 0.5 / ctx.output,),
+              promote="float", save_output=True)
+tanh = _unary("tanh", lambda xp, x: xp.tanh(x),
+              lambda ctx, g: (g * (1 - ctx.output * ctx.output),),
+              promote="float", save_output=True)
+sigmoid = _unary("sigmoid", _sigmoid_forward,
+                 lambda ctx, g: (g * ctx.output * (1 - ctx.output),),
+                 promote="float", save_output=True)
+relu = _unary("relu", lambda xp, x: xp.maximum(x, 0),
+              lambda ctx, g: (where(ctx.output > 0, g, 0.0),), save_output=True)
+abs = _unary("abs", lambda xp, x: xp.abs(x),  # noqa: A001
+             lambda ctx, g: (g * sign(ctx.inputs[0]),), saves=(0,))
+sign = _unary("sign", lambda xp, x: xp.sign(x), None)
+
+
+def _clip_forward(xp, x, lo=None, hi=None):
+    return xp.clip(x, lo, hi)
+
+
+def _clip_vjp(ctx, g):
+    # The gradient passes where lo <= x <= hi (bounds included, as in PyTorch).
+    (x,) = ctx.inputs
+    lo, hi = ctx.attrs.get("lo"), ctx.attrs.get("hi")
+    inside = None
+    if lo is not None:
+        inside = x >= lo
+    if hi is not None:
+        inside = (x <= hi) if inside is None else logical_and(inside, x <= hi)
+    return (g if inside is None else where(inside, g, 0.0)),
+
+
+clip = _unary("clip", _clip_forward, _clip_vjp, saves=(0,))
+
+
+# --- maximum, minimum, where --------------------------------------------------------------------
+def _extremum_vjp(wins):
+    def vjp(ctx, g):
+        # The larger (smaller) input gets the gradient; ties split it evenly, like PyTorch.
+        a, b = ctx.inputs
+        need_a, need_b = ctx.needs_input_grad
+        half = where(a == b, g * 0.5, 0.0)
+        ga = where(wins(a, b), g, half) if need_a else None
+        gb = where(wins(b, a), g, half) if need_b else None
+        return ga, gb
+
+    return vjp
+
+
+maximum = _binary("maximum", lambda xp, a, b: xp.maximum(a, b),
+                  _extremum_vjp(lambda a, b: a > b))
+minimum = _binary("minimum", lambda xp, a, b: xp.minimum(a, b),
+                  _extremum_vjp(lambda a, b: a < b))
+
+
+def _where_infer(cond, a, b):
+    require_bool(cond, "the condition of where")
+    return elementwise(cond, a, b)[0], a.dtype
+
+
+def _where_vjp(ctx, g):
+    cond = ctx.inputs[0]
+    need_a, need_b = ctx.needs_input_grad[1:]
+    return (None, where(cond, g, 0.0) if need_a else None,
+            where(cond, 0.0, g) if need_b else None)
+
+
+where = define("gpugrad::where", infer=_where_infer,
+               forward=lambda xp, c, a, b: xp.where(c, a, b), vjp=_where_vjp, saves=(0,),
+               promote="common", promote_args=(1, 2))
+
+
+# --- comparisons and logic (no gradient) --------------------------------------------------------
+def _compare(name, forward):
+    return define(f"gpugrad::{name}", infer=comparison, forward=forward, promote="common")
+
+
+eq = _compare("eq", lambda xp, a, b: a == b)
+ne = _compare("ne", lambda xp, a, b: a != b)
+lt = _compare("lt", lambda xp, a, b: a < b)
+le = _compare("le", lambda xp, a, b: a <= b)
+gt = _compare("gt", lambda xp, a, b: a > b)
+ge = _compare("ge", lambda xp, a, b: a >= b)
+
+
+def _logical_infer(*specs):
+    for s in specs:
+        require_bool(s, "an operand of a logical op")
+    return comparison(*specs)
+
+
+logical_and = define("gpugrad::logical_and", infer=_logical_infer,
+                     forward=lambda xp, a, b: xp.logical_and(a, b))
+logical_or = define("gpugrad::logical_or", infer=_logical_infer,
+                    forward=lambda xp, a, b: xp.logical_or(a, b))
+logical_not = define("gpugrad::logical_not", infer=_logical_infer,
+                     forward=lambda xp, a: xp.logical_not(a))

@@ -1,0 +1,78 @@
+"""Shape and dtype rules shared by the op definitions. They raise ShapeError/DTypeError
+with the facts (shapes, dtypes); dispatch adds the op's name and the user's line."""
+
+from .. import dtypes
+from ..errors import DTypeError, ShapeError
+
+
+def broadcast_shapes(*shapes):
+    """NumPy broadcasting of shapes, in plain Python (np.broadcast_shapes is slower)."""
+    first = shapes[0]
+    if all(s == first for s in shapes):
+        return first
+    ndim = max(len(s) for s in shapes)
+    out = [1] * ndim
+    for s in shapes:
+        offset = ndim - len(s)
+        for i, d in enumerate(s):
+            cur = out[offset + i]
+            if d != cur:
+                if cur == 1:
+                    out[offset + i] = d
+                elif d != 1:
+                    listed = " and ".join(str(tuple(x)) for x in shapes)
+                    raise ShapeError(f"shapes {listed} cannot be broadcast together")
+    return tuple(out)
+
+
+def same_dtype(*specs):
+    """The dtype of inputs that dispatch already promoted to one dtype."""
+    return specs[0].dtype
+
+
+def elementwise(*specs, **_):
+    return broadcast_shapes(*[s.shape for s in specs]), specs[0].dtype
+
+
+def unary_same(x, **_):
+    return x.shape, x.dtype
+
+
+def comparison(*specs, **_):
+    return broadcast_shapes(*[s.shape for s in specs]), dtypes.bool_
+
+
+def require_bool(spec, what):
+    if spec.dtype != dtypes.bool_:
+        raise DTypeError(f"{what} must be a bool tensor, got {spec.dtype}")
+
+
+def normalize_axes(axis, ndim):
+    """A sorted tuple of non-negative axes from None, an int or a sequence of ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    out = []
+    for a in axis:
+        if not isinstance(a, int):
+            raise ShapeError(f"axis must be an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= a < max(ndim, 1):
+            raise ShapeError(f"axis {a} is out of range for a tensor of {ndim} dimension(s)")
+        out.append(a % ndim if ndim else 0)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"repeated axis in {axis!r}")
+    return tuple(sorted(out))
+
+
+def normalize_axis(axis, ndim):
+    """One axis in [0, ndim)."""
+    if not isinstance(axis, int) or not -ndim <= axis < ndim:
+        raise ShapeError(f"axis {axis!r} is out of range for {ndim} dimension(s)")
+    return axis % ndim
+
+
+def reduced_shape(shape, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)

@@ -1,0 +1,70 @@
+"""Reductions over axes: sum, mean, max, min (with keepdims)."""
+
+from .. import dtypes
+from .infer import normalize_axes, reduced_shape
+from .registry import define
+
+
+def _reduce_infer(kind):
+    def infer(x, axis=None, keepdims=False):
+        axes = normalize_axes(axis, len(x.shape))
+        shape = reduced_shape(x.shape, axes, keepdims)
+        dtype = x.dtype
+        if kind == "sum" and dtype.kind in "bi":
+            dtype = dtypes.int64  # integer sums widen, as in NumPy and PyTorch
+        return shape, dtype
+
+    return infer
+
+
+def _kept(ctx, g):
+    """The output gradient with the reduced axes kept as size 1, and those axes."""
+    spec = ctx.input_specs[0]
+    axes = normalize_axes(ctx.attrs.get("axis"), len(spec.shape))
+    if not ctx.attrs.get("keepdims", False):
+        g = g.reshape(reduced_shape(spec.shape, axes, True))
+    return g, axes, spec.shape
+
+
+def _sum_vjp(ctx, g):
+    g, _, shape = _kept(ctx, g)
+    return (broadcast_to(g, shape),)
+
+
+def _mean_vjp(ctx, g):
+    g, axes, shape = _kept(ctx, g)
+    count = 1
+    for a in axes:
+        count *= shape[a]
+    return (broadcast_to(g / count, shape),)
+
+
+def _extremum_vjp(ctx, g):
+    # The gradient goes to the elements equal to the extremum, split evenly among ties.
+    (x,) = ctx.inputs
+    g, axes, shape = _kept(ctx, g)
+    out = ctx.output
+    if not ctx.attrs.get("keepdims", False):
+        out = out.reshape(g.shape)
+    hits = (x == out).astype(x.dtype)
+    return (hits * (g / hits.sum(axis=axes, keepdims=True)),)
+
+
+def _reduction(name, forward, vjp, **kw):
+    return define(f"gpugrad::{name}", infer=_reduce_infer(name), forward=forward, vjp=vjp, **kw)
+
+
+sum = _reduction(  # noqa: A001
+    "sum", lambda xp, x, axis=None, keepdims=False: xp.sum(x, axis=axis, keepdims=keepdims),
+    _sum_vjp)
+mean = _reduction(
+    "mean", lambda xp, x, axis=None, keepdims=False: xp.mean(x, axis=axis, keepdims=keepdims),
+    _mean_vjp, promote="float")
+max = _reduction(  # noqa: A001
+    "max", lambda xp, x, axis=None, keepdims=False: xp.max(x, axis=axis, keepdims=keepdims),
+    _extremum_vjp, saves=(0,), save_output=True)
+min = _reduction(  # noqa: A001
+    "min", lambda xp, x, axis=None, keepdims=False: xp.min(x, axis=axis, keepdims=keepdims),
+    _extremum_vjp, saves=(0,), save_output=True)
+
+from .shape import broadcast_to  # noqa: E402  (shape ops use reductions in their VJPs too)

@@ -1,0 +1,262 @@
+"""Ops that move elements around: reshape, transpose, broadcast_to, indexing and its
+scatter-add adjoint, concat and stack."""
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import DeviceError, DTypeError, GpugradError, ShapeError
+from ..tensor import Tensor
+from .infer import broadcast_shapes, normalize_axis
+from .registry import _annotate, apply, define
+
+# --- reshape -----------------------------------------------------------------------------------
+
+
+def resolve_shape(shape, size):
+    """A concrete shape from one that may hold a single -1, checked against `size`."""
+    shape = tuple(int(d) for d in shape)
+    unknown = [i for i, d in enumerate(shape) if d == -1]
+    if len(unknown) > 1 or any(d < -1 for d in shape):
+        raise ShapeError(f"bad target shape {shape}: at most one -1 and no other negatives")
+    known = 1
+    for d in shape:
+        if d != -1:
+            known *= d
+    if unknown:
+        if known == 0 or size % known:
+            raise ShapeError(f"cannot reshape {size} elements into {shape}")
+        shape = shape[:unknown[0]] + (size // known,) + shape[unknown[0] + 1:]
+    elif known != size:
+        raise ShapeError(f"cannot reshape {size} elements into {shape} ({known} elements)")
+    return shape
+
+
+def _size(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _reshape_infer(x, shape):
+    return resolve_shape(shape, _size(x.shape)), x.dtype
+
+
+reshape = define("gpugrad::reshape", infer=_reshape_infer,
+                 forward=lambda xp, x, shape: xp.reshape(x, shape),
+                 vjp=lambda ctx, g: (g.reshape(ctx.input_specs[0].shape),))
+
+
+# --- transpose ---------------------------------------------------------------------------------
+def _transpose_infer(x, axes):
+    ndim = len(x.shape)
+    if sorted(axes) != list(range(ndim)):
+        raise ShapeError(f"axes {tuple(axes)} are not a permutation of the "
+                         f"{ndim} axes of a tensor of shape {tuple(x.shape)}")
+    return tuple(x.shape[a] for a in axes), x.dtype
+
+
+def _transpose_vjp(ctx, g):
+    axes = ctx.attrs["axes"]
+    inverse = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inverse[a] = i
+    return (g.transpose(tuple(inverse)),)
+
+
+transpose = define("gpugrad::transpose", infer=_transpose_infer,
+                   forward=lambda xp, x, axes: xp.permute_dims(x, axes), vjp=_transpose_vjp)
+
+
+# --- broadcast_to ------------------------------------------------------------------------------
+def _broadcast_infer(x, shape):
+    shape = tuple(shape)
+    if len(shape) < len(x.shape) or broadcast_shapes(x.shape, shape) != shape:
+        raise ShapeError(f"cannot broadcast shape {tuple(x.shape)} to {shape}")
+    return shape, x.dtype
+
+
+# The engine sums the gradient back to the input's shape: the VJP is the identity.
+broadcast_to = define("gpugrad::broadcast_to", infer=_broadcast_infer,
+                      forward=lambda xp, x, shape: xp.broadcast_to(x, shape),
+                      vjp=lambda ctx, g: (g,))
+
+
+# --- indexing ------------------------------------------------------------------------------------
+def _is_array(item):
+    return hasattr(item, "shape") and not isinstance(item, (int, float))
+
+
+def normalize_index(x, index):
+    """A tuple index of ints, slices, None, Ellipsis and backend integer arrays on x's
+    device (bool masks become their nonzero positions). Tensors must live on x's device;
+    lists become index arrays there; NumPy arrays only index CPU tensors."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    device = x._device
+    backend = device.backend
+    out = []
+    for item in index:
+        if isinstance(item, Tensor):
+            if item._device is not device:
+                raise DeviceError(f"index tensor on {item._device} for a tensor on {device}")
+            out.extend(_array_index(backend, item._data, item._dtype))
+        elif isinstance(item, (list, np.ndarray)):
+            host = np.asarray(item)
+            if isinstance(item, np.ndarray) and device.type != "cpu":
+                raise DeviceError(f"a NumPy array cannot index a tensor on {device}; make "
+                                  "it a tensor there with gg.tensor(index, device=...)")
+            dtype = dtypes.int64 if host.dtype.kind in "iu" or host.size == 0 else host.dtype
+            out.extend(_array_index(backend, backend.from_host(host, dtype), dtype))
+        elif isinstance(item, bool) or not (item is None or item is Ellipsis
+                                              or isinstance(item, (int, slice))):
+            raise DTypeError(f"unsupported index {item!r} of type {type(item).__name__}; "
+                             "use ints, slices, None, ..., or integer/bool tensors")
+        else:
+            out.append(item)
+    consumed = sum(1 for i in out if i is not None and i is not Ellipsis)
+    if Ellipsis not in out and consumed < len(x.shape):
+        out.append(Ellipsis)  # explicit, as the array API requires
+    return tuple(out)
+
+
+def _array_index(backend, array, dtype):
+    if dtype.kind == "b":
+        return backend.xp.nonzero(array)
+    if dtype.kind not in "iu":
+        raise DTypeError(f"index arrays must be integers or bools, got {dtype}")
+    return (array,)
+
+
+def _placeholder(item):
+    # Only an index array's shape matters for the result's shape.
+    return np.zeros(item.shape, dtype=np.intp) if _is_array(item) else item
+
+
+def _getitem_infer(x, index):
+    dummy = np.broadcast_to(np.empty((), dtype=np.bool_), x.shape)
+    try:
+        shape = dummy[tuple(_placeholder(i) for i in index)].shape
+    except IndexError as exc:
+        raise ShapeError(f"index does not fit shape {tuple(x.shape)}: {exc}") from None
+    return shape, x.dtype
+
+
+getitem = define("gpugrad::getitem", infer=_getitem_infer,
+                 forward=lambda xp, x, index: x[index],
+                 vjp=lambda ctx, g: (scatter_add(g, index=ctx.attrs["index"],
+                                                 shape=ctx.input_specs[0].shape),))
+
+
+def index(x, key):
+    """x[key] with the key normalized; errors name the op and the user's line."""
+    try:
+        key = normalize_index(x, key)
+    except GpugradError as exc:
+        raise _annotate(getitem, exc) from None
+    return apply(getitem, (x,), {"index": key})
+
+
+# scatter_add(g, index, shape): zeros of `shape` with g added at x[index], repeated
+# positions adding up. It is getitem's adjoint (and getitem is its own).
+def _has_arrays(index):
+    return any(_is_array(i) for i in index)
+
+
+def _scatter_generic(xp, g, index, shape):
+    out = xp.zeros(shape, dtype=g.dtype)
+    if not _has_arrays(index):
+        out[index] = g
+        return out
+    # The standard has no scatter: find each picked element's flat position by indexing
+    # an arange, and sum g into place with a one-hot matrix (fine for small arrays, which
+    # is what this reference kernel is for).
+    size = _size(shape)
+    positions = xp.reshape(xp.reshape(xp.arange(size), shape)[index], (-1,))
+    onehot = xp.astype(positions[:, None] == xp.arange(size)[None, :], g.dtype)
+    return xp.reshape(xp.reshape(g, (1, -1)) @ onehot, shape)
+
+
+def _scatter_ufunc_at(xp, g, index, shape):
+    # NumPy and CuPy: ufunc.at adds repeated positions up; plain assignment is faster
+    # when the index has no arrays (no repeats possible).
+    out = xp.zeros(shape, dtype=g.dtype)
+    if _has_arrays(index):
+        xp.add.at(out, index, g)
+    else:
+        out[index] = g
+    return out
+
+
+def _scatter_infer(g, index, shape):
+    expected = _getitem_infer(_Spec(shape), index)[0]
+    if tuple(g.shape) != tuple(expected):
+        raise ShapeError(f"values of shape {tuple(g.shape)} do not fit the {expected} "
+                         f"positions the index picks from shape {tuple(shape)}")
+    return tuple(shape), g.dtype
+
+
+class _Spec:
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+
+scatter_add = define("gpugrad::scatter_add", infer=_scatter_infer, forward=_scatter_generic,
+                     kernels={"numpy": _scatter_ufunc_at, "cupy": _scatter_ufunc_at},
+                     vjp=lambda ctx, g: (apply(getitem, (g,), {"index": ctx.attrs["index"]}),))
+
+
+# --- concat and stack -------------------------------------------------------------------------------
+def _concat_infer(*xs, axis=0):
+    if not xs:
+        raise ShapeError("needs at least one tensor")
+    ndim = len(xs[0].shape)
+    if ndim == 0:
+        raise ShapeError("cannot concatenate 0-d tensors; use stack")
+    ax = normalize_axis(axis, ndim)
+    first = xs[0].shape
+    total = 0
+    for x in xs:
+        if len(x.shape) != ndim or any(d != e for i, (d, e) in enumerate(zip(x.shape, first))
+                                       if i != ax):
+            listed = ", ".join(str(tuple(t.shape)) for t in xs)
+            raise ShapeError(f"shapes {listed} differ outside axis {axis}")
+        total += x.shape[ax]
+    return first[:ax] + (total,) + first[ax + 1:], xs[0].dtype
+
+
+def _concat_vjp(ctx, g):
+    ax = normalize_axis(ctx.attrs.get("axis", 0), len(g.shape))
+    grads, start = [], 0
+    for spec, need in zip(ctx.input_specs, ctx.needs_input_grad):
+        stop = start + spec.shape[ax]
+        grads.append(g[(slice(None),) * ax + (slice(start, stop),)] if need else None)
+        start = stop
+    return tuple(grads)
+
+
+concat = define("gpugrad::concat", infer=_concat_infer,
+                forward=lambda xp, *xs, axis=0: xp.concat(xs, axis=axis),
+                vjp=_concat_vjp, promote="common")
+
+
+def _stack_infer(*xs, axis=0):
+    if not xs:
+        raise ShapeError("needs at least one tensor")
+    first = tuple(xs[0].shape)
+    if any(tuple(x.shape) != first for x in xs):
+        listed = ", ".join(str(tuple(t.shape)) for t in xs)
+        raise ShapeError(f"all tensors must have the same shape, got {listed}")
+    ax = normalize_axis(axis, len(first) + 1)
+    return first[:ax] + (len(xs),) + first[ax:], xs[0].dtype
+
+
+def _stack_vjp(ctx, g):
+    ax = normalize_axis(ctx.attrs.get("axis", 0), len(g.shape))
+    return tuple(g[(slice(None),) * ax + (i,)] if need else None
+                 for i, need in enumerate(ctx.needs_input_grad))
+
+
+stack = define("gpugrad::stack", infer=_stack_infer,
+               forward=lambda xp, *xs, axis=0: xp.stack(xs, axis=axis),
+               vjp=_stack_vjp, promote="common")

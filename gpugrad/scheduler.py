@@ -1,0 +1,222 @@
+"""The scheduler: orders the recorded graph and runs the chain rule in reverse.
+
+No recursion anywhere: the graph is walked with an explicit stack, and ordered by each
+node's creation number (a node's inputs are always older than it, so newest-first is a
+reverse topological order, and it is deterministic). Only the part of the graph that
+leads to the requested gradients runs. Gradients reaching a node along several paths
+add up before its VJP runs once. Each node's saved values are dropped as soon as its
+VJP has run (unless retain_graph), so memory does not grow across training steps.
+"""
+
+from .errors import GraphError, ShapeError
+from .mode import set_grad_enabled
+from .node import FREED, format_site, user_site
+from .ops import elementwise as ew
+from .ops.registry import node_of, run_vjp
+from .tensor import Tensor
+
+
+def backward(outputs, grad_outputs=None, retain_graph=None, create_graph=False):
+    """Accumulate gradients of `outputs` into the .grad of every leaf requiring grad."""
+    _run(outputs, grad_outputs, None, retain_graph, create_graph, False)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """The gradients of `outputs` with respect to `inputs`, as a list of Tensors.
+
+    Leaves' .grad are left alone. An input the outputs do not depend on raises, or gives
+    None with allow_unused=True.
+    """
+    outputs = _as_list(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    for t in inputs:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"gg.grad inputs must be Tensors, got {type(t).__name__}")
+        if not t.requires_grad:
+            raise GraphError("one of the inputs of gg.grad does not require grad")
+    targets = [node_of(t) for t in inputs]
+    found, reached = _run(outputs, grad_outputs, targets, retain_graph, create_graph,
+                          allow_unused)
+    results = []
+    for t, node in zip(inputs, targets):
+        g = found.get(node)
+        if g is None:
+            if node not in reached:
+                if not allow_unused:
+                    raise GraphError("one of the inputs of gg.grad was not used to compute "
+                                     "the outputs; pass allow_unused=True to get None")
+                results.append(None)
+                continue
+            g = Tensor._wrap(t._device.backend.full(t.shape, 0, t._dtype), t._dtype,
+                             t._device, False)
+        results.append(g)
+    return results
+
+
+def _as_list(xs):
+    return [xs] if isinstance(xs, Tensor) else list(xs)
+
+
+def _root_grads(outputs, grad_outputs):
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    else:
+        grad_outputs = _as_list(grad_outputs)
+        if len(grad_outputs) != len(outputs):
+            raise GraphError(f"{len(grad_outputs)} output gradients for {len(outputs)} "
+                             "outputs")
+    grads = []
+    for out, g in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            raise GraphError(f"a tensor of shape {out.shape} does not require grad and has "
+                             "no graph to differentiate (was it computed under no_grad, or "
+                             "from tensors that do not require grad?)")
+        if g is None:
+            if out.size != 1:
+                raise GraphError(f"backward() of a tensor of shape {out.shape}: a gradient "
+                                 "can be implicitly created only for scalar outputs; pass "
+                                 "grad= (a tensor of the same shape)")
+            g = Tensor._wrap(out._device.backend.full(out.shape, 1, out._dtype), out._dtype,
+                             out._device, False)
+        else:
+            if not isinstance(g, Tensor):
+                from .creation import tensor
+
+                g = tensor(g, dtype=out._dtype, device=out._device)
+            if g.shape != out.shape:
+                raise ShapeError(f"the gradient has shape {g.shape} but the output has shape "
+                                 f"{out.shape}")
+        grads.append(g)
+    return grads
+
+
+def _reachable(roots):
+    """Nodes that lead from `roots` to something requiring grad, newest first."""
+    seen = set()
+    order = []
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        order.append(node)
+        for inp in node.inputs:
+            if inp.requires_grad and inp not in seen:
+                stack.append(inp)
+    order.sort(key=_seq, reverse=True)
+    return order
+
+
+def _seq(node):
+    return node.seq
+
+
+def _needed(order, targets):
+    """Nodes on a path to one of `targets`: a node is needed if it is a target or one of
+    its inputs is (checked oldest first, so inputs are decided before their consumers)."""
+    needed = set(targets)
+    for node in reversed(order):
+        if node not in needed:
+            for inp in node.inputs:
+                if inp in needed:
+                    needed.add(node)
+                    break
+    return needed
+
+
+def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unused):
+    outputs = _as_list(outputs)
+    root_grads = _root_grads(outputs, grad_outputs)
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots = [node_of(t) for t in outputs]
+    order = _reachable(roots)
+    needed = None if targets is None else _needed(order, targets)
+    target_set = None if targets is None else set(targets)
+    pending = {}
+    for node, g in zip(roots, root_grads):
+        prev = pending.get(node)
+        pending[node] = g if prev is None else prev + g
+    found = {}
+    with set_grad_enabled(create_graph):
+        for node in order:
+            g = pending.pop(node, None)
+            if g is None:
+                continue
+            if target_set is not None and node in target_set:
+                found[node] = g
+            if node.op.is_leaf:
+                if targets is None:
+                    _accumulate_leaf(node, g, create_graph)
+                continue
+            if needed is not None:
+                needs = tuple(inp.requires_grad and inp in needed for inp in node.inputs)
+                if not any(needs):
+                    continue
+            else:
+                needs = tuple(inp.requires_grad for inp in node.inputs)
+            _propagate(node, g, needs, pending)
+            if not retain_graph:
+                node.saved = FREED
+    return found, set(order)
+
+
+def _propagate(node, g, needs, pending):
+    """Run a node's VJP and add each input's gradient to what is pending for it."""
+    if node.saved is FREED:
+        raise GraphError(
+            f"trying to backward through the graph a second time: the saved values of "
+            f"'{node.name}' (created at {node.where()}) were freed by the first backward; "
+            f"pass retain_graph=True to the first backward (at {format_site(user_site(1))})")
+    in_grads = run_vjp(node, g, needs)
+    for inp, gi, need in zip(node.inputs, in_grads, needs):
+        if not need or gi is None:
+            continue
+        gi = _fit(gi, inp, node)
+        prev = pending.get(inp)
+        pending[inp] = gi if prev is None else prev + gi
+
+
+def _fit(g, inp, node):
+    """The one place gradients are matched to their input: summed over broadcast axes
+    (unbroadcast), then cast to the input's dtype."""
+    if not isinstance(g, Tensor):
+        raise GraphError(f"{node.name}: the VJP returned a {type(g).__name__}, not a Tensor "
+                         f"(op created at {node.where()})")
+    shape = inp.shape
+    if g._data.shape != shape:
+        g = sum_to(g, shape, node)
+    if g._dtype is not inp.dtype:
+        g = g.astype(inp.dtype)
+    if g._device is not inp.device:
+        raise GraphError(f"{node.name}: the VJP returned a gradient on {g._device} for an "
+                         f"input on {inp.device} (op created at {node.where()})")
+    return g
+
+
+def sum_to(g, shape, node=None):
+    """Sum `g` over the axes along which `shape` was broadcast to g's shape."""
+    gshape = g._data.shape
+    lead = len(gshape) - len(shape)
+    fits = lead >= 0 and all(s in (1, d) for s, d in zip(shape, gshape[lead:]))
+    if not fits:
+        what = f"{node.name} (created at {node.where()})" if node is not None else "sum_to"
+        raise ShapeError(f"{what}: a gradient of shape {tuple(gshape)} does not reduce to "
+                         f"the input's shape {tuple(shape)}")
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
+                                      if s == 1 and gshape[lead + i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape) if g._data.shape != shape else g
+
+
+def _accumulate_leaf(node, g, create_graph):
+    tensor = node.ref()
+    if tensor is None:  # the leaf is gone: nobody can read its gradient
+        return
+    if not create_graph and g._node is not None:
+        g = g.detach()
+    tensor.grad = g if tensor.grad is None else ew.add(tensor.grad, g)

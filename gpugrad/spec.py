@@ -1,0 +1,25 @@
+"""Spec: what is known of a tensor without its values (shape, dtype, device); and
+array_namespace, the array library an array belongs to."""
+
+from typing import NamedTuple
+
+
+class Spec(NamedTuple):
+    shape: tuple
+    dtype: object
+    device: object = None
+
+
+def array_namespace(*arrays):
+    """The array namespace (numpy, cupy, array_api_strict) of backend arrays, as ops'
+    kernels see it: write kernels against it and they run on every backend."""
+    from .backends import device as as_device
+
+    module = type(arrays[0]).__module__.split(".")[0]
+    if module == "numpy":
+        return as_device("cpu").backend.xp
+    if module == "cupy":
+        return as_device(f"cuda:{arrays[0].device.id}").backend.xp
+    if module == "array_api_strict":
+        return as_device("array_api_strict").backend.xp
+    raise TypeError(f"not an array gpugrad knows: {type(arrays[0]).__name__}")

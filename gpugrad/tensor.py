@@ -1,0 +1,392 @@
+"""Tensor: the user's handle on an array on some device, and on the graph that made it.
+
+A Tensor holds a backend array (`_data`), its dtype and device, whether it requires
+grad, its `.grad`, and the node that produced it (None for a leaf that no recorded op
+has used yet). Every operator and method is one call into the op registry's dispatch.
+"""
+
+import numpy as np
+
+from . import dtypes
+from .errors import DTypeError, ShapeError
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it, for gradients."""
+
+    __slots__ = ("_data", "_dtype", "_device", "_requires_grad", "_node", "grad",
+                 "__weakref__")
+    __array_ufunc__ = None  # ndarray + Tensor goes to Tensor.__radd__, not to NumPy
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        from .creation import tensor
+
+        made = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+        self._data, self._dtype, self._device = made._data, made._dtype, made._device
+        self._requires_grad, self._node, self.grad = made._requires_grad, None, None
+
+    @staticmethod
+    def _wrap(data, dtype, device, requires_grad, node=None):
+        """The engine's constructor: no checks, no copies."""
+        t = object.__new__(Tensor)
+        t._data = data
+        t._dtype = dtype
+        t._device = device
+        t._requires_grad = requires_grad
+        t._node = node
+        t.grad = None
+        return t
+
+    # --- what it is ----------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return tuple(self._data.shape)
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @property
+    def device(self):
+        return self._device
+
+    @property
+    def ndim(self):
+        return len(self._data.shape)
+
+    @property
+    def size(self):
+        n = 1
+        for d in self._data.shape:
+            n *= d
+        return n
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        value = bool(value)
+        if value and self._dtype.kind != "f":
+            raise DTypeError(f"only floating-point tensors can require gradients, this one "
+                             f"is {self._dtype}")
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad can only be changed on leaf tensors; use "
+                               ".detach() to get a leaf")
+        self._requires_grad = value
+        if self._node is not None:
+            self._node.requires_grad = value
+
+    def requires_grad_(self, value=True):
+        self.requires_grad = value
+        return self
+
+    @property
+    def is_leaf(self):
+        return self._node is None or self._node.op.is_leaf
+
+    @property
+    def node(self):
+        """The graph node that produced this tensor (None for an unused leaf)."""
+        return self._node
+
+    @property
+    def graph(self):
+        """The recorded graph that produced this tensor, as a gg.Graph."""
+        from .graph import Graph
+
+        return Graph.from_outputs([self])
+
+    # --- leaving the graph or the device -----------------------------------------------------------
+    def numpy(self):
+        """A host numpy.ndarray copy of the values, from any device."""
+        return self._device.backend.to_host(self._data)
+
+    def item(self):
+        if self.size != 1:
+            raise ShapeError(f"item() needs a tensor of one element, this one has shape "
+                             f"{self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def detach(self):
+        """The same values, cut from the graph (a leaf that does not require grad)."""
+        return Tensor._wrap(self._data, self._dtype, self._device, False)
+
+    def to(self, target=None, dtype=None):
+        """A copy on another device and/or as another dtype (differentiable). `target`
+        is a device ("cpu", "cuda:0") or a dtype."""
+        from .backends import Device, device
+
+        out = self
+        if target is not None and not isinstance(target, (str, Device)):
+            target, dtype = None, target
+        if dtype is not None:
+            out = out.astype(dtype)
+        if target is not None:
+            dest = device(target)
+            if dest is not out._device:
+                out = _apply(_conv.to_device, (out,), {"device": dest, "source": out._device})
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, index=0):
+        return self.to(f"cuda:{index}")
+
+    def astype(self, dtype):
+        dtype = dtypes.as_dtype(dtype)
+        if dtype is self._dtype:
+            return self
+        return _apply(_conv.cast, (self,), {"dtype": dtype})
+
+    def float(self):
+        return self.astype(dtypes.float32)
+
+    def double(self):
+        return self.astype(dtypes.float64)
+
+    # --- gradients ---------------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph=None, create_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's .grad that requires grad.
+
+        grad: the gradient of some scalar with respect to self (needed unless self has
+        one element); retain_graph: keep saved values for another backward (defaults to
+        create_graph); create_graph: record the backward itself, for higher derivatives.
+        """
+        from .scheduler import backward
+
+        backward([self], None if grad is None else [grad], retain_graph=retain_graph,
+                 create_graph=create_graph)
+
+    # --- arithmetic ----------------------------------------------------------------------------------
+    def __add__(self, other):
+        return _apply(_ew.add, (self, other), _NO)
+
+    def __radd__(self, other):
+        return _apply(_ew.add, (other, self), _NO)
+
+    def __sub__(self, other):
+        return _apply(_ew.sub, (self, other), _NO)
+
+    def __rsub__(self, other):
+        return _apply(_ew.sub, (other, self), _NO)
+
+    def __mul__(self, other):
+        return _apply(_ew.mul, (self, other), _NO)
+
+    def __rmul__(self, other):
+        return _apply(_ew.mul, (other, self), _NO)
+
+    def __truediv__(self, other):
+        return _apply(_ew.div, (self, other), _NO)
+
+    def __rtruediv__(self, other):
+        return _apply(_ew.div, (other, self), _NO)
+
+    def __pow__(self, other):
+        return _apply(_ew.pow, (self, other), _NO)
+
+    def __rpow__(self, other):
+        return _apply(_ew.pow, (other, self), _NO)
+
+    def __matmul__(self, other):
+        return _apply(_linalg.matmul, (self, other), _NO)
+
+    def __rmatmul__(self, other):
+        return _apply(_linalg.matmul, (other, self), _NO)
+
+    def __neg__(self):
+        return _apply(_ew.neg, (self,), _NO)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _apply(_ew.abs, (self,), _NO)
+
+    # --- comparisons and logic (no gradient) -------------------------------------------------------
+    def __eq__(self, other):
+        return _apply(_ew.eq, (self, other), _NO)
+
+    def __ne__(self, other):
+        return _apply(_ew.ne, (self, other), _NO)
+
+    def __lt__(self, other):
+        return _apply(_ew.lt, (self, other), _NO)
+
+    def __le__(self, other):
+        return _apply(_ew.le, (self, other), _NO)
+
+    def __gt__(self, other):
+        return _apply(_ew.gt, (self, other), _NO)
+
+    def __ge__(self, other):
+        return _apply(_ew.ge, (self, other), _NO)
+
+    def __and__(self, other):
+        return _apply(_ew.logical_and, (self, other), _NO)
+
+    def __or__(self, other):
+        return _apply(_ew.logical_or, (self, other), _NO)
+
+    def __invert__(self):
+        return _apply(_ew.logical_not, (self,), _NO)
+
+    __hash__ = object.__hash__  # identity, as for any mutable handle
+
+    # --- functions ----------------------------------------------------------------------------------
+    def exp(self):
+        return _apply(_ew.exp, (self,), _NO)
+
+    def log(self):
+        return _apply(_ew.log, (self,), _NO)
+
+    def tanh(self):
+        return _apply(_ew.tanh, (self,), _NO)
+
+    def sigmoid(self):
+        return _apply(_ew.sigmoid, (self,), _NO)
+
+    def relu(self):
+        return _apply(_ew.relu, (self,), _NO)
+
+    def abs(self):
+        return _apply(_ew.abs, (self,), _NO)
+
+    def sqrt(self):
+        return _apply(_ew.sqrt, (self,), _NO)
+
+    def sign(self):
+        return _apply(_ew.sign, (self,), _NO)
+
+    def clip(self, lo=None, hi=None):
+        return _apply(_ew.clip, (self,), {"lo": lo, "hi": hi})
+
+    clamp = clip
+
+    # --- reductions (axis=, or dim= for PyTorch habits) -----------------------------------------
+    def sum(self, axis=None, keepdims=False, *, dim=None):
+        return _reduce(_red.sum, self, axis, keepdims, dim)
+
+    def mean(self, axis=None, keepdims=False, *, dim=None):
+        return _reduce(_red.mean, self, axis, keepdims, dim)
+
+    def max(self, axis=None, keepdims=False, *, dim=None):
+        return _reduce(_red.max, self, axis, keepdims, dim)
+
+    def min(self, axis=None, keepdims=False, *, dim=None):
+        return _reduce(_red.min, self, axis, keepdims, dim)
+
+    # --- shape -------------------------------------------------------------------------------------
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        if shape == self._data.shape:
+            return self
+        return _apply(_shape.reshape, (self,), {"shape": shape})
+
+    view = reshape
+
+    def flatten(self):
+        return self.reshape(-1)
+
+    def transpose(self, *axes):
+        """NumPy style: no axes reverses them, a full permutation permutes; two axes of a
+        tensor of more than two dimensions swap those two (PyTorch style)."""
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        ndim = self.ndim
+        if not axes:
+            axes = tuple(range(ndim - 1, -1, -1))
+        elif len(axes) == 2 and ndim != 2:
+            i, j = (a % ndim if ndim else a for a in axes)
+            perm = list(range(ndim))
+            perm[i], perm[j] = perm[j], perm[i]
+            axes = tuple(perm)
+        else:
+            axes = tuple(a % ndim if isinstance(a, int) and ndim else a for a in axes)
+        return _apply(_shape.transpose, (self,), {"axes": axes})
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    def broadcast_to(self, shape):
+        return _apply(_shape.broadcast_to, (self,), {"shape": tuple(shape)})
+
+    def __getitem__(self, key):
+        return _shape.index(self, key)
+
+    def __len__(self):
+        if not self._data.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    # --- Python conversions -------------------------------------------------------------------------
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is "
+                             "ambiguous; use .any() or .all() on .numpy()")
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._dtype.kind not in "iu":
+            raise TypeError("only integer tensors can be used as an index")
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        # Host arrays only: a device tensor must be copied explicitly with .numpy().
+        if self._device.type != "cpu":
+            raise TypeError(f"a tensor on {self._device} cannot become a NumPy array "
+                            "implicitly; call .numpy() to copy it to the host")
+        return np.asarray(self._data, dtype=dtype)
+
+    def __format__(self, spec):
+        if spec and self.size == 1:
+            return format(self.item(), spec)
+        return str(self)
+
+    def __repr__(self):
+        values = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        extras = []
+        if self._device.type != "cpu":
+            extras.append(f"device='{self._device}'")
+        if self._dtype not in (dtypes.float32, dtypes.int64, dtypes.bool_):
+            extras.append(f"dtype={self._dtype.name}")
+        if self._requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([values] + extras) + ")"
+
+
+def _reduce(op, x, axis, keepdims, dim):
+    if dim is not None:
+        if axis is not None:
+            raise TypeError("give axis= or dim=, not both")
+        axis = dim
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    return _apply(op, (x,), {"axis": axis, "keepdims": bool(keepdims)})
+
+
+from .ops import conversion as _conv  # noqa: E402  (the ops need Tensor defined first)
+from .ops import elementwise as _ew  # noqa: E402
+from .ops import linalg as _linalg  # noqa: E402
+from .ops import reduction as _red  # noqa: E402
+from .ops import shape as _shape  # noqa: E402
+from .ops.registry import NO_ATTRS as _NO  # noqa: E402
+from .ops.registry import apply as _apply  # noqa: E402

@@ -1,0 +1,29 @@
+"""gg.trace: the graph of a whole function, whether or not anything requires grad."""
+
+from .creation import tensor
+from .graph import Graph
+from .mode import tracing
+from .tensor import Tensor
+
+
+def _flatten(result):
+    if isinstance(result, Tensor):
+        return [result]
+    if isinstance(result, dict):
+        result = list(result.values())
+    if isinstance(result, (list, tuple)):
+        out = []
+        for item in result:
+            out.extend(_flatten(item))
+        return out
+    raise TypeError(f"gg.trace: the function returned {type(result).__name__}; it must "
+                    "return a Tensor or a list/tuple/dict of Tensors")
+
+
+def trace(fn, *inputs):
+    """Run fn(*inputs) once, recording every op, and return the gg.Graph from the inputs
+    (arrays or numbers become tensors) to the outputs."""
+    args = [x if isinstance(x, Tensor) else tensor(x) for x in inputs]
+    with tracing():
+        result = fn(*args)
+    return Graph.from_outputs(_flatten(result), inputs=args)

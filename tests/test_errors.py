@@ -1,0 +1,171 @@
+"""Bad input gets a clear error: the right exception class (a subclass of the built-in a
+user would catch), naming the op, the shapes/dtypes/devices involved and the line of the
+user's code that made the call."""
+
+import sys
+
+import numpy as np
+import pytest
+
+import gpugrad as gg
+
+THIS_FILE = "test_errors.py"
+
+
+def next_line():
+    """The line number just after the caller's current line: put it right above the
+    statement whose call site the error message should name."""
+    return sys._getframe(1).f_lineno + 1
+
+
+def squeezed(message):
+    """The message without spaces, so '(2, 3)' and '(2,3)' both read as '(2,3)'."""
+    return message.replace(" ", "")
+
+
+def test_error_classes_subclass_the_builtins():
+    assert issubclass(gg.ShapeError, ValueError)
+    assert issubclass(gg.DTypeError, TypeError)
+    assert issubclass(gg.DeviceError, RuntimeError)
+
+
+# ---------------------------------------------------------------------------
+# Shapes
+# ---------------------------------------------------------------------------
+
+
+def test_add_with_unbroadcastable_shapes_names_op_shapes_and_call_site():
+    a, b = gg.ones((2, 3)), gg.ones((4,))
+    with pytest.raises(gg.ShapeError) as excinfo:
+        line = next_line()
+        a + b
+
+    message = str(excinfo.value)
+    assert "add" in message
+    assert "(2,3)" in squeezed(message)
+    assert "(4,)" in squeezed(message)
+    assert f"{THIS_FILE}:{line}" in message
+
+
+def test_shape_error_is_caught_as_a_value_error():
+    with pytest.raises(ValueError):
+        gg.ones((2, 3)) + gg.ones((4,))
+
+
+def test_shape_error_when_the_mismatched_inputs_require_grad():
+    a = gg.ones((2, 3))
+    b = gg.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    with pytest.raises(gg.ShapeError, match="add"):
+        b + a
+
+
+def test_matmul_with_mismatched_inner_dimensions_names_op_shapes_and_call_site():
+    a, b = gg.ones((2, 3)), gg.ones((4, 5))
+    with pytest.raises(gg.ShapeError) as excinfo:
+        line = next_line()
+        a @ b
+
+    message = str(excinfo.value)
+    assert "matmul" in message
+    assert "(2,3)" in squeezed(message)
+    assert "(4,5)" in squeezed(message)
+    assert f"{THIS_FILE}:{line}" in message
+
+
+@pytest.mark.parametrize("new_shape", [(4,), (4, 2), (5, -1)])
+def test_reshape_to_an_incompatible_size_raises_shape_error(new_shape):
+    x = gg.ones((2, 3))
+    with pytest.raises(gg.ShapeError):
+        x.reshape(*new_shape)
+
+
+# ---------------------------------------------------------------------------
+# Dtypes
+# ---------------------------------------------------------------------------
+
+
+def test_requires_grad_on_an_integer_tensor_raises_dtype_error():
+    with pytest.raises(gg.DTypeError):
+        gg.tensor([1, 2, 3], requires_grad=True)
+
+
+def test_requires_grad_on_an_integer_numpy_array_raises_dtype_error():
+    with pytest.raises(TypeError):
+        gg.tensor(np.arange(3, dtype=np.int32), requires_grad=True)
+
+
+def test_integer_tensor_without_requires_grad_is_fine():
+    t = gg.tensor([1, 2, 3])
+    assert t.dtype == np.int64
+    assert t.requires_grad is False
+
+
+@pytest.mark.parametrize(
+    "condition", [[1.0, 0.0, 1.0], [1, 0, 1]], ids=["float condition", "int condition"]
+)
+def test_where_with_a_non_boolean_condition_raises_dtype_error(condition):
+    a, b = gg.ones((3,)), gg.zeros((3,))
+    with pytest.raises(gg.DTypeError):
+        gg.where(gg.tensor(condition), a, b)
+
+
+def test_indexing_with_a_float_tensor_raises():
+    x = gg.tensor([1.0, 2.0, 3.0])
+    with pytest.raises((IndexError, gg.DTypeError)):
+        x[gg.tensor([0.0, 1.0])]
+
+
+# ---------------------------------------------------------------------------
+# Devices
+# ---------------------------------------------------------------------------
+
+
+def strict_tensor(values):
+    """A tensor on the test-only second backend, array-api-strict."""
+    t = gg.tensor(values, device="array_api_strict")
+    assert t.device == "array_api_strict"
+    return t
+
+
+def test_mixing_devices_raises_device_error_naming_op_and_devices():
+    on_cpu = gg.tensor([1.0, 2.0])
+    elsewhere = strict_tensor([3.0, 4.0])
+    assert on_cpu.device == "cpu"
+
+    with pytest.raises(gg.DeviceError) as excinfo:
+        line = next_line()
+        on_cpu + elsewhere
+
+    message = str(excinfo.value)
+    assert "add" in message
+    assert "cpu" in message
+    assert "array_api_strict" in message
+    assert f"{THIS_FILE}:{line}" in message
+
+
+@pytest.mark.parametrize(
+    "op_name, call",
+    [
+        ("mul", lambda a, b: b * a),
+        ("matmul", lambda a, b: a.reshape(1, 2) @ b.reshape(2, 1)),
+        ("maximum", lambda a, b: gg.maximum(a, b)),
+    ],
+)
+def test_mixing_devices_in_other_ops_raises_device_error(op_name, call):
+    on_cpu = gg.tensor([1.0, 2.0], requires_grad=True)
+    elsewhere = strict_tensor([3.0, 4.0])
+    with pytest.raises(gg.DeviceError, match=op_name):
+        call(on_cpu, elsewhere)
+
+
+def test_device_error_is_caught_as_a_runtime_error():
+    with pytest.raises(RuntimeError):
+        gg.tensor([1.0]) * strict_tensor([2.0])
+
+
+def test_ops_on_one_non_cpu_device_work_and_cross_with_numpy():
+    """The second backend is a real device: same-device ops run, .numpy() crosses back."""
+    a, b = strict_tensor([1.0, 2.0]), strict_tensor([3.0, 4.0])
+    c = a * b + a
+    assert c.device == "array_api_strict"
+    np.testing.assert_allclose(c.numpy(), [4.0, 10.0])
