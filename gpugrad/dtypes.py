@@ -68,6 +68,8 @@ def to_float(dtype):
 
 def scalar_dtype(value, other):
     """The dtype a Python scalar takes next to a tensor of dtype `other` (weak scalars)."""
+    if value.__class__ is float and other.kind == "f":
+        return other
     if isinstance(value, bool):
         return other
     if isinstance(value, int):

@@ -73,11 +73,16 @@ def _is_internal(filename):
 def user_site(depth=1):
     """(filename, lineno) of the innermost frame outside the gpugrad package."""
     frame = sys._getframe(depth)
-    while frame is not None and _is_internal(frame.f_code.co_filename):
+    internal = _internal
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        inside = internal.get(filename)
+        if inside is None:
+            inside = _is_internal(filename)
+        if not inside:
+            return filename, frame.f_lineno
         frame = frame.f_back
-    if frame is None:
-        return None
-    return frame.f_code.co_filename, frame.f_lineno
+    return None
 
 
 def format_site(site):

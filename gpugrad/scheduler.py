@@ -8,6 +8,8 @@ add up before its VJP runs once. Each node's saved values are dropped as soon as
 VJP has run (unless retain_graph), so memory does not grow across training steps.
 """
 
+from operator import attrgetter
+
 from .errors import GraphError, ShapeError
 from .mode import set_grad_enabled
 from .node import FREED, format_site, user_site
@@ -106,12 +108,8 @@ def _reachable(roots):
         for inp in node.inputs:
             if inp.requires_grad and inp not in seen:
                 stack.append(inp)
-    order.sort(key=_seq, reverse=True)
+    order.sort(key=attrgetter("seq"), reverse=True)
     return order
-
-
-def _seq(node):
-    return node.seq
 
 
 def _needed(order, targets):
@@ -153,15 +151,15 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
                     _accumulate_leaf(node, g, create_graph)
                 continue
             if needed is not None:
-                needs = tuple(inp.requires_grad and inp in needed for inp in node.inputs)
+                needs = tuple([inp.requires_grad and inp in needed for inp in node.inputs])
                 if not any(needs):
                     continue
             else:
-                needs = tuple(inp.requires_grad for inp in node.inputs)
+                needs = tuple([inp.requires_grad for inp in node.inputs])
             _propagate(node, g, needs, pending)
             if not retain_graph:
                 node.saved = FREED
-    return found, set(order)
+    return found, (set(order) if targets is not None else None)
 
 
 def _propagate(node, g, needs, pending):
@@ -175,7 +173,9 @@ def _propagate(node, g, needs, pending):
     for inp, gi, need in zip(node.inputs, in_grads, needs):
         if not need or gi is None:
             continue
-        gi = _fit(gi, inp, node)
+        if (gi.__class__ is not Tensor or gi._data.shape != inp.shape
+                or gi._dtype is not inp.dtype or gi._device is not inp.device):
+            gi = _fit(gi, inp, node)
         prev = pending.get(inp)
         pending[inp] = gi if prev is None else prev + gi
 

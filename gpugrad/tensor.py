@@ -40,7 +40,7 @@ class Tensor:
     # --- what it is ----------------------------------------------------------------------------
     @property
     def shape(self):
-        return tuple(self._data.shape)
+        return self._data.shape  # a tuple on every backend
 
     @property
     def dtype(self):
@@ -76,7 +76,10 @@ class Tensor:
                                ".detach() to get a leaf")
         self._requires_grad = value
         if self._node is not None:
+            import weakref
+
             self._node.requires_grad = value
+            self._node.ref = weakref.ref(self) if value else None
 
     def requires_grad_(self, value=True):
         self.requires_grad = value

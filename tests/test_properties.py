@@ -180,7 +180,7 @@ def apply(step, args, shape, be):
 def run_nodes(program, xs, be):
     """Every node's value, inputs first."""
     nodes = list(xs)
-    for step, shape in zip(program.steps, program.node_shapes[len(xs):]):
+    for step, shape in zip(program.steps, program.node_shapes[len(xs) :], strict=True):
         nodes.append(apply(step, [nodes[i] for i in step.args], shape, be))
     return nodes
 
@@ -188,7 +188,10 @@ def run_nodes(program, xs, be):
 def run(program, xs, be):
     """The program's scalar output: sum over output nodes of (node * weight).sum()."""
     nodes = run_nodes(program, xs, be)
-    terms = [(nodes[i] * be.constant(w)).sum() for i, w in zip(program.outputs, program.weights())]
+    terms = [
+        (nodes[i] * be.constant(w)).sum()
+        for i, w in zip(program.outputs, program.weights(), strict=True)
+    ]
     total = terms[0]
     for term in terms[1:]:
         total = total + term
@@ -239,13 +242,19 @@ def test_grad_matches_finite_differences(program):
     assume(well_conditioned(program))
     xs = gg_inputs(program)
     out = run(program, xs, GPUGRAD)
-    np.testing.assert_allclose(out.numpy(), run(program, program.inputs(), NUMPY),
-                               rtol=1e-10, atol=1e-10, err_msg=describe(program))
+    np.testing.assert_allclose(
+        out.numpy(),
+        run(program, program.inputs(), NUMPY),
+        rtol=1e-10,
+        atol=1e-10,
+        err_msg=describe(program),
+    )
     grads = gg.grad(out, xs)
-    for i, (got, want) in enumerate(zip(grads, finite_difference_gradients(program))):
+    for i, (got, want) in enumerate(zip(grads, finite_difference_gradients(program), strict=True)):
         assert got.shape == want.shape
-        np.testing.assert_allclose(got.numpy(), want, rtol=FD_TOL, atol=FD_TOL,
-                                   err_msg=f"input {i}: {describe(program)}")
+        np.testing.assert_allclose(
+            got.numpy(), want, rtol=FD_TOL, atol=FD_TOL, err_msg=f"input {i}: {describe(program)}"
+        )
 
 
 @SETTINGS
@@ -256,10 +265,15 @@ def test_backward_accumulates_into_grad_like_finite_differences(program):
     assume(well_conditioned(program))
     xs = gg_inputs(program)
     run(program, xs, GPUGRAD).backward()
-    for i, (x, want) in enumerate(zip(xs, finite_difference_gradients(program))):
+    for i, (x, want) in enumerate(zip(xs, finite_difference_gradients(program), strict=True)):
         assert x.grad is not None, f"input {i} got no .grad: {describe(program)}"
-        np.testing.assert_allclose(x.grad.numpy(), want, rtol=FD_TOL, atol=FD_TOL,
-                                   err_msg=f"input {i}: {describe(program)}")
+        np.testing.assert_allclose(
+            x.grad.numpy(),
+            want,
+            rtol=FD_TOL,
+            atol=FD_TOL,
+            err_msg=f"input {i}: {describe(program)}",
+        )
 
 
 @pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
@@ -275,13 +289,19 @@ def test_grad_matches_torch(program):
 
     xs = gg_inputs(program)
     out = run(program, xs, GPUGRAD)
-    np.testing.assert_allclose(out.numpy(), t_out.detach().numpy(), rtol=TORCH_RTOL,
-                               atol=1e-12, err_msg=describe(program))
-    for i, (got, want) in enumerate(zip(gg.grad(out, xs), t_grads)):
+    np.testing.assert_allclose(
+        out.numpy(), t_out.detach().numpy(), rtol=TORCH_RTOL, atol=1e-12, err_msg=describe(program)
+    )
+    for i, (got, want) in enumerate(zip(gg.grad(out, xs), t_grads, strict=True)):
         want = want.numpy()
         scale = max(1.0, float(np.abs(want).max(initial=0.0)))
-        np.testing.assert_allclose(got.numpy(), want, rtol=TORCH_RTOL, atol=1e-12 * scale,
-                                   err_msg=f"input {i}: {describe(program)}")
+        np.testing.assert_allclose(
+            got.numpy(),
+            want,
+            rtol=TORCH_RTOL,
+            atol=1e-12 * scale,
+            err_msg=f"input {i}: {describe(program)}",
+        )
 
 
 @SETTINGS
@@ -305,7 +325,7 @@ def test_gradcheck_accepts_correct_tensor_valued_functions(program):
         nodes = run_nodes(program, xs, GPUGRAD)
         *others, last = program.outputs
         out = nodes[last]
-        for i, w in zip(others, program.weights()):
+        for i, w in zip(others, program.weights()[:-1], strict=True):
             out = out + (nodes[i] * gg.tensor(w)).sum()
         return out
 
@@ -313,23 +333,15 @@ def test_gradcheck_accepts_correct_tensor_valued_functions(program):
 
 
 def test_gradcheck_rejects_a_wrong_vjp():
-    """gradcheck is not vacuous: a custom op whose VJP is wrong (forward 2x, VJP 3 * grad)
-    makes it raise gg.GradcheckError, while the same op with the right VJP passes."""
+    """gradcheck is not vacuous: an op whose VJP is wrong (forward 2x, VJP 3 * grad)
+    makes it raise gg.GradcheckError, while the same op with the right VJP passes.
+    The ops are declared through the op registry, the layer every op is defined with."""
+    from gpugrad.ops import define
+    from gpugrad.ops.infer import unary_same
 
     def make_double(name, factor):
-        @gg.custom_op(name)
-        def double(x):
-            return 2.0 * x
-
-        @double.register_vjp
-        def _(ctx, grad):
-            return (grad * factor,)
-
-        @double.register_shape
-        def _(x):
-            return x
-
-        return double
+        return define(name, infer=unary_same, forward=lambda xp, x: 2.0 * x,
+                      vjp=lambda ctx, grad: (grad * factor,))
 
     right = make_double("test_properties::double_right_vjp", 2.0)
     wrong = make_double("test_properties::double_wrong_vjp", 3.0)

@@ -186,10 +186,15 @@ def _reduction_cases():
                     ),
                     lambda x, ref=ref, axis=axis, kd=keepdims: ref(x, axis, kd),
                 )
-        yield case(f"{name}()-2D-default", [normal(3, 4)], lambda x, name=name: getattr(x, name)(),
-                   lambda x, ref=ref: ref(x, None, False))
-    yield case("sum(dim=1)-alias", [normal(2, 3, 4)], lambda x: x.sum(dim=1),
-               lambda x: x.sum(dim=1))
+        yield case(
+            f"{name}()-2D-default",
+            [normal(3, 4)],
+            lambda x, name=name: getattr(x, name)(),
+            lambda x, ref=ref: ref(x, None, False),
+        )
+    yield case(
+        "sum(dim=1)-alias", [normal(2, 3, 4)], lambda x: x.sum(dim=1), lambda x: x.sum(dim=1)
+    )
 
 
 SHAPE_CASES = [
@@ -198,12 +203,24 @@ SHAPE_CASES = [
     case("reshape((4,-1))", [normal(2, 3, 4)], lambda x: x.reshape((4, -1))),
     case("reshape((-1,))", [normal(2, 3, 4)], lambda x: x.reshape((-1,))),
     case("reshape(())-from-(1,1)", [normal(1, 1)], lambda x: x.reshape(())),
-    case("transpose(2,0,1)", [normal(2, 3, 4)], lambda x: x.transpose(2, 0, 1),
-         lambda x: x.permute(2, 0, 1)),
-    case("transpose((1,2,0))-tuple", [normal(2, 3, 4)], lambda x: x.transpose((1, 2, 0)),
-         lambda x: x.permute(1, 2, 0)),
-    case("transpose()-reverses-3D", [normal(2, 3, 4)], lambda x: x.transpose(),
-         lambda x: x.permute(2, 1, 0)),
+    case(
+        "transpose(2,0,1)",
+        [normal(2, 3, 4)],
+        lambda x: x.transpose(2, 0, 1),
+        lambda x: x.permute(2, 0, 1),
+    ),
+    case(
+        "transpose((1,2,0))-tuple",
+        [normal(2, 3, 4)],
+        lambda x: x.transpose((1, 2, 0)),
+        lambda x: x.permute(1, 2, 0),
+    ),
+    case(
+        "transpose()-reverses-3D",
+        [normal(2, 3, 4)],
+        lambda x: x.transpose(),
+        lambda x: x.permute(2, 1, 0),
+    ),
     case("transpose()-2D", [normal(3, 4)], lambda x: x.transpose(), lambda x: x.permute(1, 0)),
     case("x.T-2D", [normal(3, 4)], lambda x: x.T),
 ]
@@ -218,21 +235,54 @@ INDEX_CASES = [
     case("x[-1,2]", [normal(4, 5)], lambda x: x[-1, 2]),
     case("x[:,None,1:4]", [normal(4, 5)], lambda x: x[:, None, 1:4]),
     case("x[None]", [normal(4, 5)], lambda x: x[None]),
-    case("x[::-1]", [normal(4, 5)], lambda x: x[::-1], lambda x: x[positions(4, slice(None, None, -1))]),
-    case("x[::-2,1:]", [normal(4, 5)], lambda x: x[::-2, 1:],
-         lambda x: x[positions(4, slice(None, None, -2))][:, 1:]),
-    case("x[3:0:-1,::-1]", [normal(4, 5)], lambda x: x[3:0:-1, ::-1],
-         lambda x: x[positions(4, slice(3, 0, -1))][:, positions(5, slice(None, None, -1))]),
-    case("x[1,:,::-1]-3D", [normal(2, 3, 4)], lambda x: x[1, :, ::-1],
-         lambda x: x[1][:, positions(4, slice(None, None, -1))]),
-    case("x[[0,2,0,3]]-repeated", [normal(4, 5)], lambda x: x[np.array([0, 2, 0, 3])],
-         lambda x: x[T([0, 2, 0, 3])]),
-    case("x[[-1,0,-1]]-negative", [normal(4, 5)], lambda x: x[np.array([-1, 0, -1])],
-         lambda x: x[T([-1, 0, -1])]),
-    case("x[:,[4,0,4]]-repeated", [normal(4, 5)], lambda x: x[:, np.array([4, 0, 4])],
-         lambda x: x[:, T([4, 0, 4])]),
-    case("x[rows,cols]-repeated-pairs", [normal(4, 5)], lambda x: x[ROWS, COLS],
-         lambda x: x[T(ROWS), T(COLS)]),
+    case(
+        "x[::-1]",
+        [normal(4, 5)],
+        lambda x: x[::-1],
+        lambda x: x[positions(4, slice(None, None, -1))],
+    ),
+    case(
+        "x[::-2,1:]",
+        [normal(4, 5)],
+        lambda x: x[::-2, 1:],
+        lambda x: x[positions(4, slice(None, None, -2))][:, 1:],
+    ),
+    case(
+        "x[3:0:-1,::-1]",
+        [normal(4, 5)],
+        lambda x: x[3:0:-1, ::-1],
+        lambda x: x[positions(4, slice(3, 0, -1))][:, positions(5, slice(None, None, -1))],
+    ),
+    case(
+        "x[1,:,::-1]-3D",
+        [normal(2, 3, 4)],
+        lambda x: x[1, :, ::-1],
+        lambda x: x[1][:, positions(4, slice(None, None, -1))],
+    ),
+    case(
+        "x[[0,2,0,3]]-repeated",
+        [normal(4, 5)],
+        lambda x: x[np.array([0, 2, 0, 3])],
+        lambda x: x[T([0, 2, 0, 3])],
+    ),
+    case(
+        "x[[-1,0,-1]]-negative",
+        [normal(4, 5)],
+        lambda x: x[np.array([-1, 0, -1])],
+        lambda x: x[T([-1, 0, -1])],
+    ),
+    case(
+        "x[:,[4,0,4]]-repeated",
+        [normal(4, 5)],
+        lambda x: x[:, np.array([4, 0, 4])],
+        lambda x: x[:, T([4, 0, 4])],
+    ),
+    case(
+        "x[rows,cols]-repeated-pairs",
+        [normal(4, 5)],
+        lambda x: x[ROWS, COLS],
+        lambda x: x[T(ROWS), T(COLS)],
+    ),
 ]
 
 UNARY_CASES = [
@@ -241,8 +291,9 @@ UNARY_CASES = [
     case("tanh", [normal(3, 4)], lambda x: x.tanh()),
     case("tanh-large", [fixed([-50.0, -20.0, -1.0, 0.0, 1.0, 20.0, 50.0])], lambda x: x.tanh()),
     case("sigmoid", [normal(3, 4)], lambda x: x.sigmoid()),
-    case("sigmoid-large", [fixed([-50.0, -30.0, -1.0, 0.0, 1.0, 30.0, 50.0])],
-         lambda x: x.sigmoid()),
+    case(
+        "sigmoid-large", [fixed([-50.0, -30.0, -1.0, 0.0, 1.0, 30.0, 50.0])], lambda x: x.sigmoid()
+    ),
     case("relu", [nonzero(3, 4)], lambda x: x.relu()),
     case("abs", [nonzero(3, 4)], lambda x: x.abs()),
     case("sqrt", [positive(3, 4)], lambda x: x.sqrt()),
@@ -254,47 +305,110 @@ MASK = np.array([[True, False, True, True], [False, False, True, False], [True, 
 COLUMN_MASK = np.array([[True], [False], [True]])
 
 COMBINE_CASES = [
-    case("maximum-3x4&3x4", [normal(3, 4), normal(3, 4)], lambda a, b: gg.maximum(a, b),
-         lambda a, b: torch.maximum(a, b)),
-    case("maximum-3x1&1x4", [normal(3, 1), normal(1, 4)], lambda a, b: gg.maximum(a, b),
-         lambda a, b: torch.maximum(a, b)),
-    case("minimum-3x4&3x4", [normal(3, 4), normal(3, 4)], lambda a, b: gg.minimum(a, b),
-         lambda a, b: torch.minimum(a, b)),
-    case("minimum-()&2x3", [normal(), normal(2, 3)], lambda a, b: gg.minimum(a, b),
-         lambda a, b: torch.minimum(a, b)),
-    case("where-3x4", [normal(3, 4), normal(3, 4)], lambda a, b: gg.where(gg.tensor(MASK), a, b),
-         lambda a, b: torch.where(T(MASK), a, b)),
-    case("where-broadcast-cond3x1&1x4&()", [normal(1, 4), normal()],
-         lambda a, b: gg.where(gg.tensor(COLUMN_MASK), a, b),
-         lambda a, b: torch.where(T(COLUMN_MASK), a, b)),
-    case("concat-axis0", [normal(2, 3), normal(4, 3)], lambda a, b: gg.concat([a, b], axis=0),
-         lambda a, b: torch.cat([a, b], dim=0)),
-    case("concat-axis1-three", [normal(2, 3), normal(2, 1), normal(2, 2)],
-         lambda a, b, c: gg.concat([a, b, c], axis=1), lambda a, b, c: torch.cat([a, b, c], dim=1)),
-    case("concat-axis-1-3D", [normal(2, 3, 1), normal(2, 3, 2)],
-         lambda a, b: gg.concat([a, b], axis=-1), lambda a, b: torch.cat([a, b], dim=-1)),
-    case("concat-same-tensor-twice", [normal(2, 3)], lambda a: gg.concat([a, a], axis=0),
-         lambda a: torch.cat([a, a], dim=0)),
-    case("stack-axis0", [normal(2, 3), normal(2, 3)], lambda a, b: gg.stack([a, b], axis=0),
-         lambda a, b: torch.stack([a, b], dim=0)),
-    case("stack-axis1-three", [normal(2, 3), normal(2, 3), normal(2, 3)],
-         lambda a, b, c: gg.stack([a, b, c], axis=1),
-         lambda a, b, c: torch.stack([a, b, c], dim=1)),
-    case("stack-axis-1", [normal(2, 3), normal(2, 3)], lambda a, b: gg.stack([a, b], axis=-1),
-         lambda a, b: torch.stack([a, b], dim=-1)),
-    case("stack-0d", [normal(), normal(), normal()], lambda a, b, c: gg.stack([a, b, c]),
-         lambda a, b, c: torch.stack([a, b, c])),
+    case(
+        "maximum-3x4&3x4",
+        [normal(3, 4), normal(3, 4)],
+        lambda a, b: gg.maximum(a, b),
+        lambda a, b: torch.maximum(a, b),
+    ),
+    case(
+        "maximum-3x1&1x4",
+        [normal(3, 1), normal(1, 4)],
+        lambda a, b: gg.maximum(a, b),
+        lambda a, b: torch.maximum(a, b),
+    ),
+    case(
+        "minimum-3x4&3x4",
+        [normal(3, 4), normal(3, 4)],
+        lambda a, b: gg.minimum(a, b),
+        lambda a, b: torch.minimum(a, b),
+    ),
+    case(
+        "minimum-()&2x3",
+        [normal(), normal(2, 3)],
+        lambda a, b: gg.minimum(a, b),
+        lambda a, b: torch.minimum(a, b),
+    ),
+    case(
+        "where-3x4",
+        [normal(3, 4), normal(3, 4)],
+        lambda a, b: gg.where(gg.tensor(MASK), a, b),
+        lambda a, b: torch.where(T(MASK), a, b),
+    ),
+    case(
+        "where-broadcast-cond3x1&1x4&()",
+        [normal(1, 4), normal()],
+        lambda a, b: gg.where(gg.tensor(COLUMN_MASK), a, b),
+        lambda a, b: torch.where(T(COLUMN_MASK), a, b),
+    ),
+    case(
+        "concat-axis0",
+        [normal(2, 3), normal(4, 3)],
+        lambda a, b: gg.concat([a, b], axis=0),
+        lambda a, b: torch.cat([a, b], dim=0),
+    ),
+    case(
+        "concat-axis1-three",
+        [normal(2, 3), normal(2, 1), normal(2, 2)],
+        lambda a, b, c: gg.concat([a, b, c], axis=1),
+        lambda a, b, c: torch.cat([a, b, c], dim=1),
+    ),
+    case(
+        "concat-axis-1-3D",
+        [normal(2, 3, 1), normal(2, 3, 2)],
+        lambda a, b: gg.concat([a, b], axis=-1),
+        lambda a, b: torch.cat([a, b], dim=-1),
+    ),
+    case(
+        "concat-same-tensor-twice",
+        [normal(2, 3)],
+        lambda a: gg.concat([a, a], axis=0),
+        lambda a: torch.cat([a, a], dim=0),
+    ),
+    case(
+        "stack-axis0",
+        [normal(2, 3), normal(2, 3)],
+        lambda a, b: gg.stack([a, b], axis=0),
+        lambda a, b: torch.stack([a, b], dim=0),
+    ),
+    case(
+        "stack-axis1-three",
+        [normal(2, 3), normal(2, 3), normal(2, 3)],
+        lambda a, b, c: gg.stack([a, b, c], axis=1),
+        lambda a, b, c: torch.stack([a, b, c], dim=1),
+    ),
+    case(
+        "stack-axis-1",
+        [normal(2, 3), normal(2, 3)],
+        lambda a, b: gg.stack([a, b], axis=-1),
+        lambda a, b: torch.stack([a, b], dim=-1),
+    ),
+    case(
+        "stack-0d",
+        [normal(), normal(), normal()],
+        lambda a, b, c: gg.stack([a, b, c]),
+        lambda a, b, c: torch.stack([a, b, c]),
+    ),
 ]
 
 COMPOSITION_CASES = [
     case("circuit-(x+y)*z", [fixed(-2.0), fixed(5.0), fixed(-4.0)], lambda x, y, z: (x + y) * z),
-    case("sigmoid-neuron", [fixed([2.0, -3.0, -3.0]), fixed([-1.0, -2.0])],
-         lambda w, x: (w[0] * x[0] + w[1] * x[1] + w[2]).sigmoid()),
-    case("staged-(x+sig(y))/(sig(x)+(x+y)**2)", [fixed(3.0), fixed(-4.0)],
-         lambda x, y: (x + y.sigmoid()) / (x.sigmoid() + (x + y) ** 2)),
+    case(
+        "sigmoid-neuron",
+        [fixed([2.0, -3.0, -3.0]), fixed([-1.0, -2.0])],
+        lambda w, x: (w[0] * x[0] + w[1] * x[1] + w[2]).sigmoid(),
+    ),
+    case(
+        "staged-(x+sig(y))/(sig(x)+(x+y)**2)",
+        [fixed(3.0), fixed(-4.0)],
+        lambda x, y: (x + y.sigmoid()) / (x.sigmoid() + (x + y) ** 2),
+    ),
     case("shared-x*exp(x)+x", [normal(3, 4)], lambda x: x * x.exp() + x),
-    case("mlp-layer-tanh(x@W+b)", [normal(5, 3), normal(3, 4), normal(4)],
-         lambda x, w, b: (x @ w + b).tanh()),
+    case(
+        "mlp-layer-tanh(x@W+b)",
+        [normal(5, 3), normal(3, 4), normal(4)],
+        lambda x, w, b: (x @ w + b).tanh(),
+    ),
 ]
 
 CASES = [
@@ -363,7 +477,7 @@ def test_grad_matches_torch(c):
     loss = (c.fn(*xs) * gg.tensor(weight)).sum()
     grads = gg.grad(loss, xs)
     assert len(grads) == len(xs)
-    for i, (got, want) in enumerate(zip(grads, expected)):
+    for i, (got, want) in enumerate(zip(grads, expected, strict=True)):
         assert_matches(got, want, f"{c.id}: d/d input {i}")
 
 
@@ -375,7 +489,7 @@ def test_backward_fills_grad_like_torch(c):
     xs = gg_inputs(arrays)
     loss = (c.fn(*xs) * gg.tensor(weight)).sum()
     loss.backward()
-    for i, (x, want) in enumerate(zip(xs, expected)):
+    for i, (x, want) in enumerate(zip(xs, expected, strict=True)):
         assert_matches(x.grad, want, f"{c.id}: input {i}.grad")
 
 
@@ -387,23 +501,45 @@ IDX = np.array([0, 2, 0, 1])
 
 SECOND_ORDER_CASES = [
     case("tanh(x*y).sum()", [normal(3, 4), normal(3, 4)], lambda x, y: (x * y).tanh().sum()),
-    case("(sigmoid(x)**2*exp(y)).sum()-broadcast", [normal(3), normal(2, 3)],
-         lambda x, y: (x.sigmoid() ** 2 * y.exp()).sum()),
+    case(
+        "(sigmoid(x)**2*exp(y)).sum()-broadcast",
+        [normal(3), normal(2, 3)],
+        lambda x, y: (x.sigmoid() ** 2 * y.exp()).sum(),
+    ),
     case("relu(x@w).sum()", [normal(4, 3), normal(3, 5)], lambda x, w: (x @ w).relu().sum()),
-    case("(tanh(x@w)**2).mean()", [normal(4, 3), normal(3, 5)],
-         lambda x, w: ((x @ w).tanh() ** 2).mean()),
-    case("(x/(1.5+y*y)).sum()", [normal(2, 3), normal(2, 3)], lambda x, y: (x / (1.5 + y * y)).sum()),
+    case(
+        "(tanh(x@w)**2).mean()",
+        [normal(4, 3), normal(3, 5)],
+        lambda x, w: ((x @ w).tanh() ** 2).mean(),
+    ),
+    case(
+        "(x/(1.5+y*y)).sum()", [normal(2, 3), normal(2, 3)], lambda x, y: (x / (1.5 + y * y)).sum()
+    ),
     case("(x**3*y).mean()", [normal(3, 4), normal(4)], lambda x, y: (x**3 * y).mean()),
-    case("(log(x)*sqrt(x)+x**y).sum()", [positive(3, 4), normal(3, 4)],
-         lambda x, y: (x.log() * x.sqrt() + x**y).sum()),
+    case(
+        "(log(x)*sqrt(x)+x**y).sum()",
+        [positive(3, 4), normal(3, 4)],
+        lambda x, y: (x.log() * x.sqrt() + x**y).sum(),
+    ),
     case("softplus-(1+exp(x)).log().sum()", [normal(3, 4)], lambda x: (1 + x.exp()).log().sum()),
-    case("(max(x,axis=1)**2).sum()", [normal(3, 4)], lambda x: (x.max(axis=1) ** 2).sum(),
-         lambda x: (x.amax(dim=1) ** 2).sum()),
-    case("(x[idx]**2*y).sum()-repeated-index", [normal(3, 4), normal(4, 4)],
-         lambda x, y: (x[IDX] ** 2 * y).sum(), lambda x, y: (x[T(IDX)] ** 2 * y).sum()),
-    case("(concat([x*y,tanh(x)])**2).sum()", [normal(2, 3), normal(2, 3)],
-         lambda x, y: (gg.concat([x * y, x.tanh()], axis=0) ** 2).sum(),
-         lambda x, y: (torch.cat([x * y, x.tanh()], dim=0) ** 2).sum()),
+    case(
+        "(max(x,axis=1)**2).sum()",
+        [normal(3, 4)],
+        lambda x: (x.max(axis=1) ** 2).sum(),
+        lambda x: (x.amax(dim=1) ** 2).sum(),
+    ),
+    case(
+        "(x[idx]**2*y).sum()-repeated-index",
+        [normal(3, 4), normal(4, 4)],
+        lambda x, y: (x[IDX] ** 2 * y).sum(),
+        lambda x, y: (x[T(IDX)] ** 2 * y).sum(),
+    ),
+    case(
+        "(concat([x*y,tanh(x)])**2).sum()",
+        [normal(2, 3), normal(2, 3)],
+        lambda x, y: (gg.concat([x * y, x.tanh()], axis=0) ** 2).sum(),
+        lambda x, y: (torch.cat([x * y, x.tanh()], dim=0) ** 2).sum(),
+    ),
 ]
 
 
@@ -420,20 +556,20 @@ def test_double_backward_matches_torch(c):
     t_out = c.reference(*txs)
     t_grads = torch.autograd.grad(t_out, txs, create_graph=True)
     t_hvp = torch.autograd.grad(
-        sum((g * torch.from_numpy(v)).sum() for g, v in zip(t_grads, vs)), txs
+        sum((g * torch.from_numpy(v)).sum() for g, v in zip(t_grads, vs, strict=True)), txs
     )
 
     xs = gg_inputs(arrays)
     out = c.fn(*xs)
     assert out.shape == ()
     grads = gg.grad(out, xs, create_graph=True)
-    for i, (got, want) in enumerate(zip(grads, t_grads)):
+    for i, (got, want) in enumerate(zip(grads, t_grads, strict=True)):
         assert_matches(got, want, f"{c.id}: first derivative {i}")
     inner = (grads[0] * gg.tensor(vs[0])).sum()
-    for g, v in zip(grads[1:], vs[1:]):
+    for g, v in zip(grads[1:], vs[1:], strict=True):
         inner = inner + (g * gg.tensor(v)).sum()
     hvp = gg.grad(inner, xs)
-    for i, (got, want) in enumerate(zip(hvp, t_hvp)):
+    for i, (got, want) in enumerate(zip(hvp, t_hvp, strict=True)):
         assert_matches(got, want, f"{c.id}: second derivative {i}")
 
 

@@ -16,12 +16,13 @@ _TYPES = ("cpu", "cuda", "array_api_strict")
 class Device:
     """Where tensors live. Compare with `==` to another Device or to its name."""
 
-    __slots__ = ("type", "index", "_backend")
+    __slots__ = ("type", "index", "_backend", "_hash")
 
     def __init__(self, type_, index):
         self.type = type_
         self.index = index
         self._backend = None
+        self._hash = hash(str(self))  # devices key hot caches: hash once
 
     @property
     def backend(self):
@@ -48,7 +49,7 @@ class Device:
         return self is other
 
     def __hash__(self):
-        return hash(str(self))
+        return self._hash
 
 
 _devices = {}

@@ -17,7 +17,6 @@ class Backend:
 
     def __init__(self, device):
         self.device = device
-        self._scalars = {}
 
     # --- the host boundary: the only places data crosses it ---------------------------
     def from_host(self, array, dtype):
@@ -46,17 +45,6 @@ class Backend:
 
     def arange(self, start, stop, step, dtype):
         return self.xp.arange(start, stop, step, dtype=self.native_dtype(dtype))
-
-    def scalar(self, value, dtype):
-        """A 0-d array of `value`, cached: Python numbers in expressions (x * 2.0) become
-        arrays of the other operand's dtype without a host-to-device copy per use."""
-        key = (value.__class__, value, dtype)
-        out = self._scalars.get(key)
-        if out is None:
-            out = self.full((), value, dtype)
-            if len(self._scalars) < 4096 and value == value:  # NaN never hits a cache
-                self._scalars[key] = out
-        return out
 
     # --- random numbers --------------------------------------------------------------------
     def seed(self, seed):

@@ -71,7 +71,8 @@ class LeafOp:
         return f"<leaf {self.name}>"
 
 
-INPUT = LeafOp("input")
+INPUT = LeafOp("input")  # a tensor the user made
+CONSTANT = LeafOp("constant")  # a Python number in an expression
 
 
 def define(name, **spec):
@@ -85,68 +86,120 @@ def define(name, **spec):
 # --- dispatch ------------------------------------------------------------------------------
 def apply(op, args, attrs):
     """Run `op` on `args` (Tensors, or Python numbers/arrays made into tensors) eagerly."""
+    # One pass over the arguments checks what every op needs: all tensors, one device,
+    # one dtype (else promote), and whether any requires grad.
+    device = dtype = None
+    mixed = grad_in = False
     for arg in args:
         if arg.__class__ is not Tensor:
-            args = _coerce(op, args)
-            break
-    first = args[0]
-    device = first._device
-    if not op.crosses_devices:
-        for arg in args:
-            if arg._device is not device:
+            return apply(op, _coerce(op, args), attrs)
+        if device is None:
+            device, dtype = arg._device, arg._dtype
+        else:
+            if arg._device is not device and not op.crosses_devices:
                 raise _device_error(op, args)
-    if op.promote is not None:
+            if arg._dtype is not dtype:
+                mixed = True
+        if arg._requires_grad:
+            grad_in = True
+    promote = op.promote
+    if promote is not None and (mixed or (promote == "float" and dtype.kind != "f")):
         args = _promote(op, args)
     try:
         shape, dtype = op.infer(*args, **attrs)
     except GpugradError as exc:
         raise _annotate(op, exc) from None
-    backend = device.backend
+    backend = device._backend or device.backend
     kernel = op.kernels.get(backend.name, op.forward)
-    if backend.context is None:
-        out = kernel(backend.xp, *[a._data for a in args], **attrs)
-    else:
+    if backend.context is not None:
         with backend.context:
             out = kernel(backend.xp, *[a._data for a in args], **attrs)
+    elif len(args) == 2:
+        out = kernel(backend.xp, args[0]._data, args[1]._data, **attrs)
+    elif len(args) == 1:
+        out = kernel(backend.xp, args[0]._data, **attrs)
+    else:
+        out = kernel(backend.xp, *[a._data for a in args], **attrs)
     if op.crosses_devices:
         device = attrs["device"]
-    requires_grad = False
-    if op.differentiable and state.grad_enabled and dtype.kind == "f":
-        for arg in args:
-            if arg._requires_grad:
-                requires_grad = True
-                break
-    result = Tensor._wrap(out, dtype, device, requires_grad)
+    requires_grad = (grad_in and op.differentiable and dtype.kind == "f"
+                     and state.grad_enabled)
+    result = _new(Tensor)
+    result._data = out
+    result._dtype = dtype
+    result._device = device
+    result._requires_grad = requires_grad
+    result._node = result.grad = None
     if requires_grad or state.tracing:
         _record(op, args, attrs, result, requires_grad)
     return result
 
 
+_new = object.__new__
+
+
 def _record(op, args, attrs, result, requires_grad):
     saved = None
     if requires_grad:
-        inputs = [None] * len(args)
-        for i in op.saves:
-            inputs[i] = args[i]
+        saves = op.saves
+        if not saves:
+            inputs = (None,) * len(args)
+        elif len(saves) == len(args):
+            inputs = args
+        else:
+            inputs = tuple([a if i in saves else None for i, a in enumerate(args)])
         saved = (inputs, result._data if op.save_output else None)
-    result._node = Node(op, tuple([node_of(a) for a in args]), attrs, result._data.shape,
-                        result._dtype, result._device, requires_grad, user_site(2), saved)
+    result._node = Node(op, tuple([a._node or node_of(a) for a in args]), attrs,
+                        result._data.shape, result._dtype, result._device, requires_grad,
+                        user_site(2), saved)
 
 
 def node_of(tensor):
     """The node that produced a tensor; a leaf node (made once, kept) for a leaf tensor."""
     node = tensor._node
     if node is None:
+        # Only a leaf that requires grad needs a way back to its tensor (for .grad).
+        ref = weakref.ref(tensor) if tensor._requires_grad else None
         node = tensor._node = Node(INPUT, (), NO_ATTRS, tensor._data.shape, tensor._dtype,
-                                   tensor._device, tensor._requires_grad, None,
-                                   ref=weakref.ref(tensor))
+                                   tensor._device, tensor._requires_grad, None, ref=ref)
     return node
+
+
+_NUMBERS = (float, int, bool)
+
+
+_constants = {}
+
+
+def constant(value, dtype, device):
+    """A Python number as a 0-d constant tensor, with its leaf node. Cached: `x * 2.0`
+    then costs no allocation and no host-to-device copy after the first time."""
+    key = (value.__class__, value, dtype, device)
+    t = _constants.get(key)
+    if t is None:
+        backend = device._backend or device.backend
+        t = Tensor._wrap(backend.full((), value, dtype), dtype, device, False)
+        t._node = Node(CONSTANT, (), {"value": value}, (), dtype, device, False, None)
+        if len(_constants) < 4096 and value == value:  # NaN never hits a cache
+            _constants[key] = t
+    return t
+
+
+def _scalar_like(value, other):
+    """A Python number as a constant beside tensor `other`, taking its dtype and device."""
+    return constant(value, dtypes.scalar_dtype(value, other._dtype), other._device)
 
 
 def _coerce(op, args):
     """Tensors from an op's arguments: Python numbers take the dtype and device of the
     tensors beside them (like PyTorch's weak scalars); NumPy arrays and lists become
     tensors where they are (a NumPy array lives on the CPU)."""
+    if len(args) == 2 and op.promote_args is None:  # x * 2.0, 1 - x: the common cases
+        a, b = args
+        if a.__class__ is Tensor and b.__class__ in _NUMBERS:
+            return a, _scalar_like(b, a)
+        if b.__class__ is Tensor and a.__class__ in _NUMBERS:
+            return _scalar_like(a, b), b
     tensors = [a for a in args if isinstance(a, Tensor)]
     if tensors:
         device = tensors[0]._device
@@ -168,7 +221,7 @@ def _coerce(op, args):
                 dt = dtypes.scalar_dtype(a, dtypes.bool_)
             else:
                 dt = dtypes.scalar_dtype(a, ref)
-            out.append(Tensor._wrap(device.backend.scalar(a, dt), dt, device, False))
+            out.append(constant(a, dt, device))
         else:
             from ..creation import tensor as make_tensor
 
@@ -241,7 +294,7 @@ class Context:
     def __init__(self, node, needs_input_grad):
         saved_inputs, saved_output = node.saved
         self.node = node
-        self.inputs = tuple(saved_inputs)
+        self.inputs = saved_inputs
         self.output = None
         if saved_output is not None:
             # A fresh handle on the output, tied to this node so that a create_graph

@@ -115,7 +115,7 @@ def normalize_index(x, index):
         else:
             out.append(item)
     consumed = sum(1 for i in out if i is not None and i is not Ellipsis)
-    if Ellipsis not in out and consumed < len(x.shape):
+    if not any(i is Ellipsis for i in out) and consumed < len(x.shape):
         out.append(Ellipsis)  # explicit, as the array API requires
     return tuple(out)
 
@@ -133,13 +133,17 @@ def _placeholder(item):
     return np.zeros(item.shape, dtype=np.intp) if _is_array(item) else item
 
 
-def _getitem_infer(x, index):
-    dummy = np.broadcast_to(np.empty((), dtype=np.bool_), x.shape)
+def indexed_shape(shape, index):
+    """The shape x[index] has, for x of `shape`, found without x's values."""
+    dummy = np.broadcast_to(np.empty((), dtype=np.bool_), shape)
     try:
-        shape = dummy[tuple(_placeholder(i) for i in index)].shape
+        return dummy[tuple(_placeholder(i) for i in index)].shape
     except IndexError as exc:
-        raise ShapeError(f"index does not fit shape {tuple(x.shape)}: {exc}") from None
-    return shape, x.dtype
+        raise ShapeError(f"index does not fit shape {tuple(shape)}: {exc}") from None
+
+
+def _getitem_infer(x, index):
+    return indexed_shape(x.shape, index), x.dtype
 
 
 getitem = define("gpugrad::getitem", infer=_getitem_infer,
@@ -189,16 +193,11 @@ def _scatter_ufunc_at(xp, g, index, shape):
 
 
 def _scatter_infer(g, index, shape):
-    expected = _getitem_infer(_Spec(shape), index)[0]
+    expected = indexed_shape(shape, index)
     if tuple(g.shape) != tuple(expected):
         raise ShapeError(f"values of shape {tuple(g.shape)} do not fit the {expected} "
                          f"positions the index picks from shape {tuple(shape)}")
     return tuple(shape), g.dtype
-
-
-class _Spec:
-    def __init__(self, shape):
-        self.shape = tuple(shape)
 
 
 scatter_add = define("gpugrad::scatter_add", infer=_scatter_infer, forward=_scatter_generic,
