@@ -115,7 +115,8 @@ def normalize_index(x, index):
         else:
             out.append(item)
     consumed = sum(1 for i in out if i is not None and i is not Ellipsis)
-    if not any(i is Ellipsis for i in out) and consumed < len(x.shape):
+    if (consumed < len(x.shape) and not any(i is Ellipsis for i in out)
+            and not any(_is_array(i) for i in out)):
         out.append(Ellipsis)  # explicit, as the array API requires
     return tuple(out)
 
@@ -146,8 +147,18 @@ def _getitem_infer(x, index):
     return indexed_shape(x.shape, index), x.dtype
 
 
-getitem = define("gpugrad::getitem", infer=_getitem_infer,
-                 forward=lambda xp, x, index: x[index],
+def _getitem_generic(xp, x, index):
+    # The standard allows integer arrays only next to integers; one 1-D array picking
+    # along the first axis (x[rows]) is `take`.
+    if len(index) == 1 and _is_array(index[0]) and len(x.shape) > 1 \
+            and len(index[0].shape) == 1:
+        return xp.take(x, index[0], axis=0)
+    return x[index]
+
+
+getitem = define("gpugrad::getitem", infer=_getitem_infer, forward=_getitem_generic,
+                 kernels={"numpy": lambda xp, x, index: x[index],
+                          "cupy": lambda xp, x, index: x[index]},
                  vjp=lambda ctx, g: (scatter_add(g, index=ctx.attrs["index"],
                                                  shape=ctx.input_specs[0].shape),))
 
@@ -170,13 +181,17 @@ def _has_arrays(index):
 def _scatter_generic(xp, g, index, shape):
     out = xp.zeros(shape, dtype=g.dtype)
     if not _has_arrays(index):
+        if any(i is None for i in index):  # setitem takes no new axes: drop them from g
+            index = tuple(i for i in index if i is not None)
+            g = xp.reshape(g, indexed_shape(shape, index))
         out[index] = g
         return out
     # The standard has no scatter: find each picked element's flat position by indexing
     # an arange, and sum g into place with a one-hot matrix (fine for small arrays, which
     # is what this reference kernel is for).
     size = _size(shape)
-    positions = xp.reshape(xp.reshape(xp.arange(size), shape)[index], (-1,))
+    positions = xp.reshape(_getitem_generic(xp, xp.reshape(xp.arange(size), shape), index),
+                           (-1,))
     onehot = xp.astype(positions[:, None] == xp.arange(size)[None, :], g.dtype)
     return xp.reshape(xp.reshape(g, (1, -1)) @ onehot, shape)
 
