@@ -82,19 +82,27 @@ class Graph:
                 f"leaves, {len(self.outputs)} output(s)>")
 
     def __str__(self):
-        """One line per node in topological order, like a jaxpr."""
+        """One line per node in topological order, like a jaxpr (%0, %1, ... number the
+        nodes of this graph in that order)."""
+        local = {seq: i for i, seq in enumerate(self._nodes)}
         lines = []
         for seq, node in self._nodes.items():
             spec = f"{_dtype_name(node.dtype)}{list(node.shape)}"
             if node.op.is_leaf:
-                role = "input" if seq not in self.inputs else f"arg{self.inputs.index(seq)}"
-                lines.append(f"%{seq}: {spec} = {role}")
+                if seq in self.inputs:
+                    role = f"arg{self.inputs.index(seq)}"
+                elif node.op.name == "constant":
+                    role = f"constant {node.attrs['value']!r}"
+                else:
+                    role = "input" + (" (requires grad)" if node.requires_grad else "")
+                lines.append(f"%{local[seq]}: {spec} = {role}")
                 continue
-            args = ", ".join(f"%{i.seq}" for i in node.inputs)
+            args = ", ".join(f"%{local[i.seq]}" for i in node.inputs)
             attrs = _format_attrs(node.attrs)
             attrs = f" {{{attrs}}}" if attrs else ""
-            lines.append(f"%{seq}: {spec} = {node.name}({args}){attrs}  # {node.where()}")
-        lines.append("return " + ", ".join(f"%{s}" for s in self.outputs))
+            lines.append(f"%{local[seq]}: {spec} = {node.name}({args}){attrs}"
+                         f"  # {node.where()}")
+        lines.append("return " + ", ".join(f"%{local[s]}" for s in self.outputs))
         return "\n".join(lines)
 
     # --- export -----------------------------------------------------------------------------

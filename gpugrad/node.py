@@ -61,12 +61,17 @@ class Node:
 
 
 _internal = {}
+# Modules of the package that are programs using the engine, not the engine: the lines
+# that create nodes there are the "user's line".
+_USER_LEVEL = ("demo.py", "bench.py")
 
 
 def _is_internal(filename):
     found = _internal.get(filename)
     if found is None:
-        found = _internal[filename] = os.path.abspath(filename).startswith(_PACKAGE_DIR)
+        path = os.path.abspath(filename)
+        found = path.startswith(_PACKAGE_DIR) and os.path.basename(path) not in _USER_LEVEL
+        _internal[filename] = found
     return found
 
 

@@ -1,0 +1,484 @@
+"""gpugrad's benchmark: eager per-op overhead and deep-chain cost, beside PyTorch and NumPy.
+
+    python -m gpugrad.bench [--quick] [--max-nodes N] [--json PATH] [--device cpu|cuda]
+
+Two measurements, printed as tables of absolute times and ratios (nothing here asserts
+anything about speed; a benchmark reports, a test decides):
+
+1. Eager per-op overhead: chains of ops on tiny tensors, forward + backward, in
+   microseconds per op, for gpugrad, PyTorch (where it imports) and hand-written NumPy
+   backprop. On tensors of two elements the kernels cost almost nothing, so the
+   gpugrad and PyTorch columns are mostly interpreter and bookkeeping overhead, and the
+   NumPy column is the floor that the same kernels set.
+2. Deep chains: y = y * c over 1,000 ... 1,000,000 nodes from a 0-d float64 leaf, in
+   microseconds per node for the forward (recording) and the backward (chain rule).
+
+gpugrad and PyTorch run the very same chain functions (they share the operator API), so
+the comparison measures the engines, not two different benchmark programs.
+"""
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import networkx
+import numpy as np
+
+import gpugrad as gg
+
+TINY_OPS = 1000  # ops per tiny-tensor chain: long enough to dwarf the timer's resolution
+TINY_REPEATS = 9
+CHAIN_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+CHAIN_REPEATS = 5
+CHAIN_NODE_BUDGET = 300_000  # nodes per framework and size: repeats shrink as chains grow
+CHAIN_FACTOR = 1.0 + 2.0**-20  # exact in binary, and c**1e6 stays near 2.6 (no overflow)
+
+QUICK_TINY_OPS = 200
+QUICK_REPEATS = 3
+QUICK_MAX_NODES = 10_000
+
+
+# --- frameworks ------------------------------------------------------------------------------
+class Framework:
+    """What differs between gpugrad and PyTorch for these workloads: making a leaf and
+    waiting for the device. Everything else is the shared operator API."""
+
+    def __init__(self, name, leaf, sync, device):
+        self.name = name
+        self.leaf = leaf  # leaf(numpy_array) -> a tensor requiring grad, on the device
+        self.sync = sync  # wait for queued device work, so clocks read finished work
+        self.device = device
+
+
+def _no_sync():
+    pass
+
+
+def gpugrad_framework(device):
+    def leaf(array):
+        return gg.tensor(array, device=device, requires_grad=True)
+
+    sync = _no_sync
+    if device.type == "cuda":
+        index = device.index or 0
+
+        def sync():
+            gg.cuda.synchronize(index)
+
+    return Framework("gpugrad", leaf, sync, str(device))
+
+
+def torch_framework(want_cuda):
+    """PyTorch on the matching device (CUDA when asked for and available), or None with
+    the reason when it does not import."""
+    try:
+        import torch
+    except Exception as exc:  # a broken install counts as absent, with the reason shown
+        return None, f"not importable ({type(exc).__name__}: {exc})"
+    device = "cuda" if want_cuda and torch.cuda.is_available() else "cpu"
+
+    def leaf(array):
+        return torch.tensor(array, device=device, requires_grad=True)
+
+    sync = torch.cuda.synchronize if device == "cuda" else _no_sync
+    return Framework("pytorch", leaf, sync, device), None
+
+
+# --- tiny-tensor workloads ---------------------------------------------------------------------
+# Each workload has a chain shared by gpugrad and PyTorch, and a hand-written NumPy
+# forward + backward doing the same kernels, for the floor under both. A chain returns
+# (loss, op_count); the op count includes the final sum, since its backward is timed too.
+def _muladd_leaves(rng):
+    return [rng.standard_normal(2).astype(np.float32) * s for s in (1.0, 0.5, 0.1)]
+
+
+def muladd_chain(leaves, n_ops):
+    y, w, x = leaves
+    steps = max(1, n_ops // 2)
+    for _ in range(steps):
+        y = y * w + x
+    return y.sum(), 2 * steps + 1
+
+
+def muladd_numpy(arrays, n_ops):
+    y, w, x = arrays
+    steps = max(1, n_ops // 2)
+    inputs = []  # what the backward needs: each step's input y (for dw)
+    for _ in range(steps):
+        inputs.append(y)
+        y = y * w + x
+    loss = y.sum()
+    g = np.ones_like(y)
+    gw = np.zeros_like(w)
+    gx = np.zeros_like(x)
+    for y_in in reversed(inputs):
+        gx = gx + g
+        gw = gw + g * y_in
+        g = g * w
+    return (loss, g, gw, gx), 2 * steps + 1
+
+
+def _unary_leaves(rng):
+    return [rng.standard_normal(2).astype(np.float32)]
+
+
+def unary_chain(leaves, n_ops):
+    # tanh -> exp -> sigmoid keeps values in a small range: no overflow, no denormals.
+    (y,) = leaves
+    for i in range(n_ops):
+        k = i % 3
+        y = y.tanh() if k == 0 else y.exp() if k == 1 else y.sigmoid()
+    return y.sum(), n_ops + 1
+
+
+def unary_numpy(arrays, n_ops):
+    (y,) = arrays
+    outputs = []  # each op's output: all three derivatives are written in terms of it
+    for i in range(n_ops):
+        k = i % 3
+        if k == 0:
+            y = np.tanh(y)
+        elif k == 1:
+            y = np.exp(y)
+        else:
+            y = 1.0 / (1.0 + np.exp(-y))
+        outputs.append(y)
+    loss = y.sum()
+    g = np.ones_like(y)
+    for i in range(n_ops - 1, -1, -1):
+        out = outputs[i]
+        k = i % 3
+        if k == 0:
+            g = g * (1.0 - out * out)
+        elif k == 1:
+            g = g * out
+        else:
+            g = g * (out * (1.0 - out))
+    return (loss, g), n_ops + 1
+
+
+def _matmul_leaves(rng):
+    # An orthogonal W keeps the norm of y fixed however long the chain.
+    w, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    return [rng.standard_normal((4, 4)).astype(np.float32), w.astype(np.float32)]
+
+
+def matmul_chain(leaves, n_ops):
+    y, w = leaves
+    for _ in range(n_ops):
+        y = y @ w
+    return y.sum(), n_ops + 1
+
+
+def matmul_numpy(arrays, n_ops):
+    y, w = arrays
+    inputs = []
+    for _ in range(n_ops):
+        inputs.append(y)
+        y = y @ w
+    loss = y.sum()
+    g = np.ones_like(y)
+    gw = np.zeros_like(w)
+    wt = w.T
+    for y_in in reversed(inputs):
+        gw = gw + y_in.T @ g
+        g = g @ wt
+    return (loss, g, gw), n_ops + 1
+
+
+TINY_WORKLOADS = (
+    ("y = y*w + x  (2,)", _muladd_leaves, muladd_chain, muladd_numpy),
+    ("tanh/exp/sigmoid  (2,)", _unary_leaves, unary_chain, unary_numpy),
+    ("y = y @ W  (4,4)", _matmul_leaves, matmul_chain, matmul_numpy),
+)
+
+
+# --- timing ------------------------------------------------------------------------------------
+def _fresh_memory():
+    # Collect the previous run's garbage now, so that its cost is not charged to the next
+    # timed region. The collector stays enabled inside timed regions: users run with it.
+    gc.collect()
+
+
+def time_autograd_run(fw, make_leaves, chain, n_ops, seed):
+    """Seconds for one forward + backward of `chain` in framework `fw`, and its op count.
+    Leaves are made fresh, outside the clock, so .grad never accumulates across runs."""
+    leaves = [fw.leaf(a) for a in make_leaves(np.random.default_rng(seed))]
+    _fresh_memory()
+    fw.sync()
+    t0 = time.perf_counter()
+    loss, ops = chain(leaves, n_ops)
+    loss.backward()
+    fw.sync()
+    elapsed = time.perf_counter() - t0
+    del loss, leaves
+    return elapsed, ops
+
+
+def time_numpy_run(make_leaves, numpy_fn, n_ops, seed):
+    arrays = make_leaves(np.random.default_rng(seed))
+    _fresh_memory()
+    t0 = time.perf_counter()
+    _, ops = numpy_fn(arrays, n_ops)
+    return time.perf_counter() - t0, ops
+
+
+def bench_tiny(frameworks, n_ops, repeats):
+    """{workload: {framework: (ops, [seconds per run])}}. Frameworks take turns inside each
+    repeat, so a slow drift of the machine (heat, a neighbour) hits them all alike."""
+    results = {}
+    for name, make_leaves, chain, numpy_fn in TINY_WORKLOADS:
+        runners = {"numpy": lambda: time_numpy_run(make_leaves, numpy_fn, n_ops, 0)}
+        for fw in frameworks:
+            runners[fw.name] = (lambda fw=fw: time_autograd_run(fw, make_leaves, chain,
+                                                                 n_ops, 0))
+        times = {key: [] for key in runners}
+        ops = {}
+        for run in runners.values():  # warm-up: caches, lazy imports, first-call paths
+            run()
+        for _ in range(repeats):
+            for key, run in runners.items():
+                seconds, ops[key] = run()
+                times[key].append(seconds)
+        results[name] = {key: (ops[key], times[key]) for key in runners}
+    return results
+
+
+def time_chain_run(fw, n):
+    """(forward seconds, backward seconds) for y = y * c, n times, from a 0-d float64 leaf.
+    The chain is dropped and collected before returning, so memory stays bounded."""
+    x = fw.leaf(np.array(1.0, dtype=np.float64))
+    _fresh_memory()
+    fw.sync()
+    t0 = time.perf_counter()
+    y = x
+    for _ in range(n):
+        y = y * CHAIN_FACTOR
+    fw.sync()
+    t1 = time.perf_counter()
+    y.backward()
+    fw.sync()
+    t2 = time.perf_counter()
+    del x, y  # freeing a million nodes takes a while too, but outside the clock
+    _fresh_memory()
+    return t1 - t0, t2 - t1
+
+
+def chain_sizes(max_nodes):
+    """The standard sizes up to the cap, plus the cap itself when it is not one of them."""
+    sizes = [n for n in CHAIN_SIZES if n <= max_nodes]
+    if max_nodes not in sizes and max_nodes > 0:
+        sizes.append(max_nodes)
+    return sizes
+
+
+def bench_chains(frameworks, sizes, repeats):
+    """{n: {framework: [(forward s, backward s), ...]}}. Repeats shrink with size (the
+    million-node chain runs once): the big chains are long enough to time in one go."""
+    for fw in frameworks:  # warm-up
+        time_chain_run(fw, 1000)
+    results = {}
+    for n in sizes:
+        runs = max(1, min(repeats, CHAIN_NODE_BUDGET // n))
+        results[n] = {fw.name: [] for fw in frameworks}
+        for _ in range(runs):
+            for fw in frameworks:
+                results[n][fw.name].append(time_chain_run(fw, n))
+    return results
+
+
+# --- reporting ---------------------------------------------------------------------------------
+def _us(seconds):
+    return seconds * 1e6
+
+
+def _fmt(value, digits=2):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _fmt_ratio(value):
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def format_table(headers, rows, align_left=1):
+    """A plain-text table: the first `align_left` columns left-aligned, the rest right."""
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(row):
+        return "  ".join(c.ljust(w) if i < align_left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths)))
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule] + [line(r) for r in rows])
+
+
+def machine_facts(device, torch_fw, torch_note):
+    info = gg.info()
+    try:
+        import torch
+
+        torch_version = torch.__version__
+        torch_threads = str(torch.get_num_threads())
+    except Exception:
+        torch_version, torch_threads = torch_note or "not importable", "n/a"
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        usable = os.cpu_count()
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "networkx": networkx.__version__,
+        "torch": torch_version,
+        "torch threads": torch_threads,
+        "cpu count": f"{os.cpu_count()} ({usable} usable by this process)",
+        "gpugrad": info["gpugrad"],
+        "gg default device": f"{info['default_device']} (backend {info['backend']})",
+        "benchmarked device": f"gpugrad on {device}, pytorch on "
+                              f"{torch_fw.device if torch_fw else 'n/a'}, numpy on host",
+        "garbage collector": "enabled during timing (as users run); collected between runs",
+    }
+
+
+def report_header(facts):
+    width = max(len(k) for k in facts)
+    return "\n".join(["gpugrad benchmark", "=" * 17] +
+                     [f"{k.ljust(width)} : {v}" for k, v in facts.items()])
+
+
+def report_tiny(results, records):
+    headers = ["workload (shape)", "ops", "gpugrad best", "median", "pytorch best", "median",
+               "numpy best", "median", "gg/torch", "gg/numpy"]
+    rows = []
+    for name, by_fw in results.items():
+        best, med = {}, {}
+        ops = by_fw["gpugrad"][0]
+        for fw in ("gpugrad", "pytorch", "numpy"):
+            if fw not in by_fw:
+                best[fw] = med[fw] = None
+                continue
+            fw_ops, times = by_fw[fw]
+            best[fw] = _us(min(times)) / fw_ops
+            med[fw] = _us(statistics.median(times)) / fw_ops
+            records.append(_record(name, fw, "per_op_best", best[fw], "us/op"))
+            records.append(_record(name, fw, "per_op_median", med[fw], "us/op"))
+        vs_torch = _ratio(best["gpugrad"], best["pytorch"])
+        vs_numpy = _ratio(best["gpugrad"], best["numpy"])
+        if vs_torch is not None:
+            records.append(_record(name, "gpugrad/pytorch", "per_op_best_ratio", vs_torch, "x"))
+        records.append(_record(name, "gpugrad/numpy", "per_op_best_ratio", vs_numpy, "x"))
+        rows.append([name, ops, _fmt(best["gpugrad"]), _fmt(med["gpugrad"]),
+                     _fmt(best["pytorch"]), _fmt(med["pytorch"]), _fmt(best["numpy"]),
+                     _fmt(med["numpy"]), _fmt_ratio(vs_torch), _fmt_ratio(vs_numpy)])
+    title = ("1. Eager per-op overhead on tiny tensors: forward + backward of the whole "
+             "chain / ops, in us per op\n   (numpy = hand-written forward and backward with "
+             "the same kernels: the floor without any autodiff engine; ratios of best times)")
+    return title + "\n\n" + format_table(headers, rows)
+
+
+def report_chains(results, records):
+    headers = ["nodes", "framework", "runs", "forward", "backward", "total",
+               "total median"]
+    rows = []
+    for n, by_fw in results.items():
+        best = {}
+        for fw, runs in by_fw.items():
+            fwd = min(r[0] for r in runs) / n
+            bwd = min(r[1] for r in runs) / n
+            total = min(r[0] + r[1] for r in runs) / n
+            median = statistics.median(r[0] + r[1] for r in runs) / n
+            best[fw] = (fwd, bwd, total)
+            for metric, value in (("forward_per_node", fwd), ("backward_per_node", bwd),
+                                  ("total_per_node", total),
+                                  ("total_per_node_median", median)):
+                records.append(_record(f"chain {n}", fw, metric, _us(value), "us/node"))
+            rows.append([f"{n:,}", fw, len(runs), _fmt(_us(fwd)), _fmt(_us(bwd)),
+                         _fmt(_us(total)), _fmt(_us(median))])
+        if "pytorch" in best:
+            ratios = [_ratio(a, b) for a, b in zip(best["gpugrad"], best["pytorch"])]
+            for metric, value in zip(("forward_ratio", "backward_ratio", "total_ratio"),
+                                     ratios):
+                records.append(_record(f"chain {n}", "gpugrad/pytorch", metric, value, "x"))
+            rows.append(["", "gpugrad/pytorch", "", *map(_fmt_ratio, ratios), ""])
+        else:
+            rows.append(["", "pytorch", "", "n/a", "n/a", "n/a", "n/a"])
+    title = ("2. Deep chains y = y * c from a 0-d float64 leaf: us per node (best of runs; "
+             "the\n   forward records the graph, the backward runs the chain rule; freeing "
+             "the graph is not timed)")
+    return title + "\n\n" + format_table(headers, rows, align_left=2)
+
+
+def _record(workload, framework, metric, value, unit):
+    return {"workload": workload, "framework": framework, "metric": metric, "value": value,
+            "unit": unit}
+
+
+# --- the command -------------------------------------------------------------------------------
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m gpugrad.bench",
+        description="gpugrad's eager overhead and deep-chain cost beside PyTorch and NumPy.")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"fewer ops and repeats, chains up to {QUICK_MAX_NODES:,} nodes "
+                             "(for tests)")
+    parser.add_argument("--max-nodes", type=int, default=None,
+                        help=f"the longest chain (default {CHAIN_SIZES[-1]:,}, "
+                             f"{QUICK_MAX_NODES:,} with --quick)")
+    parser.add_argument("--json", metavar="PATH",
+                        help="also write the results as a JSON list of records")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, cuda:N (default: gpugrad's default device)")
+    args = parser.parse_args(argv)
+    if args.max_nodes is None:
+        args.max_nodes = QUICK_MAX_NODES if args.quick else CHAIN_SIZES[-1]
+    if args.max_nodes < 1:
+        parser.error("--max-nodes must be at least 1")
+    return args
+
+
+def main(argv=None) -> int:
+    started = time.perf_counter()
+    args = parse_args(argv)
+    device = gg.device(args.device)
+    device.backend  # an unusable device fails here, with gpugrad's reason, before timing
+    torch_fw, torch_note = torch_framework(device.type == "cuda")
+    frameworks = [gpugrad_framework(device)] + ([torch_fw] if torch_fw else [])
+
+    facts = machine_facts(device, torch_fw, torch_note)
+    records = [_record("machine", "-", key, value, "") for key, value in facts.items()]
+    print(report_header(facts), end="\n\n", flush=True)
+
+    n_ops = QUICK_TINY_OPS if args.quick else TINY_OPS
+    repeats = QUICK_REPEATS if args.quick else TINY_REPEATS
+    tiny = bench_tiny(frameworks, n_ops, repeats)
+    print(report_tiny(tiny, records), end="\n\n", flush=True)
+
+    sizes = chain_sizes(args.max_nodes)
+    chains = bench_chains(frameworks, sizes, QUICK_REPEATS if args.quick else CHAIN_REPEATS)
+    print(report_chains(chains, records), end="\n\n")
+
+    wall = time.perf_counter() - started
+    records.append(_record("run", "-", "wall_time", wall, "s"))
+    print(f"total wall time: {wall:.1f} s")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(records, f, indent=1)
+        print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

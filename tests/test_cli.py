@@ -1,0 +1,49 @@
+"""The command line and the examples, run as a user runs them."""
+
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+
+
+def test_demo_reproduces_the_lecture_numbers(tmp_path):
+    result = run("-m", "gpugrad.cli", "demo", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "MISMATCH" not in out
+    assert "[0.393, -0.59]" in out and "[-0.197, -0.393, 0.197]" in out
+    assert "dw from the engine == X^T(a - y)/m: ok" in out
+    assert (tmp_path / "sigmoid_neuron.dot").read_text().startswith("digraph")
+
+
+def test_info_says_which_backend_and_why():
+    result = run("-m", "gpugrad.cli", "info")
+    assert result.returncode == 0, result.stderr
+    assert "default_device:" in result.stdout and "reason:" in result.stdout
+
+
+def test_an_unknown_command_is_a_one_line_usage_error():
+    result = run("-m", "gpugrad.cli", "frobnicate")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_quick_runs_and_prints_ratios():
+    result = run("-m", "gpugrad.cli", "bench", "--quick")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "µs" in result.stdout or "us" in result.stdout
+
+
+def test_lecture_circuits_example():
+    result = run(str(ROOT / "examples" / "lecture_circuits.py"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "(x+y)z = -12.0: df/dx = -4.0, df/dy = -4.0, df/dz = 3.0"
+    assert "dx = [ 0.393 -0.59 ]" in lines[1] and "dw = [-0.197 -0.393  0.197]" in lines[1]
+    assert "df/dx = 2.059570, df/dy = 1.592233" in lines[2]
