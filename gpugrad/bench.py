@@ -229,15 +229,20 @@ def time_numpy_run(make_leaves, numpy_fn, n_ops, seed):
     return time.perf_counter() - t0, ops
 
 
+def tiny_runners(frameworks, make_leaves, chain, numpy_fn, n_ops):
+    """{framework: a zero-argument callable timing one run}, NumPy first."""
+    runners = {"numpy": lambda: time_numpy_run(make_leaves, numpy_fn, n_ops, 0)}
+    for fw in frameworks:
+        runners[fw.name] = (lambda fw=fw: time_autograd_run(fw, make_leaves, chain, n_ops, 0))
+    return runners
+
+
 def bench_tiny(frameworks, n_ops, repeats):
     """{workload: {framework: (ops, [seconds per run])}}. Frameworks take turns inside each
     repeat, so a slow drift of the machine (heat, a neighbour) hits them all alike."""
     results = {}
     for name, make_leaves, chain, numpy_fn in TINY_WORKLOADS:
-        runners = {"numpy": lambda: time_numpy_run(make_leaves, numpy_fn, n_ops, 0)}
-        for fw in frameworks:
-            runners[fw.name] = (lambda fw=fw: time_autograd_run(fw, make_leaves, chain,
-                                                                 n_ops, 0))
+        runners = tiny_runners(frameworks, make_leaves, chain, numpy_fn, n_ops)
         times = {key: [] for key in runners}
         ops = {}
         for run in runners.values():  # warm-up: caches, lazy imports, first-call paths
@@ -317,10 +322,10 @@ def format_table(headers, rows, align_left=1):
 
     def line(row):
         return "  ".join(c.ljust(w) if i < align_left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths)))
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True)))
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(headers), rule] + [line(r) for r in rows])
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
 
 
 def machine_facts(device, torch_fw, torch_note):
@@ -384,8 +389,9 @@ def report_tiny(results, records):
                      _fmt(best["pytorch"]), _fmt(med["pytorch"]), _fmt(best["numpy"]),
                      _fmt(med["numpy"]), _fmt_ratio(vs_torch), _fmt_ratio(vs_numpy)])
     title = ("1. Eager per-op overhead on tiny tensors: forward + backward of the whole "
-             "chain / ops, in us per op\n   (numpy = hand-written forward and backward with "
-             "the same kernels: the floor without any autodiff engine; ratios of best times)")
+             "chain / ops, in us per op\n   numpy = hand-written forward and backward with "
+             "the same kernels, the floor without\n   any autodiff engine; ratios are of the "
+             "best times")
     return title + "\n\n" + format_table(headers, rows)
 
 
@@ -408,9 +414,9 @@ def report_chains(results, records):
             rows.append([f"{n:,}", fw, len(runs), _fmt(_us(fwd)), _fmt(_us(bwd)),
                          _fmt(_us(total)), _fmt(_us(median))])
         if "pytorch" in best:
-            ratios = [_ratio(a, b) for a, b in zip(best["gpugrad"], best["pytorch"])]
+            ratios = [_ratio(a, b) for a, b in zip(best["gpugrad"], best["pytorch"], strict=True)]
             for metric, value in zip(("forward_ratio", "backward_ratio", "total_ratio"),
-                                     ratios):
+                                     ratios, strict=True):
                 records.append(_record(f"chain {n}", "gpugrad/pytorch", metric, value, "x"))
             rows.append(["", "gpugrad/pytorch", "", *map(_fmt_ratio, ratios), ""])
         else:
@@ -453,7 +459,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
     device = gg.device(args.device)
-    device.backend  # an unusable device fails here, with gpugrad's reason, before timing
+    _ = device.backend  # an unusable device fails here, with gpugrad's reason, before timing
     torch_fw, torch_note = torch_framework(device.type == "cuda")
     frameworks = [gpugrad_framework(device)] + ([torch_fw] if torch_fw else [])
 

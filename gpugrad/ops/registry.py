@@ -111,15 +111,18 @@ def apply(op, args, attrs):
         raise _annotate(op, exc) from None
     backend = device._backend or device.backend
     kernel = op.kernels.get(backend.name, op.forward)
-    if backend.context is not None:
-        with backend.context:
+    try:
+        if backend.context is not None:
+            with backend.context:
+                out = kernel(backend.xp, *[a._data for a in args], **attrs)
+        elif len(args) == 2:
+            out = kernel(backend.xp, args[0]._data, args[1]._data, **attrs)
+        elif len(args) == 1:
+            out = kernel(backend.xp, args[0]._data, **attrs)
+        else:
             out = kernel(backend.xp, *[a._data for a in args], **attrs)
-    elif len(args) == 2:
-        out = kernel(backend.xp, args[0]._data, args[1]._data, **attrs)
-    elif len(args) == 1:
-        out = kernel(backend.xp, args[0]._data, **attrs)
-    else:
-        out = kernel(backend.xp, *[a._data for a in args], **attrs)
+    except Exception as exc:  # e.g. an index out of bounds, found only by the kernel
+        raise _kernel_error(op, args, exc) from exc
     if op.crosses_devices:
         device = attrs["device"]
     requires_grad = (grad_in and op.differentiable and dtype.kind == "f"
@@ -270,6 +273,17 @@ def _annotate(op, exc):
     """The same error, prefixed with the op and suffixed with the user's line."""
     site = format_site(user_site(2))
     return type(exc)(f"{op.display_name}: {exc} (at {site})")
+
+
+def _kernel_error(op, args, exc):
+    """The kernel's own error, retyped as-is where possible, naming the op, the input
+    shapes and the user's line."""
+    shapes = ", ".join(f"{tuple(a._data.shape)} {a._dtype}" for a in args)
+    message = f"{op.display_name}: {exc} (inputs {shapes}; at {format_site(user_site(2))})"
+    try:
+        return type(exc)(message)
+    except Exception:
+        return exc
 
 
 def _device_error(op, args):
