@@ -322,7 +322,7 @@ def format_table(headers, rows, align_left=1):
 
     def line(row):
         return "  ".join(c.ljust(w) if i < align_left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])

@@ -1,13 +1,11 @@
 """Ops that move elements around: reshape, transpose, broadcast_to, indexing and its
 scatter-add adjoint, concat and stack."""
 
-import numpy as np
-
 from .. import dtypes
 from ..errors import DeviceError, DTypeError, GpugradError, ShapeError
 from ..tensor import Tensor
 from .infer import broadcast_shapes, normalize_axis
-from .registry import _annotate, apply, define
+from .registry import _annotate, _is_host_array, apply, define
 
 # --- reshape -----------------------------------------------------------------------------------
 
@@ -101,13 +99,15 @@ def normalize_index(x, index):
             if item._device is not device:
                 raise DeviceError(f"index tensor on {item._device} for a tensor on {device}")
             out.extend(_array_index(backend, item._data, item._dtype))
-        elif isinstance(item, (list, np.ndarray)):
-            host = np.asarray(item)
-            if isinstance(item, np.ndarray) and device.type != "cpu":
+        elif isinstance(item, list) or _is_host_array(item):
+            if not isinstance(item, list) and device.type != "cpu":
                 raise DeviceError(f"a NumPy array cannot index a tensor on {device}; make "
                                   "it a tensor there with gg.tensor(index, device=...)")
-            dtype = dtypes.int64 if host.dtype.kind in "iu" or host.size == 0 else host.dtype
-            out.extend(_array_index(backend, backend.from_host(host, dtype), dtype))
+            array = backend.from_host(item, None)  # a list: the user's literal index
+            dtype = backend.dtype_of(array)
+            if dtype.kind == "f" and array.size == 0:  # [] picks nothing, as in NumPy
+                array, dtype = backend.astype(array, dtypes.int64), dtypes.int64
+            out.extend(_array_index(backend, array, dtype))
         elif isinstance(item, bool) or not (item is None or item is Ellipsis
                                               or isinstance(item, (int, slice))):
             raise DTypeError(f"unsupported index {item!r} of type {type(item).__name__}; "
@@ -129,18 +129,53 @@ def _array_index(backend, array, dtype):
     return (array,)
 
 
-def _placeholder(item):
-    # Only an index array's shape matters for the result's shape.
-    return np.zeros(item.shape, dtype=np.intp) if _is_array(item) else item
+_ADVANCED = object()  # where an advanced (array or, beside arrays, int) index stood
 
 
 def indexed_shape(shape, index):
-    """The shape x[index] has, for x of `shape`, found without x's values."""
-    dummy = np.broadcast_to(np.empty((), dtype=np.bool_), shape)
+    """The shape x[index] has, for x of `shape` and a normalized index, by NumPy's rules
+    (computed from shapes alone: index arrays' values are the kernel's business)."""
+    consumed = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if consumed > len(shape):
+        raise ShapeError(f"too many indices ({consumed}) for shape {tuple(shape)}")
+    if sum(1 for i in index if i is Ellipsis) > 1:
+        raise ShapeError("an index can only have a single ellipsis ('...')")
+    items = []
+    for i in index:
+        items.extend([slice(None)] * (len(shape) - consumed) if i is Ellipsis else [i])
+    items.extend([slice(None)] * (len(shape) - sum(1 for i in items if i is not None)))
+    arrays = any(_is_array(i) for i in items)
+    out, advanced, dim = [], [], 0
+    for item in items:
+        if item is None:
+            out.append(1)
+            continue
+        size = shape[dim]
+        dim += 1
+        if isinstance(item, slice):
+            out.append(len(range(*item.indices(size))))
+        elif _is_array(item):
+            advanced.append(tuple(item.shape))
+            out.append(_ADVANCED)
+        else:
+            if not -size <= item < size:
+                raise ShapeError(f"index {item} is out of bounds for axis {dim - 1} with "
+                                 f"size {size}")
+            if arrays:  # beside index arrays, an int is one more (0-d) advanced index
+                advanced.append(())
+                out.append(_ADVANCED)
+    if not advanced:
+        return tuple(out)
     try:
-        return dummy[tuple(_placeholder(i) for i in index)].shape
-    except IndexError as exc:
-        raise ShapeError(f"index does not fit shape {tuple(shape)}: {exc}") from None
+        picked = broadcast_shapes(*advanced)
+    except ShapeError:
+        listed = ", ".join(str(a) for a in advanced)
+        raise ShapeError(f"index arrays of shapes {listed} cannot be broadcast") from None
+    where = [k for k, v in enumerate(out) if v is _ADVANCED]
+    rest = [v for v in out if v is not _ADVANCED]
+    # Adjacent advanced indices put their result where they stand; apart, in front.
+    at = where[0] if where == list(range(where[0], where[0] + len(where))) else 0
+    return tuple(rest[:at]) + tuple(picked) + tuple(rest[at:])
 
 
 def _getitem_infer(x, index):
