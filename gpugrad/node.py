@@ -21,15 +21,16 @@ class Node:
     op: the OpDef (a LeafOp for leaves); inputs: tuple of Nodes; attrs: static arguments;
     shape, dtype, device: the output's; seq: creation order (inputs always have smaller
     seq, so sorting by seq is a topological order); site: (file, line) of the user's
-    code that created it; saved: what the VJP needs, FREED after backward;
+    code that created it; saved, saved_output: what the VJP needs (saved becomes FREED
+    once it ran);
     ref: a weak reference to a leaf's tensor, where gradients are accumulated.
     """
 
-    __slots__ = ("op", "inputs", "attrs", "saved", "shape", "dtype", "device", "seq", "site",
-                 "requires_grad", "ref", "meta", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "saved", "saved_output", "shape", "dtype", "device",
+                 "seq", "site", "requires_grad", "ref", "meta", "__weakref__")
 
     def __init__(self, op, inputs, attrs, shape, dtype, device, requires_grad, site,
-                 saved=None, ref=None):
+                 saved=None, saved_output=None, ref=None):
         self.op = op
         self.inputs = inputs
         self.attrs = attrs
@@ -38,7 +39,8 @@ class Node:
         self.device = device
         self.requires_grad = requires_grad
         self.site = site
-        self.saved = saved
+        self.saved = saved  # the inputs the VJP reads (None where it reads none)
+        self.saved_output = saved_output  # the output array, if the VJP reads it
         self.ref = ref
         self.meta = None
         self.seq = next(_sequence)

@@ -159,6 +159,7 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
             _propagate(node, g, needs, pending)
             if not retain_graph:
                 node.saved = FREED
+                node.saved_output = None
     return found, (set(order) if targets is not None else None)
 
 

@@ -59,10 +59,9 @@ neg = _unary("neg", lambda xp, x: -x, lambda ctx, g: (-g,))
 
 # --- transcendental functions and activations ------------------------------------------------
 def _sigmoid_forward(xp, x):
-    # exp(-|x|) never overflows: for x >= 0, 1/(1+e); for x < 0, e/(1+e).
-    e = xp.exp(-xp.abs(x))
-    r = 1 / (1 + e)
-    return xp.where(x >= 0, r, e * r)
+    # sigmoid(x) = exp(-log(1 + exp(-x))): logaddexp never overflows, keeps the relative
+    # precision of tiny results (sigmoid(-50) ~ 2e-22, not 0), and takes 4 kernels.
+    return xp.exp(-xp.logaddexp(0.0, -x))
 
 
 exp = _unary("exp", lambda xp, x: xp.exp(x), lambda ctx, g: (g * ctx.output,),

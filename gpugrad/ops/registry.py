@@ -142,19 +142,20 @@ _new = object.__new__
 
 
 def _record(op, args, attrs, result, requires_grad):
-    saved = None
+    saved = saved_output = None
     if requires_grad:
         saves = op.saves
         if not saves:
-            inputs = (None,) * len(args)
+            saved = (None,) * len(args)
         elif len(saves) == len(args):
-            inputs = args
+            saved = args
         else:
-            inputs = tuple([a if i in saves else None for i, a in enumerate(args)])
-        saved = (inputs, result._data if op.save_output else None)
+            saved = tuple([a if i in saves else None for i, a in enumerate(args)])
+        if op.save_output:
+            saved_output = result._data
     result._node = Node(op, tuple([a._node or node_of(a) for a in args]), attrs,
                         result._data.shape, result._dtype, result._device, requires_grad,
-                        user_site(2), saved)
+                        user_site(2), saved, saved_output)
 
 
 def node_of(tensor):
@@ -306,9 +307,9 @@ class Context:
     __slots__ = ("inputs", "output", "attrs", "input_specs", "needs_input_grad", "node")
 
     def __init__(self, node, needs_input_grad):
-        saved_inputs, saved_output = node.saved
+        saved_output = node.saved_output
         self.node = node
-        self.inputs = saved_inputs
+        self.inputs = node.saved
         self.output = None
         if saved_output is not None:
             # A fresh handle on the output, tied to this node so that a create_graph
