@@ -75,11 +75,9 @@ class Tensor:
             raise RuntimeError("requires_grad can only be changed on leaf tensors; use "
                                ".detach() to get a leaf")
         self._requires_grad = value
-        if self._node is not None:
-            import weakref
-
-            self._node.requires_grad = value
-            self._node.ref = weakref.ref(self) if value else None
+        # Graphs already recorded keep the leaf as it was then; the next op makes a new
+        # leaf node that knows the new setting.
+        self._node = None
 
     def requires_grad_(self, value=True):
         self.requires_grad = value

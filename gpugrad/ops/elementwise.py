@@ -50,8 +50,9 @@ def _pow_vjp(ctx, g):
 
 add = _binary("add", lambda xp, a, b: a + b, _add_vjp, saves=())
 sub = _binary("sub", lambda xp, a, b: a - b, _sub_vjp, saves=())
-mul = _binary("mul", lambda xp, a, b: a * b, _mul_vjp)
-div = _binary("div", lambda xp, a, b: a / b, _div_vjp, promote="float")
+mul = _binary("mul", lambda xp, a, b: a * b, _mul_vjp, saves={0: (1,), 1: (0,)})
+div = _binary("div", lambda xp, a, b: a / b, _div_vjp, promote="float",
+              saves={0: (1,), 1: (0, 1)})
 pow = _binary("pow", lambda xp, a, b: xp.pow(a, b), _pow_vjp, save_output=True)  # noqa: A001
 
 neg = _unary("neg", lambda xp, x: -x, lambda ctx, g: (-g,))

@@ -34,29 +34,31 @@ def _swap(t):
 
 
 def _matmul_vjp(ctx, g):
-    a, b = ctx.inputs
+    a, b = ctx.inputs  # only those the requested gradients need are saved
+    a_ndim, b_ndim = (len(spec.shape) for spec in ctx.input_specs)
     need_a, need_b = ctx.needs_input_grad
     # Work in the 2-D view NumPy uses for 1-D operands, then drop the added axis.
-    a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
-    b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
     g2 = g
-    if a.ndim == 1:
-        g2 = g2.reshape(g2.shape[:-1] + (1,) + g2.shape[-1:]) if b.ndim > 1 \
+    if a_ndim == 1:
+        g2 = g2.reshape(g2.shape[:-1] + (1,) + g2.shape[-1:]) if b_ndim > 1 \
             else g2.reshape(g2.shape + (1,))
-    if b.ndim == 1:
+    if b_ndim == 1:
         g2 = g2.reshape(g2.shape + (1,))
     ga = gb = None
     if need_a:
+        b2 = b.reshape(b.shape + (1,)) if b_ndim == 1 else b
         ga = g2 @ _swap(b2)
-        if a.ndim == 1:
+        if a_ndim == 1:
             ga = ga.reshape(ga.shape[:-2] + ga.shape[-1:])
     if need_b:
+        a2 = a.reshape((1,) + a.shape) if a_ndim == 1 else a
         gb = _swap(a2) @ g2
-        if b.ndim == 1:
+        if b_ndim == 1:
             gb = gb.reshape(gb.shape[:-1])
     return ga, gb
 
 
 matmul = define("gpugrad::matmul", infer=_matmul_infer,
-                forward=lambda xp, a, b: xp.matmul(a, b), vjp=_matmul_vjp, saves=(0, 1),
+                forward=lambda xp, a, b: xp.matmul(a, b), vjp=_matmul_vjp,
+                saves={0: (1,), 1: (0,)},
                 promote="common")

@@ -36,7 +36,15 @@ class OpDef:
         self.forward = forward
         self.kernels = dict(kernels or {})
         self.vjp = vjp
-        self.saves = tuple(saves)
+        # `saves`: the inputs the VJP reads — a tuple of indices, or a dict saying which
+        # inputs the gradient of each input needs ({0: (1,), 1: (0,)} for mul), so that
+        # only what the inputs requiring grad will need is kept alive.
+        if isinstance(saves, dict):
+            self.saves_for = {i: tuple(needed) for i, needed in saves.items()}
+            self.saves = tuple(sorted({i for needed in saves.values() for i in needed}))
+        else:
+            self.saves_for = None
+            self.saves = tuple(saves)
         self.save_output = save_output
         self.promote = promote
         self.promote_args = promote_args
@@ -62,6 +70,7 @@ class LeafOp:
     is_leaf = True
     differentiable = False
     saves = ()
+    saves_for = None
     save_output = False
 
     def __init__(self, name):
@@ -145,6 +154,11 @@ def _record(op, args, attrs, result, requires_grad):
     saved = saved_output = None
     if requires_grad:
         saves = op.saves
+        if op.saves_for is not None:
+            saves = set()
+            for i, a in enumerate(args):
+                if a._requires_grad:
+                    saves.update(op.saves_for[i])
         if not saves:
             saved = (None,) * len(args)
         elif len(saves) == len(args):
