@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import gpugrad as gg
+from gpugrad.ops import elementwise as ew
 from gpugrad.ops.shape import normalize_index
 
 
@@ -95,6 +96,12 @@ def _scatter_ref(index, shape):
     return ref
 
 
+def _matmul_t(a, b, ta, tb):
+    from gpugrad.ops.linalg import matmul
+
+    return matmul(a, b, transpose_a=ta, transpose_b=tb)
+
+
 def _compare(name, fn, ref):
     return OpInfo(name, _binary(fn, ref), grad=False)
 
@@ -113,6 +120,12 @@ OPS = [
     OpInfo("gpugrad::sqrt", _unary(lambda x: x.sqrt(), np.sqrt, 0.5, 3.0)),
     OpInfo("gpugrad::tanh", _unary(lambda x: x.tanh(), np.tanh)),
     OpInfo("gpugrad::sigmoid", _unary(lambda x: x.sigmoid(), _sigmoid, -6.0, 6.0)),
+    OpInfo("gpugrad::tanh_backward", _binary(
+        lambda g, y: ew.tanh_backward(g, y),
+        lambda g, y: g * (1 - y * y), low_b=-0.9, high_b=0.9)),
+    OpInfo("gpugrad::sigmoid_backward", _binary(
+        lambda g, y: ew.sigmoid_backward(g, y),
+        lambda g, y: g * y * (1 - y), low_b=0.1, high_b=0.9)),
     OpInfo("gpugrad::relu", _unary(lambda x: x.relu(), lambda x: np.maximum(x, 0))),
     OpInfo("gpugrad::abs", _unary(lambda x: x.abs(), np.abs)),
     OpInfo("gpugrad::sign", _unary(lambda x: x.sign(), np.sign), grad=False),
@@ -198,6 +211,12 @@ OPS = [
         Sample((Arg((2, 3, 4)), Arg((4, 5))), lambda a, b: a @ b, np.matmul, "batch"),
         Sample((Arg((2, 1, 3, 4)), Arg((3, 4, 2))), lambda a, b: a @ b, np.matmul,
                "batch broadcast"),
+        Sample((Arg((4, 3)), Arg((2, 4))), lambda a, b: _matmul_t(a, b, True, True),
+               lambda a, b: a.T @ b.T, "both transposed"),
+        Sample((Arg((2, 4, 3)), Arg((4, 5))), lambda a, b: _matmul_t(a, b, True, False),
+               lambda a, b: np.swapaxes(a, -1, -2) @ b, "batch transposed a"),
+        Sample((Arg((3, 4)), Arg((2, 5, 4))), lambda a, b: _matmul_t(a, b, False, True),
+               lambda a, b: a @ np.swapaxes(b, -1, -2), "transposed batch b"),
     ]),
     OpInfo("gpugrad::cast", [
         Sample((Arg((3,)),), lambda x: x.astype("float32").astype("float64"),

@@ -95,7 +95,8 @@ def test_the_cupy_namespace_offers_the_array_api_names_the_kernels_use():
 
     xp = _namespace(cupy)
     for name in ("concat", "permute_dims", "pow", "astype", "matmul", "where", "take",
-                 "maximum", "clip", "nonzero", "broadcast_to", "reshape"):
+                 "maximum", "clip", "nonzero", "broadcast_to", "reshape", "matrix_transpose",
+                 "logaddexp"):
         assert callable(getattr(xp, name)), name
 
 

@@ -22,6 +22,8 @@ def _namespace(cupy):
     for standard, old in _ALIASES.items():
         if not hasattr(cupy, standard):
             setattr(ns, standard, getattr(cupy, old))
+    if not hasattr(cupy, "matrix_transpose"):
+        ns.matrix_transpose = lambda x, /: cupy.swapaxes(x, -1, -2)
     if not hasattr(cupy, "astype"):
         ns.astype = lambda x, dtype, /, *, copy=True: x.astype(dtype, copy=copy)
     return ns

@@ -1,12 +1,26 @@
-"""Matrix multiplication, with NumPy's rules for 1-D operands and batch broadcasting."""
+"""Matrix multiplication, with NumPy's rules for 1-D operands and batch broadcasting.
+
+matmul takes two optional flags, transpose_a and transpose_b (swap the last two axes of
+that operand first): its own VJP needs products with a transposed operand, and folding
+the transpose into the product saves a separate op per gradient.
+"""
 
 from ..errors import ShapeError
 from .infer import broadcast_shapes
-from .registry import define
+from .registry import NO_ATTRS, apply, define
 
 
-def _matmul_infer(a, b):
-    sa, sb = tuple(a.shape), tuple(b.shape)
+def _transposed(shape, flag, which):
+    if not flag:
+        return shape
+    if len(shape) < 2:
+        raise ShapeError(f"transpose_{which} needs at least 2 dimensions, got {shape}")
+    return shape[:-2] + (shape[-1], shape[-2])
+
+
+def _matmul_infer(a, b, transpose_a=False, transpose_b=False):
+    sa = _transposed(tuple(a.shape), transpose_a, "a")
+    sb = _transposed(tuple(b.shape), transpose_b, "b")
     if not sa or not sb:
         raise ShapeError(f"matmul needs operands of at least 1 dimension, got {sa} and {sb}")
     a2 = (1,) + sa if len(sa) == 1 else sa
@@ -27,17 +41,30 @@ def _matmul_infer(a, b):
     return out, a.dtype
 
 
-def _swap(t):
-    axes = list(range(len(t.shape)))
-    axes[-1], axes[-2] = axes[-2], axes[-1]
-    return t.transpose(tuple(axes))
+def _matmul_forward(xp, a, b, transpose_a=False, transpose_b=False):
+    if transpose_a:
+        a = xp.matrix_transpose(a)
+    if transpose_b:
+        b = xp.matrix_transpose(b)
+    return xp.matmul(a, b)
+
+
+def _mm(a, b, ta, tb):
+    """a @ b with either operand transposed, as one recorded op."""
+    attrs = {"transpose_a": True, "transpose_b": tb} if ta else \
+        ({"transpose_b": True} if tb else NO_ATTRS)
+    return apply(matmul, (a, b), attrs)
 
 
 def _matmul_vjp(ctx, g):
+    # C = op(A) @ op(B), op a transpose where flagged:
+    #   dA = g @ op(B)^T  (transposed back if A was),  dB = op(A)^T @ g  (likewise).
     a, b = ctx.inputs  # only those the requested gradients need are saved
+    ta = ctx.attrs.get("transpose_a", False)
+    tb = ctx.attrs.get("transpose_b", False)
     a_ndim, b_ndim = (len(spec.shape) for spec in ctx.input_specs)
     need_a, need_b = ctx.needs_input_grad
-    # Work in the 2-D view NumPy uses for 1-D operands, then drop the added axis.
+    # 1-D operands (never transposed) work in the 2-D view NumPy uses, then drop the axis.
     g2 = g
     if a_ndim == 1:
         g2 = g2.reshape(g2.shape[:-1] + (1,) + g2.shape[-1:]) if b_ndim > 1 \
@@ -47,18 +74,16 @@ def _matmul_vjp(ctx, g):
     ga = gb = None
     if need_a:
         b2 = b.reshape(b.shape + (1,)) if b_ndim == 1 else b
-        ga = g2 @ _swap(b2)
+        ga = _mm(b2, g2, tb, True) if ta else _mm(g2, b2, False, not tb)
         if a_ndim == 1:
             ga = ga.reshape(ga.shape[:-2] + ga.shape[-1:])
     if need_b:
         a2 = a.reshape((1,) + a.shape) if a_ndim == 1 else a
-        gb = _swap(a2) @ g2
+        gb = _mm(g2, a2, True, ta) if tb else _mm(a2, g2, not ta, False)
         if b_ndim == 1:
             gb = gb.reshape(gb.shape[:-1])
     return ga, gb
 
 
-matmul = define("gpugrad::matmul", infer=_matmul_infer,
-                forward=lambda xp, a, b: xp.matmul(a, b), vjp=_matmul_vjp,
-                saves={0: (1,), 1: (0,)},
-                promote="common")
+matmul = define("gpugrad::matmul", infer=_matmul_infer, forward=_matmul_forward,
+                vjp=_matmul_vjp, saves={0: (1,), 1: (0,)}, promote="common")

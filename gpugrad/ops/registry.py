@@ -192,7 +192,8 @@ _constants = {}
 def constant(value, dtype, device):
     """A Python number as a 0-d constant tensor, with its leaf node. Cached: `x * 2.0`
     then costs no allocation and no host-to-device copy after the first time."""
-    key = (value.__class__, value, dtype, device)
+    # 0.0 == -0.0 (and == 0 == False): zeros are told apart by their text.
+    key = (value.__class__, value if value else repr(value), dtype, device)
     t = _constants.get(key)
     if t is None:
         backend = device._backend or device.backend
