@@ -283,6 +283,13 @@ class Tensor:
     def min(self, axis=None, keepdims=False, *, dim=None):
         return _reduce(_red.min, self, axis, keepdims, dim)
 
+    def argmax(self, axis=None, keepdims=False, *, dim=None):
+        """Index of the largest value (of the flattened tensor when axis is None)."""
+        return _reduce(_red.argmax, self, axis, keepdims, dim)
+
+    def argmin(self, axis=None, keepdims=False, *, dim=None):
+        return _reduce(_red.argmin, self, axis, keepdims, dim)
+
     # --- shape -------------------------------------------------------------------------------------
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):

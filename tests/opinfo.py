@@ -162,6 +162,14 @@ OPS = [
     OpInfo("gpugrad::mean", _reductions("mean", np.mean)),
     OpInfo("gpugrad::max", _reductions("max", np.max)),
     OpInfo("gpugrad::min", _reductions("min", np.min)),
+    OpInfo("gpugrad::argmax", [
+        Sample((Arg((2, 3, 4)),), lambda x, a=axis, k=keep: x.argmax(axis=a, keepdims=k),
+               lambda x, a=axis, k=keep: np.argmax(x, axis=a, keepdims=k),
+               f"axis={axis},keepdims={keep}")
+        for axis, keep in [(None, False), (None, True), (1, False), (-1, True)]], grad=False),
+    OpInfo("gpugrad::argmin", [
+        Sample((Arg((2, 3, 4)),), lambda x: x.argmin(axis=0), lambda x: np.argmin(x, axis=0))],
+        grad=False),
     OpInfo("gpugrad::reshape", [
         Sample((Arg((2, 3, 4)),), lambda x: x.reshape(4, -1), lambda x: x.reshape(4, -1)),
         Sample((Arg((6,)),), lambda x: x.reshape((3, 1, 2)), lambda x: x.reshape(3, 1, 2)),

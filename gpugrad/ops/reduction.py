@@ -1,6 +1,7 @@
 """Reductions over axes: sum, mean, max, min (with keepdims)."""
 
 from .. import dtypes
+from ..errors import ShapeError
 from .infer import normalize_axes, reduced_shape
 from .registry import define
 
@@ -66,5 +67,32 @@ max = _reduction(  # noqa: A001
 min = _reduction(  # noqa: A001
     "min", lambda xp, x, axis=None, keepdims=False: xp.min(x, axis=axis, keepdims=keepdims),
     _extremum_vjp, saves=(0,), save_output=True)
+
+
+
+def _arg_infer(x, axis=None, keepdims=False):
+    if axis is None:
+        return ((1,) * len(x.shape) if keepdims else ()), dtypes.int64
+    axes = normalize_axes(axis, len(x.shape))
+    if len(axes) != 1:
+        raise ShapeError(f"argmax/argmin take one axis or None, got {axis!r}")
+    return reduced_shape(x.shape, axes, keepdims), dtypes.int64
+
+
+def _arg_forward(reduce):
+    def forward(xp, x, axis=None, keepdims=False):
+        if axis is None:  # over the flattened tensor, as in NumPy
+            out = reduce(xp)(xp.reshape(x, (-1,)), axis=0)
+            return xp.reshape(out, (1,) * len(x.shape)) if keepdims else out
+        return reduce(xp)(x, axis=axis, keepdims=keepdims)
+
+    return forward
+
+
+# Positions, not values: no gradient.
+argmax = define("gpugrad::argmax", infer=_arg_infer,
+                forward=_arg_forward(lambda xp: xp.argmax))
+argmin = define("gpugrad::argmin", infer=_arg_infer,
+                forward=_arg_forward(lambda xp: xp.argmin))
 
 from .shape import broadcast_to  # noqa: E402  (shape ops use reductions in their VJPs too)
