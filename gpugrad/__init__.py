@@ -14,13 +14,42 @@ import numpy as _np  # noqa: F401  (NumPy is the one backend always present)
 from . import cuda, dtypes  # noqa: F401
 from .backends import Device, default_device, set_default_device  # noqa: F401
 from .backends import device as device
-from .creation import (arange, full, manual_seed, ones, ones_like, rand, randn,  # noqa: F401
-                       tensor, zeros, zeros_like)
-from .errors import (DeviceError, DTypeError, GpugradError, GradcheckError,  # noqa: F401
-                     GraphError, ShapeError)
-from .functions import (abs, broadcast_to, cat, clip, concat, concatenate, exp,  # noqa: F401
-                        log, matmul, maximum, mean, minimum, relu, reshape, sigmoid, sqrt,
-                        stack, sum, tanh, transpose, where)
+from .creation import (  # noqa: F401
+                       arange,
+                       full,
+                       manual_seed,
+                       ones,
+                       ones_like,
+                       rand,
+                       randn,
+                       tensor,
+                       zeros,
+                       zeros_like,
+)
+from .errors import DeviceError, DTypeError, GpugradError, GradcheckError, GraphError, ShapeError  # noqa: F401
+from .functions import (  # noqa: F401
+                       abs,
+                       broadcast_to,
+                       cat,
+                       clip,
+                       concat,
+                       concatenate,
+                       exp,
+                       log,
+                       matmul,
+                       maximum,
+                       mean,
+                       minimum,
+                       relu,
+                       reshape,
+                       sigmoid,
+                       sqrt,
+                       stack,
+                       sum,
+                       tanh,
+                       transpose,
+                       where,
+)
 from .gradcheck import gradcheck  # noqa: F401
 from .graph import Graph  # noqa: F401
 from .info import info  # noqa: F401

@@ -7,7 +7,8 @@ a device from values they hold.
 import numpy as np
 
 from . import dtypes
-from .backends import default_device, device as as_device, transfer
+from .backends import default_device, transfer
+from .backends import device as as_device
 from .errors import DTypeError
 from .tensor import Tensor
 

@@ -51,13 +51,13 @@ def _analytical_vjp(fn, inputs, v, diff):
         grads.append(tensor(v[start:start + size].reshape(o.shape), dtype=o.dtype,
                             device=o.device))
         start += size
-    pairs = [(o, g) for o, g in zip(outs, grads) if o.requires_grad]
+    pairs = [(o, g) for o, g in zip(outs, grads, strict=True) if o.requires_grad]
     if not pairs:
         return [np.zeros(inputs[i].size) for i in diff]
     found = autograd_grad([o for o, _ in pairs], [inputs[i] for i in diff],
                           grad_outputs=[g for _, g in pairs], allow_unused=True)
     return [np.zeros(inputs[i].size) if g is None else g.numpy().astype(np.float64).ravel()
-            for i, g in zip(diff, found)]
+            for i, g in zip(diff, found, strict=True)]
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0,
@@ -83,7 +83,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0,
     failures = []
     for row, v in enumerate(projections):
         analytical = _analytical_vjp(fn, inputs, v, diff)
-        for i, a in zip(diff, analytical):
+        for i, a in zip(diff, analytical, strict=True):
             if fast:
                 u = rng.standard_normal(inputs[i].size)
                 num = _directional(fn, inputs, i, u, eps) @ v

@@ -18,39 +18,29 @@ state = _State()
 
 
 @contextmanager
-def no_grad():
-    """Run ops without recording the graph: no gradients flow through what runs inside."""
-    previous = state.grad_enabled
-    state.grad_enabled = False
-    try:
-        yield
-    finally:
-        state.grad_enabled = previous
-
-
-@contextmanager
-def enable_grad():
-    """Turn recording back on inside a no_grad block."""
-    previous = state.grad_enabled
-    state.grad_enabled = True
-    try:
-        yield
-    finally:
-        state.grad_enabled = previous
-
-
-def is_grad_enabled():
-    return state.grad_enabled
-
-
-@contextmanager
 def set_grad_enabled(enabled):
+    """Record graphs (True) or not (False) inside the block; restores the previous mode."""
     previous = state.grad_enabled
     state.grad_enabled = bool(enabled)
     try:
         yield
     finally:
         state.grad_enabled = previous
+
+
+def no_grad():
+    """Run ops without recording the graph: no gradients flow through what runs inside.
+    A context manager, or a decorator."""
+    return set_grad_enabled(False)
+
+
+def enable_grad():
+    """Turn recording back on inside a no_grad block."""
+    return set_grad_enabled(True)
+
+
+def is_grad_enabled():
+    return state.grad_enabled
 
 
 @contextmanager

@@ -42,7 +42,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     found, reached = _run(outputs, grad_outputs, targets, retain_graph, create_graph,
                           allow_unused)
     results = []
-    for t, node in zip(inputs, targets):
+    for t, node in zip(inputs, targets, strict=True):
         g = found.get(node)
         if g is None:
             if node not in reached:
@@ -70,7 +70,7 @@ def _root_grads(outputs, grad_outputs):
             raise GraphError(f"{len(grad_outputs)} output gradients for {len(outputs)} "
                              "outputs")
     grads = []
-    for out, g in zip(outputs, grad_outputs):
+    for out, g in zip(outputs, grad_outputs, strict=True):
         if not out.requires_grad:
             raise GraphError(f"a tensor of shape {out.shape} does not require grad and has "
                              "no graph to differentiate (was it computed under no_grad, or "
@@ -135,7 +135,7 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
     needed = None if targets is None else _needed(order, targets)
     target_set = None if targets is None else set(targets)
     pending = {}
-    for node, g in zip(roots, root_grads):
+    for node, g in zip(roots, root_grads, strict=True):
         prev = pending.get(node)
         pending[node] = g if prev is None else prev + g
     found = {}
@@ -171,7 +171,7 @@ def _propagate(node, g, needs, pending):
             f"'{node.name}' (created at {node.where()}) were freed by the first backward; "
             f"pass retain_graph=True to the first backward (at {format_site(user_site(1))})")
     in_grads = run_vjp(node, g, needs)
-    for inp, gi, need in zip(node.inputs, in_grads, needs):
+    for inp, gi, need in zip(node.inputs, in_grads, needs, strict=True):
         if not need or gi is None:
             continue
         if (gi.__class__ is not Tensor or gi._data.shape != inp.shape
@@ -202,7 +202,7 @@ def sum_to(g, shape, node=None):
     """Sum `g` over the axes along which `shape` was broadcast to g's shape."""
     gshape = g._data.shape
     lead = len(gshape) - len(shape)
-    fits = lead >= 0 and all(s in (1, d) for s, d in zip(shape, gshape[lead:]))
+    fits = lead >= 0 and all(s in (1, d) for s, d in zip(shape, gshape[lead:], strict=True))
     if not fits:
         what = f"{node.name} (created at {node.where()})" if node is not None else "sum_to"
         raise ShapeError(f"{what}: a gradient of shape {tuple(gshape)} does not reduce to "

@@ -99,7 +99,7 @@ class Tensor:
 
         return Graph.from_outputs([self])
 
-    # --- leaving the graph or the device -----------------------------------------------------------
+    # --- leaving the graph or the device ----------------------------------------------------------
     def numpy(self):
         """A host numpy.ndarray copy of the values, from any device."""
         return self._device.backend.to_host(self._data)
@@ -151,7 +151,7 @@ class Tensor:
     def double(self):
         return self.astype(dtypes.float64)
 
-    # --- gradients ---------------------------------------------------------------------------------
+    # --- gradients --------------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=None, create_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's .grad that requires grad.
 
@@ -164,7 +164,7 @@ class Tensor:
         backward([self], None if grad is None else [grad], retain_graph=retain_graph,
                  create_graph=create_graph)
 
-    # --- arithmetic ----------------------------------------------------------------------------------
+    # --- arithmetic -------------------------------------------------------------------------------
     def __add__(self, other):
         return _apply(_ew.add, (self, other), _NO)
 
@@ -210,7 +210,7 @@ class Tensor:
     def __abs__(self):
         return _apply(_ew.abs, (self,), _NO)
 
-    # --- comparisons and logic (no gradient) -------------------------------------------------------
+    # --- comparisons and logic (no gradient) ------------------------------------------------------
     def __eq__(self, other):
         return _apply(_ew.eq, (self, other), _NO)
 
@@ -240,7 +240,7 @@ class Tensor:
 
     __hash__ = object.__hash__  # identity, as for any mutable handle
 
-    # --- functions ----------------------------------------------------------------------------------
+    # --- functions --------------------------------------------------------------------------------
     def exp(self):
         return _apply(_ew.exp, (self,), _NO)
 
@@ -290,7 +290,7 @@ class Tensor:
     def argmin(self, axis=None, keepdims=False, *, dim=None):
         return _reduce(_red.argmin, self, axis, keepdims, dim)
 
-    # --- shape -------------------------------------------------------------------------------------
+    # --- shape ------------------------------------------------------------------------------------
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
@@ -339,7 +339,7 @@ class Tensor:
         for i in range(len(self)):
             yield self[i]
 
-    # --- Python conversions -------------------------------------------------------------------------
+    # --- Python conversions -----------------------------------------------------------------------
     def __bool__(self):
         if self.size != 1:
             raise ValueError(f"the truth value of a tensor of shape {self.shape} is "

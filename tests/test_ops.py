@@ -9,11 +9,11 @@ op's CuPy result and gradients also agree with the CPU's.
 import numpy as np
 import pytest
 from conftest import device_params
+from opinfo import OPS
 
 import gpugrad as gg
 from gpugrad.mode import tracing
 from gpugrad.ops import REGISTRY
-from opinfo import OPS
 
 BUILTIN = sorted(name for name, op in REGISTRY.items() if name.startswith("gpugrad::"))
 CASES = [pytest.param(info, sample, id=f"{info.name.split('::')[1]}[{sample.label}]")
@@ -93,5 +93,5 @@ def test_cuda_agrees_with_cpu(info, sample):
             grads = [g.numpy() for g in gg.grad((out * weights).sum(), diff)]
         results[device] = (out.numpy(), grads)
     np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-10)
-    for g_cuda, g_cpu in zip(results["cuda"][1], results["cpu"][1]):
+    for g_cuda, g_cpu in zip(results["cuda"][1], results["cpu"][1], strict=True):
         np.testing.assert_allclose(g_cuda, g_cpu, rtol=1e-10, atol=1e-12)

@@ -148,8 +148,13 @@ def _resolve_default():
         dev = device(choice)
     except DeviceError as exc:
         raise DeviceError(f"GPUGRAD_DEVICE={choice!r} is not a device: {exc}") from None
-    dev.backend  # a CUDA device that cannot be used says so now, with the reason
+    _check_usable(dev)  # a CUDA device that cannot be used says so now, with the reason
     return dev, f"GPUGRAD_DEVICE={choice}"
+
+
+def _check_usable(dev):
+    """Raise DeviceError now if `dev` cannot be used (its backend cannot start)."""
+    return dev.backend
 
 
 def default_device():
@@ -164,7 +169,7 @@ def set_default_device(spec):
     """Make `spec` ("cpu", "cuda", ...) the device new tensors go to."""
     global _default, _default_reason
     dev = device(spec)
-    dev.backend  # fail here, not at the first tensor, if the device is unusable
+    _check_usable(dev)  # fail here, not at the first tensor, if the device is unusable
     _default, _default_reason = dev, f"set_default_device({str(dev)!r})"
 
 

@@ -255,7 +255,7 @@ scatter_add = define("gpugrad::scatter_add", infer=_scatter_infer, forward=_scat
                      vjp=lambda ctx, g: (apply(getitem, (g,), {"index": ctx.attrs["index"]}),))
 
 
-# --- concat and stack -------------------------------------------------------------------------------
+# --- concat and stack -----------------------------------------------------------------------------
 def _concat_infer(*xs, axis=0):
     if not xs:
         raise ShapeError("needs at least one tensor")
@@ -266,8 +266,9 @@ def _concat_infer(*xs, axis=0):
     first = xs[0].shape
     total = 0
     for x in xs:
-        if len(x.shape) != ndim or any(d != e for i, (d, e) in enumerate(zip(x.shape, first))
-                                       if i != ax):
+        differs = len(x.shape) != ndim or any(
+            d != e for i, (d, e) in enumerate(zip(x.shape, first, strict=True)) if i != ax)
+        if differs:
             listed = ", ".join(str(tuple(t.shape)) for t in xs)
             raise ShapeError(f"shapes {listed} differ outside axis {axis}")
         total += x.shape[ax]
@@ -277,7 +278,7 @@ def _concat_infer(*xs, axis=0):
 def _concat_vjp(ctx, g):
     ax = normalize_axis(ctx.attrs.get("axis", 0), len(g.shape))
     grads, start = [], 0
-    for spec, need in zip(ctx.input_specs, ctx.needs_input_grad):
+    for spec, need in zip(ctx.input_specs, ctx.needs_input_grad, strict=True):
         stop = start + spec.shape[ax]
         grads.append(g[(slice(None),) * ax + (slice(start, stop),)] if need else None)
         start = stop
