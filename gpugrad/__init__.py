@@ -9,46 +9,54 @@
 
 __version__ = "0.1.0"
 
-import numpy as _np  # noqa: F401  (NumPy is the one backend always present)
-
 from . import cuda, dtypes  # noqa: F401
 from .backends import Device, default_device, set_default_device  # noqa: F401
 from .backends import device as device
 from .creation import (  # noqa: F401
-                       arange,
-                       full,
-                       manual_seed,
-                       ones,
-                       ones_like,
-                       rand,
-                       randn,
-                       tensor,
-                       zeros,
-                       zeros_like,
+    arange,
+    full,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    tensor,
+    zeros,
+    zeros_like,
 )
-from .errors import DeviceError, DTypeError, GpugradError, GradcheckError, GraphError, ShapeError  # noqa: F401
+from .errors import (  # noqa: F401
+    DeviceError,
+    DTypeError,
+    GpugradError,
+    GradcheckError,
+    GraphError,
+    OutOfBoundsError,
+    ShapeError,
+)
 from .functions import (  # noqa: F401
-                       abs,
-                       broadcast_to,
-                       cat,
-                       clip,
-                       concat,
-                       concatenate,
-                       exp,
-                       log,
-                       matmul,
-                       maximum,
-                       mean,
-                       minimum,
-                       relu,
-                       reshape,
-                       sigmoid,
-                       sqrt,
-                       stack,
-                       sum,
-                       tanh,
-                       transpose,
-                       where,
+    abs,
+    broadcast_to,
+    cat,
+    clip,
+    concat,
+    concatenate,
+    exp,
+    log,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    relu,
+    reshape,
+    sigmoid,
+    sqrt,
+    stack,
+    sum,
+    tanh,
+    transpose,
+    where,
 )
 from .gradcheck import gradcheck  # noqa: F401
 from .graph import Graph  # noqa: F401

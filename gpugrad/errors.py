@@ -9,6 +9,10 @@ class ShapeError(GpugradError, ValueError):
     """Shapes that do not fit an op (broadcasting, matmul, reshape, indexing)."""
 
 
+class OutOfBoundsError(ShapeError, IndexError):
+    """An index outside a tensor's shape."""
+
+
 class DTypeError(GpugradError, TypeError):
     """A dtype an op cannot take (e.g. gradients of integer tensors)."""
 

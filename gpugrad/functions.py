@@ -2,7 +2,6 @@
 
 from .ops import elementwise as _ew
 from .ops import linalg as _linalg
-from .ops import reduction as _red
 from .ops import shape as _shape
 from .tensor import Tensor
 
@@ -74,15 +73,23 @@ def abs(x):  # noqa: A001
 
 
 def clip(x, lo=None, hi=None):
-    return _ew.clip(x, lo=lo, hi=hi)
+    return _ew.clip_values(x, lo, hi)
 
 
-def sum(x, axis=None, keepdims=False):  # noqa: A001
-    return _red.sum(x, axis=axis, keepdims=keepdims)
+def sum(x, axis=None, keepdims=False, *, dim=None):  # noqa: A001
+    return x.sum(axis, keepdims, dim=dim)
 
 
-def mean(x, axis=None, keepdims=False):
-    return _red.mean(x, axis=axis, keepdims=keepdims)
+def mean(x, axis=None, keepdims=False, *, dim=None):
+    return x.mean(axis, keepdims, dim=dim)
+
+
+def max(x, axis=None, keepdims=False, *, dim=None):  # noqa: A001
+    return x.max(axis, keepdims, dim=dim)
+
+
+def min(x, axis=None, keepdims=False, *, dim=None):  # noqa: A001
+    return x.min(axis, keepdims, dim=dim)
 
 
 def reshape(x, shape):

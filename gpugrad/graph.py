@@ -116,6 +116,8 @@ def _dtype_name(dtype):
 
 
 def _format_value(value):
+    if hasattr(value, "itemsize") and hasattr(value, "kind"):  # a dtype (it has .shape too)
+        return value.name
     if hasattr(value, "shape") and not isinstance(value, (int, float)):
         return f"array{list(value.shape)}"
     if isinstance(value, tuple):
@@ -126,7 +128,7 @@ def _format_value(value):
         return ":".join(parts[:2] if value.step is None else parts)
     if value is Ellipsis:
         return "..."
-    return getattr(value, "name", None) if hasattr(value, "itemsize") else str(value)
+    return str(value)
 
 
 def _format_attrs(attrs):

@@ -10,7 +10,7 @@ VJP has run (unless retain_graph), so memory does not grow across training steps
 
 from operator import attrgetter
 
-from .errors import GraphError, ShapeError
+from .errors import DeviceError, GraphError, ShapeError
 from .mode import set_grad_enabled
 from .node import FREED, format_site, user_site
 from .ops import elementwise as ew
@@ -90,6 +90,11 @@ def _root_grads(outputs, grad_outputs):
             if g.shape != out.shape:
                 raise ShapeError(f"the gradient has shape {g.shape} but the output has shape "
                                  f"{out.shape}")
+            if g._device is not out._device:
+                raise DeviceError(f"the gradient is on {g._device} but the output is on "
+                                  f"{out._device}; move it with .to()")
+            if g._dtype is not out._dtype:
+                g = g.astype(out._dtype)
         grads.append(g)
     return grads
 
@@ -167,9 +172,9 @@ def _propagate(node, g, needs, pending):
     """Run a node's VJP and add each input's gradient to what is pending for it."""
     if node.saved is FREED:
         raise GraphError(
-            f"trying to backward through the graph a second time: the saved values of "
-            f"'{node.name}' (created at {node.where()}) were freed by the first backward; "
-            f"pass retain_graph=True to the first backward (at {format_site(user_site(1))})")
+            f"trying to backward through the graph a second time (at "
+            f"{format_site(user_site(1))}): the first backward freed it, from '{node.name}' "
+            f"(created at {node.where()}) on; pass retain_graph=True to the first backward")
     in_grads = run_vjp(node, g, needs)
     for inp, gi, need in zip(node.inputs, in_grads, needs, strict=True):
         if not need or gi is None:
@@ -218,6 +223,6 @@ def _accumulate_leaf(node, g, create_graph):
     tensor = node.ref()
     if tensor is None:  # the leaf is gone: nobody can read its gradient
         return
-    if not create_graph and g._node is not None:
-        g = g.detach()
+    if not create_graph:
+        g = g.detach()  # a tensor of its own (paths can share one gradient tensor)
     tensor.grad = g if tensor.grad is None else ew.add(tensor.grad, g)

@@ -68,6 +68,8 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value):
         value = bool(value)
+        if value == self._requires_grad:
+            return
         if value and self._dtype.kind != "f":
             raise DTypeError(f"only floating-point tensors can require gradients, this one "
                              f"is {self._dtype}")
@@ -120,11 +122,11 @@ class Tensor:
     def to(self, target=None, dtype=None):
         """A copy on another device and/or as another dtype (differentiable). `target`
         is a device ("cpu", "cuda:0") or a dtype."""
-        from .backends import Device, device
+        from .backends import device
 
         out = self
-        if target is not None and not isinstance(target, (str, Device)):
-            target, dtype = None, target
+        if target is not None and not _is_device_name(target):
+            target, dtype = None, target  # a dtype (or its name) in the first place
         if dtype is not None:
             out = out.astype(dtype)
         if target is not None:
@@ -266,7 +268,7 @@ class Tensor:
         return _apply(_ew.sign, (self,), _NO)
 
     def clip(self, lo=None, hi=None):
-        return _apply(_ew.clip, (self,), {"lo": lo, "hi": hi})
+        return _ew.clip_values(self, lo, hi)
 
     clamp = clip
 
@@ -304,21 +306,24 @@ class Tensor:
         return self.reshape(-1)
 
     def transpose(self, *axes):
-        """NumPy style: no axes reverses them, a full permutation permutes; two axes of a
-        tensor of more than two dimensions swap those two (PyTorch style)."""
+        """NumPy style: no axes reverses them; otherwise a full permutation of the axes
+        (separate ints or one tuple). To swap two axes, use swapaxes."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         ndim = self.ndim
         if not axes:
             axes = tuple(range(ndim - 1, -1, -1))
-        elif len(axes) == 2 and ndim != 2:
-            i, j = (a % ndim if ndim else a for a in axes)
-            perm = list(range(ndim))
-            perm[i], perm[j] = perm[j], perm[i]
-            axes = tuple(perm)
-        else:
-            axes = tuple(a % ndim if isinstance(a, int) and ndim else a for a in axes)
+        # Negative axes count from the end; anything out of range is left for the op's
+        # shape rule to reject with a clear error.
+        axes = tuple(a % ndim if isinstance(a, int) and -ndim <= a < ndim else a for a in axes)
         return _apply(_shape.transpose, (self,), {"axes": axes})
+
+    def swapaxes(self, axis1, axis2):
+        """Swap two axes (PyTorch's transpose(dim0, dim1))."""
+        perm = list(range(self.ndim))
+        i, j = _shape.normalize_axis_for(self, axis1), _shape.normalize_axis_for(self, axis2)
+        perm[i], perm[j] = perm[j], perm[i]
+        return _apply(_shape.transpose, (self,), {"axes": tuple(perm)})
 
     @property
     def T(self):
@@ -338,6 +343,25 @@ class Tensor:
     def __iter__(self):
         for i in range(len(self)):
             yield self[i]
+
+    # --- copies: a copy is a new leaf, never a second handle on the same node ---------
+    def __copy__(self):
+        return Tensor._wrap(self._data, self._dtype, self._device, self._requires_grad)
+
+    def __deepcopy__(self, memo):
+        backend = self._device.backend
+        out = Tensor._wrap(backend.astype(self._data, self._dtype), self._dtype, self._device,
+                           self._requires_grad)
+        if self.grad is not None:
+            out.grad = self.grad.__deepcopy__(memo)
+        return out
+
+    def __reduce__(self):
+        # Values through a host copy; the graph is not part of a tensor's state.
+        from .creation import tensor
+
+        return tensor, (self.numpy(), self._dtype.name, str(self._device),
+                        self._requires_grad)
 
     # --- Python conversions -----------------------------------------------------------------------
     def __bool__(self):
@@ -362,7 +386,11 @@ class Tensor:
         if self._device.type != "cpu":
             raise TypeError(f"a tensor on {self._device} cannot become a NumPy array "
                             "implicitly; call .numpy() to copy it to the host")
-        return np.asarray(self._data, dtype=dtype)
+        if copy is False:  # no copy asked: a read-only view, so the graph stays intact
+            view = np.asarray(self._data, dtype=dtype).view()
+            view.flags.writeable = False
+            return view
+        return np.array(self._data, dtype=dtype, copy=True)
 
     def __format__(self, spec):
         if spec and self.size == 1:
@@ -379,6 +407,15 @@ class Tensor:
         if self._requires_grad:
             extras.append("requires_grad=True")
         return "tensor(" + ", ".join([values] + extras) + ")"
+
+
+def _is_device_name(target):
+    from .backends import Device
+
+    if isinstance(target, Device):
+        return True
+    return isinstance(target, str) and target.split(":")[0].strip().lower() in (
+        "cpu", "cuda", "array_api_strict")
 
 
 def _reduce(op, x, axis, keepdims, dim):

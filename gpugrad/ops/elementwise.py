@@ -2,18 +2,25 @@
 comparisons. Broadcasting follows NumPy; the engine sums gradients back to each input's
 shape, so the VJP rules below return gradients of the broadcast output's shape."""
 
-from .infer import comparison, elementwise, require_bool, unary_same
-from .registry import define
+from .. import dtypes
+from ..tensor import Tensor
+from .infer import comparison, elementwise, numeric, require_bool, unary_same
+from .registry import CONSTANT, apply, define
 
 
-def _binary(name, forward, vjp, saves=(0, 1), promote="common", **kw):
-    return define(f"gpugrad::{name}", infer=elementwise, forward=forward, vjp=vjp,
+def _binary(name, forward, vjp, saves=(0, 1), promote="common", infer=elementwise, **kw):
+    return define(f"gpugrad::{name}", infer=infer, forward=forward, vjp=vjp,
                   saves=saves, promote=promote, **kw)
 
 
-def _unary(name, forward, vjp, promote=None, saves=(), save_output=False, **kw):
-    return define(f"gpugrad::{name}", infer=unary_same, forward=forward, vjp=vjp,
+def _unary(name, forward, vjp, promote=None, saves=(), save_output=False, infer=unary_same,
+           **kw):
+    return define(f"gpugrad::{name}", infer=infer, forward=forward, vjp=vjp,
                   promote=promote, saves=saves, save_output=save_output, **kw)
+
+
+def _numeric_unary(x, **_):
+    return numeric(x)
 
 
 # --- arithmetic ---------------------------------------------------------------------------
@@ -40,7 +47,12 @@ def _div_vjp(ctx, g):
 def _pow_vjp(ctx, g):
     a, b = ctx.inputs
     need_a, need_b = ctx.needs_input_grad
-    ga = g * b * a ** (b - 1) if need_a else None
+    ga = None
+    if need_a:
+        ga = g * b * a ** (b - 1)
+        exponent = ctx.input_specs[1]
+        if not (exponent.op is CONSTANT and exponent.attrs["value"] != 0):
+            ga = where(b == 0, 0.0, ga)  # x**0 is constant: its gradient is 0, even at 0
     gb = None
     if need_b:
         # d(a^b)/db = a^b log a; at a == 0 the limit is taken as 0, as PyTorch does.
@@ -49,13 +61,14 @@ def _pow_vjp(ctx, g):
 
 
 add = _binary("add", lambda xp, a, b: a + b, _add_vjp, saves=())
-sub = _binary("sub", lambda xp, a, b: a - b, _sub_vjp, saves=())
+sub = _binary("sub", lambda xp, a, b: a - b, _sub_vjp, saves=(), infer=numeric)
 mul = _binary("mul", lambda xp, a, b: a * b, _mul_vjp, saves={0: (1,), 1: (0,)})
 div = _binary("div", lambda xp, a, b: a / b, _div_vjp, promote="float",
               saves={0: (1,), 1: (0, 1)})
-pow = _binary("pow", lambda xp, a, b: xp.pow(a, b), _pow_vjp, save_output=True)  # noqa: A001
+pow = _binary("pow", lambda xp, a, b: xp.pow(a, b), _pow_vjp,  # noqa: A001
+              save_output=True, infer=numeric)
 
-neg = _unary("neg", lambda xp, x: -x, lambda ctx, g: (-g,))
+neg = _unary("neg", lambda xp, x: -x, lambda ctx, g: (-g,), infer=_numeric_unary)
 
 
 # --- transcendental functions and activations ------------------------------------------------
@@ -100,10 +113,11 @@ tanh_backward = _binary("tanh_backward", lambda xp, g, y: g * (1 - y * y),
 sigmoid_backward = _binary("sigmoid_backward", lambda xp, g, y: g * y * (1 - y),
                            _sigmoid_backward_vjp, saves={0: (1,), 1: (0, 1)})
 relu = _unary("relu", lambda xp, x: xp.maximum(x, 0),
-              lambda ctx, g: (where(ctx.output > 0, g, 0.0),), save_output=True)
+              lambda ctx, g: (where(ctx.output > 0, g, 0.0),), save_output=True,
+              infer=_numeric_unary)
 abs = _unary("abs", lambda xp, x: xp.abs(x),  # noqa: A001
              lambda ctx, g: (g * sign(ctx.inputs[0]),), saves=(0,))
-sign = _unary("sign", lambda xp, x: xp.sign(x), None)
+sign = _unary("sign", lambda xp, x: xp.sign(x), None, infer=_numeric_unary)
 
 
 def _clip_forward(xp, x, lo=None, hi=None):
@@ -122,7 +136,16 @@ def _clip_vjp(ctx, g):
     return (g if inside is None else where(inside, g, 0.0)),
 
 
-clip = _unary("clip", _clip_forward, _clip_vjp, saves=(0,))
+clip = _unary("clip", _clip_forward, _clip_vjp, saves=(0,), infer=_numeric_unary)
+
+
+def clip_values(x, lo=None, hi=None):
+    """x clipped to [lo, hi]; an integer tensor with a float bound is clipped as float32
+    (the dtype a float scalar gives an integer tensor)."""
+    if isinstance(x, Tensor) and x.dtype.kind != "f" and \
+            any(isinstance(b, float) for b in (lo, hi)):
+        x = x.astype(dtypes.DEFAULT_FLOAT)
+    return apply(clip, (x,), {"lo": lo, "hi": hi})
 
 
 # --- maximum, minimum, where --------------------------------------------------------------------

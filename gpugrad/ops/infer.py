@@ -1,6 +1,8 @@
 """Shape and dtype rules shared by the op definitions. They raise ShapeError/DTypeError
 with the facts (shapes, dtypes); dispatch adds the op's name and the user's line."""
 
+import operator
+
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
 
@@ -45,6 +47,14 @@ def comparison(*specs, **_):
     return elementwise(*specs)[0], dtypes.bool_
 
 
+def numeric(*specs, **_):
+    """Elementwise, for arithmetic that bools do not have (-, **, relu, clip...)."""
+    for s in specs:
+        if s.dtype == dtypes.bool_:
+            raise DTypeError("not defined for bool tensors; cast first, e.g. x.astype('int64')")
+    return elementwise(*specs)
+
+
 def require_bool(spec, what):
     if spec.dtype != dtypes.bool_:
         raise DTypeError(f"{what} must be a bool tensor, got {spec.dtype}")
@@ -54,12 +64,14 @@ def normalize_axes(axis, ndim):
     """A sorted tuple of non-negative axes from None, an int or a sequence of ints."""
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, int):
+    if not isinstance(axis, (tuple, list)):
         axis = (axis,)
     out = []
     for a in axis:
-        if not isinstance(a, int):
-            raise ShapeError(f"axis must be an int or a tuple of ints, got {axis!r}")
+        try:
+            a = operator.index(a)  # ints, NumPy ints; not floats
+        except TypeError:
+            raise ShapeError(f"axis must be an int or a tuple of ints, got {axis!r}") from None
         if not -ndim <= a < max(ndim, 1):
             raise ShapeError(f"axis {a} is out of range for a tensor of {ndim} dimension(s)")
         out.append(a % ndim if ndim else 0)

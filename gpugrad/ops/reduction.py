@@ -10,10 +10,7 @@ def _reduce_infer(kind):
     def infer(x, axis=None, keepdims=False):
         axes = normalize_axes(axis, len(x.shape))
         shape = reduced_shape(x.shape, axes, keepdims)
-        dtype = x.dtype
-        if kind == "sum" and dtype.kind in "bi":
-            dtype = dtypes.int64  # integer sums widen, as in NumPy and PyTorch
-        return shape, dtype
+        return shape, x.dtype
 
     return infer
 
@@ -29,7 +26,7 @@ def _kept(ctx, g):
 
 def _sum_vjp(ctx, g):
     g, _, shape = _kept(ctx, g)
-    return (broadcast_to(g, shape),)
+    return (broadcast_to(g, shape=shape),)
 
 
 def _mean_vjp(ctx, g):
@@ -37,7 +34,7 @@ def _mean_vjp(ctx, g):
     count = 1
     for a in axes:
         count *= shape[a]
-    return (broadcast_to(g / count, shape),)
+    return (broadcast_to(g / count, shape=shape),)
 
 
 def _extremum_vjp(ctx, g):
@@ -57,7 +54,7 @@ def _reduction(name, forward, vjp, **kw):
 
 sum = _reduction(  # noqa: A001
     "sum", lambda xp, x, axis=None, keepdims=False: xp.sum(x, axis=axis, keepdims=keepdims),
-    _sum_vjp)
+    _sum_vjp, promote="accumulate")
 mean = _reduction(
     "mean", lambda xp, x, axis=None, keepdims=False: xp.mean(x, axis=axis, keepdims=keepdims),
     _mean_vjp, promote="float")

@@ -101,7 +101,11 @@ def apply(op, args, attrs):
     mixed = grad_in = False
     for arg in args:
         if arg.__class__ is not Tensor:
-            return apply(op, _coerce(op, args), attrs)
+            try:
+                args = _coerce(op, args)
+            except OverflowError as exc:  # e.g. uint8 tensor + 300
+                raise _annotate(op, DTypeError(str(exc))) from None
+            return apply(op, args, attrs)
         if device is None:
             device, dtype = arg._device, arg._dtype
         else:
@@ -112,7 +116,7 @@ def apply(op, args, attrs):
         if arg._requires_grad:
             grad_in = True
     promote = op.promote
-    if promote is not None and (mixed or (promote == "float" and dtype.kind != "f")):
+    if promote is not None and (mixed or (promote != "common" and dtype.kind != "f")):
         args = _promote(op, args)
     try:
         shape, dtype = op.infer(*args, **attrs)
@@ -235,12 +239,13 @@ def _coerce(op, args):
     for a in args:
         if isinstance(a, Tensor):
             out.append(a)
+        elif isinstance(a, tuple):
+            raise _annotate(op, DTypeError(
+                f"got the tuple {a!r} where a tensor goes; pass shapes and axes by keyword"))
+        elif _is_host_array(a) and a.ndim == 0:  # a NumPy scalar is a Python number here
+            out.append(_scalar(a.item(), ref, device))
         elif isinstance(a, (bool, int, float)):
-            if ref is None:
-                dt = dtypes.scalar_dtype(a, dtypes.bool_)
-            else:
-                dt = dtypes.scalar_dtype(a, ref)
-            out.append(constant(a, dt, device))
+            out.append(_scalar(a, ref, device))
         else:
             from ..creation import tensor as make_tensor
 
@@ -251,6 +256,12 @@ def _coerce(op, args):
                     f"cannot use an argument of type {type(a).__name__} as a tensor "
                     f"({exc})")) from None
     return tuple(out)
+
+
+def _scalar(value, ref, device):
+    """A Python number as a constant of the dtype it takes beside dtype `ref` (None:
+    its own: float32, int64 or bool)."""
+    return constant(value, dtypes.scalar_dtype(value, ref or dtypes.bool_), device)
 
 
 def _is_host_array(value):
@@ -267,6 +278,8 @@ def _promote(op, args):
         common = dt if common is None else dtypes.promote(common, dt)
     if op.promote == "float":
         common = dtypes.to_float(common)
+    elif op.promote == "accumulate" and common.kind in "biu":
+        common = dtypes.int64  # integer sums widen, as in NumPy and PyTorch
     for i in indices:
         if args[i]._dtype is not common:
             args = list(args)

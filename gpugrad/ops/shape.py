@@ -2,7 +2,7 @@
 scatter-add adjoint, concat and stack."""
 
 from .. import dtypes
-from ..errors import DeviceError, DTypeError, GpugradError, ShapeError
+from ..errors import DeviceError, DTypeError, GpugradError, OutOfBoundsError, ShapeError
 from ..tensor import Tensor
 from .infer import broadcast_shapes, normalize_axis
 from .registry import _annotate, _is_host_array, apply, define
@@ -48,14 +48,15 @@ reshape = define("gpugrad::reshape", infer=_reshape_infer,
 # --- transpose ---------------------------------------------------------------------------------
 def _transpose_infer(x, axes):
     ndim = len(x.shape)
-    if sorted(axes) != list(range(ndim)):
+    if not all(isinstance(a, int) and -ndim <= a < ndim for a in axes) or \
+            sorted(a % ndim for a in axes) != list(range(ndim)):
         raise ShapeError(f"axes {tuple(axes)} are not a permutation of the "
                          f"{ndim} axes of a tensor of shape {tuple(x.shape)}")
     return tuple(x.shape[a] for a in axes), x.dtype
 
 
 def _transpose_vjp(ctx, g):
-    axes = ctx.attrs["axes"]
+    axes = [a % len(g.shape) for a in ctx.attrs["axes"]]
     inverse = [0] * len(axes)
     for i, a in enumerate(axes):
         inverse[a] = i
@@ -64,6 +65,14 @@ def _transpose_vjp(ctx, g):
 
 transpose = define("gpugrad::transpose", infer=_transpose_infer,
                    forward=lambda xp, x, axes: xp.permute_dims(x, axes), vjp=_transpose_vjp)
+
+
+def normalize_axis_for(x, axis):
+    """One axis of tensor x in [0, ndim); errors name the op and the user's line."""
+    try:
+        return normalize_axis(axis, x.ndim)
+    except GpugradError as exc:
+        raise _annotate(transpose, exc) from None
 
 
 # --- broadcast_to ------------------------------------------------------------------------------
@@ -95,6 +104,8 @@ def normalize_index(x, index):
     backend = device.backend
     out = []
     for item in index:
+        if _is_host_array(item) and item.ndim == 0:  # a NumPy scalar: a Python number
+            item = item.item()
         if isinstance(item, Tensor):
             if item._device is not device:
                 raise DeviceError(f"index tensor on {item._device} for a tensor on {device}")
@@ -159,7 +170,7 @@ def indexed_shape(shape, index):
             out.append(_ADVANCED)
         else:
             if not -size <= item < size:
-                raise ShapeError(f"index {item} is out of bounds for axis {dim - 1} with "
+                raise OutOfBoundsError(f"index {item} is out of bounds for axis {dim - 1} with "
                                  f"size {size}")
             if arrays:  # beside index arrays, an int is one more (0-d) advanced index
                 advanced.append(())

@@ -1,0 +1,193 @@
+"""Edge cases a user runs into, each pinned down: dtypes at the edges, copies, axes,
+NumPy scalars, higher derivatives through reductions, and what errors say."""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+import gpugrad as gg
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_second_derivatives_flow_through_reductions(reduce):
+    """d/dx of the gradient of (reduce x)^2: the reduction's VJP is itself differentiable."""
+    x = gg.tensor([0.5, 1.5], dtype="float64", requires_grad=True)
+    (g,) = gg.grad(getattr(x, reduce)() ** 2, [x], create_graph=True)
+    (h,) = gg.grad(g.sum(), [x])
+    n = 2 if reduce == "mean" else 1
+    np.testing.assert_allclose(h.numpy(), np.full(2, 2 * 2 / n**2 if n == 2 else 4.0))
+
+
+def test_a_reduction_backward_broadcasts_without_making_tensors_of_shapes():
+    x = gg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    (g,) = gg.grad(x.sum() ** 2, [x], create_graph=True)
+    nodes = g.graph.nx.nodes(data=True)
+    assert "broadcast_to" in g.graph.op_counts()
+    assert all(d["dtype"] == "float32" for _, d in nodes), [d for _, d in nodes]
+
+
+def test_a_shape_passed_by_position_to_an_op_is_refused():
+    from gpugrad.ops.shape import broadcast_to
+
+    with pytest.raises(gg.DTypeError, match="by keyword"):
+        broadcast_to(gg.ones(3), (2, 3))
+
+
+def test_numpy_arrays_made_from_a_tensor_are_copies():
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    for made in (np.array(x), np.array(x, copy=True), np.asarray(x)):
+        made[0] = 5.0
+    y.backward()
+    assert x.numpy().tolist() == [1.0, 2.0] and x.grad.numpy().tolist() == [2.0, 4.0]
+    view = np.asarray(x, copy=False) if np.lib.NumpyVersion(np.__version__) >= "2.0.0" \
+        else np.asarray(x)
+    assert not view.flags.writeable
+
+
+@pytest.mark.parametrize("make, dtype", [
+    (lambda: gg.tensor([1, 2, 3], dtype="uint8").sum(), np.int64),
+    (lambda: gg.tensor([True, False, True]).sum(), np.int64),
+    (lambda: gg.tensor([1, 2, 3]).clip(0.5, 1.5), np.float32),
+    (lambda: gg.tensor([1, 2, 3]).clip(0, 2), np.int64),
+    (lambda: gg.tensor([1, 2]) / gg.tensor([2, 2]), np.float32),
+    (lambda: gg.tensor([1, 2]) * 2.5, np.float32),
+])
+def test_the_declared_dtype_is_the_arrays_dtype(make, dtype):
+    t = make()
+    assert t.dtype == dtype and t.numpy().dtype == dtype
+
+
+@pytest.mark.parametrize("op", [lambda b: -b, lambda b: b - b, lambda b: b ** b,
+                                lambda b: b.relu(), lambda b: b.clip(0, 1)])
+def test_arithmetic_bools_do_not_have_is_a_dtype_error(op):
+    with pytest.raises(gg.DTypeError, match="bool"):
+        op(gg.tensor([True, False]))
+
+
+def test_copies_of_a_used_tensor_are_new_leaves():
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    x.grad = None
+    twin = copy.deepcopy(x)
+    (twin * 2).sum().backward()
+    assert x.grad is None and twin.grad.numpy().tolist() == [2.0, 2.0]
+    assert copy.copy(x).node is None
+
+
+def test_a_deep_non_leaf_deep_copies_without_walking_its_graph():
+    y = gg.tensor(1.0, requires_grad=True)
+    for _ in range(5000):
+        y = y * 1.0
+    twin = copy.deepcopy(y)
+    assert twin.is_leaf and twin.item() == 1.0
+
+
+def test_tensors_pickle_through_their_values():
+    x = gg.tensor([[1.0, 2.0]], dtype="float64", requires_grad=True)
+    back = pickle.loads(pickle.dumps(x * 2))
+    assert back.dtype == np.float64 and back.numpy().tolist() == [[2.0, 4.0]]
+
+
+def test_transpose_is_numpy_style_and_checks_its_axes():
+    x = gg.zeros((2, 3, 4))
+    assert x.transpose().shape == (4, 3, 2)
+    assert x.transpose(1, 2, 0).shape == (3, 4, 2)
+    assert x.transpose((0, -1, 1)).shape == (2, 4, 3)
+    assert x.swapaxes(0, 2).shape == (4, 3, 2)
+    assert gg.zeros((2, 3)).transpose(0, 1).shape == (2, 3)  # the identity permutation
+    for bad in [(0, 5), (0, 4, 2), (0, 0, 1)]:
+        with pytest.raises(gg.ShapeError, match="permutation"):
+            x.transpose(*bad)
+
+
+def test_setting_requires_grad_again_changes_nothing():
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * 2).sum()
+    x.requires_grad_(True)
+    assert gg.grad(y, [x])[0].numpy().tolist() == [2.0, 2.0]
+
+
+def test_turning_requires_grad_on_later_starts_a_new_leaf():
+    x = gg.tensor([1.0, 2.0])
+    old = (x * 2).sum()  # recorded while x did not require grad
+    x.requires_grad = True
+    new = (x * 3).sum()
+    new.backward()
+    assert x.grad.numpy().tolist() == [3.0, 3.0]
+    assert not old.requires_grad
+
+
+def test_the_gradient_of_x_to_the_zero_is_zero_even_at_zero():
+    with np.errstate(all="ignore"):
+        a = gg.tensor([0.0, 2.0], requires_grad=True)
+        (a ** 0).sum().backward()
+        assert a.grad.numpy().tolist() == [0.0, 0.0]
+        b = gg.tensor([0.0, 2.0], requires_grad=True)
+        (b ** gg.tensor([0.0, 0.0])).sum().backward()
+        assert b.grad.numpy().tolist() == [0.0, 0.0]
+
+
+def test_numpy_scalars_act_as_python_numbers():
+    x = gg.tensor([1.0, 2.0], device="array_api_strict")
+    assert (x * np.float32(2)).numpy().tolist() == [2.0, 4.0]
+    assert (x * np.float64(2)).dtype == np.float32
+    assert x[np.int64(1)].item() == 2.0
+    assert gg.ones((2, 3)).sum(np.int64(1)).shape == (2,)
+
+
+def test_graph_attributes_show_dtypes_by_name():
+    g = gg.trace(lambda a: a.astype("float64"), gg.ones(2))
+    (cast,) = [d for _, d in g.nx.nodes(data=True) if d["op"] == "cast"]
+    assert cast["attrs"] == {"dtype": "float64"}
+    assert "dtype=float64" in str(g) and "dtype=float64" in g.to_dot()
+
+
+def test_an_explicit_output_gradient_must_live_on_the_outputs_device():
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    with pytest.raises(gg.DeviceError, match="move it"):
+        y.backward(gg.ones(2, device="array_api_strict"))
+    y.backward(gg.ones(2, dtype="float64"), retain_graph=True)  # cast to the output's
+    assert x.grad.dtype == np.float32
+
+
+def test_dim_is_accepted_wherever_axis_is():
+    x = gg.ones((2, 3))
+    assert gg.sum(x, dim=1).shape == (2,) and gg.mean(x, dim=0).shape == (3,)
+    assert gg.max(x, dim=1).shape == (2,) and x.argmax(dim=1).shape == (2,)
+
+
+def test_to_takes_a_dtype_name():
+    assert gg.tensor([1.0]).to("float64").dtype == np.float64
+    assert gg.tensor([1.0]).to(np.float64).dtype == np.float64
+
+
+def test_an_index_out_of_bounds_is_an_index_error_naming_the_op():
+    x = gg.tensor([1.0, 2.0])
+    for key in (5, [0, 5]):
+        with pytest.raises(IndexError, match="getitem"):
+            x[key]
+
+
+def test_a_scalar_that_does_not_fit_names_the_op():
+    with pytest.raises(gg.DTypeError, match="add"):
+        gg.tensor([1, 2], dtype="uint8") + 300
+
+
+def test_leaves_get_gradient_tensors_of_their_own():
+    a = gg.tensor([1.0], requires_grad=True)
+    b = gg.tensor([1.0], requires_grad=True)
+    (a + b).backward(gg.ones(1))
+    assert a.grad is not b.grad
+
+
+def test_python_dash_m_gpugrad_is_the_command():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "gpugrad", "info"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "default_device" in result.stdout
