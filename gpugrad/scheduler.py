@@ -11,7 +11,7 @@ VJP has run (unless retain_graph), so memory does not grow across training steps
 from operator import attrgetter
 
 from .errors import DeviceError, GraphError, ShapeError
-from .mode import set_grad_enabled
+from .mode import is_grad_enabled, set_grad_enabled
 from .node import FREED, format_site, user_site
 from .ops import elementwise as ew
 from .ops.registry import node_of, run_vjp
@@ -142,7 +142,7 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
     pending = {}
     for node, g in zip(roots, root_grads, strict=True):
         prev = pending.get(node)
-        pending[node] = g if prev is None else prev + g
+        pending[node] = g if prev is None else accumulate(prev, g)
     found = {}
     with set_grad_enabled(create_graph):
         for node in order:
@@ -160,7 +160,7 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
                 if not any(needs):
                     continue
             else:
-                needs = tuple([inp.requires_grad for inp in node.inputs])
+                needs = tuple([inp.requires_grad for inp in node.inputs])  # as recorded
             _propagate(node, g, needs, pending)
             if not retain_graph:
                 node.saved = FREED
@@ -183,7 +183,16 @@ def _propagate(node, g, needs, pending):
                 or gi._dtype is not inp.dtype or gi._device is not inp.device):
             gi = _fit(gi, inp, node)
         prev = pending.get(inp)
-        pending[inp] = gi if prev is None else prev + gi
+        pending[inp] = gi if prev is None else accumulate(prev, gi)
+
+
+def accumulate(a, b):
+    """a + b for two gradients of one tensor (same shape, dtype and device). Recorded as
+    an add when the backward is itself differentiated; otherwise a bare array sum, since
+    nothing will ever look at the graph of it."""
+    if is_grad_enabled():
+        return ew.add(a, b)
+    return Tensor._wrap(a._data + b._data, a._dtype, a._device, False)
 
 
 def _fit(g, inp, node):
@@ -225,4 +234,4 @@ def _accumulate_leaf(node, g, create_graph):
         return
     if not create_graph:
         g = g.detach()  # a tensor of its own (paths can share one gradient tensor)
-    tensor.grad = g if tensor.grad is None else ew.add(tensor.grad, g)
+    tensor.grad = g if tensor.grad is None else accumulate(tensor.grad, g)

@@ -171,7 +171,12 @@ def _record(op, args, attrs, result, requires_grad):
             saved = tuple([a if i in saves else None for i, a in enumerate(args)])
         if op.save_output:
             saved_output = result._data
-    result._node = Node(op, tuple([a._node or node_of(a) for a in args]), attrs,
+    if len(args) == 2:  # most ops: spare the list
+        a, b = args
+        inputs = (a._node or node_of(a), b._node or node_of(b))
+    else:
+        inputs = tuple([a._node or node_of(a) for a in args])
+    result._node = Node(op, inputs, attrs,
                         result._data.shape, result._dtype, result._device, requires_grad,
                         user_site(2), saved, saved_output)
 
