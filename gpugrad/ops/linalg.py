@@ -19,6 +19,12 @@ def _transposed(shape, flag, which):
 
 
 def _matmul_infer(a, b, transpose_a=False, transpose_b=False):
+    sa, sb = a.shape, b.shape
+    if len(sa) == 2 and len(sb) == 2:  # the common case, kept short
+        m, k = (sa[1], sa[0]) if transpose_a else sa
+        k2, n = (sb[1], sb[0]) if transpose_b else sb
+        if k == k2:
+            return (m, n), a.dtype
     sa = _transposed(tuple(a.shape), transpose_a, "a")
     sb = _transposed(tuple(b.shape), transpose_b, "b")
     if not sa or not sb:
@@ -62,7 +68,8 @@ def _matmul_vjp(ctx, g):
     a, b = ctx.inputs  # only those the requested gradients need are saved
     ta = ctx.attrs.get("transpose_a", False)
     tb = ctx.attrs.get("transpose_b", False)
-    a_ndim, b_ndim = (len(spec.shape) for spec in ctx.input_specs)
+    spec_a, spec_b = ctx.input_specs
+    a_ndim, b_ndim = len(spec_a.shape), len(spec_b.shape)
     need_a, need_b = ctx.needs_input_grad
     # 1-D operands (never transposed) work in the 2-D view NumPy uses, then drop the axis.
     g2 = g
