@@ -1,12 +1,22 @@
 """Shared fixtures: the devices the same tests run on."""
 
 import importlib.util
+import os
 
 import pytest
 
 import gpugrad as gg
 
 HAS_STRICT = importlib.util.find_spec("array_api_strict") is not None
+
+if importlib.util.find_spec("hypothesis") is not None:
+    from hypothesis import settings
+
+    # In CI the property tests replay the same examples every run: a red build then
+    # means a change broke something, not that the dice found a new corner.
+    settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI"):
+        settings.load_profile("ci")
 
 
 def device_params():
