@@ -9,7 +9,7 @@
 
 __version__ = "0.1.0"
 
-from . import cuda, dtypes  # noqa: F401
+from . import cuda, dtypes, nn, optim  # noqa: F401  # noqa: E402,F401  (they build on everything above)
 from .backends import Device, default_device, set_default_device  # noqa: F401
 from .backends import device as device
 from .creation import (  # noqa: F401
@@ -32,6 +32,7 @@ from .errors import (  # noqa: F401
     GraphError,
     OutOfBoundsError,
     ShapeError,
+    StateDictError,
 )
 from .functions import (  # noqa: F401
     abs,
@@ -42,6 +43,7 @@ from .functions import (  # noqa: F401
     concatenate,
     exp,
     log,
+    logaddexp,
     matmul,
     max,
     maximum,

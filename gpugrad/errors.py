@@ -25,5 +25,9 @@ class GraphError(GpugradError, RuntimeError):
     """Misuse of the recorded graph: backward twice, backward of a non-scalar, ..."""
 
 
+class StateDictError(GpugradError, ValueError):
+    """A state dict that does not fit a module: missing, unexpected or mis-shaped keys."""
+
+
 class GradcheckError(GpugradError, AssertionError):
     """Analytical gradients disagree with finite differences."""

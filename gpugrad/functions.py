@@ -16,6 +16,11 @@ def minimum(a, b):
     return _ew.minimum(a, b)
 
 
+def logaddexp(a, b):
+    """log(exp(a) + exp(b)) without overflow (logaddexp(0, x) is softplus)."""
+    return _ew.logaddexp(a, b)
+
+
 def where(cond, a, b):
     """a where cond is True, else b (cond: a bool tensor; a, b: tensors or numbers)."""
     return _ew.where(cond, a, b)

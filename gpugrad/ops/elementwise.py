@@ -148,6 +148,19 @@ def clip_values(x, lo=None, hi=None):
     return apply(clip, (x,), {"lo": lo, "hi": hi})
 
 
+def _logaddexp_vjp(ctx, g):
+    # d/da log(e^a + e^b) = e^(a - out): a softmax of the two, never overflowing.
+    a, b = ctx.inputs
+    out = ctx.output
+    need_a, need_b = ctx.needs_input_grad
+    return ((g * (a - out).exp() if need_a else None),
+            (g * (b - out).exp() if need_b else None))
+
+
+logaddexp = _binary("logaddexp", lambda xp, a, b: xp.logaddexp(a, b), _logaddexp_vjp,
+                    promote="float", save_output=True, infer=numeric)
+
+
 # --- maximum, minimum, where --------------------------------------------------------------------
 def _extremum_vjp(wins):
     def vjp(ctx, g):

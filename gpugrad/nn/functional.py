@@ -1,0 +1,126 @@
+"""Activations and losses as functions, numerically stable: log-sum-exp for softmax and
+cross-entropy, logits forms for the binary losses (finite values and gradients for
+logits of +-1000 in float32)."""
+
+from ..creation import arange
+from ..errors import DTypeError, ShapeError
+from ..ops import elementwise as ew
+from ..tensor import Tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def relu(x):
+    return ew.relu(x)
+
+
+def sigmoid(x):
+    return ew.sigmoid(x)
+
+
+def tanh(x):
+    return ew.tanh(x)
+
+
+def softplus(x):
+    """log(1 + exp(x)), without overflow."""
+    return ew.logaddexp(0.0, x)
+
+
+def log_softmax(x, axis=-1):
+    """x - log(sum(exp(x))) along `axis`, shifted by the (constant) maximum first."""
+    shifted = x - x.max(axis=axis, keepdims=True).detach()
+    return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
+
+
+def softmax(x, axis=-1):
+    e = (x - x.max(axis=axis, keepdims=True).detach()).exp()
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _reduce(loss, reduction):
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _check_same_shape(name, a, b):
+    if tuple(a.shape) != tuple(b.shape):
+        raise ShapeError(f"{name}: input of shape {tuple(a.shape)} and target of shape "
+                         f"{tuple(b.shape)} differ")
+
+
+def _target_like(target, ref):
+    if isinstance(target, Tensor):
+        return target
+    from ..creation import tensor
+
+    return tensor(target, dtype=ref.dtype, device=ref.device)
+
+
+def mse_loss(pred, target, reduction="mean"):
+    """Mean squared error (pred - target)^2."""
+    target = _target_like(target, pred)
+    _check_same_shape("mse_loss", pred, target)
+    diff = pred - target
+    return _reduce(diff * diff, reduction)
+
+
+def binary_cross_entropy(prob, target, reduction="mean"):
+    """-(t log p + (1 - t) log(1 - p)) for probabilities p; logs clamped at -100 as in
+    PyTorch, so p of exactly 0 or 1 gives a finite loss. Prefer the logits form."""
+    target = _target_like(target, prob)
+    _check_same_shape("binary_cross_entropy", prob, target)
+    log_p = prob.log().clip(-100.0)
+    log_q = (1.0 - prob).log().clip(-100.0)
+    return _reduce(-(target * log_p + (1.0 - target) * log_q), reduction)
+
+
+def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
+    """BCE of sigmoid(logits), computed as softplus(x) - x t: stable for any logit, and
+    its gradient is exactly sigmoid(x) - t."""
+    target = _target_like(target, logits)
+    _check_same_shape("binary_cross_entropy_with_logits", logits, target)
+    return _reduce(softplus(logits) - logits * target, reduction)
+
+
+def nll_loss(log_probs, class_index, reduction="mean"):
+    """-log_probs[i, class_index[i]] for a batch of log-probabilities (N, C)."""
+    if log_probs.ndim != 2:
+        raise ShapeError(f"nll_loss: expected log-probabilities of shape (N, C), got "
+                         f"{tuple(log_probs.shape)}")
+    class_index = _class_index(class_index, log_probs)
+    rows = arange(log_probs.shape[0], device=log_probs.device)
+    return _reduce(-log_probs[rows, class_index], reduction)
+
+
+def cross_entropy(logits, class_index, label_smoothing=0.0, reduction="mean"):
+    """Softmax cross-entropy of logits (N, C) against class indices (N,), with optional
+    label smoothing (the target puts 1 - s on the class and s / C on every class)."""
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    log_probs = log_softmax(logits, axis=-1)
+    loss = nll_loss(log_probs, class_index, reduction="none")
+    if label_smoothing:
+        uniform = -log_probs.mean(axis=-1)
+        loss = loss * (1.0 - label_smoothing) + uniform * label_smoothing
+    return _reduce(loss, reduction)
+
+
+def _class_index(class_index, ref):
+    if not isinstance(class_index, Tensor):
+        from ..creation import tensor
+
+        class_index = tensor(class_index, device=ref.device)
+    if class_index.dtype.kind not in "iu":
+        raise DTypeError(f"class indices must be integers, got {class_index.dtype}")
+    if class_index.shape != (ref.shape[0],):
+        raise ShapeError(f"class indices of shape {tuple(class_index.shape)} for a batch "
+                         f"of {ref.shape[0]}")
+    return class_index

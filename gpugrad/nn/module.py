@@ -1,0 +1,167 @@
+"""nn.Module: a container of parameters, buffers and submodules, found through its
+attributes, with state dicts, train/eval modes and device moves."""
+
+import numpy as np
+
+from ..backends import device as as_device
+from ..backends import transfer
+from ..errors import StateDictError
+from ..tensor import Tensor
+
+
+class Module:
+    """Base class of layers and models. Assign Tensors and Modules as attributes in
+    __init__ (after super().__init__()): a Tensor that requires grad is a parameter,
+    any other Tensor a buffer (saved in the state dict, not trained)."""
+
+    def __init__(self):
+        object.__setattr__(self, "_order", {})  # attribute name -> "param"|"buffer"|"module"
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        order = self.__dict__.get("_order")
+        if order is None:
+            raise AttributeError(f"{type(self).__name__}.__init__ must call "
+                                 "super().__init__() before assigning attributes")
+        if isinstance(value, Tensor):
+            order[name] = "param" if value.requires_grad else "buffer"
+        elif isinstance(value, Module):
+            order[name] = "module"
+        elif value is None and name in order:
+            pass  # e.g. bias=None: keeps its place, yields nothing
+        else:
+            order.pop(name, None)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        self._order.pop(name, None)
+        object.__delattr__(self, name)
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    # --- walking the tree (iteratively) ------------------------------------------------
+    def named_modules(self, prefix=""):
+        """(name, module) for this module and every submodule, depth first."""
+        stack = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            yield name, module
+            children = [(f"{name}.{key}" if name else key, getattr(module, key))
+                        for key, kind in module._order.items() if kind == "module"]
+            stack.extend(reversed([(n, m) for n, m in children if m is not None]))
+
+    def modules(self):
+        return [m for _, m in self.named_modules()]
+
+    def children(self):
+        return [getattr(self, k) for k, kind in self._order.items() if kind == "module"]
+
+    def _named_tensors(self, kinds):
+        for prefix, module in self.named_modules():
+            for key, kind in module._order.items():
+                if kind in kinds:
+                    value = getattr(module, key)
+                    if value is not None:
+                        yield (f"{prefix}.{key}" if prefix else key), value
+
+    def named_parameters(self):
+        """(name, parameter) pairs, e.g. ("0.weight", ...), in definition order."""
+        seen = set()
+        for name, p in self._named_tensors(("param",)):
+            if id(p) not in seen:  # a parameter shared by two layers counts once
+                seen.add(id(p))
+                yield name, p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self):
+        return self._named_tensors(("buffer",))
+
+    # --- state ----------------------------------------------------------------------------
+    def state_dict(self):
+        """{name: tensor} of every parameter and buffer (detached; a later optimiser step
+        does not change a state dict taken before it)."""
+        return {name: t.detach() for name, t in self._named_tensors(("param", "buffer"))}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy values from `state_dict` into this module's tensors, on their devices and
+        in their dtypes. Raises StateDictError listing every missing, unexpected and
+        mis-shaped key; nothing is changed unless everything fits."""
+        own = dict(self._named_tensors(("param", "buffer")))
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        updates, mismatched = [], []
+        for name, target in own.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            host = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+            if tuple(host.shape) != target.shape:
+                mismatched.append(f"{name}: checkpoint {tuple(host.shape)}, model "
+                                  f"{target.shape}")
+                continue
+            updates.append((target, host))
+        problems = []
+        if strict and missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        if mismatched:
+            problems.append("shape mismatch for " + "; ".join(mismatched))
+        if problems:
+            raise StateDictError(f"cannot load the state dict into {type(self).__name__}: "
+                                 + "; ".join(problems))
+        arrays = [(t, t.device.backend.from_host(h, t.dtype)) for t, h in updates]
+        for target, array in arrays:  # all converted first: no half-loaded module
+            target._data = array
+        return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    # --- modes and devices -----------------------------------------------------------------
+    def train(self, mode=True):
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, device):
+        """Move every parameter and buffer (the same Tensor objects) to `device`."""
+        dest = as_device(device)
+        for _, t in self._named_tensors(("param", "buffer")):
+            move_tensor(t, dest)
+        return self
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        children = [(k, getattr(self, k)) for k, kind in self._order.items()
+                    if kind == "module"]
+        if not children:
+            return lines[0] + ")"
+        for key, child in children:
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({key}): {body}")
+        return "\n".join(lines) + "\n)"
+
+    def extra_repr(self):
+        return ""
+
+
+def move_tensor(t, dest):
+    """Move a leaf tensor's data (and its gradient) to another device, in place."""
+    if t.device is dest:
+        return
+    t._data = transfer(t._data, t.device, dest)
+    if t.grad is not None:
+        t.grad = t.grad.detach().to(dest)
+    t._device = dest
+    t._node = None  # its next use records a leaf on the new device

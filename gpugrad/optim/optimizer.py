@@ -1,0 +1,141 @@
+"""Optimisers with PyTorch's update rules, so that a run from the same initial weights on
+the same batches follows PyTorch's loss curve.
+
+Updates work on the parameters' arrays with their backend's namespace (no graph is
+recorded), and are atomic: every new value is computed before any parameter changes, so
+a step that fails half way leaves the model as it was.
+"""
+
+import math
+
+from ..tensor import Tensor
+
+
+class Optimizer:
+    """Holds parameter groups (dicts with "params" and hyper-parameters) and per-parameter
+    state; subclasses define `_update(group, p, grad, state) -> (new_data, new_state)`."""
+
+    def __init__(self, params, defaults):
+        if isinstance(params, Tensor):
+            raise TypeError("params must be an iterable of tensors (e.g. "
+                            "model.parameters()), not one tensor")
+        params = list(params)
+        if not params:
+            raise ValueError("the optimiser got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.param_groups = []
+        for group in groups:
+            group = {**defaults, **group, "params": list(group["params"])}
+            for p in group["params"]:
+                if not isinstance(p, Tensor) or not p.requires_grad:
+                    raise ValueError("optimisers take tensors that require grad")
+            self.param_groups.append(group)
+        self.defaults = defaults
+        self.state = {}  # parameter -> dict of arrays and counters
+
+    def zero_grad(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def step(self):
+        pending = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad._data
+                new_data, new_state = self._update(group, p, grad, self.state.get(p, {}))
+                pending.append((p, new_data, new_state))
+        for p, new_data, new_state in pending:  # commit only once all succeeded
+            p._data = new_data
+            self.state[p] = new_state
+
+    def _update(self, group, p, grad, state):
+        raise NotImplementedError
+
+    def state_dict(self):
+        """Hyper-parameters and state, keyed by parameter position (for checkpoints)."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        return {"param_groups": [{k: v for k, v in g.items() if k != "params"}
+                                 for g in self.param_groups],
+                "state": {i: dict(self.state[p]) for i, p in enumerate(params)
+                          if p in self.state}}
+
+    def load_state_dict(self, state_dict):
+        params = [p for g in self.param_groups for p in g["params"]]
+        for group, saved in zip(self.param_groups, state_dict["param_groups"], strict=True):
+            group.update(saved)
+        self.state = {params[int(i)]: dict(s) for i, s in state_dict["state"].items()}
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with momentum, Nesterov momentum and L2 weight decay:
+    d = g + wd p;  b = mu b + (1 - dampening) d;  d = d + mu b (Nesterov) or b;  p -= lr d.
+    """
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
+                 dampening=0.0):
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError("lr, momentum and weight_decay must be >= 0")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum needs momentum > 0 and no dampening")
+        super().__init__(params, {"lr": lr, "momentum": momentum,
+                                  "weight_decay": weight_decay, "nesterov": nesterov,
+                                  "dampening": dampening})
+
+    def _update(self, group, p, grad, state):
+        d = grad
+        if group["weight_decay"]:
+            d = d + group["weight_decay"] * p._data
+        mu = group["momentum"]
+        if mu:
+            buf = state.get("momentum_buffer")
+            buf = d if buf is None else mu * buf + (1 - group["dampening"]) * d
+            state = {"momentum_buffer": buf}
+            d = d + mu * buf if group["nesterov"] else buf
+        return p._data - group["lr"] * d, state
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction, as PyTorch computes it; weight_decay adds
+    wd p to the gradient (L2), unlike AdamW."""
+
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        if lr < 0 or eps < 0 or weight_decay < 0:
+            raise ValueError("lr, eps and weight_decay must be >= 0")
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
+                                  "weight_decay": weight_decay})
+
+    def _update(self, group, p, grad, state):
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], \
+            group["weight_decay"]
+        data = p._data
+        if wd and self.decoupled:
+            data = data * (1 - lr * wd)
+        elif wd:
+            grad = grad + wd * data
+        step = state.get("step", 0) + 1
+        m = state.get("exp_avg")
+        v = state.get("exp_avg_sq")
+        m = (1 - b1) * grad if m is None else b1 * m + (1 - b1) * grad
+        v = (1 - b2) * grad * grad if v is None else b2 * v + (1 - b2) * grad * grad
+        xp = p.device.backend.xp
+        bias1 = 1 - b1 ** step
+        bias2 = 1 - b2 ** step
+        denom = xp.sqrt(v) / math.sqrt(bias2) + eps
+        new = data - (lr / bias1) * (m / denom)
+        return new, {"step": step, "exp_avg": m, "exp_avg_sq": v}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): p *= 1 - lr wd first."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
