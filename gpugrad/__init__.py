@@ -24,6 +24,7 @@ from .creation import (  # noqa: F401
     zeros,
     zeros_like,
 )
+from .checkpoint import load, save  # noqa: F401
 from .errors import (  # noqa: F401
     DeviceError,
     DTypeError,

@@ -55,18 +55,31 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self):
-        """Hyper-parameters and state, keyed by parameter position (for checkpoints)."""
+        """Hyper-parameters and state (arrays as tensors), keyed by parameter position:
+        what gg.save needs to resume training."""
         params = [p for g in self.param_groups for p in g["params"]]
+        state = {}
+        for i, p in enumerate(params):
+            if p in self.state:
+                state[i] = {k: (Tensor._wrap(v, p.dtype, p.device, False)
+                                if hasattr(v, "shape") else v)
+                            for k, v in self.state[p].items()}
         return {"param_groups": [{k: v for k, v in g.items() if k != "params"}
-                                 for g in self.param_groups],
-                "state": {i: dict(self.state[p]) for i, p in enumerate(params)
-                          if p in self.state}}
+                                 for g in self.param_groups], "state": state}
 
     def load_state_dict(self, state_dict):
         params = [p for g in self.param_groups for p in g["params"]]
+        if len(state_dict["param_groups"]) != len(self.param_groups):
+            raise ValueError("the optimiser state has a different number of parameter "
+                             "groups")
+        state = {}
+        for i, saved in state_dict["state"].items():
+            p = params[int(i)]
+            state[p] = {k: (p.device.backend.from_host(v.numpy(), p.dtype)
+                            if isinstance(v, Tensor) else v) for k, v in saved.items()}
         for group, saved in zip(self.param_groups, state_dict["param_groups"], strict=True):
-            group.update(saved)
-        self.state = {params[int(i)]: dict(s) for i, s in state_dict["state"].items()}
+            group.update({k: tuple(v) if k == "betas" else v for k, v in saved.items()})
+        self.state = state
 
 
 class SGD(Optimizer):

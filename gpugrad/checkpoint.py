@@ -1,0 +1,109 @@
+"""gg.save / gg.load: checkpoints as NumPy .npz files, never pickle.
+
+A checkpoint is a (nested) dict of tensors, arrays, numbers, strings, lists and None:
+arrays go into the archive under their "/"-joined key paths, everything else into a JSON
+index stored beside them, so loading runs no code (np.load with allow_pickle=False). The
+file is written atomically: to a temporary file in the same folder, flushed to disk, then
+renamed over the target, so a crash mid-save leaves the previous checkpoint intact.
+"""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from .tensor import Tensor
+
+_INDEX = "__gpugrad_index__"
+FORMAT = "gpugrad-checkpoint-1"
+
+
+def _flatten(value, path, arrays):
+    """The JSON description of `value`; arrays found in it go into `arrays`."""
+    if isinstance(value, Tensor):
+        arrays[path] = value.numpy()
+        return {"tensor": path}
+    if isinstance(value, np.ndarray):
+        arrays[path] = value
+        return {"array": path}
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, (str, int)) or "/" in str(key):
+                raise TypeError(f"checkpoint keys must be str or int without '/', got "
+                                f"{key!r} at {path or 'the top'}")
+        return {"dict": {str(k): _flatten(v, f"{path}/{k}" if path else str(k), arrays)
+                         for k, v in value.items()},
+                "int_keys": [str(k) for k in value if isinstance(k, int)]}
+    if isinstance(value, (list, tuple)):
+        return {"list" if isinstance(value, list) else "tuple":
+                [_flatten(v, f"{path}/{i}", arrays) for i, v in enumerate(value)]}
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"value": value}
+    raise TypeError(f"cannot save a {type(value).__name__} at {path or 'the top'} "
+                    "without pickle; use tensors, arrays, numbers, strings, lists, dicts")
+
+
+def save(obj, path):
+    """Write `obj` (e.g. model.state_dict(), or {"model": ..., "epoch": 3}) to `path`."""
+    path = os.fspath(path)
+    arrays = {}
+    index = {"format": FORMAT, "root": _flatten(obj, "", arrays)}
+    if _INDEX in arrays:
+        raise ValueError(f"{_INDEX!r} is reserved")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{_INDEX: np.array(json.dumps(index))}, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _unflatten(desc, archive, device):
+    from .creation import tensor
+
+    if "tensor" in desc:
+        return tensor(archive[desc["tensor"]], device=device)
+    if "array" in desc:
+        return archive[desc["array"]]
+    if "dict" in desc:
+        int_keys = set(desc.get("int_keys", ()))
+        return {(int(k) if k in int_keys else k): _unflatten(v, archive, device)
+                for k, v in desc["dict"].items()}
+    if "list" in desc:
+        return [_unflatten(v, archive, device) for v in desc["list"]]
+    if "tuple" in desc:
+        return tuple(_unflatten(v, archive, device) for v in desc["tuple"])
+    return desc["value"]
+
+
+def load(path, device=None):
+    """Read a checkpoint written by gg.save; tensors land on `device` (default: the
+    default device), whatever device they were saved from."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            is_zip = f.read(4) == b"PK\x03\x04"
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no checkpoint at {path}") from None
+    if not is_zip:
+        raise ValueError(f"{path} is not a readable checkpoint (not an .npz archive)")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable checkpoint ({exc})") from None
+    with archive:
+        if _INDEX not in archive.files:
+            raise ValueError(f"{path} is a .npz file but not a gpugrad checkpoint")
+        index = json.loads(str(archive[_INDEX]))
+        if index.get("format") != FORMAT:
+            raise ValueError(f"{path}: unknown checkpoint format {index.get('format')!r}")
+        return _unflatten(index["root"], archive, device)

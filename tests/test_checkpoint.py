@@ -1,0 +1,99 @@
+"""Checkpoints: gg.save / gg.load round trips without pickle, onto any device, and a
+crash in the middle of a save leaves the previous checkpoint intact."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+
+import gpugrad as gg
+import gpugrad.nn as nn
+
+
+def test_a_model_and_optimiser_round_trip(tmp_path):
+    gg.manual_seed(0)
+    model = nn.MLP([3, 5, 2])
+    opt = gg.optim.Adam(model.parameters(), lr=0.01)
+    model(gg.randn(4, 3)).sum().backward()
+    opt.step()
+    path = tmp_path / "ck.npz"
+    gg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 7,
+             "history": [0.5, 0.25], "note": None}, path)
+
+    loaded = gg.load(path)
+    assert loaded["epoch"] == 7 and loaded["history"] == [0.5, 0.25] and loaded["note"] is None
+    twin = nn.MLP([3, 5, 2])
+    twin.load_state_dict(loaded["model"])
+    for (name, a), (_, b) in zip(model.named_parameters(), twin.named_parameters(),
+                                 strict=True):
+        assert np.array_equal(a.numpy(), b.numpy()), name
+    twin_opt = gg.optim.Adam(twin.parameters(), lr=0.5)
+    twin_opt.load_state_dict(loaded["optimizer"])
+    assert twin_opt.param_groups[0]["lr"] == 0.01
+    assert twin_opt.state[twin.parameters()[0]]["step"] == 1
+
+
+def test_the_file_holds_no_pickle(tmp_path):
+    path = tmp_path / "ck.npz"
+    gg.save({"w": gg.ones(2, 2), "n": 3}, path)
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            with z.open(name) as f:
+                np.lib.format.read_magic(f)
+                header = np.lib.format.read_array_header_1_0(f)
+                assert header[2].kind != "O", name  # no object arrays anywhere
+    np.load(path, allow_pickle=False).close()
+
+
+def test_tensors_load_onto_the_device_asked_for(tmp_path):
+    path = tmp_path / "ck.npz"
+    gg.save({"w": gg.tensor([1.0, 2.0], dtype="float64")}, path)
+    w = gg.load(path, device="array_api_strict")["w"]
+    assert w.device == "array_api_strict" and w.dtype == np.float64
+
+
+def test_what_cannot_be_saved_without_pickle_is_refused_and_nothing_is_written(tmp_path):
+    path = tmp_path / "ck.npz"
+    gg.save({"w": gg.ones(2)}, path)
+    with pytest.raises(TypeError, match="without pickle"):
+        gg.save({"w": gg.zeros(2), "f": object()}, path)
+    assert gg.load(path)["w"].numpy().tolist() == [1.0, 1.0]
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]  # no temporary left behind
+
+
+def test_bad_files_say_what_is_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        gg.load(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        gg.load(tmp_path / "junk.npz")
+    np.savez(tmp_path / "plain.npz", a=np.ones(2))
+    with pytest.raises(ValueError, match="not a gpugrad checkpoint"):
+        gg.load(tmp_path / "plain.npz")
+
+
+def test_a_crash_in_the_middle_of_a_save_keeps_the_previous_checkpoint(tmp_path):
+    """A real crash: a child process is killed (SIGKILL) while it writes a large
+    checkpoint over a small one."""
+    path = tmp_path / "ck.npz"
+    gg.save({"version": 1, "w": gg.ones(3)}, path)
+    child = textwrap.dedent(f"""
+        import sys, numpy as np, gpugrad as gg
+        big = {{f"w{{i}}": np.ones(2_000_000) for i in range(40)}}  # 640 MB to write
+        print("saving", flush=True)
+        gg.save({{"version": 2, **big}}, {str(path)!r})
+        print("saved", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "saving"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    loaded = gg.load(path)
+    assert loaded["version"] == 1 and loaded["w"].numpy().tolist() == [1.0, 1.0, 1.0]
+    leftovers = [p for p in os.listdir(tmp_path) if p != "ck.npz"]
+    assert all(p.startswith(".tmp-") for p in leftovers)  # only the killed writer's temp
