@@ -9,9 +9,10 @@
 
 __version__ = "0.1.0"
 
-from . import cuda, dtypes, nn, optim  # noqa: F401  # noqa: E402,F401  (they build on everything above)
+from . import cuda, data, dtypes, nn, optim  # noqa: F401
 from .backends import Device, default_device, set_default_device  # noqa: F401
 from .backends import device as device
+from .checkpoint import load, save  # noqa: F401
 from .creation import (  # noqa: F401
     arange,
     full,
@@ -24,7 +25,6 @@ from .creation import (  # noqa: F401
     zeros,
     zeros_like,
 )
-from .checkpoint import load, save  # noqa: F401
 from .errors import (  # noqa: F401
     DeviceError,
     DTypeError,

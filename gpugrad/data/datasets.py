@@ -1,0 +1,110 @@
+"""Datasets that work offline: the 8x8 digits scikit-learn ships inside its package, and
+MNIST from files the user has (IDX, plain or .gz, or an .npz)."""
+
+import gzip
+import importlib.util
+import os
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    """A data file that is missing or not what was expected; the message says which."""
+
+
+def load_digits():
+    """(x, y): 1,797 images of 8x8 digits as float32 in [0, 1] of shape (1797, 64), and
+    int64 labels 0-9. Read from the copy scikit-learn ships (no network needed)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError("load_digits reads the digits that scikit-learn ships in its "
+                           "package; install it: pip install scikit-learn "
+                           "(or pip install 'gpugrad[datasets]')")
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data",
+                        "digits.csv.gz")
+    if not os.path.exists(path):
+        raise DatasetError(f"scikit-learn is installed but has no {path}")
+    data = np.loadtxt(path, delimiter=",", dtype=np.float32)
+    if data.shape != (1797, 65):
+        raise DatasetError(f"{path}: expected 1797 rows of 64 pixels and a label, got "
+                           f"{data.shape}")
+    return data[:, :64] / 16.0, data[:, 64].astype(np.int64)
+
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049
+
+
+def load_mnist(path):
+    """((x_train, y_train), (x_test, y_test)) from `path`: a folder with the four
+    standard MNIST IDX files (each plain or .gz), or an .npz with x_train, y_train,
+    x_test, y_test. Images come as float32 in [0, 1] of shape (N, 784)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DatasetError(f"no MNIST data at {path}: expected a folder with "
+                           f"{', '.join(f for pair in _IDX_FILES.values() for f in pair)} "
+                           "(plain or .gz), or an .npz file")
+    if os.path.isdir(path):
+        return tuple(_load_idx_pair(path, *_IDX_FILES[split]) for split in ("train", "test"))
+    return _load_npz(path)
+
+
+def _open(folder, name):
+    for candidate in (name, name + ".gz"):
+        full = os.path.join(folder, candidate)
+        if os.path.exists(full):
+            return full, (gzip.open if candidate.endswith(".gz") else open)
+    raise DatasetError(f"{folder} has no {name} (or {name}.gz)")
+
+
+def _read_idx(folder, name, magic, ndim):
+    full, opener = _open(folder, name)
+    try:
+        with opener(full, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise DatasetError(f"{full}: cannot read it ({exc})") from None
+    header = 4 + 4 * ndim
+    if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
+        raise DatasetError(f"{full}: not an IDX file of {'images' if ndim == 3 else 'labels'}"
+                           f" (expected magic number {magic})")
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    count = int(np.prod(dims))
+    if len(raw) - header != count:
+        raise DatasetError(f"{full}: header says {dims} ({count} bytes of data) but the "
+                           f"file holds {len(raw) - header}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _load_idx_pair(folder, images_name, labels_name):
+    images = _read_idx(folder, images_name, _IMAGES_MAGIC, 3)
+    labels = _read_idx(folder, labels_name, _LABELS_MAGIC, 1)
+    if len(images) != len(labels):
+        raise DatasetError(f"{folder}: {len(images)} images but {len(labels)} labels")
+    return _as_xy(images, labels)
+
+
+def _load_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test")
+                       if k not in data.files]
+            if missing:
+                raise DatasetError(f"{path}: expected arrays x_train, y_train, x_test, "
+                                   f"y_test; missing {', '.join(missing)}")
+            return (_as_xy(data["x_train"], data["y_train"]),
+                    _as_xy(data["x_test"], data["y_test"]))
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def _as_xy(images, labels):
+    x = np.asarray(images).reshape(len(images), -1).astype(np.float32)
+    if x.max(initial=0) > 1.0:
+        x /= 255.0
+    return x, np.asarray(labels).astype(np.int64)

@@ -1,0 +1,109 @@
+"""Batches for training: a DataLoader over arrays, a train/validation split, and
+standardisation with statistics from the training set only."""
+
+import numpy as np
+
+from ..backends import device as as_device
+from ..creation import tensor
+from ..tensor import Tensor
+
+
+class DataLoader:
+    """Mini-batches (x, y) of tensors on `device`, from arrays of equal length.
+
+    The data is copied to the device once; each batch is then picked there. With
+    shuffle=True every epoch draws a new order from a generator seeded with `seed`, so
+    the same seed gives the same batches. drop_last drops a final short batch.
+    """
+
+    def __init__(self, x, y=None, batch_size=32, shuffle=False, seed=None, drop_last=False,
+                 device=None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = as_device(device)
+        self.x = _on_device(x, self.device)
+        self.y = None if y is None else _on_device(y, self.device)
+        n = self.x.shape[0]
+        if self.y is not None and self.y.shape[0] != n:
+            raise ValueError(f"x has {n} samples but y has {self.y.shape[0]}")
+        self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self):
+        n = self.x.shape[0]
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def num_samples(self):
+        return self.x.shape[0]
+
+    def __iter__(self):
+        n = self.x.shape[0]
+        order = self._rng.permutation(n) if self.shuffle else None
+        # (No no_grad block here: a generator suspended inside one would turn gradients
+        # off in the caller's loop. The data does not require grad, so nothing records.)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            if order is None:
+                key = slice(start, stop)
+            else:  # the batch's positions, as a small index tensor on the device
+                key = tensor(order[start:stop], device=self.device)
+            xb = self.x[key]
+            yield xb if self.y is None else (xb, self.y[key])
+
+
+def _on_device(data, device):
+    if isinstance(data, Tensor):
+        return data if data.device is device else data.detach().to(device)
+    return tensor(np.asarray(data), device=device)
+
+
+def train_val_split(x, y, val_fraction=0.2, seed=0):
+    """((x_train, y_train), (x_val, y_val)): a random split of NumPy arrays."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_val = max(1, int(round(len(x) * val_fraction)))
+    val, train = order[:n_val], order[n_val:]
+    return (x[train], y[train]), (x[val], y[val])
+
+
+class Standardizer:
+    """(x - mean) / std per feature, with mean and std from the data it was fit on (the
+    training set), so validation and test data get the same transform."""
+
+    def __init__(self, eps=1e-8):
+        self.eps = eps
+        self.mean = self.std = None
+
+    def fit(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        self.mean, self.std = x.mean(axis=0), x.std(axis=0)
+        return self
+
+    def transform(self, x):
+        if self.mean is None:
+            raise RuntimeError("Standardizer.transform before fit")
+        x = np.asarray(x)
+        out = (x - self.mean) / (self.std + self.eps)
+        return out.astype(x.dtype if x.dtype.kind == "f" else np.float32)
+
+    def fit_transform(self, x):
+        return self.fit(x).transform(x)
+
+    def state_dict(self):
+        return {"mean": self.mean, "std": self.std, "eps": self.eps}
+
+    def load_state_dict(self, state):
+        self.mean, self.std = np.asarray(state["mean"]), np.asarray(state["std"])
+        self.eps = state["eps"]
+
+
+def standardize(train, *others):
+    """Standardise `train` and any other arrays with the training set's statistics."""
+    scaler = Standardizer().fit(train)
+    out = [scaler.transform(train)] + [scaler.transform(o) for o in others]
+    return out[0] if not others else tuple(out)
