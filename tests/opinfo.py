@@ -136,6 +136,9 @@ OPS = [
                "hi only"),
         Sample((Arg((5,)),), lambda x: x.clip(0.0), lambda x: np.maximum(x, 0), "lo only"),
     ]),
+    OpInfo("gpugrad::logaddexp", _binary(gg.logaddexp, np.logaddexp)
+           + [Sample((Arg((4,), -900, 900),), lambda x: gg.logaddexp(0.0, x),
+                     lambda x: np.logaddexp(0.0, x), "softplus far out")]),
     OpInfo("gpugrad::maximum", _binary(gg.maximum, np.maximum)),
     OpInfo("gpugrad::minimum", _binary(gg.minimum, np.minimum)),
     OpInfo("gpugrad::where", [

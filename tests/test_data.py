@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gpugrad as gg
-from gpugrad.data import DatasetError, DataLoader
+from gpugrad.data import DataLoader, DatasetError
 
 
 def numbered(n, features=3):
