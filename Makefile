@@ -1,5 +1,5 @@
 # Two entry points, each doing its own set-up on a fresh machine:
-#   make run   - create .venv, install gpugrad, run the main job
+#   make run   - create .venv, install gpugrad, run the main job (train an MLP on digits)
 #   make test  - create .venv, install gpugrad with its test extras, run the tests
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +12,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[datasets,plot]"
 	touch $@
 
 $(VENV)/.installed-dev: $(PY) pyproject.toml
@@ -20,7 +20,7 @@ $(VENV)/.installed-dev: $(PY) pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(VENV)/bin/gpugrad demo
+	$(VENV)/bin/gpugrad train
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q

@@ -298,6 +298,246 @@ def bench_chains(frameworks, sizes, repeats):
     return results
 
 
+# --- MLP training step -------------------------------------------------------------------------
+# One step = forward, mean softmax cross-entropy over the batch (integer labels), backward,
+# plain SGD. gpugrad and PyTorch run their own nn/optim APIs; NumPy runs the lecture's
+# formulas by hand. All three start from the same weights and data, in float32.
+MLP_CONFIGS = (  # (layer sizes, batch, steps per timed run): each run lasts 0.1 s or more
+    ((784, 512, 256, 10), 256, 20),
+    ((64, 64, 10), 32, 50),
+)
+MLP_LR = 0.01
+MLP_REPEATS = 7
+MLP_RTOL = 1e-4  # float32 noise: summation order differs between BLAS, oneDNN and cuBLAS
+QUICK_MLP_STEPS = 5
+MLP_SEED = 0
+
+
+class Trainer:
+    """One framework training one MLP. step() runs forward, loss, backward and the update
+    and returns the loss as the framework holds it (reading it would force a device sync
+    per step, which a training loop need not pay); loss_value(loss) makes it a float;
+    weights() copies the parameters to the host as [(W, b), ...]."""
+
+    def __init__(self, name, device, step, loss_value, weights, sync):
+        self.name = name
+        self.device = device
+        self.step = step
+        self.loss_value = loss_value
+        self.weights = weights
+        self.sync = sync
+
+
+def mlp_problem(sizes, batch, seed):
+    """(weights [(W (out, in), b)], inputs (batch, sizes[0]), labels (batch,) int64), all
+    float32, from `seed`. W is Kaiming-uniform as gpugrad's Linear makes it; b is nonzero
+    (PyTorch's default bound) so that the check sees the bias in the forward too."""
+    rng = np.random.default_rng(seed)
+    weights = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        bound = np.sqrt(6.0 / n_in)
+        w = rng.uniform(-bound, bound, (n_out, n_in)).astype(np.float32)
+        b = rng.uniform(-1.0, 1.0, n_out).astype(np.float32) / np.float32(np.sqrt(n_in))
+        weights.append((w, b))
+    x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    labels = rng.integers(0, sizes[-1], batch).astype(np.int64)
+    return weights, x, labels
+
+
+def _state_dict(weights):
+    # Sequential numbering of Linear, ReLU, Linear, ...: the Linears are 0, 2, 4, ...
+    state = {}
+    for i, (w, b) in enumerate(weights):
+        state[f"{2 * i}.weight"], state[f"{2 * i}.bias"] = w, b
+    return state
+
+
+def numpy_mlp_trainer(weights, x, labels, lr):
+    """Hand-written vectorised backprop: z = a W^T + b, ReLU, softmax; dz = (softmax -
+    onehot) / m, dW = dz^T a, db = sum(dz), da = dz W, ReLU mask, W -= lr dW. In-place
+    where an array is dead anyway (bias add, ReLU, softmax, mask, update); the matmuls
+    allocate, as the obvious code does."""
+    params = [(w.copy(), b.copy()) for w, b in weights]
+    rows = np.arange(x.shape[0])
+    inv_m = np.float32(1.0 / x.shape[0])
+    lr = np.float32(lr)
+    last = len(params) - 1
+
+    def step():
+        activations = [x]  # the input of each layer, for its dW
+        a = x
+        for i, (w, b) in enumerate(params):
+            z = a @ w.T
+            z += b
+            a = np.maximum(z, 0.0, out=z) if i < last else z
+            activations.append(a)
+        # Softmax cross-entropy, shifted by the row maximum so exp cannot overflow.
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        total = e.sum(axis=1, keepdims=True)
+        loss = (np.log(total[:, 0]) - z[rows, labels]).mean()
+        e /= total
+        e[rows, labels] -= 1.0  # softmax - onehot, without building the onehot
+        dz = e
+        dz *= inv_m
+        for i in range(last, -1, -1):
+            w, b = params[i]
+            a_prev = activations[i]
+            dw = dz.T @ a_prev
+            db = dz.sum(axis=0)
+            if i:
+                dz = dz @ w  # da, with this layer's weights from before the update
+                dz *= a_prev > 0  # ReLU mask: a > 0 exactly where z > 0
+            dw *= lr
+            w -= dw
+            db *= lr
+            b -= db
+        return loss
+
+    return Trainer("numpy", "host", step, float, lambda: [(w.copy(), b.copy())
+                                                         for w, b in params], _no_sync)
+
+
+def gpugrad_mlp_trainer(weights, x, labels, lr, fw):
+    import gpugrad.nn.functional as F
+
+    device = gg.device(fw.device)
+    sizes = [weights[0][0].shape[1]] + [w.shape[0] for w, _ in weights]
+    model = gg.nn.MLP(sizes, dtype="float32", device=device)
+    model.load_state_dict(_state_dict(weights))
+    opt = gg.optim.SGD(model.parameters(), lr=lr)
+    inputs = gg.tensor(x, device=device)
+    targets = gg.tensor(labels, device=device)
+
+    def step():
+        loss = F.cross_entropy(model(inputs), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    def host_weights():
+        return [(m.weight.numpy(), m.bias.numpy()) for m in model
+                if isinstance(m, gg.nn.Linear)]
+
+    return Trainer("gpugrad", fw.device, step, lambda t: t.item(), host_weights, fw.sync)
+
+
+def torch_mlp_trainer(weights, x, labels, lr, fw):
+    import torch
+
+    layers = []
+    for i, (w, _) in enumerate(weights):
+        if i:
+            layers.append(torch.nn.ReLU())
+        layers.append(torch.nn.Linear(w.shape[1], w.shape[0], dtype=torch.float32))
+    model = torch.nn.Sequential(*layers).to(fw.device)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in _state_dict(weights).items()})
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    inputs = torch.from_numpy(x).to(fw.device)
+    targets = torch.from_numpy(labels).to(fw.device)
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    def host_weights():
+        return [(m.weight.detach().cpu().numpy(), m.bias.detach().cpu().numpy())
+                for m in model if isinstance(m, torch.nn.Linear)]
+
+    return Trainer("pytorch", fw.device, step, lambda t: t.item(), host_weights, fw.sync)
+
+
+def mlp_trainers(frameworks, weights, x, labels):
+    """NumPy first (the reference of the check and the denominator of the ratios)."""
+    makers = {"gpugrad": gpugrad_mlp_trainer, "pytorch": torch_mlp_trainer}
+    return [numpy_mlp_trainer(weights, x, labels, MLP_LR)] + \
+        [makers[fw.name](weights, x, labels, MLP_LR, fw) for fw in frameworks]
+
+
+def _max_rel(a, b):
+    """max |a - b| over max |b|: relative to the array's scale, since elementwise relative
+    errors of entries near zero say nothing."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), np.finfo(np.float64).tiny))
+
+
+def check_mlp_agreement(trainers, label):
+    """One step of every trainer from the same weights: the losses, the updated weights
+    and the updates themselves (new - old, which is lr * dW: a wrong gradient can hide in
+    the weights' last digits, not here) must match NumPy's. Returns the largest relative
+    difference of each kind; raises AssertionError naming the worst one otherwise."""
+    old = trainers[0].weights()
+    after = {}
+    for t in trainers:
+        loss = t.loss_value(t.step())
+        after[t.name] = (loss, t.weights())
+    ref_loss, ref_weights = after["numpy"]
+    worst = {"loss": 0.0, "weights": 0.0, "updates": 0.0}
+    problems = []
+    for name, (loss, weights) in after.items():
+        if name == "numpy":
+            continue
+        diffs = {"loss": [("loss", abs(loss - ref_loss) / abs(ref_loss), MLP_RTOL)]}
+        diffs["weights"], diffs["updates"] = [], []
+        for layer, (pair, ref_pair, old_pair) in enumerate(zip(weights, ref_weights, old,
+                                                              strict=True)):
+            for kind, new, ref, before in zip("Wb", pair, ref_pair, old_pair, strict=True):
+                where = f"{kind}{layer + 1}"
+                diffs["weights"].append((where, _max_rel(new, ref), MLP_RTOL))
+                # The update is a difference of two float32 numbers near |W|: it carries
+                # their rounding (an ulp of W) on top of the gradient's own float noise.
+                step = np.float64(ref) - before
+                ulp = float(np.spacing(np.max(np.abs(before)).astype(np.float32)))
+                tol = MLP_RTOL + 2 * ulp / max(float(np.max(np.abs(step))), ulp)
+                diffs["updates"].append((where, _max_rel(np.float64(new) - before, step),
+                                         tol))
+        for kind, entries in diffs.items():
+            for where, diff, tol in entries:
+                worst[kind] = max(worst[kind], diff)
+                if not diff <= tol:  # NaN fails too
+                    problems.append(f"{name} {kind} {where}: {diff:.2e} > {tol:.2e}")
+    if problems:
+        raise AssertionError(f"MLP {label}: the frameworks disagree with NumPy after one "
+                             "step, so timing them would compare different computations: "
+                             + "; ".join(problems))
+    return worst
+
+
+def time_trainer(trainer, steps):
+    """Seconds per step over `steps` consecutive steps, the device drained at both ends."""
+    _fresh_memory()
+    trainer.sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.step()
+    trainer.sync()
+    return (time.perf_counter() - t0) / steps
+
+
+def bench_mlp(frameworks, configs, repeats):
+    """{label: {"steps": n, "check": {...}, "times": {framework: (device, [s/step])}}}.
+    The check's step doubles as the first warm-up; trainers take turns in each repeat.
+    Training goes on across repeats (as it would in a loop): only the first step needs
+    the same weights everywhere, and the kernels cost the same whatever the values."""
+    results = {}
+    for sizes, batch, steps in configs:
+        label = f"{'-'.join(map(str, sizes))}, batch {batch}"
+        trainers = mlp_trainers(frameworks, *mlp_problem(sizes, batch, MLP_SEED))
+        check = check_mlp_agreement(trainers, label)
+        for t in trainers:  # warm-up: allocator pools, lazy imports, first-call paths
+            time_trainer(t, max(1, steps // 4))
+        times = {t.name: (t.device, []) for t in trainers}
+        for _ in range(repeats):
+            for t in trainers:
+                times[t.name][1].append(time_trainer(t, steps))
+        results[label] = {"steps": steps, "check": check, "times": times}
+    return results
+
+
 # --- reporting ---------------------------------------------------------------------------------
 def _us(seconds):
     return seconds * 1e6

@@ -1,4 +1,4 @@
-"""The `gpugrad` command: info, demo, bench."""
+"""The `gpugrad` command: train, evaluate, info, demo, bench."""
 
 import argparse
 import sys
@@ -18,6 +18,66 @@ def _cmd_demo(args):
     return main(out=args.out)
 
 
+def _cmd_train(args):
+    from .train import Config, run
+
+    config = Config(data=args.data, hidden=args.hidden, activation=args.activation,
+                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    optimizer=args.optimizer, device=args.device, seed=args.seed,
+                    out=args.out)
+    results = run(config)
+    return 130 if results["interrupted"] else 0
+
+
+def _cmd_evaluate(args):
+    from .train import evaluate_checkpoint
+
+    evaluate_checkpoint(args.checkpoint, data=args.data, device=args.device)
+    return 0
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _add_train(sub):
+    train = sub.add_parser("train", help="train an MLP classifier (default: the bundled "
+                           "digits) and write a run folder")
+    train.add_argument("--data", default="digits", metavar="SPEC",
+                       help="digits | mnist:PATH (IDX folder or .npz) | npz:PATH "
+                       "(x_train, y_train, x_test, y_test); default digits")
+    train.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 128],
+                       metavar="N", help="hidden layer sizes (default 256 128)")
+    train.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default="relu")
+    train.add_argument("--epochs", type=_positive_int, default=20)
+    train.add_argument("--batch-size", type=_positive_int, default=64)
+    train.add_argument("--lr", type=_positive_float, default=None,
+                       help="learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd)")
+    train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
+    train.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: "
+                       "GPUGRAD_DEVICE, else a GPU when usable)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", metavar="DIR", default=None,
+                       help="run folder (default runs/<date-time>)")
+    train.set_defaults(run=_cmd_train)
+    evaluate = sub.add_parser("evaluate", help="reload a checkpoint and report its test "
+                              "accuracy")
+    evaluate.add_argument("checkpoint", help="a run's checkpoint.npz")
+    evaluate.add_argument("--data", default=None, help="override the run's data")
+    evaluate.add_argument("--device", default=None)
+    evaluate.set_defaults(run=_cmd_evaluate)
+
+
 def _cmd_bench(args):
     from .bench import main
 
@@ -34,6 +94,7 @@ def build_parser():
     demo = sub.add_parser("demo", help="the lecture's circuits and logistic regression")
     demo.add_argument("--out", metavar="DIR", help="also write the graph as DOT into DIR")
     demo.set_defaults(run=_cmd_demo)
+    _add_train(sub)
     bench = sub.add_parser("bench", help="benchmarks against PyTorch (see --help)",
                            add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
@@ -62,7 +123,9 @@ def main(argv=None):
     except Exception as exc:  # one line, not a traceback, for a user at a terminal
         from .errors import GpugradError
 
-        if not isinstance(exc, GpugradError):
+        expected = (GpugradError, ValueError, OSError) if args.command in (
+            "train", "evaluate") else GpugradError
+        if not isinstance(exc, expected):
             raise
         print(f"gpugrad: error: {exc}", file=sys.stderr)
         return 1

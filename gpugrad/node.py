@@ -65,7 +65,7 @@ class Node:
 _internal = {}
 # Modules of the package that are programs using the engine, not the engine: the lines
 # that create nodes there are the "user's line".
-_USER_LEVEL = ("demo.py", "bench.py")
+_USER_LEVEL = ("demo.py", "bench.py", "train.py")
 
 
 def _is_internal(filename):

@@ -7,8 +7,10 @@ import os
 
 import numpy as np
 
+from ..errors import GpugradError
 
-class DatasetError(ValueError):
+
+class DatasetError(GpugradError, ValueError):
     """A data file that is missing or not what was expected; the message says which."""
 
 
@@ -87,7 +89,16 @@ def _load_idx_pair(folder, images_name, labels_name):
     return _as_xy(images, labels)
 
 
-def _load_npz(path):
+def load_npz(path):
+    """((x_train, y_train), (x_test, y_test)) from a user's .npz holding those four
+    arrays; features are flattened to (N, features) float32 and kept as they are."""
+    if not os.path.isfile(os.fspath(path)):
+        raise DatasetError(f"no .npz file at {path}: expected one with arrays x_train, "
+                           "y_train, x_test, y_test")
+    return _load_npz(path, scale=False)
+
+
+def _load_npz(path, scale=True):
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test")
@@ -95,16 +106,16 @@ def _load_npz(path):
             if missing:
                 raise DatasetError(f"{path}: expected arrays x_train, y_train, x_test, "
                                    f"y_test; missing {', '.join(missing)}")
-            return (_as_xy(data["x_train"], data["y_train"]),
-                    _as_xy(data["x_test"], data["y_test"]))
+            return (_as_xy(data["x_train"], data["y_train"], scale),
+                    _as_xy(data["x_test"], data["y_test"], scale))
     except (OSError, ValueError) as exc:
         if isinstance(exc, DatasetError):
             raise
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
 
 
-def _as_xy(images, labels):
+def _as_xy(images, labels, scale=True):
     x = np.asarray(images).reshape(len(images), -1).astype(np.float32)
-    if x.max(initial=0) > 1.0:
+    if scale and x.max(initial=0) > 1.0:  # 8-bit pixels
         x /= 255.0
     return x, np.asarray(labels).astype(np.int64)

@@ -1,0 +1,37 @@
+"""Classification metrics on host arrays: accuracy, confusion matrix, per-class
+precision and recall."""
+
+import numpy as np
+
+from .tensor import Tensor
+
+
+def _host(values):
+    return values.numpy() if isinstance(values, Tensor) else np.asarray(values)
+
+
+def accuracy(predicted, labels):
+    """The fraction of predicted labels equal to the true ones."""
+    predicted, labels = _host(predicted), _host(labels)
+    if predicted.shape != labels.shape:
+        raise ValueError(f"{predicted.shape[0]} predictions for {labels.shape[0]} labels")
+    return float((predicted == labels).mean()) if labels.size else 0.0
+
+
+def confusion_matrix(labels, predicted, num_classes=None):
+    """counts[i, j]: how many samples of true class i were predicted as class j."""
+    labels, predicted = _host(labels).astype(np.int64), _host(predicted).astype(np.int64)
+    n = int(num_classes or max(labels.max(initial=-1), predicted.max(initial=-1)) + 1)
+    counts = np.zeros((n, n), dtype=np.int64)
+    np.add.at(counts, (labels, predicted), 1)
+    return counts
+
+
+def precision_recall(confusion):
+    """(precision, recall) per class from a confusion matrix; 0 where undefined."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    hits = np.diag(confusion)
+    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
+    return precision, recall

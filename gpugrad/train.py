@@ -1,0 +1,304 @@
+"""`gpugrad train` and `gpugrad evaluate`: train an MLP classifier end to end, and check a
+saved one.
+
+A run writes into its folder: metrics.json and metrics.csv (one row per epoch),
+learning_curve.png and confusion_matrix.png (with matplotlib), checkpoint.npz (the model,
+the optimiser, the data's standardisation and the run's settings; rewritten atomically
+after every epoch, so an interrupted run keeps its last good one), and graph.dot (one
+training step's graph).
+"""
+
+import csv
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+import gpugrad as gg
+
+from . import metrics
+from .data import DataLoader, DatasetError, Standardizer, train_val_split
+from .nn import MLP
+from .nn import functional as F
+
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+
+
+@dataclass
+class Config:
+    data: str = "digits"
+    hidden: list = field(default_factory=lambda: [256, 128])
+    activation: str = "relu"
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = None
+    optimizer: str = "adam"
+    device: str = None
+    seed: int = 0
+    out: str = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2  # digits only: MNIST and npz bring their own test set
+
+    def check(self):
+        if self.optimizer not in DEFAULT_LR:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; use sgd, adam or adamw")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch size must be at least 1")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden sizes must be positive, got {self.hidden}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.optimizer]
+        if self.lr <= 0:
+            raise ValueError(f"the learning rate must be positive, got {self.lr}")
+        return self
+
+
+# --- data -----------------------------------------------------------------------------------
+def load_data(spec, seed, test_fraction):
+    """((x_train, y_train), (x_test, y_test)) for "digits", "mnist:PATH" or "npz:PATH"."""
+    kind, _, path = spec.partition(":")
+    if kind == "digits" and not path:
+        x, y = gg.data.load_digits()
+        return train_val_split(x, y, val_fraction=test_fraction, seed=seed)
+    if kind == "mnist" and path:
+        return gg.data.load_mnist(path)
+    if kind == "npz" and path:
+        return gg.data.load_npz(path)
+    raise DatasetError(f"unknown data {spec!r}: use digits, mnist:PATH or npz:PATH")
+
+
+def prepare(config):
+    """Train/validation/test arrays, standardised with the training statistics."""
+    (x_train, y_train), (x_test, y_test) = load_data(config.data, config.seed,
+                                                     config.test_fraction)
+    (x_train, y_train), (x_val, y_val) = train_val_split(
+        x_train, y_train, val_fraction=config.val_fraction, seed=config.seed + 1)
+    scaler = Standardizer().fit(x_train)
+    return scaler, {"train": (scaler.transform(x_train), y_train),
+                    "val": (scaler.transform(x_val), y_val),
+                    "test": (scaler.transform(x_test), y_test)}
+
+
+def num_classes(splits):
+    return int(max(y.max() for _, y in splits.values())) + 1
+
+
+# --- model and optimiser -----------------------------------------------------------------------
+def build_model(n_in, hidden, n_out, activation, device):
+    return MLP([n_in, *hidden, n_out], activation=activation, device=device)
+
+
+def build_optimizer(name, params, lr):
+    if name == "sgd":
+        return gg.optim.SGD(params, lr=lr, momentum=0.9)
+    return {"adam": gg.optim.Adam, "adamw": gg.optim.AdamW}[name](params, lr=lr)
+
+
+# --- one epoch ----------------------------------------------------------------------------------
+class Progress:
+    """A one-line progress bar per epoch on a terminal; one summary line elsewhere."""
+
+    def __init__(self, total, label, stream=sys.stderr):
+        self.total, self.label, self.stream = total, label, stream
+        self.live = stream.isatty()
+        self.start = time.perf_counter()
+
+    def update(self, done, loss, acc, samples):
+        if not self.live:
+            return
+        width = 24
+        filled = int(width * done / self.total)
+        rate = samples / max(time.perf_counter() - self.start, 1e-9)
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                          f"{done}/{self.total}  loss {loss:.4f}  acc {acc:6.2%}  "
+                          f"{rate:,.0f} samples/s")
+        self.stream.flush()
+
+    def close(self, summary):
+        self.stream.write(("\r" if self.live else "") + f"{self.label} {summary}" +
+                          " " * 8 + "\n")
+        self.stream.flush()
+
+
+def train_epoch(model, optimizer, loader, progress):
+    model.train()
+    total_loss = correct = seen = 0
+    for i, (xb, yb) in enumerate(loader, 1):
+        optimizer.zero_grad()
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        loss.backward()
+        optimizer.step()
+        n = yb.shape[0]
+        total_loss += loss.item() * n
+        correct += int((logits.argmax(axis=1) == yb).sum().item())
+        seen += n
+        progress.update(i, total_loss / seen, correct / seen, seen)
+    return total_loss / seen, correct / seen, seen
+
+
+def evaluate(model, x, y, device, batch_size=1024):
+    """(mean loss, accuracy, predicted labels) of `model` on arrays x, y."""
+    model.eval()
+    total, predictions = 0.0, []
+    with gg.no_grad():
+        for xb, yb in DataLoader(x, y, batch_size=batch_size, device=device):
+            logits = model(xb)
+            total += F.cross_entropy(logits, yb, reduction="sum").item()
+            predictions.append(logits.argmax(axis=1).numpy())
+    predicted = np.concatenate(predictions)
+    return total / len(y), metrics.accuracy(predicted, y), predicted
+
+
+# --- the run --------------------------------------------------------------------------------------
+def run(config, stream=sys.stderr):
+    """Train as `config` says; returns the results dict also written to metrics.json."""
+    config.check()
+    gg.manual_seed(config.seed)
+    device = gg.device(config.device)
+    scaler, splits = prepare(config)  # bad data fails here, before any folder is made
+    out = config.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out, exist_ok=True)
+    n_classes = num_classes(splits)
+    x_train, y_train = splits["train"]
+    model = build_model(x_train.shape[1], config.hidden, n_classes, config.activation, device)
+    optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr)
+    loader = DataLoader(x_train, y_train, batch_size=config.batch_size, shuffle=True,
+                        seed=config.seed, device=device)
+    print(f"gpugrad train: {config.data} ({len(y_train)} train, {len(splits['val'][1])} val, "
+          f"{len(splits['test'][1])} test, {n_classes} classes) on {device}; MLP "
+          f"{[x_train.shape[1], *config.hidden, n_classes]}, {config.optimizer} "
+          f"lr {config.lr}, batch {config.batch_size}", file=stream)
+    write_step_graph(model, loader, out)
+    history, interrupted = [], False
+    try:
+        for epoch in range(1, config.epochs + 1):
+            progress = Progress(len(loader), f"epoch {epoch:>3}/{config.epochs}", stream)
+            start = time.perf_counter()
+            loss, acc, seen = train_epoch(model, optimizer, loader, progress)
+            seconds = time.perf_counter() - start
+            val_loss, val_acc, _ = evaluate(model, *splits["val"], device)
+            history.append({"epoch": epoch, "train_loss": loss, "train_accuracy": acc,
+                            "val_loss": val_loss, "val_accuracy": val_acc,
+                            "seconds": seconds, "samples_per_second": seen / seconds})
+            progress.close(f"loss {loss:.4f}  acc {acc:6.2%}  val loss {val_loss:.4f}  "
+                           f"val acc {val_acc:6.2%}  {seen / seconds:,.0f} samples/s")
+            save_checkpoint(out, model, optimizer, scaler, config, n_classes, epoch)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"\ninterrupted: keeping the checkpoint of epoch {len(history)}", file=stream)
+        if history:  # the model may be mid-step: evaluate the last saved one
+            load_into(model, gg.load(os.path.join(out, "checkpoint.npz"), device=device))
+    return finish(model, splits, history, config, out, device, n_classes, interrupted, stream)
+
+
+def finish(model, splits, history, config, out, device, n_classes, interrupted, stream):
+    results = {"config": asdict(config), "epochs": history, "interrupted": interrupted}
+    if history:
+        test_loss, test_acc, predicted = evaluate(model, *splits["test"], device)
+        confusion = metrics.confusion_matrix(splits["test"][1], predicted, n_classes)
+        precision, recall = metrics.precision_recall(confusion)
+        results.update(test_loss=test_loss, test_accuracy=test_acc,
+                       confusion_matrix=confusion.tolist(), precision=precision.tolist(),
+                       recall=recall.tolist())
+        print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) on "
+              f"{len(predicted)} samples", file=stream)
+        write_plots(history, confusion, out, stream)
+    write_metrics(results, out)
+    print(f"run folder: {out}", file=stream)
+    return results
+
+
+# --- files ----------------------------------------------------------------------------------------
+def save_checkpoint(out, model, optimizer, scaler, config, n_classes, epoch):
+    gg.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scaler": scaler.state_dict(), "config": asdict(config),
+             "num_classes": n_classes, "epoch": epoch},
+            os.path.join(out, "checkpoint.npz"))
+
+
+def load_into(model, checkpoint):
+    model.load_state_dict(checkpoint["model"])
+
+
+def write_step_graph(model, loader, out):
+    """The graph of one training step (forward, loss), as Graphviz DOT."""
+    xb, yb = next(iter(loader))
+    loss = F.cross_entropy(model(xb), yb)
+    with open(os.path.join(out, "graph.dot"), "w") as f:
+        f.write(loss.graph.to_dot(rankdir="LR"))
+    model.zero_grad()
+
+
+def write_metrics(results, out):
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    if results["epochs"]:
+        with open(os.path.join(out, "metrics.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(results["epochs"][0]))
+            writer.writeheader()
+            writer.writerows(results["epochs"])
+
+
+def write_plots(history, confusion, out, stream):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        print("matplotlib is not installed: no PNG plots (pip install 'gpugrad[plot]')",
+              file=stream)
+        return
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.plot(epochs, [h["train_accuracy"] for h in history], "o-", label="train")
+    ax_acc.plot(epochs, [h["val_accuracy"] for h in history], "o-", label="validation")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "learning_curve.png"), dpi=100)
+    plt.close(fig)
+
+    n = confusion.shape[0]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.6 + 0.55 * n))
+    ax.imshow(confusion, cmap="Blues")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if confusion[i, j] > confusion.max() / 2 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title="test confusion matrix",
+           xticks=range(n), yticks=range(n))
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "confusion_matrix.png"), dpi=100)
+    plt.close(fig)
+
+
+# --- evaluate ------------------------------------------------------------------------------------
+def evaluate_checkpoint(path, data=None, device=None, stream=sys.stdout):
+    """Reload a run's checkpoint and report its test accuracy (the same split, the same
+    standardisation as in training)."""
+    checkpoint = gg.load(path, device=device)
+    config = Config(**checkpoint["config"])
+    if data is not None:
+        config.data = data
+    (x_train, _), (x_test, y_test) = load_data(config.data, config.seed, config.test_fraction)
+    scaler = Standardizer()
+    scaler.load_state_dict(checkpoint["scaler"])
+    model = build_model(x_test.shape[1], config.hidden, checkpoint["num_classes"],
+                        config.activation, gg.device(device))
+    model.load_state_dict(checkpoint["model"])
+    loss, acc, _ = evaluate(model, scaler.transform(x_test), y_test, gg.device(device))
+    print(f"{path}: test accuracy {acc:.2%} (loss {loss:.4f}) on {len(y_test)} samples "
+          f"(epoch {checkpoint['epoch']}, data {config.data})", file=stream)
+    return {"test_accuracy": acc, "test_loss": loss}

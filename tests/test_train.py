@@ -1,0 +1,110 @@
+"""`gpugrad train` and `gpugrad evaluate`, run as a user runs them: every promised file,
+the same accuracy after reloading, one-line errors, and a clean stop on Ctrl-C."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import gpugrad as gg
+
+
+def gpugrad(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "gpugrad", *args], capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = gpugrad("train", "--epochs", "3", "--hidden", "64", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_a_run_writes_every_file_it_promises(small_run):
+    out, _ = small_run
+    for name in ("metrics.json", "metrics.csv", "learning_curve.png", "confusion_matrix.png",
+                 "checkpoint.npz", "graph.dot"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "graph.dot").read_text().startswith("digraph")
+    csv_lines = (out / "metrics.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("epoch,train_loss") and len(csv_lines) == 4
+
+
+def test_metrics_record_every_epoch_and_the_test_result(small_run):
+    out, result = small_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]
+    assert metrics["test_accuracy"] > 0.7  # three short epochs; the default run does more
+    assert len(metrics["confusion_matrix"]) == 10
+    assert sum(map(sum, metrics["confusion_matrix"])) == 359
+    assert f"test accuracy {metrics['test_accuracy']:.2%}" in result.stderr
+
+
+def test_evaluate_reloads_the_checkpoint_and_agrees(small_run):
+    out, _ = small_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    result = gpugrad("evaluate", str(out / "checkpoint.npz"))
+    assert result.returncode == 0, result.stderr
+    assert f"test accuracy {metrics['test_accuracy']:.2%}" in result.stdout
+
+
+def test_the_checkpoint_holds_the_model_and_the_settings(small_run):
+    out, _ = small_run
+    checkpoint = gg.load(out / "checkpoint.npz")
+    assert checkpoint["epoch"] == 3 and checkpoint["config"]["hidden"] == [64]
+    assert checkpoint["model"]["0.weight"].shape == (64, 64)
+
+
+def test_the_default_run_reaches_97_percent_on_digits(tmp_path):
+    """The README's main job: the default settings, on the bundled digits."""
+    result = gpugrad("train", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"] >= 0.97
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "must be a positive integer"),
+    (["--optimizer", "lbfgs"], "invalid choice"),
+    (["--data", "imagenet"], "unknown data"),
+    (["--data", "mnist:/no/such/folder"], "no MNIST data at"),
+    (["--lr", "-1"], "must be positive"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
+    result = gpugrad("train", "--out", str(tmp_path / "run"), *args)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_of_a_missing_checkpoint_is_a_one_line_error(tmp_path):
+    result = gpugrad("evaluate", str(tmp_path / "nope.npz"))
+    assert result.returncode == 1 and "no checkpoint at" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "gpugrad", "train", "--epochs", "500",
+                             "--out", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "checkpoint.npz"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert checkpoint.exists(), "no checkpoint was written"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: keeping the checkpoint of epoch" in stderr
+    assert "Traceback" not in stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["interrupted"] is True
+    saved = gg.load(checkpoint)
+    assert saved["epoch"] == len(metrics["epochs"]) >= 1
