@@ -102,6 +102,12 @@ def _matmul_t(a, b, ta, tb):
     return matmul(a, b, transpose_a=ta, transpose_b=tb)
 
 
+def _bce(p, t):
+    from gpugrad.ops.loss import binary_cross_entropy
+
+    return binary_cross_entropy(p, t)
+
+
 def _compare(name, fn, ref):
     return OpInfo(name, _binary(fn, ref), grad=False)
 
@@ -139,6 +145,13 @@ OPS = [
     OpInfo("gpugrad::logaddexp", _binary(gg.logaddexp, np.logaddexp)
            + [Sample((Arg((4,), -900, 900),), lambda x: gg.logaddexp(0.0, x),
                      lambda x: np.logaddexp(0.0, x), "softplus far out")]),
+    OpInfo("gpugrad::binary_cross_entropy", [
+        Sample((Arg((3, 4), 0.05, 0.95), Arg((3, 4), 0.0, 1.0)),
+               lambda p, t: gg.nn.functional.binary_cross_entropy(p, t, reduction="none"),
+               lambda p, t: -(t * np.log(p) + (1 - t) * np.log(1 - p)), "inside (0, 1)"),
+        Sample((Arg((4,), 0.05, 0.95), Arg((1,), 0.0, 1.0)),
+               lambda p, t: _bce(p, t), lambda p, t: -(t * np.log(p) + (1 - t) * np.log1p(-p)),
+               "broadcast target")]),
     OpInfo("gpugrad::maximum", _binary(gg.maximum, np.maximum)),
     OpInfo("gpugrad::minimum", _binary(gg.minimum, np.minimum)),
     OpInfo("gpugrad::where", [

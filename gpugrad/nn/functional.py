@@ -5,6 +5,7 @@ logits of +-1000 in float32)."""
 from ..creation import arange
 from ..errors import DTypeError, ShapeError
 from ..ops import elementwise as ew
+from ..ops import loss as _loss
 from ..tensor import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -71,13 +72,11 @@ def mse_loss(pred, target, reduction="mean"):
 
 
 def binary_cross_entropy(prob, target, reduction="mean"):
-    """-(t log p + (1 - t) log(1 - p)) for probabilities p; logs clamped at -100 as in
-    PyTorch, so p of exactly 0 or 1 gives a finite loss. Prefer the logits form."""
+    """-(t log p + (1 - t) log(1 - p)) for probabilities p; logs clamped at -100 and the
+    gradient as in PyTorch, so p of exactly 0 or 1 stays finite. Prefer the logits form."""
     target = _target_like(target, prob)
     _check_same_shape("binary_cross_entropy", prob, target)
-    log_p = prob.log().clip(-100.0)
-    log_q = (1.0 - prob).log().clip(-100.0)
-    return _reduce(-(target * log_p + (1.0 - target) * log_q), reduction)
+    return _reduce(_loss.binary_cross_entropy(prob, target), reduction)
 
 
 def binary_cross_entropy_with_logits(logits, target, reduction="mean"):

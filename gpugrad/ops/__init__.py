@@ -4,5 +4,5 @@ Each module declares its ops with `registry.define`; importing this package regi
 them all. `REGISTRY` maps qualified names ("gpugrad::add") to their OpDefs.
 """
 
-from . import conversion, elementwise, linalg, reduction, shape  # noqa: F401
+from . import conversion, elementwise, linalg, loss, reduction, shape  # noqa: F401
 from .registry import REGISTRY, Context, OpDef, apply, define  # noqa: F401
