@@ -212,6 +212,40 @@ class Tensor:
     def __abs__(self):
         return _apply(_ew.abs, (self,), _NO)
 
+    # --- in-place updates (w -= lr * w.grad), outside recording only ----------------------
+    def _update_in_place(self, op, other):
+        """Replace this tensor's values by op(self, other), keeping the object (and so
+        the parameter an optimiser or module holds). Only outside recording: a graph
+        cannot differentiate through a value that changed under it."""
+        from .errors import GraphError
+        from .mode import is_grad_enabled
+
+        if self._requires_grad and is_grad_enabled():
+            raise GraphError("an in-place update of a tensor that requires grad while the "
+                             "graph is recorded; do it under gg.no_grad(), e.g. "
+                             "`with gg.no_grad(): w -= lr * w.grad`")
+        result = _apply(op, (self, other), _NO)
+        if result.shape != self.shape:
+            raise ShapeError(f"an in-place update cannot change the shape {self.shape} to "
+                             f"{result.shape}")
+        data = result._data
+        if result._dtype is not self._dtype:
+            data = self._device.backend.astype(data, self._dtype)
+        self._data = data
+        return self
+
+    def __iadd__(self, other):
+        return self._update_in_place(_ew.add, other)
+
+    def __isub__(self, other):
+        return self._update_in_place(_ew.sub, other)
+
+    def __imul__(self, other):
+        return self._update_in_place(_ew.mul, other)
+
+    def __itruediv__(self, other):
+        return self._update_in_place(_ew.div, other)
+
     # --- comparisons and logic (no gradient) ------------------------------------------------------
     def __eq__(self, other):
         return _apply(_ew.eq, (self, other), _NO)

@@ -154,3 +154,20 @@ def test_a_truncated_idx_file_is_reported(tmp_path):
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(DatasetError, match="header says"):
         gg.data.load_mnist(tmp_path)
+
+
+def test_a_feature_constant_in_training_is_only_centred():
+    train = np.array([[0.0, 1.0], [0.0, 3.0]], dtype=np.float32)
+    val = np.array([[0.5, 2.0]], dtype=np.float32)
+    assert gg.data.standardize(train, val)[1].tolist() == [[0.5, 0.0]]
+
+
+def test_without_a_seed_of_its_own_shuffling_follows_manual_seed():
+    def first_epoch():
+        loader = DataLoader(*numbered(30), batch_size=30, shuffle=True)
+        return next(iter(loader))[1].numpy()
+
+    gg.manual_seed(11)
+    a = first_epoch()
+    gg.manual_seed(11)
+    assert np.array_equal(a, first_epoch())

@@ -191,3 +191,19 @@ def test_python_dash_m_gpugrad_is_the_command():
     result = subprocess.run([sys.executable, "-m", "gpugrad", "info"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "default_device" in result.stdout
+
+
+def test_in_place_updates_keep_the_parameter_and_need_no_grad():
+    """The lecture's manual SGD, w = w - lr dw, written in place as PyTorch users do."""
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+    for _ in range(3):
+        (w * w).sum().backward()
+        with gg.no_grad():
+            w -= 0.1 * w.grad
+        w.grad = None
+    np.testing.assert_allclose(w.numpy(), np.array([1.0, 2.0]) * 0.8**3, rtol=1e-6)
+    assert w.requires_grad and w.is_leaf
+    with pytest.raises(gg.GraphError, match="no_grad"):
+        w += 1.0
+    with gg.no_grad(), pytest.raises(gg.ShapeError, match="in-place"):
+        w += gg.ones((2, 2))

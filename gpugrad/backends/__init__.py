@@ -8,6 +8,8 @@ one object per name, so the engine compares them with `is`.
 import os
 import threading
 
+import numpy as np
+
 from ..errors import DeviceError
 
 _TYPES = ("cpu", "cuda", "array_api_strict")
@@ -191,12 +193,23 @@ def transfer(array, source, dest):
 
 # --- random state ---------------------------------------------------------------------------
 _seed = None
+_host_rng = None
+
+
+def host_generator():
+    """The NumPy generator for host-side randomness (e.g. shuffling), seeded by
+    gg.manual_seed."""
+    global _host_rng
+    if _host_rng is None:
+        _host_rng = np.random.default_rng(_seed)
+    return _host_rng
 
 
 def seed_all(seed):
     """Seed the random generator of every device, now and for devices used later."""
-    global _seed
+    global _seed, _host_rng
     _seed = int(seed)
+    _host_rng = np.random.default_rng(_seed)
     for dev in set(_devices.values()):
         if dev._backend is not None:
             dev._backend.seed(_seed)

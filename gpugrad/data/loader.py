@@ -4,6 +4,7 @@ standardisation with statistics from the training set only."""
 import numpy as np
 
 from ..backends import device as as_device
+from ..backends import host_generator
 from ..creation import tensor
 from ..tensor import Tensor
 
@@ -27,7 +28,9 @@ class DataLoader:
         if self.y is not None and self.y.shape[0] != n:
             raise ValueError(f"x has {n} samples but y has {self.y.shape[0]}")
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
-        self._rng = np.random.default_rng(seed)
+        # Without a seed of its own, the order follows gg.manual_seed.
+        self._rng = np.random.default_rng(host_generator().integers(2**63) if seed is None
+                                          else seed)
 
     def __len__(self):
         n = self.x.shape[0]
@@ -81,7 +84,10 @@ class Standardizer:
 
     def fit(self, x):
         x = np.asarray(x, dtype=np.float64)
-        self.mean, self.std = x.mean(axis=0), x.std(axis=0)
+        self.mean, std = x.mean(axis=0), x.std(axis=0)
+        # A feature constant in the training set (a digit's always-blank corner pixel)
+        # is only centred: dividing by ~0 would blow other sets' values up.
+        self.std = np.where(std > 0, std, 1.0)
         return self
 
     def transform(self, x):

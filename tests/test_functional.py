@@ -1,0 +1,388 @@
+"""gpugrad.nn.functional against PyTorch: activations, softmax, and the losses.
+
+Every function is run on random float64 inputs in gpugrad and in
+``torch.nn.functional`` (the reference). We compare the value and the gradient of
+``sum(output * w)`` (for fixed random weights ``w``) with respect to the differentiable
+input, to ``rtol=1e-10``. A second group checks numerical stability in float32: logits
+of +-1000 must give finite losses and finite gradients that still match PyTorch.
+
+Expected values come from PyTorch, NumPy or closed forms, never from gpugrad itself.
+The whole file is skipped where PyTorch is not installed.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+tF = torch.nn.functional
+
+from conftest import device_params  # noqa: E402
+
+import gpugrad as gg  # noqa: E402
+import gpugrad.nn.functional as F  # noqa: E402
+
+RTOL = 1e-10
+ATOL = 1e-12
+REDUCTIONS = ["mean", "sum", "none"]
+
+
+def values(t):
+    """A gpugrad tensor's values as a float64 NumPy array."""
+    return np.asarray(t.numpy(), dtype=np.float64)
+
+
+def leaf(array):
+    """The same float64 values as a gpugrad leaf and a torch leaf, both requiring grad."""
+    array = np.asarray(array, dtype=np.float64)
+    return (gg.tensor(array.copy(), requires_grad=True),
+            torch.tensor(array.copy(), requires_grad=True))
+
+
+def const(array, dtype=np.float64):
+    """The same values as a gpugrad and a torch tensor that do not require grad."""
+    array = np.asarray(array, dtype=dtype)
+    return gg.tensor(array.copy()), torch.tensor(array.copy())
+
+
+def backprop_both(g_out, t_out, rng):
+    """Backward of sum(out * w) for one fixed random w, in both libraries (a scalar out
+    gets w = 1.5)."""
+    shape = tuple(t_out.shape)
+    w = rng.standard_normal(shape) if shape else np.array(1.5)
+    (g_out * gg.tensor(w)).sum().backward()
+    (t_out * torch.tensor(w)).sum().backward()
+
+
+def assert_matches(g, t, rtol=RTOL, atol=ATOL):
+    """A gpugrad tensor equals a torch tensor: shape and values."""
+    expected = t.detach().numpy()
+    got = values(g)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+
+
+# --------------------------------------------------------------------------------------
+# Activations and softmax, float64
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+def test_activations_match_torch_in_value_and_gradient(name):
+    """F.relu/sigmoid/tanh on a (4, 5) input (kept away from relu's kink) match torch."""
+    rng = np.random.default_rng(1)
+    x = rng.choice([-1.0, 1.0], size=(4, 5)) * rng.uniform(0.2, 3.0, size=(4, 5))
+    gx, tx = leaf(x)
+    g_fn = getattr(F, name)
+    t_fn = {"relu": tF.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}[name]
+    gy, ty = g_fn(gx), t_fn(tx)
+    assert gy.dtype == gg.float64
+    assert_matches(gy, ty)
+    backprop_both(gy, ty, rng)
+    assert_matches(gx.grad, tx.grad)
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("axis", [-1, 0, 1, 2])
+def test_softmax_and_log_softmax_match_torch_along_every_axis(fn, axis):
+    """softmax/log_softmax of a (2, 3, 4) input along each axis: values and gradients."""
+    rng = np.random.default_rng(2 + axis)
+    gx, tx = leaf(rng.standard_normal((2, 3, 4)) * 3)
+    gy = getattr(F, fn)(gx, axis=axis)
+    ty = getattr(tF, fn)(tx, dim=axis)
+    assert_matches(gy, ty)
+    backprop_both(gy, ty, rng)
+    assert_matches(gx.grad, tx.grad)
+
+
+def test_softmax_defaults_to_the_last_axis_and_rows_sum_to_one():
+    """F.softmax(x) normalises over axis -1; every row sums to 1 and is positive."""
+    x = np.random.default_rng(3).standard_normal((5, 7))
+    y = values(F.softmax(gg.tensor(x)))
+    expected = np.exp(x - x.max(axis=-1, keepdims=True))
+    expected /= expected.sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(y, expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(y.sum(axis=-1), np.ones(5), rtol=1e-12)
+    np.testing.assert_allclose(values(F.log_softmax(gg.tensor(x))), np.log(expected),
+                               rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# Losses, float64, every reduction
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_mse_loss_matches_torch(reduction):
+    """mse_loss on (6, 3) predictions: value, shape and gradient for each reduction."""
+    rng = np.random.default_rng(10)
+    gp, tp = leaf(rng.standard_normal((6, 3)))
+    gt, tt = const(rng.standard_normal((6, 3)))
+    gl = F.mse_loss(gp, gt, reduction=reduction)
+    tl = tF.mse_loss(tp, tt, reduction=reduction)
+    assert_matches(gl, tl)
+    backprop_both(gl, tl, rng)
+    assert_matches(gp.grad, tp.grad)
+
+
+def test_mse_loss_default_is_the_mean_of_squared_errors():
+    """Closed form: mean((p - t)^2) for p = [1, 2, 3], t = [0, 0, 5] is (1 + 4 + 4)/3 = 3."""
+    loss = F.mse_loss(gg.tensor([1.0, 2.0, 3.0]), gg.tensor([0.0, 0.0, 5.0]))
+    assert loss.shape == ()
+    assert loss.item() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_binary_cross_entropy_matches_torch(reduction):
+    """binary_cross_entropy on probabilities in (0.02, 0.98), soft and hard targets."""
+    rng = np.random.default_rng(11)
+    gp, tp = leaf(rng.uniform(0.02, 0.98, size=(8, 2)))
+    target = rng.uniform(0.0, 1.0, size=(8, 2))
+    target[:4] = np.round(target[:4])  # half hard labels, half soft ones
+    gt, tt = const(target)
+    gl = F.binary_cross_entropy(gp, gt, reduction=reduction)
+    tl = tF.binary_cross_entropy(tp, tt, reduction=reduction)
+    assert_matches(gl, tl)
+    backprop_both(gl, tl, rng)
+    assert_matches(gp.grad, tp.grad)
+
+
+def test_binary_cross_entropy_gives_the_lecture_gradient_through_a_sigmoid():
+    """Lecture: for a = sigmoid(z) and mean BCE over m examples, dL/dz = (a - y) / m."""
+    rng = np.random.default_rng(12)
+    z = rng.standard_normal(6)
+    y = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    gz = gg.tensor(z, requires_grad=True)
+    F.binary_cross_entropy(F.sigmoid(gz), gg.tensor(y)).backward()
+    a = 1.0 / (1.0 + np.exp(-z))
+    np.testing.assert_allclose(values(gz.grad), (a - y) / 6, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_binary_cross_entropy_with_logits_matches_torch(reduction):
+    """binary_cross_entropy_with_logits on logits of either sign, soft and hard targets."""
+    rng = np.random.default_rng(13)
+    gz, tz = leaf(rng.standard_normal((5, 3)) * 4)
+    target = rng.uniform(0.0, 1.0, size=(5, 3))
+    target[:2] = np.round(target[:2])
+    gt, tt = const(target)
+    gl = F.binary_cross_entropy_with_logits(gz, gt, reduction=reduction)
+    tl = tF.binary_cross_entropy_with_logits(tz, tt, reduction=reduction)
+    assert_matches(gl, tl)
+    backprop_both(gl, tl, rng)
+    assert_matches(gz.grad, tz.grad)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 0.35])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_matches_torch(reduction, label_smoothing):
+    """cross_entropy of (7, 4) logits and int64 class indices, with label smoothing."""
+    rng = np.random.default_rng(14)
+    gz, tz = leaf(rng.standard_normal((7, 4)) * 2)
+    classes = rng.integers(0, 4, size=7).astype(np.int64)
+    gc, tc = const(classes, dtype=np.int64)
+    assert gc.dtype == gg.int64
+    gl = F.cross_entropy(gz, gc, label_smoothing=label_smoothing, reduction=reduction)
+    tl = tF.cross_entropy(tz, tc, label_smoothing=label_smoothing, reduction=reduction)
+    if reduction == "none":
+        assert gl.shape == (7,)
+    else:
+        assert gl.shape == ()
+    assert_matches(gl, tl)
+    backprop_both(gl, tl, rng)
+    assert_matches(gz.grad, tz.grad)
+
+
+def test_cross_entropy_defaults_to_the_mean_negative_log_likelihood():
+    """Closed form: uniform logits over k classes give log(k) whatever the labels; the
+    gradient of the mean is (softmax - onehot) / N."""
+    logits = gg.tensor(np.zeros((3, 5)), requires_grad=True)
+    labels = gg.tensor(np.array([0, 4, 2], dtype=np.int64))
+    loss = F.cross_entropy(logits, labels)
+    assert loss.item() == pytest.approx(math.log(5), rel=1e-12)
+    loss.backward()
+    onehot = np.eye(5)[[0, 4, 2]]
+    np.testing.assert_allclose(values(logits.grad), (0.2 - onehot) / 3, rtol=1e-12,
+                               atol=1e-15)
+
+
+def test_losses_default_to_the_mean_reduction():
+    """Without reduction=, every loss equals its reduction="mean" value."""
+    rng = np.random.default_rng(15)
+    p = gg.tensor(rng.uniform(0.1, 0.9, size=(4, 3)))
+    t = gg.tensor(rng.uniform(0.0, 1.0, size=(4, 3)))
+    z = gg.tensor(rng.standard_normal((4, 3)))
+    c = gg.tensor(np.array([0, 2, 1, 2], dtype=np.int64))
+    pairs = [
+        (F.mse_loss(p, t), F.mse_loss(p, t, reduction="mean")),
+        (F.binary_cross_entropy(p, t), F.binary_cross_entropy(p, t, reduction="mean")),
+        (F.binary_cross_entropy_with_logits(z, t),
+         F.binary_cross_entropy_with_logits(z, t, reduction="mean")),
+        (F.cross_entropy(z, c), F.cross_entropy(z, c, reduction="mean")),
+    ]
+    for default, mean in pairs:
+        assert default.shape == ()
+        assert default.item() == mean.item()
+
+
+@pytest.mark.parametrize("loss", ["mse_loss", "binary_cross_entropy",
+                                  "binary_cross_entropy_with_logits", "cross_entropy"])
+@pytest.mark.parametrize("reduction", ["avg", "Mean", "", None])
+def test_an_unknown_reduction_is_a_value_error(loss, reduction):
+    """reduction must be one of "mean", "sum", "none"; anything else raises ValueError."""
+    p = gg.tensor([[0.2, 0.7], [0.6, 0.4]])
+    if loss == "cross_entropy":
+        target = gg.tensor(np.array([0, 1], dtype=np.int64))
+    else:
+        target = gg.tensor([[0.0, 1.0], [1.0, 0.0]])
+    with pytest.raises(ValueError):
+        getattr(F, loss)(p, target, reduction=reduction)
+
+
+# --------------------------------------------------------------------------------------
+# Numerical stability, float32
+# --------------------------------------------------------------------------------------
+
+HUGE = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0]], dtype=np.float32)
+
+
+def f32_leaf(array):
+    array = np.asarray(array, dtype=np.float32)
+    return (gg.tensor(array.copy(), requires_grad=True),
+            torch.tensor(array.copy(), requires_grad=True))
+
+
+def assert_finite_and_matches(g, t, rtol=1e-5, atol=1e-6):
+    got = values(g)
+    assert np.all(np.isfinite(got)), got
+    np.testing.assert_allclose(got, t.detach().double().numpy(), rtol=rtol, atol=atol)
+
+
+def test_binary_cross_entropy_with_logits_is_stable_for_huge_logits():
+    """Logits of +-1000 (float32) give a finite loss and gradient, equal to torch's:
+    confidently wrong costs exactly 1000, confidently right costs 0."""
+    z = np.array([1000.0, -1000.0, 1000.0, -1000.0, 0.0], dtype=np.float32)
+    y = np.array([0.0, 1.0, 1.0, 0.0, 1.0], dtype=np.float32)
+    gz, tz = f32_leaf(z)
+    gl = F.binary_cross_entropy_with_logits(gz, gg.tensor(y), reduction="none")
+    tl = tF.binary_cross_entropy_with_logits(tz, torch.tensor(y), reduction="none")
+    assert gl.dtype == gg.float32
+    assert_finite_and_matches(gl, tl)
+    np.testing.assert_allclose(values(gl)[:4], [1000.0, 1000.0, 0.0, 0.0], atol=1e-3)
+    gl.sum().backward()
+    tl.sum().backward()
+    assert_finite_and_matches(gz.grad, tz.grad)
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+def test_softmax_and_log_softmax_are_stable_for_huge_logits(fn):
+    """softmax/log_softmax of rows with +-1000 entries: finite values and gradients that
+    match torch (log_softmax of the -1000 entry is about -2000, not -inf)."""
+    gx, tx = f32_leaf(HUGE)
+    gy = getattr(F, fn)(gx, axis=-1)
+    ty = getattr(tF, fn)(tx, dim=-1)
+    assert_finite_and_matches(gy, ty)
+    w = np.array([[1.0, 2.0, -1.0], [0.5, -0.5, 3.0]], dtype=np.float32)
+    (gy * gg.tensor(w)).sum().backward()
+    (ty * torch.tensor(w)).sum().backward()
+    assert_finite_and_matches(gx.grad, tx.grad)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_is_stable_for_huge_logits(reduction, label_smoothing):
+    """cross_entropy with +-1000 logits (right and wrong labels): finite, equal to torch."""
+    gz, tz = f32_leaf(HUGE)
+    labels = np.array([1, 1], dtype=np.int64)  # wrong for row 0, right for row 1
+    gl = F.cross_entropy(gz, gg.tensor(labels), label_smoothing=label_smoothing,
+                         reduction=reduction)
+    tl = tF.cross_entropy(tz, torch.tensor(labels), label_smoothing=label_smoothing,
+                          reduction=reduction)
+    assert_finite_and_matches(gl, tl)
+    gl.sum().backward()
+    tl.sum().backward()
+    assert_finite_and_matches(gz.grad, tz.grad)
+
+
+def test_sigmoid_and_tanh_saturate_without_nans():
+    """sigmoid/tanh of +-1000 (float32): exactly the limits, gradients 0, no NaN."""
+    gx, tx = f32_leaf([-1000.0, 1000.0])
+    s = F.sigmoid(gx)
+    np.testing.assert_allclose(values(s), [0.0, 1.0], atol=1e-7)
+    s.sum().backward()
+    assert np.all(np.isfinite(values(gx.grad)))
+    gx2, _ = f32_leaf([-1000.0, 1000.0])
+    t = F.tanh(gx2)
+    np.testing.assert_allclose(values(t), [-1.0, 1.0], atol=1e-7)
+    t.sum().backward()
+    np.testing.assert_allclose(values(gx2.grad), [0.0, 0.0], atol=1e-7)
+
+
+def test_binary_cross_entropy_of_saturated_probabilities_stays_finite():
+    """Probabilities of exactly 0 and 1 (what a float32 sigmoid returns for |z| > ~17):
+    the loss is finite and equals torch's (logs clamped at -100), and the gradient is
+    finite -- 0 where the prediction is exactly right, as in torch -- so one saturated
+    output cannot turn a whole training run into NaN."""
+    p = np.array([0.0, 1.0, 0.0, 1.0, 0.5])
+    y = np.array([0.0, 1.0, 1.0, 0.0, 1.0])
+    gp, tp = leaf(p)
+    gl = F.binary_cross_entropy(gp, gg.tensor(y), reduction="none")
+    tl = tF.binary_cross_entropy(tp, torch.tensor(y), reduction="none")
+    assert_matches(gl, tl)
+    gl.sum().backward()
+    tl.sum().backward()
+    grad = values(gp.grad)
+    assert np.all(np.isfinite(grad)), grad
+    np.testing.assert_array_equal(grad[:2], [0.0, 0.0])
+    np.testing.assert_allclose(grad[4], tp.grad.numpy()[4], rtol=RTOL)
+
+
+def test_sigmoid_then_binary_cross_entropy_survives_saturation_in_float32():
+    """sigmoid(+-40) is exactly 1 or 0 in float32; BCE on top must keep the gradient
+    with respect to the logits finite."""
+    gz = gg.tensor(np.array([40.0, -40.0, 40.0, -40.0], dtype=np.float32),
+                   requires_grad=True)
+    y = gg.tensor(np.array([1.0, 0.0, 0.0, 1.0], dtype=np.float32))
+    loss = F.binary_cross_entropy(F.sigmoid(gz), y)
+    assert np.isfinite(loss.item())
+    loss.backward()
+    assert np.all(np.isfinite(values(gz.grad))), values(gz.grad)
+
+
+# --------------------------------------------------------------------------------------
+# Every backend
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", device_params())
+def test_losses_run_on_every_device_and_match_torch(device):
+    """Each loss (and softmax) with its inputs on the device: the result and the
+    gradient stay there and equal torch's float64 values."""
+    rng = np.random.default_rng(40)
+    z = rng.standard_normal((5, 3)) * 2
+    prob = rng.uniform(0.05, 0.95, size=(5, 3))
+    target = rng.uniform(0.0, 1.0, size=(5, 3))
+    classes = np.array([0, 2, 1, 1, 2], dtype=np.int64)
+    cases = [
+        (lambda a: F.mse_loss(a, gg.tensor(target, device=device)),
+         lambda a: tF.mse_loss(a, torch.tensor(target)), z),
+        (lambda a: F.binary_cross_entropy(a, gg.tensor(target, device=device)),
+         lambda a: tF.binary_cross_entropy(a, torch.tensor(target)), prob),
+        (lambda a: F.binary_cross_entropy_with_logits(a, gg.tensor(target, device=device)),
+         lambda a: tF.binary_cross_entropy_with_logits(a, torch.tensor(target)), z),
+        (lambda a: F.cross_entropy(a, gg.tensor(classes, device=device),
+                                   label_smoothing=0.1),
+         lambda a: tF.cross_entropy(a, torch.tensor(classes), label_smoothing=0.1), z),
+        (lambda a: (F.softmax(a) * gg.tensor(target, device=device)).sum(),
+         lambda a: (tF.softmax(a, dim=-1) * torch.tensor(target)).sum(), z),
+    ]
+    for g_fn, t_fn, x in cases:
+        gx = gg.tensor(x.copy(), device=device, requires_grad=True)
+        tx = torch.tensor(x.copy(), requires_grad=True)
+        gl, tl = g_fn(gx), t_fn(tx)
+        assert gl.device == device
+        assert_matches(gl, tl)
+        gl.backward()
+        tl.backward()
+        assert gx.grad.device == device
+        assert_matches(gx.grad, tx.grad)
