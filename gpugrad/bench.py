@@ -1,8 +1,9 @@
-"""gpugrad's benchmark: eager per-op overhead and deep-chain cost, beside PyTorch and NumPy.
+"""gpugrad's benchmark: eager per-op overhead, deep-chain cost and an MLP training step,
+beside PyTorch and NumPy.
 
     python -m gpugrad.bench [--quick] [--max-nodes N] [--json PATH] [--device cpu|cuda]
 
-Two measurements, printed as tables of absolute times and ratios (nothing here asserts
+Three measurements, printed as tables of absolute times and ratios (nothing here asserts
 anything about speed; a benchmark reports, a test decides):
 
 1. Eager per-op overhead: chains of ops on tiny tensors, forward + backward, in
@@ -12,9 +13,14 @@ anything about speed; a benchmark reports, a test decides):
    NumPy column is the floor that the same kernels set.
 2. Deep chains: y = y * c over 1,000 ... 1,000,000 nodes from a 0-d float64 leaf, in
    microseconds per node for the forward (recording) and the backward (chain rule).
+3. MLP training step: forward, softmax cross-entropy, backward and SGD, per step, for
+   784-512-256-10 at batch 256 (the kernels dominate) and 64-64-10 at batch 32 (the
+   overhead does), with nn.MLP + optim.SGD, torch.nn + torch.optim.SGD and the lecture's
+   backprop in NumPy on the host. One step from the same weights is checked to agree
+   first: a benchmark of wrong code is worthless.
 
-gpugrad and PyTorch run the very same chain functions (they share the operator API), so
-the comparison measures the engines, not two different benchmark programs.
+In 1 and 2, gpugrad and PyTorch run the very same chain functions (they share the operator
+API), so the comparison measures the engines, not two different benchmark programs.
 """
 
 import argparse
@@ -302,14 +308,15 @@ def bench_chains(frameworks, sizes, repeats):
 # One step = forward, mean softmax cross-entropy over the batch (integer labels), backward,
 # plain SGD. gpugrad and PyTorch run their own nn/optim APIs; NumPy runs the lecture's
 # formulas by hand. All three start from the same weights and data, in float32.
-MLP_CONFIGS = (  # (layer sizes, batch, steps per timed run): each run lasts 0.1 s or more
-    ((784, 512, 256, 10), 256, 20),
-    ((64, 64, 10), 32, 50),
+# (layer sizes, batch, steps per timed run, with --quick): the small network takes more
+# steps, so that a run of its NumPy step (~50 us) still lasts milliseconds.
+MLP_CONFIGS = (
+    ((784, 512, 256, 10), 256, 30, 5),
+    ((64, 64, 10), 32, 200, 25),
 )
 MLP_LR = 0.01
-MLP_REPEATS = 7
+MLP_REPEATS = 9
 MLP_RTOL = 1e-4  # float32 noise: summation order differs between BLAS, oneDNN and cuBLAS
-QUICK_MLP_STEPS = 5
 MLP_SEED = 0
 MLP_KINK_MARGIN = 1e-3  # float32 rounding of a pre-activation is ~1e-6 here: ample room
 MLP_REDRAWS = 100
@@ -548,7 +555,7 @@ def bench_mlp(frameworks, configs, repeats):
     Training goes on across repeats (as it would in a loop): only the first step needs
     the same weights everywhere, and the kernels cost the same whatever the values."""
     results = {}
-    for sizes, batch, steps in configs:
+    for sizes, batch, steps in configs:  # steps per timed run
         label = f"{'-'.join(map(str, sizes))}, batch {batch}"
         trainers = mlp_trainers(frameworks, *mlp_problem(sizes, batch, MLP_SEED))
         check = check_mlp_agreement(trainers, label)
@@ -743,10 +750,11 @@ def _record(workload, framework, metric, value, unit):
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m gpugrad.bench",
-        description="gpugrad's eager overhead and deep-chain cost beside PyTorch and NumPy.")
+        description="gpugrad's eager overhead, deep-chain cost and MLP training step beside "
+                    "PyTorch and NumPy.")
     parser.add_argument("--quick", action="store_true",
-                        help=f"fewer ops and repeats, chains up to {QUICK_MAX_NODES:,} nodes "
-                             "(for tests)")
+                        help=f"fewer ops, steps and repeats, chains up to {QUICK_MAX_NODES:,} "
+                             "nodes (for tests)")
     parser.add_argument("--max-nodes", type=int, default=None,
                         help=f"the longest chain (default {CHAIN_SIZES[-1]:,}, "
                              f"{QUICK_MAX_NODES:,} with --quick)")
@@ -783,8 +791,8 @@ def main(argv=None) -> int:
     chains = bench_chains(frameworks, sizes, QUICK_REPEATS if args.quick else CHAIN_REPEATS)
     print(report_chains(chains, records), end="\n\n", flush=True)
 
-    configs = [(sizes, batch, QUICK_MLP_STEPS if args.quick else steps)
-               for sizes, batch, steps in MLP_CONFIGS]
+    configs = [(sizes, batch, quick_steps if args.quick else steps)
+               for sizes, batch, steps, quick_steps in MLP_CONFIGS]
     mlp = bench_mlp(frameworks, configs, QUICK_REPEATS if args.quick else MLP_REPEATS)
     print(report_mlp(mlp, records), end="\n\n")
 
