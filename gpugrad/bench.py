@@ -599,6 +599,22 @@ def format_table(headers, rows, align_left=1):
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
 
 
+def numpy_blas():
+    """NumPy's BLAS and its threads (where threadpoolctl can tell): section 3's large
+    step is mostly sgemm, so this sets the NumPy column (and gpugrad's on the CPU)."""
+    try:
+        name = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except Exception:  # the layout of the build information is not a stable API
+        name = "unknown"
+    try:
+        from threadpoolctl import threadpool_info
+
+        threads = [str(p["num_threads"]) for p in threadpool_info() if p["user_api"] == "blas"]
+    except Exception:  # an optional helper; absent, the count stays unknown
+        threads = []
+    return f"{name} ({', '.join(threads) or 'unknown'} threads)"
+
+
 def machine_facts(device, torch_fw, torch_note):
     info = gg.info()
     try:
@@ -617,6 +633,7 @@ def machine_facts(device, torch_fw, torch_note):
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "numpy": np.__version__,
+        "numpy blas": numpy_blas(),
         "networkx": networkx.__version__,
         "torch": torch_version,
         "torch threads": torch_threads,

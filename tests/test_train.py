@@ -108,3 +108,16 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path):
     assert metrics["interrupted"] is True
     saved = gg.load(checkpoint)
     assert saved["epoch"] == len(metrics["epochs"]) >= 1
+
+
+def test_the_same_seed_gives_the_same_run(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        result = gpugrad("train", "--epochs", "2", "--hidden", "32", "--seed", "3",
+                         "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        metrics = json.loads((out / "metrics.json").read_text())
+        runs.append([(e["train_loss"], e["val_loss"]) for e in metrics["epochs"]]
+                    + [metrics["test_accuracy"]])
+    assert runs[0] == runs[1]
