@@ -102,10 +102,35 @@ def _matmul_t(a, b, ta, tb):
     return matmul(a, b, transpose_a=ta, transpose_b=tb)
 
 
+def _linear(*args):
+    from gpugrad.ops.linalg import linear
+
+    return linear(*args)
+
+
 def _bce(p, t):
     from gpugrad.ops.loss import binary_cross_entropy
 
     return binary_cross_entropy(p, t)
+
+
+def _ce_reference(x, y, smoothing):
+    log_p = x - x.max(-1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(-1, keepdims=True))
+    nll = -log_p[np.arange(len(y)), y]
+    return (1 - smoothing) * nll - smoothing * log_p.mean(-1)
+
+
+def _softmax_ref(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _ce_backward(g, x, y, smoothing):
+    from gpugrad.ops.loss import cross_entropy_backward
+
+    attrs = {"label_smoothing": smoothing} if smoothing else {}
+    return cross_entropy_backward(g, x, y, **attrs)
 
 
 def _compare(name, fn, ref):
@@ -132,6 +157,8 @@ OPS = [
     OpInfo("gpugrad::sigmoid_backward", _binary(
         lambda g, y: ew.sigmoid_backward(g, y),
         lambda g, y: g * y * (1 - y), low_b=0.1, high_b=0.9)),
+    OpInfo("gpugrad::relu_backward", _binary(
+        lambda g, y: ew.relu_backward(g, y), lambda g, y: np.where(y > 0, g, 0.0))),
     OpInfo("gpugrad::relu", _unary(lambda x: x.relu(), lambda x: np.maximum(x, 0))),
     OpInfo("gpugrad::abs", _unary(lambda x: x.abs(), np.abs)),
     OpInfo("gpugrad::sign", _unary(lambda x: x.sign(), np.sign), grad=False),
@@ -152,6 +179,24 @@ OPS = [
         Sample((Arg((4,), 0.05, 0.95), Arg((1,), 0.0, 1.0)),
                lambda p, t: _bce(p, t), lambda p, t: -(t * np.log(p) + (1 - t) * np.log1p(-p)),
                "broadcast target")]),
+    OpInfo("gpugrad::cross_entropy", [
+        Sample((Arg((5, 4)), Arg((5,), 0, 4, kind="int")),
+               lambda x, y: gg.nn.functional.cross_entropy(x, y, reduction="none"),
+               lambda x, y: _ce_reference(x, y, 0.0), "indices"),
+        Sample((Arg((5, 4), -30, 30), Arg((5,), 0, 4, kind="int")),
+               lambda x, y: gg.nn.functional.cross_entropy(x, y, label_smoothing=0.2,
+                                                           reduction="none"),
+               lambda x, y: _ce_reference(x, y, 0.2), "smoothed, far logits"),
+    ]),
+    OpInfo("gpugrad::cross_entropy_backward", [
+        Sample((Arg((5,)), Arg((5, 4)), Arg((5,), 0, 4, kind="int")),
+               lambda g, x, y: _ce_backward(g, x, y, 0.0),
+               lambda g, x, y: g[:, None] * (_softmax_ref(x) - np.eye(4)[y]), "indices"),
+        Sample((Arg((5,)), Arg((5, 4)), Arg((5,), 0, 4, kind="int")),
+               lambda g, x, y: _ce_backward(g, x, y, 0.3),
+               lambda g, x, y: g[:, None] * (_softmax_ref(x) - 0.7 * np.eye(4)[y] - 0.075),
+               "smoothed"),
+    ]),
     OpInfo("gpugrad::maximum", _binary(gg.maximum, np.maximum)),
     OpInfo("gpugrad::minimum", _binary(gg.minimum, np.minimum)),
     OpInfo("gpugrad::where", [
@@ -241,6 +286,14 @@ OPS = [
                lambda a, b: np.swapaxes(a, -1, -2) @ b, "batch transposed a"),
         Sample((Arg((3, 4)), Arg((2, 5, 4))), lambda a, b: _matmul_t(a, b, False, True),
                lambda a, b: a @ np.swapaxes(b, -1, -2), "transposed batch b"),
+    ]),
+    OpInfo("gpugrad::linear", [
+        Sample((Arg((5, 3)), Arg((4, 3)), Arg((4,))), lambda x, w, b: _linear(x, w, b),
+               lambda x, w, b: x @ w.T + b, "batch"),
+        Sample((Arg((2, 5, 3)), Arg((4, 3)), Arg((4,))), lambda x, w, b: _linear(x, w, b),
+               lambda x, w, b: x @ w.T + b, "3-d input"),
+        Sample((Arg((5, 3)), Arg((4, 3))), lambda x, w: _linear(x, w),
+               lambda x, w: x @ w.T, "no bias"),
     ]),
     OpInfo("gpugrad::cast", [
         Sample((Arg((3,)),), lambda x: x.astype("float32").astype("float64"),

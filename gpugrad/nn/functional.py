@@ -104,12 +104,9 @@ def cross_entropy(logits, class_index, label_smoothing=0.0, reduction="mean"):
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    log_probs = log_softmax(logits, axis=-1)
-    loss = nll_loss(log_probs, class_index, reduction="none")
-    if label_smoothing:
-        uniform = -log_probs.mean(axis=-1)
-        loss = loss * (1.0 - label_smoothing) + uniform * label_smoothing
-    return _reduce(loss, reduction)
+    class_index = _class_index(class_index, logits)
+    attrs = {"label_smoothing": float(label_smoothing)} if label_smoothing else {}
+    return _reduce(_loss.cross_entropy(logits, class_index, **attrs), reduction)
 
 
 def _class_index(class_index, ref):

@@ -2,7 +2,7 @@
 
 from ..creation import rand, zeros
 from ..ops import elementwise as ew
-from ..ops.linalg import matmul
+from ..ops.linalg import linear, matmul
 from .init import INITIALISERS
 from .module import Module
 
@@ -22,8 +22,12 @@ class Linear(Module):
                           requires_grad=True) if bias else None
 
     def forward(self, x):
-        y = matmul(x, self.weight, transpose_b=True)  # no separate transpose op
-        return y if self.bias is None else y + self.bias
+        if x.ndim < 2:  # a single sample: the general product
+            y = matmul(x, self.weight, transpose_b=True)
+            return y if self.bias is None else y + self.bias
+        if self.bias is None:
+            return linear(x, self.weight)
+        return linear(x, self.weight, self.bias)  # one op: x @ W.T + b
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, " \

@@ -84,9 +84,10 @@ class Module:
 
     # --- state ----------------------------------------------------------------------------
     def state_dict(self):
-        """{name: tensor} of every parameter and buffer (detached; a later optimiser step
-        does not change a state dict taken before it)."""
-        return {name: t.detach() for name, t in self._named_tensors(("param", "buffer"))}
+        """{name: tensor} of every parameter and buffer: copies, so a later optimiser
+        step (which updates parameters in place) does not change a state dict taken
+        before it."""
+        return {name: _copy(t) for name, t in self._named_tensors(("param", "buffer"))}
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy values from `state_dict` into this module's tensors, on their devices and
@@ -154,6 +155,10 @@ class Module:
 
     def extra_repr(self):
         return ""
+
+
+def _copy(t):
+    return Tensor._wrap(t.device.backend.astype(t._data, t.dtype), t.dtype, t.device, False)
 
 
 def move_tensor(t, dest):

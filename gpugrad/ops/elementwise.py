@@ -113,8 +113,23 @@ tanh_backward = _binary("tanh_backward", lambda xp, g, y: g * (1 - y * y),
 sigmoid_backward = _binary("sigmoid_backward", lambda xp, g, y: g * y * (1 - y),
                            _sigmoid_backward_vjp, saves={0: (1,), 1: (0, 1)})
 relu = _unary("relu", lambda xp, x: xp.maximum(x, 0),
-              lambda ctx, g: (where(ctx.output > 0, g, 0.0),), save_output=True,
+              lambda ctx, g: (relu_backward(g, ctx.output),), save_output=True,
               infer=_numeric_unary)
+
+
+def _relu_backward_mask(xp, g, y):
+    # NumPy and CuPy: multiplying by the mask is several times faster than a select on
+    # a random mask (no branches); the standard's strict arrays want the select.
+    return g * (y > 0)
+
+
+# ReLU's backward as one op, from the output y: g where y > 0, else 0. Its own gradient
+# with respect to g is the same mask (and none with respect to y: piecewise constant).
+relu_backward = _binary(
+    "relu_backward", lambda xp, g, y: xp.where(y > 0, g, 0),
+    lambda ctx, g: (relu_backward(g, ctx.inputs[1]) if ctx.needs_input_grad[0] else None,
+                    None),
+    saves=(1,), kernels={"numpy": _relu_backward_mask, "cupy": _relu_backward_mask})
 abs = _unary("abs", lambda xp, x: xp.abs(x),  # noqa: A001
              lambda ctx, g: (g * sign(ctx.inputs[0]),), saves=(0,))
 sign = _unary("sign", lambda xp, x: xp.sign(x), None, infer=_numeric_unary)

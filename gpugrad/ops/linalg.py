@@ -94,3 +94,33 @@ def _matmul_vjp(ctx, g):
 
 matmul = define("gpugrad::matmul", infer=_matmul_infer, forward=_matmul_forward,
                 vjp=_matmul_vjp, saves={0: (1,), 1: (0,)}, promote="common")
+
+
+# --- linear: x @ W.T + b as one op (a Linear layer's forward: one node, not two) -------
+def _linear_infer(x, weight, bias=None):
+    sx, sw = tuple(x.shape), tuple(weight.shape)
+    if len(sx) < 2 or len(sw) != 2 or sx[-1] != sw[1]:
+        raise ShapeError(f"input {sx} does not fit a weight of shape {sw}: expected "
+                         f"(..., {sw[1] if len(sw) == 2 else 'in'}) and (out, in)")
+    if bias is not None and tuple(bias.shape) != (sw[0],):
+        raise ShapeError(f"bias of shape {tuple(bias.shape)} for {sw[0]} outputs")
+    return sx[:-1] + (sw[0],), x.dtype
+
+
+def _linear_forward(xp, x, weight, bias=None):
+    y = xp.matmul(x, xp.matrix_transpose(weight))
+    return y if bias is None else y + bias
+
+
+def _linear_vjp(ctx, g):
+    x, weight = ctx.inputs[0], ctx.inputs[1]
+    needs = ctx.needs_input_grad
+    gx = _mm(g, weight, False, False) if needs[0] else None
+    gw = _mm(g, x, True, False) if needs[1] else None  # batch dims are summed by the engine
+    grads = (gx, gw)
+    # the bias gradient is g itself: the engine sums it back to the bias's shape
+    return grads + ((g if needs[2] else None),) if len(ctx.inputs) == 3 else grads
+
+
+linear = define("gpugrad::linear", infer=_linear_infer, forward=_linear_forward,
+                vjp=_linear_vjp, saves={0: (1,), 1: (0,), 2: ()}, promote="common")

@@ -1,4 +1,5 @@
-"""Loss ops that need their own gradient for numerical reasons.
+"""Loss ops that need their own gradient for numerical reasons, or that are worth one
+node instead of ten.
 
 binary_cross_entropy on probabilities: its logs are clamped at -100 (as in PyTorch) so
 that probabilities of exactly 0 or 1 — what a float32 sigmoid returns past |z| ~ 17 —
@@ -6,6 +7,7 @@ give a finite loss, and its gradient is PyTorch's (p - t) / max(p (1 - p), 1e-12
 finite there too (the composite of log and clip would give 0/0 = NaN).
 """
 
+from ..errors import DTypeError, ShapeError
 from . import elementwise as ew
 from .infer import elementwise
 from .registry import define
@@ -37,3 +39,86 @@ def _bce_vjp(ctx, g):
 binary_cross_entropy = define("gpugrad::binary_cross_entropy", infer=elementwise,
                               forward=_bce_forward, vjp=_bce_vjp, saves=(0, 1),
                               promote="float")
+
+
+# --- softmax cross-entropy with class indices, per sample ------------------------------
+# loss_i = -(1 - s) log p[i, y_i] - s mean_c log p[i, c], p = softmax(logits_i), s the
+# label smoothing. Its gradient is the lecture's g_i (softmax - target distribution).
+def _cross_entropy_infer(logits, target, label_smoothing=0.0):
+    if len(logits.shape) != 2:
+        raise ShapeError(f"expected logits of shape (N, C), got {tuple(logits.shape)}")
+    if target.dtype.kind not in "iu":
+        raise DTypeError(f"class indices must be integers, got {target.dtype}")
+    if tuple(target.shape) != (logits.shape[0],):
+        raise ShapeError(f"class indices of shape {tuple(target.shape)} for a batch of "
+                         f"{logits.shape[0]}")
+    return (logits.shape[0],), logits.dtype
+
+
+def _log_softmax(xp, logits):
+    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+
+
+def _cross_entropy_forward(xp, logits, target, label_smoothing=0.0):
+    log_p = _log_softmax(xp, logits)
+    loss = -xp.reshape(xp.take_along_axis(log_p, xp.reshape(target, (-1, 1)), axis=-1),
+                       (-1,))
+    if label_smoothing:
+        loss = (1 - label_smoothing) * loss - label_smoothing * xp.mean(log_p, axis=-1)
+    return loss
+
+
+def _cross_entropy_vjp(ctx, g):
+    logits, target = ctx.inputs
+    return cross_entropy_backward(g, logits, target, **ctx.attrs), None
+
+
+cross_entropy = define("gpugrad::cross_entropy", infer=_cross_entropy_infer,
+                       forward=_cross_entropy_forward, vjp=_cross_entropy_vjp,
+                       saves=(0, 1), promote="float", promote_args=(0,))
+
+
+# Its backward as one op: g_i (softmax(logits_i) - q_i), q the target distribution;
+# differentiable in turn, for second derivatives of the loss.
+def _ce_backward_infer(g, logits, target, label_smoothing=0.0):
+    return tuple(logits.shape), logits.dtype
+
+
+def _target_distribution(xp, logits, target, label_smoothing):
+    classes = logits.shape[-1]
+    hits = xp.astype(xp.arange(classes)[None, :] == xp.reshape(target, (-1, 1)),
+                     logits.dtype)
+    if label_smoothing:
+        return hits * (1 - label_smoothing) + label_smoothing / classes
+    return hits
+
+
+def _ce_backward_forward(xp, g, logits, target, label_smoothing=0.0):
+    p = xp.exp(_log_softmax(xp, logits))
+    q = _target_distribution(xp, logits, target, label_smoothing)
+    return xp.reshape(g, (-1, 1)) * (p - q)
+
+
+def _ce_backward_vjp(ctx, u):
+    from ..nn.functional import softmax
+
+    g, logits, target = ctx.inputs
+    need_g, need_logits, _ = ctx.needs_input_grad
+    grad_g = grad_logits = None
+    if need_g:  # d/dg_i of g_i (p_i - q_i) . u_i = (p_i - q_i) . u_i
+        from ..creation import ones_like
+
+        unit = cross_entropy_backward(ones_like(g), logits, target, **ctx.attrs)
+        grad_g = (u * unit).sum(axis=-1)
+    if need_logits:  # the softmax Jacobian applied to g_i u_i
+        p = softmax(logits)
+        v = u * g.reshape(-1, 1)
+        grad_logits = p * (v - (p * v).sum(axis=-1, keepdims=True))
+    return grad_g, grad_logits, None
+
+
+cross_entropy_backward = define(
+    "gpugrad::cross_entropy_backward", infer=_ce_backward_infer,
+    forward=_ce_backward_forward, vjp=_ce_backward_vjp, saves=(0, 1, 2),
+    promote="float", promote_args=(0, 1))

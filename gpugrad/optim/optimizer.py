@@ -2,8 +2,9 @@
 the same batches follows PyTorch's loss curve.
 
 Updates work on the parameters' arrays with their backend's namespace (no graph is
-recorded), and are atomic: every new value is computed before any parameter changes, so
-a step that fails half way leaves the model as it was.
+recorded), and are atomic: every update is computed before any parameter changes, so a
+step that fails half way leaves the model as it was; then each parameter is updated in
+place (p = scale p - delta), which spares a full-size temporary per parameter.
 """
 
 import math
@@ -13,7 +14,8 @@ from ..tensor import Tensor
 
 class Optimizer:
     """Holds parameter groups (dicts with "params" and hyper-parameters) and per-parameter
-    state; subclasses define `_update(group, p, grad, state) -> (new_data, new_state)`."""
+    state; subclasses define `_update(group, p, grad, state) -> (scale, delta, state)`,
+    the update being p = scale * p - delta."""
 
     def __init__(self, params, defaults):
         if isinstance(params, Tensor):
@@ -45,10 +47,11 @@ class Optimizer:
                 if p.grad is None:
                     continue
                 grad = p.grad._data
-                new_data, new_state = self._update(group, p, grad, self.state.get(p, {}))
-                pending.append((p, new_data, new_state))
-        for p, new_data, new_state in pending:  # commit only once all succeeded
-            p._data = new_data
+                pending.append((p, *self._update(group, p, grad, self.state.get(p, {}))))
+        for p, scale, delta, new_state in pending:  # commit only once all succeeded
+            if scale != 1:
+                p._data *= scale
+            p._data -= delta
             self.state[p] = new_state
 
     def _update(self, group, p, grad, state):
@@ -107,7 +110,7 @@ class SGD(Optimizer):
             buf = d if buf is None else mu * buf + (1 - group["dampening"]) * d
             state = {"momentum_buffer": buf}
             d = d + mu * buf if group["nesterov"] else buf
-        return p._data - group["lr"] * d, state
+        return 1, group["lr"] * d, state
 
 
 class Adam(Optimizer):
@@ -127,9 +130,9 @@ class Adam(Optimizer):
     def _update(self, group, p, grad, state):
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], \
             group["weight_decay"]
-        data = p._data
+        data, scale = p._data, 1
         if wd and self.decoupled:
-            data = data * (1 - lr * wd)
+            scale = 1 - lr * wd  # decay first, then the Adam step, as PyTorch does
         elif wd:
             grad = grad + wd * data
         step = state.get("step", 0) + 1
@@ -141,8 +144,8 @@ class Adam(Optimizer):
         bias1 = 1 - b1 ** step
         bias2 = 1 - b2 ** step
         denom = xp.sqrt(v) / math.sqrt(bias2) + eps
-        new = data - (lr / bias1) * (m / denom)
-        return new, {"step": step, "exp_avg": m, "exp_avg_sq": v}
+        return scale, (lr / bias1) * (m / denom), {"step": step, "exp_avg": m,
+                                                   "exp_avg_sq": v}
 
 
 class AdamW(Adam):
