@@ -221,10 +221,10 @@ def sum_to(g, shape, node=None):
         what = f"{node.name} (created at {node.where()})" if node is not None else "sum_to"
         raise ShapeError(f"{what}: a gradient of shape {tuple(gshape)} does not reduce to "
                          f"the input's shape {tuple(shape)}")
-    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
-                                      if s == 1 and gshape[lead + i] != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
+    kept = tuple(lead + i for i, s in enumerate(shape) if s == 1 and gshape[lead + i] != 1)
+    if not kept:  # only leading axes to sum (a bias's gradient): one op, no reshape
+        return g.sum(axis=tuple(range(lead))) if lead else g
+    g = g.sum(axis=tuple(range(lead)) + kept, keepdims=True)
     return g.reshape(shape) if g._data.shape != shape else g
 
 

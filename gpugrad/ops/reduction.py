@@ -19,7 +19,8 @@ def _kept(ctx, g):
     """The output gradient with the reduced axes kept as size 1, and those axes."""
     spec = ctx.input_specs[0]
     axes = normalize_axes(ctx.attrs.get("axis"), len(spec.shape))
-    if not ctx.attrs.get("keepdims", False):
+    # Reduced leading axes need no reshape: broadcasting puts g back where it belongs.
+    if not ctx.attrs.get("keepdims", False) and axes != tuple(range(len(axes))):
         g = g.reshape(reduced_shape(spec.shape, axes, True))
     return g, axes, spec.shape
 
