@@ -9,7 +9,7 @@
 
 __version__ = "0.1.0"
 
-from . import cuda, data, dtypes, nn, optim  # noqa: F401
+from . import cuda, data, dtypes, nn, optim, testing  # noqa: F401
 from .backends import Device, default_device, set_default_device  # noqa: F401
 from .backends import device as device
 from .checkpoint import load, save  # noqa: F401
@@ -65,6 +65,7 @@ from .gradcheck import gradcheck  # noqa: F401
 from .graph import Graph  # noqa: F401
 from .info import info  # noqa: F401
 from .mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
+from .ops.custom import custom_op  # noqa: F401
 from .scheduler import grad  # noqa: F401
 from .spec import Spec, array_namespace  # noqa: F401
 from .tensor import Tensor  # noqa: F401

@@ -173,7 +173,7 @@ def run(config, stream=sys.stderr):
           f"{[x_train.shape[1], *config.hidden, n_classes]}, {config.optimizer} "
           f"lr {config.lr}, batch {config.batch_size}", file=stream)
     write_step_graph(model, loader, out)
-    history, interrupted = [], False
+    history, interrupted, saved_epoch = [], False, 0
     try:
         for epoch in range(1, config.epochs + 1):
             progress = Progress(len(loader), f"epoch {epoch:>3}/{config.epochs}", stream)
@@ -187,10 +187,14 @@ def run(config, stream=sys.stderr):
             progress.close(f"loss {loss:.4f}  acc {acc:6.2%}  val loss {val_loss:.4f}  "
                            f"val acc {val_acc:6.2%}  {seen / seconds:,.0f} samples/s")
             save_checkpoint(out, model, optimizer, scaler, config, n_classes, epoch)
+            saved_epoch = epoch
     except KeyboardInterrupt:
         interrupted = True
-        print(f"\ninterrupted: keeping the checkpoint of epoch {len(history)}", file=stream)
-        if history:  # the model may be mid-step: evaluate the last saved one
+        # The run's results are those of the last checkpoint: an epoch cut short, or one
+        # whose checkpoint was still being written, does not count.
+        history = history[:saved_epoch]
+        print(f"\ninterrupted: keeping the checkpoint of epoch {saved_epoch}", file=stream)
+        if saved_epoch:  # the model may be mid-step: evaluate the last saved one
             load_into(model, gg.load(os.path.join(out, "checkpoint.npz"), device=device))
     return finish(model, splits, history, config, out, device, n_classes, interrupted, stream)
 

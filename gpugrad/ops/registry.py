@@ -28,7 +28,7 @@ class OpDef:
 
     def __init__(self, name, *, infer, forward, vjp=None, saves=(), save_output=False,
                  promote=None, promote_args=None, kernels=None, differentiable=True,
-                 crosses_devices=False, source="built-in", doc=None):
+                 crosses_devices=False, source="built-in", doc=None, check_output=None):
         self.name = name
         namespace, _, short = name.rpartition("::")
         self.display_name = short if namespace == "gpugrad" else name
@@ -39,6 +39,8 @@ class OpDef:
         # `saves`: the inputs the VJP reads — a tuple of indices, or a dict saying which
         # inputs the gradient of each input needs ({0: (1,), 1: (0,)} for mul), so that
         # only what the inputs requiring grad will need is kept alive.
+        if saves == "all":  # every input, whatever their number (custom ops)
+            saves = range(256)
         if isinstance(saves, dict):
             self.saves_for = {i: tuple(needed) for i, needed in saves.items()}
             self.saves = tuple(sorted({i for needed in saves.values() for i in needed}))
@@ -50,6 +52,9 @@ class OpDef:
         self.promote_args = promote_args
         self.differentiable = differentiable and vjp is not None
         self.crosses_devices = crosses_devices
+        # check_output(op, backend, out, shape, dtype) -> (shape, dtype): a hook for ops
+        # whose kernels are not ours (custom ops), to check what a kernel returned.
+        self.check_output = check_output
         self.source = source
         self.__doc__ = doc
 
@@ -84,11 +89,17 @@ INPUT = LeafOp("input")  # a tensor the user made
 CONSTANT = LeafOp("constant")  # a Python number in an expression
 
 
-def define(name, **spec):
+def define(name, replace=False, **spec):
     """Declare an op and put it in the registry; returns the OpDef (callable on tensors)."""
-    if name in REGISTRY:
-        raise ValueError(f"op {name!r} is already defined")
-    op = REGISTRY[name] = OpDef(name, **spec)
+    return register(OpDef(name, **spec), replace=replace)
+
+
+def register(op, replace=False):
+    """Put an OpDef into the registry under its name."""
+    if op.name in REGISTRY and not replace:
+        raise ValueError(f"op {op.name!r} is already defined (pass replace=True to "
+                         "redefine it)")
+    REGISTRY[op.name] = op
     return op
 
 
@@ -136,6 +147,11 @@ def apply(op, args, attrs):
             out = kernel(backend.xp, *[a._data for a in args], **attrs)
     except Exception as exc:  # e.g. an index out of bounds, found only by the kernel
         raise _kernel_error(op, args, exc) from exc
+    if op.check_output is not None:
+        try:
+            shape, dtype = op.check_output(op, backend, out, shape, dtype)
+        except GpugradError as exc:
+            raise _annotate(op, exc) from None
     if op.crosses_devices:
         device = attrs["device"]
     requires_grad = (grad_in and op.differentiable and dtype.kind == "f"

@@ -1,0 +1,139 @@
+"""Users' ops: @gg.custom_op("mylib::swish") on a forward written against the array
+namespace, with optional, checked registrations — the shape rule, per-device kernels,
+the VJP. A custom op is an OpDef in the same registry as the built-in ops, and runs
+through the same dispatch: it records a node, moves between no devices by itself, and
+differentiates through its VJP (written with gpugrad ops, so higher orders work).
+"""
+
+import inspect
+import re
+
+from ..errors import DeviceError, DTypeError, GraphError, ShapeError
+from ..spec import Spec
+from .registry import REGISTRY, OpDef, apply, register
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*::[A-Za-z_][A-Za-z0-9_.]*$")
+_DEVICE_BACKENDS = {"cpu": "numpy", "cuda": "cupy", "array_api_strict": "array_api_strict"}
+_ARRAY_MODULES = {"numpy": "numpy", "cupy": "cupy", "array_api_strict": "array_api_strict"}
+
+
+def _check_name(name, replace):
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"custom op names are 'namespace::name' (e.g. 'mylib::swish'), "
+                         f"got {name!r}")
+    if name.startswith("gpugrad::"):
+        raise ValueError(f"{name!r}: the 'gpugrad::' namespace is reserved for built-in "
+                         "ops; use your library's name")
+    if name in REGISTRY and not replace:
+        raise ValueError(f"op {name!r} is already registered (by "
+                         f"{REGISTRY[name].source}); pass replace=True to redefine it")
+
+
+class CustomOp(OpDef):
+    """An op defined outside gpugrad. Call it on tensors; register its parts with the
+    decorators below (each may be given at most once, or again to replace it)."""
+
+    def __init__(self, name, forward, differentiable=True, source="custom"):
+        self._user_forward = forward
+        self._shape_fn = None
+        self._wants_grad = differentiable
+        super().__init__(name, infer=self._infer, forward=self._run_forward,
+                         vjp=self._missing_vjp if differentiable else None,
+                         saves="all", save_output=True, check_output=_check_output,
+                         source=source)
+        self.__doc__ = forward.__doc__
+        self.__name__ = getattr(forward, "__name__", name)
+        # Keyword defaults of the forward become attributes of every call, so the node
+        # and the VJP (ctx.attrs) see the values the forward ran with.
+        self._defaults = {k: p.default for k, p in inspect.signature(forward).parameters.items()
+                          if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+
+    def __call__(self, *inputs, **attrs):
+        return apply(self, inputs, {**self._defaults, **attrs} if self._defaults else attrs)
+
+    # --- the parts a user registers ---------------------------------------------------
+    def register_vjp(self, fn):
+        """fn(ctx, grad) -> one gradient (a Tensor or None) per tensor input, written
+        with gpugrad ops; ctx.inputs, ctx.output (Tensors), ctx.attrs (dict)."""
+        if not self._wants_grad:
+            raise GraphError(f"{self.name} was declared differentiable=False")
+        self.vjp = fn
+        return fn
+
+    def register_shape(self, fn):
+        """fn(*specs, **attrs) -> gg.Spec of the output (specs: shape, dtype, device),
+        so the output is known without running a kernel; checked against every kernel."""
+        self._shape_fn = fn
+        return fn
+
+    def register_kernel(self, device):
+        """A kernel for one device type ("cuda", "cpu"), used there instead of the generic
+        forward; it gets and returns that device's arrays."""
+        backend = _DEVICE_BACKENDS.get(device.split(":")[0] if isinstance(device, str)
+                                       else None)
+        if backend is None:
+            raise ValueError(f"{self.name}: kernels are registered for 'cpu' or 'cuda', "
+                             f"got {device!r}")
+
+        def decorator(fn):
+            self.kernels[backend] = lambda xp, *arrays, **attrs: fn(*arrays, **attrs)
+            return fn
+
+        return decorator
+
+    # --- what the engine calls --------------------------------------------------------------
+    def _run_forward(self, xp, *arrays, **attrs):
+        return self._user_forward(*arrays, **attrs)
+
+    def _infer(self, *inputs, **attrs):
+        if self._shape_fn is None:
+            return None, None  # known once the kernel ran (see _check_output)
+        spec = self._shape_fn(*[Spec(tuple(t.shape), t.dtype, t.device) for t in inputs],
+                              **attrs)
+        if not hasattr(spec, "shape") or not hasattr(spec, "dtype"):
+            raise ShapeError(f"the shape function returned {spec!r}, not a gg.Spec")
+        from ..dtypes import as_dtype
+
+        return tuple(spec.shape), as_dtype(spec.dtype)
+
+    def _missing_vjp(self, ctx, grad):
+        raise GraphError(f"{self.name} has no VJP, so gradients cannot flow through it "
+                         f"(op created at {ctx.node.where()}); register one with "
+                         f"@{self.__name__}.register_vjp, or declare the op with "
+                         "differentiable=False")
+
+
+def _check_output(op, backend, out, shape, dtype):
+    """The kernel's output must be an array of this device, with the promised shape and
+    dtype (when a shape function promised one)."""
+    module = type(out).__module__.split(".")[0]
+    if module != _ARRAY_MODULES.get(backend.name) or not hasattr(out, "shape"):
+        raise DeviceError(f"the kernel returned a {type(out).__module__}."
+                          f"{type(out).__name__}, not an array of {backend.device} "
+                          f"({backend.name}); a kernel returns arrays where its inputs are")
+    real_dtype = backend.dtype_of(out)
+    if shape is None:
+        return tuple(out.shape), real_dtype
+    if tuple(out.shape) != tuple(shape):
+        raise ShapeError(f"the kernel returned shape {tuple(out.shape)} but the shape "
+                         f"function says {tuple(shape)}")
+    if real_dtype != dtype:
+        raise DTypeError(f"the kernel returned dtype {real_dtype} but the shape function "
+                         f"says {dtype}")
+    return shape, dtype
+
+
+def custom_op(name, *, differentiable=True, replace=False):
+    """Make a function of arrays into a gpugrad op named `name` ("mylib::swish").
+
+    The function gets the inputs' arrays (positional: tensors) and static attributes
+    (keywords), and returns an array on the same device — write it against
+    gg.array_namespace(x) and it runs on every backend. The result is callable on
+    tensors, records a node named `name`, and differentiates once a VJP is registered.
+    """
+    _check_name(name, replace)
+
+    def decorator(fn):
+        return register(CustomOp(name, fn, differentiable=differentiable), replace=True)
+
+    return decorator

@@ -1,0 +1,100 @@
+"""gg.testing.opcheck: the checks an op should pass, usable from a plugin's own tests."""
+
+import numpy as np
+
+from . import cuda
+from .creation import tensor
+from .errors import GradcheckError
+from .gradcheck import gradcheck
+from .mode import tracing
+from .ops.registry import OpDef
+from .scheduler import grad as autograd_grad
+from .spec import Spec
+from .tensor import Tensor
+
+
+class OpcheckError(GradcheckError):
+    """An op failed one or more of opcheck's checks (the message lists them)."""
+
+
+def _as_tensors(inputs, device, dtype=None):
+    out = []
+    for x in inputs:
+        host = x.numpy() if isinstance(x, Tensor) else np.asarray(x)
+        as_float = dtype is not None and host.dtype.kind == "f"
+        out.append(tensor(host, dtype=dtype if as_float else None, device=device,
+                          requires_grad=as_float))
+    return out
+
+
+def _check_inference(op, inputs, attrs):
+    """The shape rule, run on specs alone, against the array the kernel returned."""
+    with tracing():
+        out = op(*inputs, **attrs)
+    node = out.node
+    specs = [Spec(tuple(i.shape), i.dtype, i.device) for i in node.inputs]
+    shape, dtype = op.infer(*specs, **attrs)
+    if shape is None:
+        return "skipped: the op has no shape function (register_shape)"
+    real = (tuple(out._data.shape), out.device.backend.dtype_of(out._data))
+    if (tuple(shape), dtype) != real:
+        raise OpcheckError(f"{op.name}: the shape rule says {tuple(shape)} {dtype}, the "
+                           f"kernel returned {real[0]} {real[1]}")
+    return "ok"
+
+
+def _outputs_and_grads(op, inputs, attrs):
+    out = op(*inputs, **attrs)
+    grads = []
+    if out.requires_grad:
+        weights = tensor(np.linspace(-1.0, 1.0, out.size).reshape(out.shape),
+                         dtype=out.dtype, device=out.device)
+        diff = [t for t in inputs if t.requires_grad]
+        grads = [g.numpy() for g in autograd_grad((out * weights).sum(), diff)]
+    return out.numpy(), grads
+
+
+def opcheck(op, sample_inputs, attrs=None, *, device="cpu", atol=1e-5, rtol=1e-3):
+    """Check `op` on `sample_inputs` (tensors or arrays; float ones are differentiated):
+    its shape rule against the real output; its VJP against finite differences in
+    float64 (full Jacobian and one random projection); and, where a GPU is usable, CUDA
+    against the CPU. Returns {check: "ok" | "skipped: why"}; raises OpcheckError
+    listing every failed check."""
+    if not isinstance(op, OpDef):
+        raise TypeError(f"opcheck takes an op (e.g. made by @gg.custom_op), got {op!r}")
+    attrs = dict(attrs or {})
+    report, failures = {}, []
+
+    def run(name, check):
+        try:
+            report[name] = check()
+        except (GradcheckError, AssertionError, ValueError, TypeError,
+                RuntimeError) as exc:
+            report[name] = f"failed: {exc}"
+            failures.append(f"{name}: {exc}")
+
+    run("inference", lambda: _check_inference(op, _as_tensors(sample_inputs, device),
+                                              attrs))
+    f64 = _as_tensors(sample_inputs, device, dtype="float64")
+    differentiable = op.differentiable and any(t.requires_grad for t in f64)
+    for mode, fast in (("gradcheck", False), ("gradcheck (fast)", True)):
+        if not differentiable:
+            report[mode] = "skipped: nothing to differentiate"
+            continue
+        run(mode, lambda fast=fast: gradcheck(lambda *xs: op(*xs, **attrs), f64,
+                                              fast=fast, atol=atol, rtol=rtol) and "ok")
+    if cuda.is_available() and device == "cpu":
+        def against_cuda():
+            cpu = _outputs_and_grads(op, _as_tensors(sample_inputs, "cpu"), attrs)
+            gpu = _outputs_and_grads(op, _as_tensors(sample_inputs, "cuda"), attrs)
+            for a, b in zip([cpu[0], *cpu[1]], [gpu[0], *gpu[1]], strict=True):
+                np.testing.assert_allclose(b, a, rtol=rtol, atol=atol)
+            return "ok"
+
+        run("cuda vs cpu", against_cuda)
+    else:
+        report["cuda vs cpu"] = f"skipped: {cuda.reason()}" if device == "cpu" else \
+            "skipped: not run from the CPU"
+    if failures:
+        raise OpcheckError(f"{op.name} failed opcheck:\n  " + "\n  ".join(failures))
+    return report

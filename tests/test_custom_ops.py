@@ -1,0 +1,193 @@
+"""Custom ops as a user writes them: one decorator, optional checked registrations, the
+same registry and dispatch as the built-in ops."""
+
+import numpy as np
+import pytest
+
+import gpugrad as gg
+from gpugrad.ops import REGISTRY
+from gpugrad.testing import OpcheckError, opcheck
+
+
+def make_swish(name, vjp=True, shape=True):
+    """The DESIGN page's example: swish(x) = x sigmoid(beta x)."""
+
+    @gg.custom_op(name, replace=True)
+    def swish(x, *, beta=1.0):
+        xp = gg.array_namespace(x)
+        return x / (1 + xp.exp(-beta * x))
+
+    if vjp:
+        @swish.register_vjp
+        def _(ctx, grad):
+            (x,) = ctx.inputs
+            s = (x * ctx.attrs["beta"]).sigmoid()
+            return (grad * (s + x * ctx.attrs["beta"] * s * (1 - s)),)
+
+    if shape:
+        @swish.register_shape
+        def _(x, *, beta=1.0):
+            return x
+
+    return swish
+
+
+def numpy_swish(x, beta):
+    return x / (1 + np.exp(-beta * x))
+
+
+def test_a_custom_op_computes_records_a_named_node_and_differentiates():
+    swish = make_swish("test_custom::swish")
+    x = gg.tensor(np.linspace(-2, 2, 5), requires_grad=True)
+    y = swish(x, beta=2.0)
+    np.testing.assert_allclose(y.numpy(), numpy_swish(np.linspace(-2, 2, 5), 2.0))
+    (node,) = [d for _, d in y.graph.nx.nodes(data=True) if d["kind"] == "op"]
+    assert node["op"] == "test_custom::swish" and node["attrs"] == {"beta": "2.0"}
+    assert "test_custom::swish(" in str(y.graph) and "test_custom::swish" in y.graph.to_dot()
+    assert gg.gradcheck(lambda t: swish(t, beta=2.0), [x])
+
+
+def test_its_vjp_is_differentiable_again():
+    swish = make_swish("test_custom::swish2")
+    x = gg.tensor([0.3, -1.2], dtype="float64", requires_grad=True)
+    (g,) = gg.grad(swish(x).sum(), [x], create_graph=True)
+    (h,) = gg.grad(g.sum(), [x])
+    s = 1 / (1 + np.exp(-x.numpy()))
+    expected = s * (1 - s) * (2 + x.numpy() * (1 - 2 * s))  # d2/dx2 of x sigmoid(x)
+    np.testing.assert_allclose(h.numpy(), expected, rtol=1e-10)
+
+
+def test_it_lives_in_the_same_registry_as_the_built_ins():
+    swish = make_swish("test_custom::swish3")
+    assert REGISTRY["test_custom::swish3"] is swish
+    assert swish.source == "custom" and REGISTRY["gpugrad::add"].source == "built-in"
+
+
+def test_it_runs_on_every_device_through_the_array_namespace():
+    swish = make_swish("test_custom::swish4")
+    x = gg.tensor([0.5, -0.5], device="array_api_strict", requires_grad=True)
+    y = swish(x)
+    assert y.device == "array_api_strict"
+    y.sum().backward()
+    assert x.grad.device == "array_api_strict"
+
+
+def test_a_per_device_kernel_replaces_the_generic_forward_there():
+    calls = []
+
+    @gg.custom_op("test_custom::double", replace=True)
+    def double(x):
+        return x * 2
+
+    @double.register_kernel("cpu")
+    def _(x):
+        calls.append("cpu kernel")
+        return x + x
+
+    assert double(gg.tensor([1.0, 2.0])).numpy().tolist() == [2.0, 4.0]
+    assert calls == ["cpu kernel"]
+    assert double(gg.tensor([1.0], device="array_api_strict")).numpy().tolist() == [2.0]
+    assert calls == ["cpu kernel"]  # other devices keep the generic forward
+    with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
+        double.register_kernel("tpu")
+
+
+def test_without_a_shape_function_the_output_is_read_from_the_kernel():
+    swish = make_swish("test_custom::swish5", shape=False)
+    y = swish(gg.ones((2, 3)))
+    assert y.shape == (2, 3) and y.dtype == np.float32
+
+
+def test_a_kernel_returning_the_wrong_shape_dtype_or_device_names_the_op():
+    @gg.custom_op("test_custom::liar", replace=True)
+    def liar(x, *, mode):
+        xp = gg.array_namespace(x)
+        if mode == "shape":
+            return x[:1]
+        if mode == "dtype":
+            return xp.astype(x, xp.float64)
+        return np.ones(2, dtype=np.float32)  # a host array, whatever the device
+
+    @liar.register_shape
+    def _(x, *, mode):
+        return x
+
+    x = gg.ones(2)
+    with pytest.raises(gg.ShapeError, match=r"test_custom::liar: the kernel returned shape"):
+        liar(x, mode="shape")
+    with pytest.raises(gg.DTypeError, match="returned dtype float64"):
+        liar(x, mode="dtype")
+    with pytest.raises(gg.DeviceError, match="not an array of array_api_strict"):
+        liar(gg.ones(2, device="array_api_strict"), mode="device")
+
+
+def test_a_vjp_returning_the_wrong_number_or_shape_of_gradients_names_the_op():
+    @gg.custom_op("test_custom::badvjp", replace=True)
+    def badvjp(x, y):
+        return x * y
+
+    x = gg.ones(3, requires_grad=True)
+    y = gg.ones(3, requires_grad=True)
+
+    badvjp.register_vjp(lambda ctx, g: (g,))
+    with pytest.raises(gg.GraphError, match="test_custom::badvjp: the VJP returned 1 "
+                                            "gradients for 2 inputs"):
+        badvjp(x, y).sum().backward()
+    badvjp.register_vjp(lambda ctx, g: (g, gg.ones(4)))
+    with pytest.raises(gg.ShapeError, match="test_custom::badvjp"):
+        badvjp(x, y).sum().backward()
+
+
+def test_differentiating_an_op_without_a_vjp_says_how_to_fix_it():
+    swish = make_swish("test_custom::novjp", vjp=False)
+    x = gg.ones(2, requires_grad=True)
+    with pytest.raises(gg.GraphError, match="has no VJP.*register_vjp"):
+        swish(x).sum().backward()
+
+    @gg.custom_op("test_custom::constant_ish", differentiable=False, replace=True)
+    def rounded(x):
+        return gg.array_namespace(x).round(x)
+
+    assert not rounded(x).requires_grad
+
+
+@pytest.mark.parametrize("name, message", [
+    ("swish", "namespace::name"),
+    ("mylib::", "namespace::name"),
+    ("gpugrad::swish", "reserved"),
+])
+def test_bad_names_are_refused(name, message):
+    with pytest.raises(ValueError, match=message):
+        gg.custom_op(name)(lambda x: x)
+
+
+def test_a_name_is_registered_once_unless_replaced():
+    gg.custom_op("test_custom::once", replace=True)(lambda x: x)
+    with pytest.raises(ValueError, match="already registered"):
+        gg.custom_op("test_custom::once")(lambda x: x)
+    gg.custom_op("test_custom::once", replace=True)(lambda x: x * 2)
+
+
+def test_opcheck_passes_a_correct_op_and_reports_each_check():
+    swish = make_swish("test_custom::checked")
+    report = opcheck(swish, [np.linspace(-2, 2, 7)], {"beta": 1.5})
+    assert report["inference"] == "ok"
+    assert report["gradcheck"] == "ok" and report["gradcheck (fast)"] == "ok"
+    assert report["cuda vs cpu"].startswith("ok" if gg.cuda.is_available() else "skipped")
+
+
+def test_opcheck_catches_a_wrong_vjp_and_a_wrong_shape_rule():
+    swish = make_swish("test_custom::wrong")
+    swish.register_vjp(lambda ctx, g: (g * 2,))
+    with pytest.raises(OpcheckError, match="gradcheck"):
+        opcheck(swish, [np.linspace(-2, 2, 7)])
+    swish = make_swish("test_custom::wrong_shape")
+    swish.register_shape(lambda x, beta=1.0: gg.Spec((1,), x.dtype, x.device))
+    with pytest.raises(OpcheckError, match="inference"):
+        opcheck(swish, [np.linspace(-2, 2, 7)])
+
+
+def test_opcheck_works_on_built_in_ops_too():
+    from gpugrad.ops.elementwise import tanh
+
+    assert opcheck(tanh, [np.linspace(-1, 1, 4)])["gradcheck"] == "ok"
