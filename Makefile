@@ -15,8 +15,9 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e ".[datasets,plot]"
 	touch $@
 
-$(VENV)/.installed-dev: $(PY) pyproject.toml
+$(VENV)/.installed-dev: $(PY) pyproject.toml examples/gpugrad-swish-plugin/pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e examples/gpugrad-swish-plugin
 	touch $@
 
 run: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""The `gpugrad` command: train, evaluate, info, demo, bench."""
+"""The `gpugrad` command: train, evaluate, info, demo, ops, bench."""
 
 import argparse
 import sys
@@ -78,6 +78,46 @@ def _add_train(sub):
     evaluate.set_defaults(run=_cmd_evaluate)
 
 
+def _kernel_devices(op):
+    """Where the op has kernels: the generic one (every device) and any overrides."""
+    names = {"numpy": "cpu", "cupy": "cuda", "array_api_strict": "array_api_strict"}
+    specific = sorted(names.get(k, k) for k in op.kernels)
+    return "all (generic)" + (f" + {', '.join(specific)}" if specific else "")
+
+
+def _cmd_ops(args):
+    from .ops import REGISTRY, get, load_plugins
+
+    load_plugins()
+    if args.action == "list":
+        rows = [(name, op.source, _kernel_devices(op),
+                 "yes" if op.differentiable else "no")
+                for name, op in sorted(REGISTRY.items())]
+        widths = [max(len(r[i]) for r in rows + [("op", "source", "kernels", "grad")])
+                  for i in range(4)]
+        for row in [("op", "source", "kernels", "grad")] + rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                  .rstrip())
+        return 0
+    from .testing import OpcheckError, default_samples, opcheck
+
+    if not args.name:
+        raise ValueError("`gpugrad ops check` needs an op name (see `gpugrad ops list`)")
+    op = get(args.name)
+    samples = default_samples(op)
+    if samples is None:
+        raise ValueError(f"{args.name} has attributes without defaults; check it from "
+                         "Python with gg.testing.opcheck(op, inputs, attrs)")
+    try:
+        report = opcheck(op, samples)
+    except OpcheckError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for check, result in report.items():
+        print(f"{args.name}: {check}: {result}")
+    return 0
+
+
 def _cmd_bench(args):
     from .bench import main
 
@@ -95,6 +135,10 @@ def build_parser():
     demo.add_argument("--out", metavar="DIR", help="also write the graph as DOT into DIR")
     demo.set_defaults(run=_cmd_demo)
     _add_train(sub)
+    ops = sub.add_parser("ops", help="list the ops (built-in and plugins), or check one")
+    ops.add_argument("action", choices=["list", "check"])
+    ops.add_argument("name", nargs="?", help="the op to check, e.g. mylib::swish")
+    ops.set_defaults(run=_cmd_ops)
     bench = sub.add_parser("bench", help="benchmarks against PyTorch (see --help)",
                            add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
@@ -124,7 +168,7 @@ def main(argv=None):
         from .errors import GpugradError
 
         expected = (GpugradError, ValueError, OSError) if args.command in (
-            "train", "evaluate") else GpugradError
+            "train", "evaluate", "ops") else GpugradError
         if not isinstance(exc, expected):
             raise
         print(f"gpugrad: error: {exc}", file=sys.stderr)

@@ -54,6 +54,26 @@ def _outputs_and_grads(op, inputs, attrs):
     return out.numpy(), grads
 
 
+def default_samples(op):
+    """Inputs to check an op with when it brings none: one float64 array of shape (3, 4),
+    values in [0.5, 1.5] (inside every usual domain), per positional parameter of its
+    forward. None when it has keyword attributes without defaults (values unknown)."""
+    import inspect
+
+    forward = getattr(op, "_user_forward", None)
+    params = list(inspect.signature(forward or op.forward).parameters.values())
+    if forward is None:
+        params = params[1:]  # a built-in kernel's first parameter is the namespace
+    if any(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in params):
+        return None
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                  and p.default is p.empty]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        positional = positional or [None, None]
+    rng = np.random.default_rng(0)
+    return [rng.uniform(0.5, 1.5, (3, 4)) for _ in positional]
+
+
 def opcheck(op, sample_inputs, attrs=None, *, device="cpu", atol=1e-5, rtol=1e-3):
     """Check `op` on `sample_inputs` (tensors or arrays; float ones are differentiated):
     its shape rule against the real output; its VJP against finite differences in
