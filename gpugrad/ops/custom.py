@@ -8,6 +8,7 @@ differentiates through its VJP (written with gpugrad ops, so higher orders work)
 import inspect
 import re
 
+from ..dtypes import SUPPORTED, as_dtype
 from ..errors import DeviceError, DTypeError, GraphError, ShapeError
 from ..spec import Spec
 from .registry import REGISTRY, OpDef, apply, register
@@ -88,13 +89,12 @@ class CustomOp(OpDef):
     def _infer(self, *inputs, **attrs):
         if self._shape_fn is None:
             return None, None  # known once the kernel ran (see _check_output)
-        spec = self._shape_fn(*[Spec(tuple(t.shape), t.dtype, t.device) for t in inputs],
-                              **attrs)
-        if not hasattr(spec, "shape") or not hasattr(spec, "dtype"):
-            raise ShapeError(f"the shape function returned {spec!r}, not a gg.Spec")
-        from ..dtypes import as_dtype
-
-        return tuple(spec.shape), as_dtype(spec.dtype)
+        spec = self._shape_fn(*[Spec(t.shape, t.dtype, t.device) for t in inputs], **attrs)
+        try:
+            shape, dtype = spec.shape, spec.dtype
+        except AttributeError:
+            raise ShapeError(f"the shape function returned {spec!r}, not a gg.Spec") from None
+        return tuple(shape), (dtype if dtype in SUPPORTED else as_dtype(dtype))
 
     def _missing_vjp(self, ctx, grad):
         raise GraphError(f"{self.name} has no VJP, so gradients cannot flow through it "
@@ -103,10 +103,21 @@ class CustomOp(OpDef):
                          "differentiable=False")
 
 
+_modules = {}
+
+
+def _module_of(cls):
+    """The top-level package an array class comes from (cached: asked per call)."""
+    found = _modules.get(cls)
+    if found is None:
+        found = _modules[cls] = cls.__module__.split(".")[0]
+    return found
+
+
 def _check_output(op, backend, out, shape, dtype):
     """The kernel's output must be an array of this device, with the promised shape and
     dtype (when a shape function promised one)."""
-    module = type(out).__module__.split(".")[0]
+    module = _module_of(out.__class__)
     if module != _ARRAY_MODULES.get(backend.name) or not hasattr(out, "shape"):
         raise DeviceError(f"the kernel returned a {type(out).__module__}."
                           f"{type(out).__name__}, not an array of {backend.device} "
@@ -114,7 +125,7 @@ def _check_output(op, backend, out, shape, dtype):
     real_dtype = backend.dtype_of(out)
     if shape is None:
         return tuple(out.shape), real_dtype
-    if tuple(out.shape) != tuple(shape):
+    if out.shape != shape:
         raise ShapeError(f"the kernel returned shape {tuple(out.shape)} but the shape "
                          f"function says {tuple(shape)}")
     if real_dtype != dtype:
