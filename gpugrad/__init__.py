@@ -65,7 +65,7 @@ from .gradcheck import gradcheck  # noqa: F401
 from .graph import Graph  # noqa: F401
 from .info import info  # noqa: F401
 from .mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
-from .ops.custom import custom_op  # noqa: F401
+from .ops.custom import composite_op, custom_op  # noqa: F401
 from .scheduler import grad  # noqa: F401
 from .spec import Spec, array_namespace  # noqa: F401
 from .tensor import Tensor  # noqa: F401

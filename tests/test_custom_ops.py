@@ -191,3 +191,54 @@ def test_opcheck_works_on_built_in_ops_too():
     from gpugrad.ops.elementwise import tanh
 
     assert opcheck(tanh, [np.linspace(-1, 1, 4)])["gradcheck"] == "ok"
+
+
+def make_layer(name):
+    @gg.composite_op(name, replace=True)
+    def layer(x, w, *, scale=1.0):
+        """softplus((x @ w) * scale), recorded as one node."""
+        return gg.logaddexp(0.0, (x @ w) * scale)
+
+    return layer
+
+
+def operands():
+    rng = np.random.default_rng(0)
+    return (gg.tensor(rng.standard_normal((3, 4)), requires_grad=True),
+            gg.tensor(rng.standard_normal((4, 2)), requires_grad=True))
+
+
+def test_a_composite_op_is_one_node_whose_inside_can_be_traced():
+    layer = make_layer("test_custom::layer")
+    x, w = operands()
+    y = layer(x, w, scale=0.5)
+    assert y.graph.op_counts() == {"test_custom::layer": 1}
+    np.testing.assert_allclose(y.numpy(), np.logaddexp(0, x.numpy() @ w.numpy() * 0.5))
+    assert layer.trace(x, w).op_counts() == {"matmul": 1, "mul": 1, "logaddexp": 1}
+
+
+def test_a_composite_op_differentiates_like_its_function():
+    layer = make_layer("test_custom::layer2")
+    x, w = operands()
+    assert gg.gradcheck(lambda x, w: layer(x, w, scale=0.5), [x, w])
+    composite = gg.grad(layer(x, w).sum(), [x, w])
+    inlined = gg.grad(layer._fn(x, w).sum(), [x, w])
+    for a, b in zip(composite, inlined, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
+
+
+def test_a_composite_op_gives_partial_derivatives_of_dependent_inputs():
+    layer = make_layer("test_custom::layer3")
+    x, _ = operands()
+    assert gg.gradcheck(lambda x: layer(x, (x * 2).T[:, :2]), [x])
+
+
+def test_second_derivatives_go_through_a_composite_op():
+    layer = make_layer("test_custom::layer4")
+    x, w = operands()
+
+    def first_derivative(x, w):
+        with gg.enable_grad():
+            return gg.grad((layer(x, w) ** 2).sum(), [x], create_graph=True)[0]
+
+    assert gg.gradcheck(first_derivative, [x, w])

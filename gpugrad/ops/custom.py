@@ -148,3 +148,78 @@ def custom_op(name, *, differentiable=True, replace=False):
         return register(CustomOp(name, fn, differentiable=differentiable), replace=True)
 
     return decorator
+
+
+# --- composite ops: a function of gpugrad ops, recorded as one named node -----------------
+class CompositeOp(OpDef):
+    """An op made of gpugrad ops: one node in the graph (its inner graph is
+    `op.trace(*inputs)`), differentiated by running the function again in the backward
+    pass and differentiating that — so its forward keeps nothing but its inputs."""
+
+    def __init__(self, name, fn, source="custom"):
+        self._fn = fn
+        super().__init__(name, infer=self._infer, forward=self._replay, vjp=self._vjp,
+                         saves="all", source=source)
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self._result = None
+
+    def __call__(self, *inputs, **attrs):
+        from ..mode import no_grad
+        from ..tensor import Tensor
+
+        tensors = [x if isinstance(x, Tensor) else _tensor(x) for x in inputs]
+        with no_grad():  # the value only; the backward computes again what it needs
+            self._result = self._fn(*tensors, **attrs)
+        try:
+            return apply(self, tuple(tensors), attrs)
+        finally:
+            self._result = None
+
+    def _infer(self, *inputs, **attrs):
+        return tuple(self._result.shape), self._result.dtype
+
+    def _replay(self, xp, *arrays, **attrs):
+        return self._result._data
+
+    def _vjp(self, ctx, grad):
+        from ..mode import enable_grad, is_grad_enabled
+        from ..scheduler import grad as gradients
+        from .shape import reshape
+
+        create_graph = is_grad_enabled()
+        # Fresh nodes over the inputs, so that each gradient is a partial derivative
+        # even when one input was computed from another.
+        with enable_grad():
+            inner = [apply(reshape, (x,), {"shape": x.shape}) for x in ctx.inputs]
+            out = self._fn(*inner, **ctx.attrs)
+        wanted = [i for i, need in enumerate(ctx.needs_input_grad) if need]
+        found = gradients([out], [inner[i] for i in wanted], [grad],
+                          create_graph=create_graph, allow_unused=True)
+        grads = [None] * len(inner)
+        for i, g in zip(wanted, found, strict=True):
+            grads[i] = g
+        return tuple(grads)
+
+    def trace(self, *inputs, **attrs):
+        """The graph of the ops this op is made of, for the given inputs."""
+        from ..tracing import trace
+
+        return trace(lambda *xs: self._fn(*xs, **attrs), *inputs)
+
+
+def _tensor(x):
+    from ..creation import tensor
+
+    return tensor(x)
+
+
+def composite_op(name, *, replace=False):
+    """Record a function of gpugrad ops as one node named `name` (its inner graph is
+    `op.trace(*inputs)`); gradients come from the function itself."""
+    _check_name(name, replace)
+
+    def decorator(fn):
+        return register(CompositeOp(name, fn), replace=True)
+
+    return decorator
