@@ -100,7 +100,9 @@ class Graph:
             args = ", ".join(f"%{local[i.seq]}" for i in node.inputs)
             attrs = _format_attrs(node.attrs)
             attrs = f" {{{attrs}}}" if attrs else ""
-            lines.append(f"%{local[seq]}: {spec} = {node.name}({args}){attrs}"
+            which = _output_index(node)
+            which = "" if which is None else f"[{which}]"
+            lines.append(f"%{local[seq]}: {spec} = {node.name}({args}){which}{attrs}"
                          f"  # {node.where()}")
         lines.append("return " + ", ".join(f"%{local[s]}" for s in self.outputs))
         return "\n".join(lines)
@@ -136,6 +138,11 @@ def _format_attrs(attrs):
                      if v is not None)
 
 
+def _output_index(node):
+    """Which output of a several-output op a node stands for (None for one output)."""
+    return node.meta.get("output_index") if node.meta else None
+
+
 def node_attributes(node):
     """The attributes a node carries in the networkx view (plain, printable values)."""
     site = node.site
@@ -151,6 +158,7 @@ def node_attributes(node):
         "file": site[0] if site else None,
         "line": site[1] if site else None,
         "requires_grad": bool(node.requires_grad),
+        "output_index": _output_index(node),
     }
 
 

@@ -242,3 +242,80 @@ def test_second_derivatives_go_through_a_composite_op():
             return gg.grad((layer(x, w) ** 2).sum(), [x], create_graph=True)[0]
 
     assert gg.gradcheck(first_derivative, [x, w])
+
+
+def make_polar(name):
+    """(r, theta) of points (x, y): two outputs, one hand-written VJP for both."""
+
+    @gg.custom_op(name, outputs=2, replace=True)
+    def polar(x, y):
+        xp = gg.array_namespace(x)
+        return xp.sqrt(x * x + y * y), xp.atan2(y, x)
+
+    @polar.register_vjp
+    def _(ctx, grads):
+        x, y = ctx.inputs
+        r, _ = ctx.output
+        g_r, g_theta = grads
+        return (g_r * x / r - g_theta * y / (r * r), g_r * y / r + g_theta * x / (r * r))
+
+    @polar.register_shape
+    def _(x, y):
+        return x, x
+
+    return polar
+
+
+def points():
+    return (gg.tensor([1.0, 2.0, -0.5], dtype="float64", requires_grad=True),
+            gg.tensor([0.5, -1.0, 2.0], dtype="float64", requires_grad=True))
+
+
+def test_an_op_with_two_outputs_gives_two_tensors_with_a_node_each():
+    polar = make_polar("test_custom::polar")
+    x, y = points()
+    r, theta = polar(x, y)
+    np.testing.assert_allclose(r.numpy(), np.hypot(x.numpy(), y.numpy()))
+    np.testing.assert_allclose(theta.numpy(), np.arctan2(y.numpy(), x.numpy()))
+    g = (r + theta).graph
+    assert g.op_counts() == {"test_custom::polar": 2, "add": 1}
+    assert sorted(d["output_index"] for _, d in g.nx.nodes(data=True)
+                  if d["op"] == "test_custom::polar") == [0, 1]
+    assert "test_custom::polar(%0, %1)[1]" in str(g)
+
+
+@pytest.mark.parametrize("use", ["both", "radius", "angle"])
+def test_its_vjp_is_checked_whichever_outputs_are_used(use):
+    polar = make_polar("test_custom::polar2")
+    pick = {"both": lambda r, t: r * t, "radius": lambda r, t: r, "angle": lambda r, t: t}
+    assert gg.gradcheck(lambda x, y: pick[use](*polar(x, y)), list(points()))
+
+
+def test_an_output_can_be_non_differentiable():
+    @gg.custom_op("test_custom::maxpos", outputs=2, nondifferentiable_outputs=(1,),
+                  replace=True)
+    def maxpos(x):
+        xp = gg.array_namespace(x)
+        return xp.max(x, axis=-1), xp.argmax(x, axis=-1)
+
+    @maxpos.register_vjp
+    def _(ctx, grads):
+        (x,) = ctx.inputs
+        largest, _ = ctx.output
+        return (gg.where(x == largest.reshape(-1, 1), grads[0].reshape(-1, 1), 0.0),)
+
+    x = gg.tensor([[1.0, 3.0, 2.0], [5.0, 4.0, 0.0]], requires_grad=True)
+    largest, position = maxpos(x)
+    assert largest.requires_grad and not position.requires_grad
+    assert position.numpy().tolist() == [1, 0]
+    largest.sum().backward()
+    assert x.grad.numpy().tolist() == [[0, 1, 0], [1, 0, 0]]
+
+
+def test_a_kernel_must_return_as_many_outputs_as_declared():
+    @gg.custom_op("test_custom::short", outputs=2, replace=True)
+    def short(x):
+        return x
+
+    with pytest.raises(gg.ShapeError, match="must return 2 arrays"):
+        short(gg.ones(2))

@@ -9,7 +9,7 @@ import inspect
 import re
 
 from ..dtypes import SUPPORTED, as_dtype
-from ..errors import DeviceError, DTypeError, GraphError, ShapeError
+from ..errors import DeviceError, DTypeError, GpugradError, GraphError, ShapeError
 from ..spec import Spec
 from .registry import REGISTRY, OpDef, apply, register
 
@@ -34,10 +34,14 @@ class CustomOp(OpDef):
     """An op defined outside gpugrad. Call it on tensors; register its parts with the
     decorators below (each may be given at most once, or again to replace it)."""
 
-    def __init__(self, name, forward, differentiable=True, source="custom"):
+    def __init__(self, name, forward, differentiable=True, source="custom", outputs=1,
+                 nondifferentiable_outputs=()):
         self._user_forward = forward
         self._shape_fn = None
         self._wants_grad = differentiable
+        self.num_outputs = int(outputs)
+        self.nondifferentiable_outputs = frozenset(nondifferentiable_outputs)
+        self._user_vjp = None
         super().__init__(name, infer=self._infer, forward=self._run_forward,
                          vjp=self._missing_vjp if differentiable else None,
                          saves="all", save_output=True, check_output=_check_output,
@@ -50,7 +54,10 @@ class CustomOp(OpDef):
                           if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
 
     def __call__(self, *inputs, **attrs):
-        return apply(self, inputs, {**self._defaults, **attrs} if self._defaults else attrs)
+        attrs = {**self._defaults, **attrs} if self._defaults else attrs
+        if self.num_outputs > 1:
+            return apply_multi(self, inputs, attrs)
+        return apply(self, inputs, attrs)
 
     # --- the parts a user registers ---------------------------------------------------
     def register_vjp(self, fn):
@@ -58,8 +65,20 @@ class CustomOp(OpDef):
         with gpugrad ops; ctx.inputs, ctx.output (Tensors), ctx.attrs (dict)."""
         if not self._wants_grad:
             raise GraphError(f"{self.name} was declared differentiable=False")
-        self.vjp = fn
+        self._user_vjp = fn
+        self.vjp = fn if self.num_outputs == 1 else self._vjp_of_one_output
         return fn
+
+    def _vjp_of_one_output(self, ctx, grad):
+        # Each output has its node; the user's VJP takes the gradients of all outputs,
+        # so an output's node passes its own and zeros for the others (VJPs are linear:
+        # the engine's sum over the outputs' nodes is the whole VJP).
+        from ..creation import zeros_like
+
+        index = ctx.node.meta["output_index"]
+        grads = tuple(grad if i == index else zeros_like(out)
+                      for i, out in enumerate(ctx.output))
+        return self._user_vjp(ctx, grads)
 
     def register_shape(self, fn):
         """fn(*specs, **attrs) -> gg.Spec of the output (specs: shape, dtype, device),
@@ -90,11 +109,17 @@ class CustomOp(OpDef):
         if self._shape_fn is None:
             return None, None  # known once the kernel ran (see _check_output)
         spec = self._shape_fn(*[Spec(t.shape, t.dtype, t.device) for t in inputs], **attrs)
-        try:
-            shape, dtype = spec.shape, spec.dtype
-        except AttributeError:
-            raise ShapeError(f"the shape function returned {spec!r}, not a gg.Spec") from None
-        return tuple(shape), (dtype if dtype in SUPPORTED else as_dtype(dtype))
+        return _shape_and_dtype(spec)
+
+    def infer_outputs(self, *inputs, **attrs):
+        """[(shape, dtype)] per output, or None without a shape function."""
+        if self._shape_fn is None:
+            return None
+        specs = self._shape_fn(*[Spec(t.shape, t.dtype, t.device) for t in inputs], **attrs)
+        if not isinstance(specs, (tuple, list)) or len(specs) != self.num_outputs:
+            raise ShapeError(f"the shape function must return {self.num_outputs} gg.Specs, "
+                             f"one per output; got {specs!r}")
+        return [_shape_and_dtype(s) for s in specs]
 
     def _missing_vjp(self, ctx, grad):
         raise GraphError(f"{self.name} has no VJP, so gradients cannot flow through it "
@@ -112,6 +137,65 @@ def _module_of(cls):
     if found is None:
         found = _modules[cls] = cls.__module__.split(".")[0]
     return found
+
+
+def _shape_and_dtype(spec):
+    try:
+        shape, dtype = spec.shape, spec.dtype
+    except AttributeError:
+        raise ShapeError(f"the shape function returned {spec!r}, not a gg.Spec") from None
+    return tuple(shape), (dtype if dtype in SUPPORTED else as_dtype(dtype))
+
+
+def apply_multi(op, args, attrs):
+    """Dispatch for ops with several outputs: one node per output (sharing inputs and
+    the one kernel call), each output a Tensor of its own."""
+    from ..mode import state
+    from ..node import Node, user_site
+    from ..tensor import Tensor
+    from .registry import _annotate, _coerce, _device_error, _kernel_error, node_of
+
+    if any(a.__class__ is not Tensor for a in args):
+        args = _coerce(op, tuple(args))
+    device = args[0]._device
+    if any(a._device is not device for a in args):
+        raise _device_error(op, args)
+    try:
+        specs = op.infer_outputs(*args, **attrs)
+    except GpugradError as exc:
+        raise _annotate(op, exc) from None
+    backend = device._backend or device.backend
+    kernel = op.kernels.get(backend.name, op.forward)
+    try:
+        outs = kernel(backend.xp, *[a._data for a in args], **attrs)
+    except Exception as exc:
+        raise _kernel_error(op, args, exc) from exc
+    if not isinstance(outs, (tuple, list)) or len(outs) != op.num_outputs:
+        raise _annotate(op, ShapeError(f"the kernel must return {op.num_outputs} arrays, "
+                                       f"got {type(outs).__name__}"))
+    checked = []
+    for i, out in enumerate(outs):
+        try:
+            checked.append(_check_output(op, backend, out, *(specs[i] if specs else
+                                                             (None, None))))
+        except GpugradError as exc:
+            raise _annotate(op, type(exc)(f"output {i}: {exc}")) from None
+    grad_in = op.differentiable and state.grad_enabled and any(a._requires_grad for a in args)
+    results = tuple(
+        Tensor._wrap(out, dtype, device, grad_in and dtype.kind == "f"
+                     and i not in op.nondifferentiable_outputs)
+        for i, (out, (_, dtype)) in enumerate(zip(outs, checked, strict=True)))
+    if state.tracing or any(r._requires_grad for r in results):
+        inputs = tuple(a._node or node_of(a) for a in args)
+        site, siblings, outs = user_site(2), [], tuple(outs)
+        for i, r in enumerate(results):
+            node = Node(op, inputs, attrs, r._data.shape, r._dtype, device, r._requires_grad,
+                        site, saved=args if r._requires_grad else None,
+                        saved_output=outs if r._requires_grad else None)
+            node.meta = {"output_index": i, "siblings": siblings}
+            siblings.append(node)
+            r._node = node
+    return results
 
 
 def _check_output(op, backend, out, shape, dtype):
@@ -134,18 +218,24 @@ def _check_output(op, backend, out, shape, dtype):
     return shape, dtype
 
 
-def custom_op(name, *, differentiable=True, replace=False):
+def custom_op(name, *, differentiable=True, replace=False, outputs=1,
+              nondifferentiable_outputs=()):
     """Make a function of arrays into a gpugrad op named `name` ("mylib::swish").
 
     The function gets the inputs' arrays (positional: tensors) and static attributes
     (keywords), and returns an array on the same device — write it against
     gg.array_namespace(x) and it runs on every backend. The result is callable on
     tensors, records a node named `name`, and differentiates once a VJP is registered.
+    With outputs=k the function returns k arrays, the op k Tensors, and the VJP gets a
+    tuple of k gradients (zeros for outputs that got none); nondifferentiable_outputs
+    lists the indices of outputs gradients never flow through (e.g. integer indices).
     """
     _check_name(name, replace)
 
     def decorator(fn):
-        return register(CustomOp(name, fn, differentiable=differentiable), replace=True)
+        return register(CustomOp(name, fn, differentiable=differentiable, outputs=outputs,
+                                 nondifferentiable_outputs=nondifferentiable_outputs),
+                        replace=True)
 
     return decorator
 

@@ -360,7 +360,11 @@ class Context:
         self.node = node
         self.inputs = node.saved
         self.output = None
-        if saved_output is not None:
+        if saved_output.__class__ is tuple:  # an op with several outputs: all of them
+            self.output = tuple(Tensor._wrap(array, sib.dtype, sib.device, True, sib)
+                                for array, sib in zip(saved_output, node.meta["siblings"],
+                                                      strict=True))
+        elif saved_output is not None:
             # A fresh handle on the output, tied to this node so that a create_graph
             # backward differentiates through it; the node keeps only the array.
             self.output = Tensor._wrap(saved_output, node.dtype, node.device, True, node)
