@@ -30,28 +30,38 @@ def _as_tensors(inputs, device, dtype=None):
 def _check_inference(op, inputs, attrs):
     """The shape rule, run on specs alone, against the array the kernel returned."""
     with tracing():
-        out = op(*inputs, **attrs)
-    node = out.node
-    specs = [Spec(tuple(i.shape), i.dtype, i.device) for i in node.inputs]
-    shape, dtype = op.infer(*specs, **attrs)
-    if shape is None:
+        outs = op(*inputs, **attrs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    specs = [Spec(tuple(i.shape), i.dtype, i.device) for i in outs[0].node.inputs]
+    if getattr(op, "num_outputs", 1) > 1:
+        promised = op.infer_outputs(*specs, **attrs)
+    else:
+        promised = [op.infer(*specs, **attrs)]
+    if promised is None or promised[0][0] is None:
         return "skipped: the op has no shape function (register_shape)"
-    real = (tuple(out._data.shape), out.device.backend.dtype_of(out._data))
-    if (tuple(shape), dtype) != real:
-        raise OpcheckError(f"{op.name}: the shape rule says {tuple(shape)} {dtype}, the "
-                           f"kernel returned {real[0]} {real[1]}")
+    for i, (out, (shape, dtype)) in enumerate(zip(outs, promised, strict=True)):
+        real = (tuple(out._data.shape), out.device.backend.dtype_of(out._data))
+        if (tuple(shape), dtype) != real:
+            raise OpcheckError(f"{op.name}: output {i}: the shape rule says {tuple(shape)} "
+                               f"{dtype}, the kernel returned {real[0]} {real[1]}")
     return "ok"
 
 
 def _outputs_and_grads(op, inputs, attrs):
-    out = op(*inputs, **attrs)
-    grads = []
-    if out.requires_grad:
-        weights = tensor(np.linspace(-1.0, 1.0, out.size).reshape(out.shape),
-                         dtype=out.dtype, device=out.device)
+    outs = op(*inputs, **attrs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    grads, used = [], [o for o in outs if o.requires_grad]
+    if used:
+        total = None
+        for o in used:
+            weights = tensor(np.linspace(-1.0, 1.0, o.size).reshape(o.shape), dtype=o.dtype,
+                             device=o.device)
+            term = (o * weights).sum()
+            total = term if total is None else total + term
         diff = [t for t in inputs if t.requires_grad]
-        grads = [g.numpy() for g in autograd_grad((out * weights).sum(), diff)]
-    return out.numpy(), grads
+        grads = [g.numpy() for g in autograd_grad(total, diff, allow_unused=True)
+                 if g is not None]
+    return [o.numpy() for o in outs], grads
 
 
 def default_samples(op):
@@ -107,7 +117,7 @@ def opcheck(op, sample_inputs, attrs=None, *, device="cpu", atol=1e-5, rtol=1e-3
         def against_cuda():
             cpu = _outputs_and_grads(op, _as_tensors(sample_inputs, "cpu"), attrs)
             gpu = _outputs_and_grads(op, _as_tensors(sample_inputs, "cuda"), attrs)
-            for a, b in zip([cpu[0], *cpu[1]], [gpu[0], *gpu[1]], strict=True):
+            for a, b in zip([*cpu[0], *cpu[1]], [*gpu[0], *gpu[1]], strict=True):
                 np.testing.assert_allclose(b, a, rtol=rtol, atol=atol)
             return "ok"
 

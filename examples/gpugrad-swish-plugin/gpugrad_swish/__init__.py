@@ -1,3 +1,3 @@
 """An example gpugrad plugin: the swish activation."""
 
-from .ops import swish  # noqa: F401
+from .ops import polar, swish  # noqa: F401

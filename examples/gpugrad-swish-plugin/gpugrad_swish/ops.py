@@ -54,3 +54,24 @@ def _(x, *, beta=1.0):
     _cuda_functions().get_function(name)((blocks,), (threads,),
                                          (x, y, x.dtype.type(beta), cupy.int64(x.size)))
     return y
+
+
+@gg.custom_op("swish::polar", outputs=2, replace=True)
+def polar(x, y):
+    """(r, theta) of points (x, y): an op with two outputs."""
+    xp = gg.array_namespace(x)
+    return xp.sqrt(x * x + y * y), xp.atan2(y, x)
+
+
+@polar.register_shape
+def _(x, y):
+    return gg.Spec(x.shape, x.dtype, x.device), gg.Spec(x.shape, x.dtype, x.device)
+
+
+@polar.register_vjp
+def _(ctx, grads):
+    # dr = (x dx + y dy) / r;  dtheta = (x dy - y dx) / r^2
+    x, y = ctx.inputs
+    r, _ = ctx.output
+    g_r, g_theta = grads
+    return (g_r * x / r - g_theta * y / (r * r), g_r * y / r + g_theta * x / (r * r))

@@ -6,7 +6,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from gpugrad_swish.ops import KERNEL_SOURCE, swish
+from gpugrad_swish.ops import KERNEL_SOURCE, polar, swish
 
 import gpugrad as gg
 from gpugrad.testing import opcheck
@@ -15,6 +15,15 @@ from gpugrad.testing import opcheck
 def test_swish_passes_opcheck():
     report = opcheck(swish, [np.linspace(-3, 3, 11)], {"beta": 1.7})
     assert report["inference"] == "ok" and report["gradcheck"] == "ok"
+
+
+def test_polar_two_outputs_pass_opcheck():
+    x, y = np.array([1.0, 2.0, -0.5]), np.array([0.5, -1.0, 2.0])
+    report = opcheck(polar, [x, y])
+    assert report["inference"] == "ok" and report["gradcheck"] == "ok"
+    r, theta = polar(gg.tensor(x), gg.tensor(y))
+    np.testing.assert_allclose(r.numpy(), np.hypot(x, y), rtol=1e-6)
+    np.testing.assert_allclose(theta.numpy(), np.arctan2(y, x), rtol=1e-6)
 
 
 def test_swish_is_found_through_the_entry_point():
