@@ -319,3 +319,30 @@ def test_a_kernel_must_return_as_many_outputs_as_declared():
 
     with pytest.raises(gg.ShapeError, match="must return 2 arrays"):
         short(gg.ones(2))
+
+
+def test_defvjp_computes_residuals_once_in_the_forward_and_frees_them_after_backward():
+    calls = []
+
+    @gg.custom_op("test_custom::softplus", replace=True)
+    def softplus(x):
+        return gg.array_namespace(x).logaddexp(0.0, x)
+
+    def forward(x):
+        xp = gg.array_namespace(x)
+        calls.append("forward")
+        return xp.logaddexp(0.0, x), (1 / (1 + xp.exp(-x)),)  # the sigmoid, kept
+
+    def backward(residuals, grad):
+        (sigmoid,) = residuals
+        return (grad * sigmoid,)
+
+    softplus.defvjp(forward, backward)
+    x = gg.tensor(np.linspace(-3, 3, 7), requires_grad=True)
+    y = softplus(x).sum()
+    assert calls == ["forward"]
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 1 / (1 + np.exp(-np.linspace(-3, 3, 7))))
+    assert calls == ["forward"]  # the backward used the residual, not a second forward
+    assert all(y.graph.node(n).saved == ("<freed>",) for n in y.graph.op_nodes())
+    assert gg.gradcheck(softplus, [x])

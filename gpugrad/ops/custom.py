@@ -7,12 +7,15 @@ differentiates through its VJP (written with gpugrad ops, so higher orders work)
 
 import inspect
 import re
+import threading
 
 from ..dtypes import SUPPORTED, as_dtype
 from ..errors import DeviceError, DTypeError, GpugradError, GraphError, ShapeError
 from ..spec import Spec
+from ..tensor import Tensor
 from .registry import REGISTRY, OpDef, apply, register
 
+_stash = threading.local()  # residuals of a defvjp forward, on their way to the node
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*::[A-Za-z_][A-Za-z0-9_.]*$")
 _DEVICE_BACKENDS = {"cpu": "numpy", "cuda": "cupy", "array_api_strict": "array_api_strict"}
 _ARRAY_MODULES = {"numpy": "numpy", "cupy": "cupy", "array_api_strict": "array_api_strict"}
@@ -42,6 +45,7 @@ class CustomOp(OpDef):
         self.num_outputs = int(outputs)
         self.nondifferentiable_outputs = frozenset(nondifferentiable_outputs)
         self._user_vjp = None
+        self._residual_fwd = None
         super().__init__(name, infer=self._infer, forward=self._run_forward,
                          vjp=self._missing_vjp if differentiable else None,
                          saves="all", save_output=True, check_output=_check_output,
@@ -57,7 +61,41 @@ class CustomOp(OpDef):
         attrs = {**self._defaults, **attrs} if self._defaults else attrs
         if self.num_outputs > 1:
             return apply_multi(self, inputs, attrs)
-        return apply(self, inputs, attrs)
+        if self._residual_fwd is None:
+            return apply(self, inputs, attrs)
+        _stash.residuals = None
+        result = apply(self, inputs, attrs)
+        node = result._node
+        if node is not None and node.saved is not None:
+            # The residuals ride along with the saved inputs: freed with them once the
+            # backward has used them.
+            node.saved = tuple(node.saved) + tuple(
+                Tensor._wrap(r, result.device.backend.dtype_of(r), result.device, False)
+                for r in _stash.residuals)
+        _stash.residuals = None
+        return result
+
+    def defvjp(self, fwd, bwd):
+        """JAX-style: fwd(*arrays, **attrs) -> (output, residuals), residuals a tuple of
+        arrays computed once in the forward; bwd(residuals, grad) -> one gradient per
+        input, written with gpugrad ops on the residuals (Tensors). Gradients of higher
+        order flow through `grad` only: use register_vjp for full higher orders."""
+        if self.num_outputs > 1:
+            raise GraphError(f"{self.name}: defvjp is for ops with one output")
+
+        def forward(*arrays, **attrs):
+            out, residuals = fwd(*arrays, **attrs)
+            _stash.residuals = tuple(residuals)
+            return out
+
+        def vjp(ctx, grad):
+            count = len(ctx.input_specs)
+            return tuple(bwd(ctx.inputs[count:], grad))
+
+        self._residual_fwd = fwd
+        self.forward = lambda xp, *arrays, **attrs: forward(*arrays, **attrs)
+        self.vjp = vjp
+        return self
 
     # --- the parts a user registers ---------------------------------------------------
     def register_vjp(self, fn):
