@@ -112,6 +112,47 @@ class Graph:
         """Graphviz DOT text (no dependency needed to produce it)."""
         return to_dot(self, rankdir=rankdir, shapes=shapes, sites=sites)
 
+    def render(self, path, format=None, **dot_options):  # noqa: A002
+        """Draw the graph with Graphviz into path (.svg, .png or .pdf)."""
+        from .viz import render
+
+        return render(self, path, format=format, **dot_options)
+
+    def to_json(self, path=None):
+        """Node-link JSON (networkx's format), for any graph tool."""
+        from .viz import to_json
+
+        return to_json(self, path)
+
+    def to_graphml(self, path):
+        """GraphML, through networkx."""
+        from .viz import to_graphml
+
+        return to_graphml(self, path)
+
+    def summary(self, print_table=True):
+        """Per-op rows (op, shape, dtype, FLOPs, bytes, user line) and totals (op counts,
+        parameters, FLOPs, bytes of activations); printed unless print_table=False."""
+        from .viz import summary
+
+        return summary(self, print_table=print_table)
+
+    def _repr_svg_(self):
+        """Jupyter shows the graph inline when Graphviz is installed."""
+        import os
+        import tempfile
+
+        from .viz import RenderError, render
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "graph.svg")
+            try:
+                render(self, path)
+            except RenderError:
+                return None
+            with open(path) as f:
+                return f.read()
+
 
 def _dtype_name(dtype):
     return getattr(dtype, "name", str(dtype))

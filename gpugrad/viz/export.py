@@ -1,0 +1,35 @@
+"""Exports any graph tool reads: node-link JSON and GraphML (through networkx)."""
+
+import json
+
+import networkx as nx
+
+
+def _plain(value):
+    """A value GraphML can hold: numbers, strings and bools as they are; the rest as text."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def to_json(graph, path=None):
+    """The graph as node-link JSON (networkx's format); written to `path` if given."""
+    data = nx.node_link_data(graph.nx, edges="edges")
+    text = json.dumps(data, default=_plain, indent=1)
+    if path is not None:
+        with open(path, "w") as f:
+            f.write(text)
+    return text
+
+
+def to_graphml(graph, path):
+    """Write the graph as GraphML (attributes that are not scalars become strings)."""
+    plain = nx.DiGraph()
+    for node, data in graph.nx.nodes(data=True):
+        plain.add_node(node, **{k: _plain(v) for k, v in data.items()})
+    for a, b, data in graph.nx.edges(data=True):
+        plain.add_edge(a, b, **{k: _plain(v) for k, v in data.items()})
+    nx.write_graphml(plain, path)
+    return path
