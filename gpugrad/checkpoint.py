@@ -19,19 +19,32 @@ _INDEX = "__gpugrad_index__"
 FORMAT = "gpugrad-checkpoint-1"
 
 
+def _store(array, path, arrays):
+    """Keep an array under a generated name (user keys never meet np.savez's own
+    arguments); the index maps it back to its path."""
+    if array.dtype.kind in "OV":
+        raise TypeError(f"cannot save an array of {array.dtype} at {path} without pickle")
+    name = f"a{len(arrays)}"
+    arrays[name] = array
+    return name
+
+
 def _flatten(value, path, arrays):
     """The JSON description of `value`; arrays found in it go into `arrays`."""
     if isinstance(value, Tensor):
-        arrays[path] = value.numpy()
-        return {"tensor": path}
+        return {"tensor": _store(value.numpy(), path, arrays)}
     if isinstance(value, np.ndarray):
-        arrays[path] = value
-        return {"array": path}
+        return {"array": _store(value, path, arrays)}
     if isinstance(value, dict):
+        names = {}
         for key in value:
-            if not isinstance(key, (str, int)) or "/" in str(key):
-                raise TypeError(f"checkpoint keys must be str or int without '/', got "
-                                f"{key!r} at {path or 'the top'}")
+            if isinstance(key, bool) or not isinstance(key, (str, int)):
+                raise TypeError(f"checkpoint keys must be str or int, got {key!r} at "
+                                f"{path or 'the top'}")
+            if str(key) in names:
+                raise TypeError(f"keys {names[str(key)]!r} and {key!r} would collide at "
+                                f"{path or 'the top'}")
+            names[str(key)] = key
         return {"dict": {str(k): _flatten(v, f"{path}/{k}" if path else str(k), arrays)
                          for k, v in value.items()},
                 "int_keys": [str(k) for k in value if isinstance(k, int)]}
@@ -51,8 +64,6 @@ def save(obj, path):
     path = os.fspath(path)
     arrays = {}
     index = {"format": FORMAT, "root": _flatten(obj, "", arrays)}
-    if _INDEX in arrays:
-        raise ValueError(f"{_INDEX!r} is reserved")
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
     try:

@@ -45,8 +45,15 @@ def _positive_int(text):
 
 def _positive_float(text):
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _seed(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
@@ -66,7 +73,7 @@ def _add_train(sub):
     train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
     train.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: "
                        "GPUGRAD_DEVICE, else a GPU when usable)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=_seed, default=0)
     train.add_argument("--out", metavar="DIR", default=None,
                        help="run folder (default runs/<date-time>)")
     train.set_defaults(run=_cmd_train)

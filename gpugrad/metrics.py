@@ -20,7 +20,13 @@ def accuracy(predicted, labels):
 
 def confusion_matrix(labels, predicted, num_classes=None):
     """counts[i, j]: how many samples of true class i were predicted as class j."""
-    labels, predicted = _host(labels).astype(np.int64), _host(predicted).astype(np.int64)
+    labels, predicted = _host(labels), _host(predicted)
+    for name, values in (("labels", labels), ("predictions", predicted)):
+        if values.dtype.kind not in "iub":
+            raise ValueError(f"{name} must be integer class indices, got {values.dtype}")
+        if values.size and values.min() < 0:
+            raise ValueError(f"{name} must be class indices >= 0, got {values.min()}")
+    labels, predicted = labels.astype(np.int64), predicted.astype(np.int64)
     n = int(num_classes or max(labels.max(initial=-1), predicted.max(initial=-1)) + 1)
     counts = np.zeros((n, n), dtype=np.int64)
     np.add.at(counts, (labels, predicted), 1)

@@ -293,6 +293,10 @@ def evaluate_checkpoint(path, data=None, device=None, stream=sys.stdout):
     """Reload a run's checkpoint and report its test accuracy (the same split, the same
     standardisation as in training)."""
     checkpoint = gg.load(path, device=device)
+    missing = {"config", "model", "scaler", "num_classes", "epoch"} - set(checkpoint)
+    if missing:
+        raise ValueError(f"{path} is not a checkpoint of `gpugrad train` (it has no "
+                         f"{', '.join(sorted(missing))})")
     config = Config(**checkpoint["config"])
     if data is not None:
         config.data = data

@@ -74,7 +74,9 @@ def test_the_default_run_reaches_97_percent_on_digits(tmp_path):
     (["--optimizer", "lbfgs"], "invalid choice"),
     (["--data", "imagenet"], "unknown data"),
     (["--data", "mnist:/no/such/folder"], "no MNIST data at"),
-    (["--lr", "-1"], "must be positive"),
+    (["--lr", "-1"], "must be a positive number"),
+    (["--lr", "inf"], "must be a positive number"),
+    (["--seed", "-1"], "must be >= 0"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
     result = gpugrad("train", "--out", str(tmp_path / "run"), *args)

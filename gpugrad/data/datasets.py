@@ -44,7 +44,7 @@ def load_mnist(path):
     """((x_train, y_train), (x_test, y_test)) from `path`: a folder with the four
     standard MNIST IDX files (each plain or .gz), or an .npz with x_train, y_train,
     x_test, y_test. Images come as float32 in [0, 1] of shape (N, 784)."""
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path):
         raise DatasetError(f"no MNIST data at {path}: expected a folder with "
                            f"{', '.join(f for pair in _IDX_FILES.values() for f in pair)} "
@@ -67,7 +67,7 @@ def _read_idx(folder, name, magic, ndim):
     try:
         with opener(full, "rb") as f:
             raw = f.read()
-    except OSError as exc:
+    except (OSError, EOFError) as exc:  # EOFError: a truncated .gz
         raise DatasetError(f"{full}: cannot read it ({exc})") from None
     header = 4 + 4 * ndim
     if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
@@ -92,7 +92,8 @@ def _load_idx_pair(folder, images_name, labels_name):
 def load_npz(path):
     """((x_train, y_train), (x_test, y_test)) from a user's .npz holding those four
     arrays; features are flattened to (N, features) float32 and kept as they are."""
-    if not os.path.isfile(os.fspath(path)):
+    path = os.path.expanduser(os.fspath(path))
+    if not os.path.isfile(path):
         raise DatasetError(f"no .npz file at {path}: expected one with arrays x_train, "
                            "y_train, x_test, y_test")
     return _load_npz(path, scale=False)

@@ -57,8 +57,9 @@ class DataLoader:
 
 def _on_device(data, device):
     if isinstance(data, Tensor):
-        return data if data.device is device else data.detach().to(device)
-    return tensor(np.asarray(data), device=device)
+        data = data.detach()
+        return data if data.device is device else data.to(device)
+    return tensor(data, device=device)  # lists of floats become float32, as everywhere
 
 
 def train_val_split(x, y, val_fraction=0.2, seed=0):

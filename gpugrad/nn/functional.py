@@ -3,7 +3,7 @@ cross-entropy, logits forms for the binary losses (finite values and gradients f
 logits of +-1000 in float32)."""
 
 from ..creation import arange
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, OutOfBoundsError, ShapeError
 from ..functions import relu, sigmoid, tanh  # noqa: F401  (the same functions, as F.*)
 from ..ops import elementwise as ew
 from ..ops import loss as _loss
@@ -105,7 +105,16 @@ def _class_index(class_index, ref):
         class_index = tensor(class_index, device=ref.device)
     if class_index.dtype.kind not in "iu":
         raise DTypeError(f"class indices must be integers, got {class_index.dtype}")
+    if class_index.ndim == 2 and class_index.shape[1] == 1:
+        class_index = class_index.reshape(-1)  # a column of labels
     if class_index.shape != (ref.shape[0],):
         raise ShapeError(f"class indices of shape {tuple(class_index.shape)} for a batch "
                          f"of {ref.shape[0]}")
+    classes = ref.shape[-1]
+    data = class_index._data
+    xp = class_index.device.backend.xp
+    if class_index.size and bool(xp.any((data < 0) | (data >= classes))):  # one read
+        raise OutOfBoundsError(f"class indices must be in [0, {classes}) for {classes} "
+                               f"classes; got values from {int(xp.min(data))} to "
+                               f"{int(xp.max(data))}")
     return class_index

@@ -12,7 +12,9 @@ from ..tensor import Tensor
 class Module:
     """Base class of layers and models. Assign Tensors and Modules as attributes in
     __init__ (after super().__init__()): a Tensor that requires grad is a parameter,
-    any other Tensor a buffer (saved in the state dict, not trained)."""
+    any other Tensor a buffer (saved in the state dict, not trained). Tensors first
+    assigned after the module's first call (a forward caching an activation) stay plain
+    attributes."""
 
     def __init__(self):
         object.__setattr__(self, "_order", {})  # attribute name -> "param"|"buffer"|"module"
@@ -24,6 +26,11 @@ class Module:
             raise AttributeError(f"{type(self).__name__}.__init__ must call "
                                  "super().__init__() before assigning attributes")
         if isinstance(value, Tensor):
+            if name not in order and self.__dict__.get("_called"):
+                # after the first call (e.g. a forward caching an activation): a plain
+                # attribute, not a parameter or buffer of the model
+                object.__setattr__(self, name, value)
+                return
             order[name] = "param" if value.requires_grad else "buffer"
         elif isinstance(value, Module):
             order[name] = "module"
@@ -38,6 +45,8 @@ class Module:
         object.__delattr__(self, name)
 
     def __call__(self, *args, **kwargs):
+        if not self.__dict__.get("_called"):
+            object.__setattr__(self, "_called", True)
         return self.forward(*args, **kwargs)
 
     def forward(self, *args, **kwargs):

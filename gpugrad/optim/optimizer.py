@@ -29,9 +29,13 @@ class Optimizer:
         for group in groups:
             group = {**defaults, **group, "params": list(group["params"])}
             for p in group["params"]:
-                if not isinstance(p, Tensor) or not p.requires_grad:
-                    raise ValueError("optimisers take tensors that require grad")
+                if not isinstance(p, Tensor) or not p.is_leaf or p.dtype.kind != "f":
+                    raise ValueError("optimisers take leaf floating-point tensors (a "
+                                     "model's parameters)")
             self.param_groups.append(group)
+        every = [id(p) for g in self.param_groups for p in g["params"]]
+        if len(every) != len(set(every)):
+            raise ValueError("a parameter appears more than once in the optimiser's groups")
         self.defaults = defaults
         self.state = {}  # parameter -> dict of arrays and counters
 
@@ -46,6 +50,7 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                _check_grad(p)
                 grad = p.grad._data
                 pending.append((p, *self._update(group, p, grad, self.state.get(p, {}))))
         for p, scale, delta, new_state in pending:  # commit only once all succeeded
@@ -77,12 +82,30 @@ class Optimizer:
                              "groups")
         state = {}
         for i, saved in state_dict["state"].items():
+            if int(i) >= len(params):
+                raise ValueError(f"the optimiser state names parameter {i}, but there are "
+                                 f"{len(params)}")
             p = params[int(i)]
+            for key, value in saved.items():
+                if isinstance(value, Tensor) and value.shape != p.shape:
+                    raise ValueError(f"optimiser state {key!r} of parameter {i} has shape "
+                                     f"{value.shape}, the parameter {p.shape}")
             state[p] = {k: (p.device.backend.from_host(v.numpy(), p.dtype)
                             if isinstance(v, Tensor) else v) for k, v in saved.items()}
         for group, saved in zip(self.param_groups, state_dict["param_groups"], strict=True):
             group.update({k: tuple(v) if k == "betas" else v for k, v in saved.items()})
         self.state = state
+
+
+def _check_grad(p):
+    """A gradient that could not update p in place is refused before anything changes."""
+    from ..errors import DeviceError, ShapeError
+
+    g = p.grad
+    if g.shape != p.shape:
+        raise ShapeError(f"a gradient of shape {g.shape} for a parameter of shape {p.shape}")
+    if g.device is not p.device:
+        raise DeviceError(f"a gradient on {g.device} for a parameter on {p.device}")
 
 
 class SGD(Optimizer):
