@@ -17,13 +17,16 @@ def softplus(x):
     return ew.logaddexp(0.0, x)
 
 
-def log_softmax(x, axis=-1):
-    """x - log(sum(exp(x))) along `axis`, shifted by the (constant) maximum first."""
+def log_softmax(x, axis=-1, *, dim=None):
+    """x - log(sum(exp(x))) along `axis` (or dim=), shifted by the (constant) maximum."""
+    axis = axis if dim is None else dim
     shifted = x - x.max(axis=axis, keepdims=True).detach()
     return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
 
 
-def softmax(x, axis=-1):
+def softmax(x, axis=-1, *, dim=None):
+    """exp(x) / sum(exp(x)) along `axis` (or dim=), shifted by the maximum first."""
+    axis = axis if dim is None else dim
     e = (x - x.max(axis=axis, keepdims=True).detach()).exp()
     return e / e.sum(axis=axis, keepdims=True)
 

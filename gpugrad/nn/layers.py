@@ -43,10 +43,11 @@ class Sequential(Module):
             setattr(self, str(i), module)
 
     def __len__(self):
-        return len(self._order)
+        return len(self.children())
 
     def __getitem__(self, index):
-        return self.children()[index]
+        picked = self.children()[index]
+        return Sequential(*picked) if isinstance(index, slice) else picked
 
     def __iter__(self):
         return iter(self.children())
