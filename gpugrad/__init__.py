@@ -64,8 +64,15 @@ from .functions import (  # noqa: F401
 from .gradcheck import gradcheck  # noqa: F401
 from .graph import Graph  # noqa: F401
 from .info import info  # noqa: F401
-from .mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
+from .mode import (  # noqa: F401
+    detect_anomaly,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .ops.custom import composite_op, custom_op  # noqa: F401
+from .ops.registry import AnomalyError  # noqa: F401
 from .scheduler import grad  # noqa: F401
 from .spec import Spec, array_namespace  # noqa: F401
 from .tensor import Tensor  # noqa: F401

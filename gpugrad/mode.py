@@ -12,6 +12,8 @@ from contextlib import contextmanager
 class _State(threading.local):
     grad_enabled = True
     tracing = False
+    anomaly = False
+    special = False  # tracing or anomaly detection: ops take dispatch's slower path
 
 
 state = _State()
@@ -48,7 +50,27 @@ def tracing():
     """Record every op, whether or not its inputs require grad (used by gg.trace)."""
     previous = state.tracing
     state.tracing = True
+    _update_special()
     try:
         yield
     finally:
         state.tracing = previous
+        _update_special()
+
+
+def _update_special():
+    state.special = state.tracing or state.anomaly
+
+
+@contextmanager
+def detect_anomaly():
+    """Raise at the first op whose forward output, or whose backward gradients, hold a
+    NaN or an Inf — naming the op, its shapes and the line of code that created it."""
+    previous = state.anomaly
+    state.anomaly = True
+    _update_special()
+    try:
+        yield
+    finally:
+        state.anomaly = previous
+        _update_special()

@@ -8,13 +8,14 @@ add up before its VJP runs once. Each node's saved values are dropped as soon as
 VJP has run (unless retain_graph), so memory does not grow across training steps.
 """
 
+from contextlib import contextmanager
 from operator import attrgetter
 
 from .errors import DeviceError, GraphError, ShapeError
-from .mode import is_grad_enabled, set_grad_enabled
+from .mode import _update_special, is_grad_enabled, set_grad_enabled, state
 from .node import FREED, format_site, user_site
 from .ops import elementwise as ew
-from .ops.registry import node_of, run_vjp
+from .ops.registry import check_finite, node_of, run_vjp
 from .tensor import Tensor
 
 
@@ -144,7 +145,10 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
         prev = pending.get(node)
         pending[node] = g if prev is None else accumulate(prev, g)
     found = {}
-    with set_grad_enabled(create_graph):
+    anomaly = state.anomaly
+    # Under anomaly detection the backward is checked node by node (naming the forward
+    # op whose VJP went wrong), not op by op inside the VJPs.
+    with set_grad_enabled(create_graph), _forward_checks_off(anomaly):
         for node in order:
             g = pending.pop(node, None)
             if g is None:
@@ -161,14 +165,14 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
                     continue
             else:
                 needs = tuple([inp.requires_grad for inp in node.inputs])  # as recorded
-            _propagate(node, g, needs, pending)
+            _propagate(node, g, needs, pending, anomaly)
             if not retain_graph:
                 node.saved = FREED
                 node.saved_output = None
     return found, (set(order) if targets is not None else None)
 
 
-def _propagate(node, g, needs, pending):
+def _propagate(node, g, needs, pending, anomaly=False):
     """Run a node's VJP and add each input's gradient to what is pending for it."""
     if node.saved is FREED:
         raise GraphError(
@@ -176,6 +180,8 @@ def _propagate(node, g, needs, pending):
             f"{format_site(user_site(1))}): the first backward freed it, from '{node.name}' "
             f"(created at {node.where()}) on; pass retain_graph=True to the first backward")
     in_grads = run_vjp(node, g, needs)
+    if anomaly:
+        _check_gradients(node, in_grads)
     for inp, gi, need in zip(node.inputs, in_grads, needs, strict=True):
         if not need or gi is None:
             continue
@@ -193,6 +199,29 @@ def accumulate(a, b):
     if is_grad_enabled():
         return ew.add(a, b)
     return Tensor._wrap(a._data + b._data, a._dtype, a._device, False)
+
+
+@contextmanager
+def _forward_checks_off(anomaly):
+    if not anomaly:
+        yield
+        return
+    state.anomaly = False
+    _update_special()
+    try:
+        yield
+    finally:
+        state.anomaly = True
+        _update_special()
+
+
+def _check_gradients(node, in_grads):
+    """Under anomaly detection: the VJP's gradients must be finite."""
+    inputs = [(i.shape, i.dtype) for i in node.inputs]
+    for index, gi in enumerate(in_grads):
+        if isinstance(gi, Tensor):
+            check_finite(node.op, gi._data, gi.device.backend.xp,
+                         f"backward (the gradient for input {index})", inputs, node.where())
 
 
 def _fit(g, inp, node):

@@ -162,9 +162,28 @@ def apply(op, args, attrs):
     result._device = device
     result._requires_grad = requires_grad
     result._node = result.grad = None
-    if requires_grad or state.tracing:
-        _record(op, args, attrs, result, requires_grad)
+    if requires_grad or state.special:
+        if state.anomaly:
+            check_finite(op, out, backend.xp, "output",
+                         [(a._data.shape, a._dtype) for a in args], format_site(user_site(2)))
+        if requires_grad or state.tracing:
+            _record(op, args, attrs, result, requires_grad)
     return result
+
+
+class AnomalyError(GpugradError, FloatingPointError):
+    """A NaN or Inf appeared, under gg.detect_anomaly()."""
+
+
+def check_finite(op, array, xp, what, inputs, site):
+    """Under anomaly detection: raise if `array` holds a NaN or an Inf."""
+    if getattr(array, "dtype", None) is None or not xp.isdtype(array.dtype, "real floating"):
+        return
+    nans, infs = int(xp.sum(xp.isnan(array))), int(xp.sum(xp.isinf(array)))
+    if nans or infs:
+        shapes = ", ".join(f"{tuple(shape)} {dtype}" for shape, dtype in inputs)
+        raise AnomalyError(f"{op.display_name}: its {what} has {nans} NaN and {infs} Inf "
+                           f"value(s) (inputs {shapes}; op created at {site})")
 
 
 _new = object.__new__
