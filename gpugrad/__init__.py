@@ -77,6 +77,7 @@ from .scheduler import grad  # noqa: F401
 from .spec import Spec, array_namespace  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 from .tracing import trace  # noqa: F401
+from .viz.profile import profile  # noqa: F401
 
 float16, float32, float64 = dtypes.float16, dtypes.float32, dtypes.float64
 int32, int64, bool_ = dtypes.int32, dtypes.int64, dtypes.bool_

@@ -13,6 +13,7 @@ class _State(threading.local):
     grad_enabled = True
     tracing = False
     anomaly = False
+    profiler = None
     special = False  # tracing or anomaly detection: ops take dispatch's slower path
 
 
@@ -59,7 +60,7 @@ def tracing():
 
 
 def _update_special():
-    state.special = state.tracing or state.anomaly
+    state.special = state.tracing or state.anomaly or state.profiler is not None
 
 
 @contextmanager

@@ -8,6 +8,7 @@ add up before its VJP runs once. Each node's saved values are dropped as soon as
 VJP has run (unless retain_graph), so memory does not grow across training steps.
 """
 
+import time
 from contextlib import contextmanager
 from operator import attrgetter
 
@@ -145,10 +146,11 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
         prev = pending.get(node)
         pending[node] = g if prev is None else accumulate(prev, g)
     found = {}
-    anomaly = state.anomaly
+    anomaly, profiler = state.anomaly, state.profiler
     # Under anomaly detection the backward is checked node by node (naming the forward
-    # op whose VJP went wrong), not op by op inside the VJPs.
-    with set_grad_enabled(create_graph), _forward_checks_off(anomaly):
+    # op whose VJP went wrong), not op by op inside the VJPs; likewise for profiling.
+    with set_grad_enabled(create_graph), _forward_checks_off(anomaly), \
+            _backward_phase(profiler):
         for node in order:
             g = pending.pop(node, None)
             if g is None:
@@ -165,7 +167,12 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
                     continue
             else:
                 needs = tuple([inp.requires_grad for inp in node.inputs])  # as recorded
-            _propagate(node, g, needs, pending, anomaly)
+            if profiler is None:
+                _propagate(node, g, needs, pending, anomaly)
+            else:
+                start = time.perf_counter()
+                _propagate(node, g, needs, pending, anomaly)
+                profiler.backward(node, time.perf_counter() - start)
             if not retain_graph:
                 node.saved = FREED
                 node.saved_output = None
@@ -199,6 +206,18 @@ def accumulate(a, b):
     if is_grad_enabled():
         return ew.add(a, b)
     return Tensor._wrap(a._data + b._data, a._dtype, a._device, False)
+
+
+@contextmanager
+def _backward_phase(profiler):
+    if profiler is None:
+        yield
+        return
+    previous, profiler.in_backward = profiler.in_backward, True
+    try:
+        yield
+    finally:
+        profiler.in_backward = previous
 
 
 @contextmanager

@@ -168,6 +168,8 @@ def apply(op, args, attrs):
                          [(a._data.shape, a._dtype) for a in args], format_site(user_site(2)))
         if requires_grad or state.tracing:
             _record(op, args, attrs, result, requires_grad)
+        if state.profiler is not None:
+            state.profiler.forward(op, result)
     return result
 
 
