@@ -118,6 +118,17 @@ class Graph:
 
         return render(self, path, format=format, **dot_options)
 
+    def to_html(self, path=None, title="gpugrad graph"):
+        """A self-contained HTML viewer (no network): layers, pan and zoom, search, and
+        a node's details on a click."""
+        from .viz import to_html
+
+        return to_html(self, path, title=title)
+
+    def _repr_html_(self):
+        """Jupyter shows the viewer inline."""
+        return self.to_html()
+
     def to_json(self, path=None):
         """Node-link JSON (networkx's format), for any graph tool."""
         from .viz import to_json

@@ -4,8 +4,8 @@ saved one.
 A run writes into its folder: metrics.json and metrics.csv (one row per epoch),
 learning_curve.png and confusion_matrix.png (with matplotlib), checkpoint.npz (the model,
 the optimiser, the data's standardisation and the run's settings; rewritten atomically
-after every epoch, so an interrupted run keeps its last good one), and graph.dot (one
-training step's graph).
+after every epoch, so an interrupted run keeps its last good one), and graph.dot and
+graph.html (one training step's graph, for Graphviz and for any browser).
 """
 
 import csv
@@ -229,11 +229,14 @@ def load_into(model, checkpoint):
 
 
 def write_step_graph(model, loader, out):
-    """The graph of one training step (forward, loss), as Graphviz DOT."""
+    """The graph of one training step (forward, loss), as Graphviz DOT and as the
+    self-contained HTML viewer."""
     xb, yb = next(iter(loader))
     loss = F.cross_entropy(model(xb), yb)
+    graph = loss.graph
     with open(os.path.join(out, "graph.dot"), "w") as f:
-        f.write(loss.graph.to_dot(rankdir="LR"))
+        f.write(graph.to_dot(rankdir="LR"))
+    graph.to_html(os.path.join(out, "graph.html"), title="gpugrad: one training step")
     model.zero_grad()
 
 

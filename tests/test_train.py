@@ -28,7 +28,7 @@ def small_run(tmp_path_factory):
 def test_a_run_writes_every_file_it_promises(small_run):
     out, _ = small_run
     for name in ("metrics.json", "metrics.csv", "learning_curve.png", "confusion_matrix.png",
-                 "checkpoint.npz", "graph.dot"):
+                 "checkpoint.npz", "graph.dot", "graph.html"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "graph.dot").read_text().startswith("digraph")

@@ -3,6 +3,7 @@ GraphML) and summary tables. Graph's methods (render, to_json, to_graphml, summa
 into these modules."""
 
 from .export import to_graphml, to_json  # noqa: F401
+from .html import to_html  # noqa: F401
 from .profile import Profile, profile  # noqa: F401
 from .render import RenderError, render  # noqa: F401
 from .summary import summary  # noqa: F401
