@@ -125,6 +125,39 @@ def _cmd_ops(args):
     return 0
 
 
+def _cmd_viz(args):
+    import importlib
+
+    import gpugrad as gg
+
+    if args.function:
+        module_name, _, name = args.function.partition(":")
+        if not name:
+            raise ValueError(f"--function takes module:function, got {args.function!r}")
+        fn = getattr(importlib.import_module(module_name), name)
+        shapes = [tuple(int(d) for d in s.split(",") if d) for s in args.shapes]
+        graph = gg.trace(fn, *[gg.randn(*shape) for shape in shapes])
+    else:
+        from .nn import MLP
+        from .nn import functional as F
+
+        sizes = args.mlp
+        model = MLP(sizes)
+        labels = gg.tensor([i % sizes[-1] for i in range(args.batch)])
+        graph = F.cross_entropy(model(gg.randn(args.batch, sizes[0])), labels).graph
+    out = args.out
+    kind = out.rsplit(".", 1)[-1].lower()
+    if kind == "html":
+        graph.to_html(out)
+    elif kind == "dot":
+        with open(out, "w") as f:
+            f.write(graph.to_dot())
+    else:
+        graph.render(out)
+    print(f"{out}: {len(graph.op_nodes())} ops, {len(graph)} nodes")
+    return 0
+
+
 def _cmd_bench(args):
     from .bench import main
 
@@ -142,6 +175,18 @@ def build_parser():
     demo.add_argument("--out", metavar="DIR", help="also write the graph as DOT into DIR")
     demo.set_defaults(run=_cmd_demo)
     _add_train(sub)
+    viz = sub.add_parser("viz", help="draw the training step of an MLP, or a function "
+                         "of yours, to .svg/.png/.pdf/.html/.dot")
+    viz.add_argument("--mlp", type=_positive_int, nargs="+", default=[784, 256, 10],
+                     metavar="N", help="layer sizes of the MLP (default 784 256 10)")
+    viz.add_argument("--batch", type=_positive_int, default=32)
+    viz.add_argument("--function", metavar="MODULE:FUNCTION",
+                     help="trace this function instead, on random inputs of --shapes")
+    viz.add_argument("--shapes", nargs="*", default=[], metavar="D,D",
+                     help="one shape per input of --function, e.g. 32,784 784,10")
+    viz.add_argument("--out", required=True, help="the file to write; its extension says "
+                     "the format")
+    viz.set_defaults(run=_cmd_viz)
     ops = sub.add_parser("ops", help="list the ops (built-in and plugins), or check one")
     ops.add_argument("action", choices=["list", "check"])
     ops.add_argument("name", nargs="?", help="the op to check, e.g. mylib::swish")
@@ -174,8 +219,8 @@ def main(argv=None):
     except Exception as exc:  # one line, not a traceback, for a user at a terminal
         from .errors import GpugradError
 
-        expected = (GpugradError, ValueError, OSError) if args.command in (
-            "train", "evaluate", "ops") else GpugradError
+        expected = (GpugradError, ValueError, OSError, ImportError, AttributeError) \
+            if args.command in ("train", "evaluate", "ops", "viz") else GpugradError
         if not isinstance(exc, expected):
             raise
         print(f"gpugrad: error: {exc}", file=sys.stderr)

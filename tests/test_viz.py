@@ -85,3 +85,43 @@ def test_summary_counts_parameters_flops_and_bytes(capsys):
     printed = capsys.readouterr().out
     assert "67 parameters" in printed and "test_viz.py:" in printed
     assert np.isclose(totals["flops"], sum(r["flops"] for r in result["rows"]))
+
+
+def test_diff_names_what_changed_between_two_graphs():
+    same_a, _ = training_step_graph()
+    same_b, _ = training_step_graph()
+    assert gg.viz.diff(same_a, same_b)["same"]
+    other = F.cross_entropy(nn.MLP([4, 8, 8, 3])(gg.randn(5, 4)),
+                            gg.tensor([0, 1, 2, 0, 1])).graph
+    result = gg.viz.diff(same_a, other)
+    assert not result["same"]
+    assert result["op_counts"]["linear"] == (2, 3) and result["op_counts"]["relu"] == (1, 2)
+    assert ("linear", (5, 8), "float32") in result["only_in_second"]
+
+
+def run_cli(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "gpugrad", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd, env={**os.environ, **(env or {})})
+
+
+def test_gpugrad_viz_draws_an_mlp_training_step(tmp_path):
+    result = run_cli("viz", "--mlp", "64", "32", "10", "--out", str(tmp_path / "step.html"))
+    assert result.returncode == 0, result.stderr
+    assert "5 ops" in result.stdout
+    assert "<svg" in (tmp_path / "step.html").read_text()
+
+
+@needs_dot
+def test_gpugrad_viz_traces_a_users_function(tmp_path):
+    (tmp_path / "mymodel.py").write_text("def layer(x, w):\n    return (x @ w).tanh()\n")
+    result = run_cli("viz", "--function", "mymodel:layer", "--shapes", "3,4", "4,2",
+                     "--out", str(tmp_path / "layer.svg"), env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "matmul" in (tmp_path / "layer.svg").read_text()
+
+
+def test_gpugrad_viz_errors_are_one_line(tmp_path):
+    result = run_cli("viz", "--function", "nowhere_module:f", "--out",
+                     str(tmp_path / "x.svg"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "nowhere_module" in result.stderr

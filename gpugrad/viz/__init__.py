@@ -2,6 +2,7 @@
 GraphML) and summary tables. Graph's methods (render, to_json, to_graphml, summary) call
 into these modules."""
 
+from .diff import diff  # noqa: F401
 from .export import to_graphml, to_json  # noqa: F401
 from .html import to_html  # noqa: F401
 from .profile import Profile, profile  # noqa: F401
