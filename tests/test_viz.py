@@ -125,3 +125,26 @@ def test_gpugrad_viz_errors_are_one_line(tmp_path):
                      str(tmp_path / "x.svg"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "nowhere_module" in result.stderr
+
+
+def test_the_estimated_peak_memory_of_a_step_is_close_to_the_measured_one():
+    """Known before running the step; checked against tracemalloc on a real one."""
+    import gc
+    import tracemalloc
+
+    gg.manual_seed(0)
+    x = gg.randn(256, 784)
+    y = gg.tensor(np.random.default_rng(0).integers(0, 10, 256))
+    model = nn.MLP([784, 512, 256, 10])
+    estimate = F.cross_entropy(model(x), y).graph.summary(print_table=False)[
+        "totals"]["estimated_peak_bytes"]
+    model.zero_grad()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    F.cross_entropy(model(x), y).backward()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    held_already = sum(p.size * 4 for p in model.parameters()) + x.size * 4
+    measured = peak - before + held_already
+    assert 0.5 <= estimate / measured <= 2.0, (estimate, measured)
