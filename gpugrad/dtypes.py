@@ -32,10 +32,6 @@ def as_dtype(dtype):
     return dt
 
 
-def is_float(dtype):
-    return dtype.kind == "f"
-
-
 def _promote_pair(a, b):
     # PyTorch: a float dtype wins over any integer or bool one (int64 + float32 -> float32);
     # within one kind the wider dtype wins.

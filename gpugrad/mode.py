@@ -2,7 +2,7 @@
 
 - grad mode (on by default): an op records a node when one of its inputs requires grad;
 - tracing (inside gg.trace): every op records a node, so the whole function is seen;
-- anomaly detection is left to the inspection tools.
+- anomaly detection (gg.detect_anomaly) and profiling (gg.profile): ops are watched.
 """
 
 import threading
@@ -14,7 +14,7 @@ class _State(threading.local):
     tracing = False
     anomaly = False
     profiler = None
-    special = False  # tracing or anomaly detection: ops take dispatch's slower path
+    special = False  # tracing, anomaly detection or profiling: dispatch's slower path
 
 
 state = _State()
@@ -47,15 +47,15 @@ def is_grad_enabled():
 
 
 @contextmanager
-def tracing():
-    """Record every op, whether or not its inputs require grad (used by gg.trace)."""
-    previous = state.tracing
-    state.tracing = True
+def switch(mode, value):
+    """Set one of the watching modes (tracing, anomaly, profiler) inside the block."""
+    previous = getattr(state, mode)
+    setattr(state, mode, value)
     _update_special()
     try:
         yield
     finally:
-        state.tracing = previous
+        setattr(state, mode, previous)
         _update_special()
 
 
@@ -63,15 +63,12 @@ def _update_special():
     state.special = state.tracing or state.anomaly or state.profiler is not None
 
 
-@contextmanager
+def tracing():
+    """Record every op, whether or not its inputs require grad (used by gg.trace)."""
+    return switch("tracing", True)
+
+
 def detect_anomaly():
     """Raise at the first op whose forward output, or whose backward gradients, hold a
     NaN or an Inf — naming the op, its shapes and the line of code that created it."""
-    previous = state.anomaly
-    state.anomaly = True
-    _update_special()
-    try:
-        yield
-    finally:
-        state.anomaly = previous
-        _update_special()
+    return switch("anomaly", True)

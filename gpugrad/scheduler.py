@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from operator import attrgetter
 
 from .errors import DeviceError, GraphError, ShapeError
-from .mode import _update_special, is_grad_enabled, set_grad_enabled, state
+from .mode import is_grad_enabled, set_grad_enabled, state, switch
 from .node import FREED, format_site, user_site
 from .ops import elementwise as ew
 from .ops.registry import check_finite, node_of, run_vjp
@@ -149,7 +149,7 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
     anomaly, profiler = state.anomaly, state.profiler
     # Under anomaly detection the backward is checked node by node (naming the forward
     # op whose VJP went wrong), not op by op inside the VJPs; likewise for profiling.
-    with set_grad_enabled(create_graph), _forward_checks_off(anomaly), \
+    with set_grad_enabled(create_graph), switch("anomaly", False), \
             _backward_phase(profiler):
         for node in order:
             g = pending.pop(node, None)
@@ -218,20 +218,6 @@ def _backward_phase(profiler):
         yield
     finally:
         profiler.in_backward = previous
-
-
-@contextmanager
-def _forward_checks_off(anomaly):
-    if not anomaly:
-        yield
-        return
-    state.anomaly = False
-    _update_special()
-    try:
-        yield
-    finally:
-        state.anomaly = True
-        _update_special()
 
 
 def _check_gradients(node, in_grads):

@@ -203,7 +203,7 @@ def apply_multi(op, args, attrs):
     except GpugradError as exc:
         raise _annotate(op, exc) from None
     backend = device._backend or device.backend
-    kernel = op.kernels.get(backend.name, op.forward)
+    kernel = op.kernel_for(backend.name)
     try:
         outs = kernel(backend.xp, *[a._data for a in args], **attrs)
     except Exception as exc:

@@ -27,11 +27,6 @@ def broadcast_shapes(*shapes):
     return tuple(out)
 
 
-def same_dtype(*specs):
-    """The dtype of inputs that dispatch already promoted to one dtype."""
-    return specs[0].dtype
-
-
 def elementwise(*specs, **_):
     if len(specs) == 2:  # the common case, kept short: it runs on every binary op
         sa, sb = specs[0].shape, specs[1].shape

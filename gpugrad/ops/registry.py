@@ -134,7 +134,7 @@ def apply(op, args, attrs):
     except GpugradError as exc:
         raise _annotate(op, exc) from None
     backend = device._backend or device.backend
-    kernel = op.kernels.get(backend.name, op.forward)
+    kernel = op.kernels.get(backend.name, op.forward)  # op.kernel_for, inlined: hot path
     try:
         if backend.context is not None:
             with backend.context:
@@ -162,15 +162,22 @@ def apply(op, args, attrs):
     result._device = device
     result._requires_grad = requires_grad
     result._node = result.grad = None
-    if requires_grad or state.special:
-        if state.anomaly:
-            check_finite(op, out, backend.xp, "output",
-                         [(a._data.shape, a._dtype) for a in args], format_site(user_site(2)))
-        if requires_grad or state.tracing:
-            _record(op, args, attrs, result, requires_grad)
-        if state.profiler is not None:
-            state.profiler.forward(op, result)
+    if state.special:
+        _watch(op, args, attrs, result, requires_grad, backend)
+    elif requires_grad:
+        _record(op, args, attrs, result, requires_grad)
     return result
+
+
+def _watch(op, args, attrs, result, requires_grad, backend):
+    """Dispatch's slower path, under tracing, anomaly detection or profiling."""
+    if state.anomaly:
+        check_finite(op, result._data, backend.xp, "output",
+                     [(a._data.shape, a._dtype) for a in args], format_site(user_site(2)))
+    if requires_grad or state.tracing:
+        _record(op, args, attrs, result, requires_grad)
+    if state.profiler is not None:
+        state.profiler.forward(op, result)
 
 
 class AnomalyError(GpugradError, FloatingPointError):
@@ -250,11 +257,6 @@ def constant(value, dtype, device):
     return t
 
 
-def _scalar_like(value, other):
-    """A Python number as a constant beside tensor `other`, taking its dtype and device."""
-    return constant(value, dtypes.scalar_dtype(value, other._dtype), other._device)
-
-
 def _coerce(op, args):
     """Tensors from an op's arguments: Python numbers take the dtype and device of the
     tensors beside them (like PyTorch's weak scalars); NumPy arrays and lists become
@@ -262,9 +264,9 @@ def _coerce(op, args):
     if len(args) == 2 and op.promote_args is None:  # x * 2.0, 1 - x: the common cases
         a, b = args
         if a.__class__ is Tensor and b.__class__ in _NUMBERS:
-            return a, _scalar_like(b, a)
+            return a, _scalar(b, a._dtype, a._device)
         if b.__class__ is Tensor and a.__class__ in _NUMBERS:
-            return _scalar_like(a, b), b
+            return _scalar(a, b._dtype, b._device), b
     tensors = [a for a in args if isinstance(a, Tensor)]
     if tensors:
         device = tensors[0]._device
@@ -322,13 +324,10 @@ def _promote(op, args):
         common = dtypes.to_float(common)
     elif op.promote == "accumulate" and common.kind in "biu":
         common = dtypes.int64  # integer sums widen, as in NumPy and PyTorch
+    args = list(args)
     for i in indices:
         if args[i]._dtype is not common:
-            args = list(args)
-            for j in indices:
-                if args[j]._dtype is not common:
-                    args[j] = cast_tensor(args[j], common)
-            return args
+            args[i] = cast_tensor(args[i], common)
     return args
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from ..mode import _update_special, state
+from ..mode import switch
 from ..ops.registry import REGISTRY
 
 _timing = threading.local()
@@ -122,15 +122,11 @@ def profile(device=None):
     prof = Profile()
     saved = _wrap_all()
     _timing.sync = dev.backend.synchronize if dev.type == "cuda" else None
-    previous = state.profiler
-    state.profiler = prof
-    _update_special()
     start = time.perf_counter()
     try:
-        yield prof
+        with switch("profiler", prof):
+            yield prof
     finally:
         prof.wall = time.perf_counter() - start
-        state.profiler = previous
-        _update_special()
         for op, (forward, kernels) in saved.items():
             op.forward, op.kernels = forward, kernels
