@@ -4,8 +4,14 @@ Built on demand from the nodes behind some output tensors (by an iterative walk)
 eager execution never pays for networkx. Node ids are the nodes' creation numbers, so
 sorting ids is a topological order. Each networkx node carries: op, qualname, kind
 ("op" or "input"), attrs, shape, dtype, device, site ("file.py:12"), requires_grad,
-is_output; each edge (input -> consumer) carries argnums, the argument positions.
+is_output, scope (the nn.Module calls it was made in, as paths, outermost first:
+("MLP", "MLP.0")), bytes (its output), and what gg.profile recorded (None where it
+did not): time, backward_time, saved_bytes, kernel_bytes, stats, grad_stats. The graph
+itself carries scopes: {path: module class name}. Each edge (input -> consumer)
+carries argnums, the argument positions.
 """
+
+import math
 
 import networkx as nx
 
@@ -16,9 +22,13 @@ class Graph:
     """A recorded computation: nodes from inputs to outputs, viewable with networkx."""
 
     def __init__(self, nodes, outputs, inputs=()):
+        from .viz.scopes import module_scopes
+
         self._nodes = {n.seq: n for n in sorted(nodes, key=lambda n: n.seq)}
         self.outputs = [n.seq for n in outputs]
         self.inputs = [n.seq for n in inputs]
+        # Named now, while the modules the nodes were made in are most likely alive.
+        self._scopes, self._scope_classes = module_scopes(self._nodes)
         self._nx = None
 
     @classmethod
@@ -43,14 +53,24 @@ class Graph:
         outputs = set(self.outputs)
         inputs = {seq: i for i, seq in enumerate(self.inputs)}
         for seq, node in self._nodes.items():
-            g.add_node(seq, **node_attributes(node), is_output=seq in outputs,
-                       input_index=inputs.get(seq))
+            g.add_node(seq, **node_attributes(node), scope=self._scopes[seq],
+                       is_output=seq in outputs, input_index=inputs.get(seq))
         for seq, node in self._nodes.items():
             for pos, inp in enumerate(node.inputs):
                 if g.has_edge(inp.seq, seq):
                     g.edges[inp.seq, seq]["argnums"] += (pos,)
                 else:
                     g.add_edge(inp.seq, seq, argnums=(pos,))
+        _place_leaves_in_scopes(g)
+        g.graph["scopes"] = dict(self._scope_classes)
+        return g
+
+    def refresh(self):
+        """Copy onto the networkx view what was recorded on the nodes since it was built
+        (a profile or a backward pass run after g.nx was first read); returns it."""
+        g = self.nx
+        for seq, node in self._nodes.items():
+            g.nodes[seq].update(recorded_attributes(node))
         return g
 
     # --- queries ----------------------------------------------------------------------------
@@ -108,9 +128,14 @@ class Graph:
         return "\n".join(lines)
 
     # --- export -----------------------------------------------------------------------------
-    def to_dot(self, rankdir="TB", shapes=True, sites=False):
-        """Graphviz DOT text (no dependency needed to produce it)."""
-        return to_dot(self, rankdir=rankdir, shapes=shapes, sites=sites)
+    def to_dot(self, rankdir="TB", shapes=True, sites=False, **options):
+        """Graphviz DOT text (no dependency needed to produce it). Options (keywords, see
+        gpugrad.viz.dot.to_dot): passes="forward" | "backward" | "both", dtypes,
+        devices, stats, scopes (module clusters), composites (composite ops drawn as a
+        cluster of their ops)."""
+        from .viz.dot import to_dot
+
+        return to_dot(self, rankdir=rankdir, shapes=shapes, sites=sites, **options)
 
     def render(self, path, format=None, **dot_options):  # noqa: A002
         """Draw the graph with Graphviz into path (.svg, .png or .pdf)."""
@@ -118,12 +143,14 @@ class Graph:
 
         return render(self, path, format=format, **dot_options)
 
-    def to_html(self, path=None, title="gpugrad graph"):
-        """A self-contained HTML viewer (no network): layers, pan and zoom, search, and
-        a node's details on a click."""
+    def to_html(self, path=None, title="gpugrad graph", collapse=None):
+        """A self-contained HTML viewer (no network): layers, pan and zoom, search, a
+        node's details on a click, the backward pass beside the forward, module scopes
+        that collapse into one box (collapse=None: collapsed when the graph has more than
+        2,000 nodes; True or False to choose)."""
         from .viz import to_html
 
-        return to_html(self, path, title=title)
+        return to_html(self, path, title=title, collapse=collapse)
 
     def _repr_html_(self):
         """Jupyter shows the viewer inline."""
@@ -141,12 +168,14 @@ class Graph:
 
         return to_graphml(self, path)
 
-    def summary(self, print_table=True):
-        """Per-op rows (op, shape, dtype, FLOPs, bytes, user line) and totals (op counts,
-        parameters, FLOPs, bytes of activations); printed unless print_table=False."""
+    def summary(self, print_table=True, stats=False, memory=False):
+        """Per-op rows (op, shape, dtype, FLOPs, bytes, user line, and what gg.profile
+        recorded) and totals (op counts, parameters, FLOPs, bytes of activations, nodes
+        with NaN/Inf or zero gradients); printed unless print_table=False, with columns
+        of value and gradient statistics (stats=True) and of memory (memory=True)."""
         from .viz import summary
 
-        return summary(self, print_table=print_table)
+        return summary(self, print_table=print_table, stats=stats, memory=memory)
 
     def _repr_svg_(self):
         """Jupyter shows the graph inline when Graphviz is installed."""
@@ -195,6 +224,38 @@ def _output_index(node):
     return node.meta.get("output_index") if node.meta else None
 
 
+RECORDED = ("time", "backward_time", "saved_bytes", "kernel_bytes", "stats", "grad_stats")
+
+
+def recorded_attributes(node):
+    """What watching modes recorded on a node (gg.profile), None where nothing was."""
+    meta = node.meta or {}
+    return {key: meta.get(key) for key in RECORDED}
+
+
+def _place_leaves_in_scopes(g):
+    """A parameter or a constant belongs to the module that reads it: the scope its
+    consumers share. Other leaves (data, a trace's arguments) stay outside any module."""
+    for seq, data in g.nodes(data=True):
+        if data["kind"] != "input":
+            continue
+        if data["input_index"] is not None or not (data["requires_grad"]
+                                                   or data["op"] == "constant"):
+            data["scope"] = ()
+            continue
+        common = None
+        for consumer in g.successors(seq):
+            scope = g.nodes[consumer]["scope"]
+            if common is None:
+                common = scope
+            else:
+                n = 0
+                while n < min(len(common), len(scope)) and common[n] == scope[n]:
+                    n += 1
+                common = common[:n]
+        data["scope"] = common or ()
+
+
 def node_attributes(node):
     """The attributes a node carries in the networkx view (plain, printable values)."""
     site = node.site
@@ -211,37 +272,6 @@ def node_attributes(node):
         "line": site[1] if site else None,
         "requires_grad": bool(node.requires_grad),
         "output_index": _output_index(node),
+        "bytes": math.prod(node.shape) * getattr(node.dtype, "itemsize", 0),
+        **recorded_attributes(node),
     }
-
-
-def _quote(text):
-    # Labels carry DOT's own "\n" line breaks, so only quotes are escaped.
-    return '"' + str(text).replace('"', '\\"') + '"'
-
-
-def to_dot(graph, rankdir="TB", shapes=True, sites=False):
-    g = graph.nx
-    lines = ["digraph gpugrad {", f"  rankdir={rankdir};",
-             '  node [fontname="Helvetica", fontsize=10];']
-    for seq, data in g.nodes(data=True):
-        label = data["op"]
-        if data["kind"] == "op" and data["attrs"]:
-            label += "\\n" + ", ".join(f"{k}={v}" for k, v in data["attrs"].items()
-                                       if v != "None")
-        if shapes:
-            label += f"\\n{data['dtype']}{list(data['shape'])}"
-        if sites and data["site"] != "?":
-            label += f"\\n{data['site']}"
-        if data["kind"] == "input":
-            style = 'shape=ellipse, style=filled, fillcolor="#dbeafe"' if \
-                data["requires_grad"] else 'shape=ellipse, style=filled, fillcolor="#f3f4f6"'
-        else:
-            style = 'shape=box, style="rounded,filled", fillcolor="#fef3c7"'
-        if data["is_output"]:
-            style += ", penwidth=2"
-        lines.append(f"  n{seq} [label={_quote(label)}, {style}];")
-    for a, b, data in g.edges(data=True):
-        label = ",".join(str(i) for i in data["argnums"])
-        lines.append(f"  n{a} -> n{b} [label={_quote(label)}, fontsize=8];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ import sys
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _sequence = itertools.count()
+next_seq = _sequence.__next__  # a fresh creation number (nn.Module calls start with one)
 FREED = ("<freed>",)  # `saved` once the backward rule ran without retain_graph
 
 
@@ -23,11 +24,16 @@ class Node:
     seq, so sorting by seq is a topological order); site: (file, line) of the user's
     code that created it; saved, saved_output: what the VJP needs (saved becomes FREED
     once it ran);
-    ref: a weak reference to a leaf's tensor, where gradients are accumulated.
+    ref: a weak reference to a leaf's tensor, where gradients are accumulated;
+    marks: None, or ((start, module weak reference, class name), ...): one per
+    nn.Module call this node is the output of; the nodes made inside that call are those
+    numbered after start, up to this node (gpugrad.viz.scopes reads them);
+    meta: None, or a dict of what watching modes recorded (gg.profile: times, bytes,
+    value and gradient statistics).
     """
 
     __slots__ = ("op", "inputs", "attrs", "saved", "saved_output", "shape", "dtype", "device",
-                 "seq", "site", "requires_grad", "ref", "meta", "__weakref__")
+                 "seq", "site", "requires_grad", "ref", "meta", "marks", "__weakref__")
 
     def __init__(self, op, inputs, attrs, shape, dtype, device, requires_grad, site,
                  saved=None, saved_output=None, ref=None):
@@ -43,6 +49,7 @@ class Node:
         self.saved_output = saved_output  # the output array, if the VJP reads it
         self.ref = ref
         self.meta = None
+        self.marks = None
         self.seq = next(_sequence)
 
     @property

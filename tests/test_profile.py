@@ -56,3 +56,110 @@ def test_kernels_are_unwrapped_after_the_block():
     profiled_step()
     assert not any(hasattr(op.forward, "__wrapped__") for op in REGISTRY.values())
     assert not gg.mode.state.special
+
+
+# --- value and gradient statistics: gg.profile(stats=True) ------------------------------------
+def numpy_stats(array):
+    """What the statistics of an array should be, computed with NumPy alone."""
+    array = np.asarray(array, dtype=np.float64)
+    finite = array[np.isfinite(array)]
+    return {"min": finite.min(), "max": finite.max(), "mean": finite.mean(),
+            "norm": np.sqrt((finite ** 2).sum()), "nan": int(np.isnan(array).sum()),
+            "inf": int(np.isinf(array).sum()), "zeros": int((array == 0).sum()),
+            "size": array.size}
+
+
+def assert_stats_equal(recorded, expected):
+    for key in ("nan", "inf", "zeros", "size"):
+        assert recorded[key] == expected[key], key
+    for key in ("min", "max", "mean", "norm"):
+        assert np.isclose(recorded[key], expected[key], rtol=1e-5, atol=1e-7), key
+
+
+def test_value_statistics_are_numpys_over_the_finite_values():
+    x = gg.tensor([[0.0, -1.0, 2.0], [3.0, 0.5, 4.0]], requires_grad=True)
+    with gg.profile(stats=True), np.errstate(divide="ignore", invalid="ignore"):
+        y = x.log()  # log(0) = -inf, log(-1) = NaN: one of each, planted
+        z = y * 2.0
+    assert_stats_equal(y.node.meta["stats"], numpy_stats(y.numpy()))
+    assert y.node.meta["stats"]["nan"] == 1 and y.node.meta["stats"]["inf"] == 1
+    assert_stats_equal(z.node.meta["stats"], numpy_stats(z.numpy()))
+    assert_stats_equal(x.node.meta["stats"], numpy_stats(x.numpy()))  # leaves too
+
+
+def test_gradient_statistics_are_those_of_the_gradient_reaching_each_node():
+    gg.manual_seed(0)
+    w = gg.randn(3, 4, requires_grad=True)
+    x = gg.randn(5, 3)
+    with gg.profile(stats=True):
+        h = x @ w
+        dead = (h - 100.0).relu()  # every value negative before relu: no gradient passes
+        loss = (h * h).sum() + dead.sum()
+        loss.backward()
+    h_np = x.numpy() @ w.numpy()
+    assert_stats_equal(h.node.meta["grad_stats"], numpy_stats(2 * h_np + 0.0))
+    assert_stats_equal(w.node.meta["grad_stats"], numpy_stats(w.grad.numpy()))
+    sub = dead.node.inputs[0]
+    assert sub.meta["grad_stats"]["zeros"] == sub.meta["grad_stats"]["size"] == 20
+    assert loss.graph.summary(print_table=False)["totals"]["zero_grad"] == [sub.seq]
+
+
+def test_statistics_are_small_dicts_of_python_numbers():
+    gg.manual_seed(0)
+    model = nn.MLP([8, 16, 4])
+    with gg.profile(stats=True):
+        loss = F.cross_entropy(model(gg.randn(6, 8)), gg.tensor([0, 1, 2, 3, 0, 1]))
+        loss.backward()
+    graph = loss.graph
+    for seq in graph:
+        meta = graph.node(seq).meta or {}
+        for key in ("stats", "grad_stats"):
+            if meta.get(key) is not None:
+                assert all(type(v) in (int, float) for v in meta[key].values()), key
+
+
+def test_without_stats_a_profile_computes_none():
+    with gg.profile():
+        y = gg.ones(3, requires_grad=True).exp()
+        y.sum().backward()
+    assert "stats" not in y.node.meta and "grad_stats" not in y.node.meta
+
+
+# --- memory per node ----------------------------------------------------------------------
+def test_saved_bytes_are_what_each_vjp_keeps():
+    prof, loss = profiled_step()
+    graph = loss.graph
+    first, second, third = [graph.node(n) for n in graph.op_nodes()
+                            if graph.node(n).name == "linear"]
+    relu = next(graph.node(n) for n in graph.op_nodes() if graph.node(n).name == "relu")
+    # The first layer's input needs no gradient: its VJP keeps only that input (for W's
+    # gradient). Later layers keep their input and their weight (for the input's).
+    assert first.meta["saved_bytes"] == 256 * 784 * 4
+    assert second.meta["saved_bytes"] == 256 * 512 * 4 + 256 * 512 * 4
+    assert third.meta["saved_bytes"] == 256 * 256 * 4 + 10 * 256 * 4
+    assert relu.meta["saved_bytes"] == int(np.prod(relu.shape)) * 4  # its output
+    assert prof.totals()["linear"]["saved_bytes"] == sum(
+        n.meta["saved_bytes"] for n in (first, second, third))
+    assert "MB saved" in prof.table()
+
+
+def test_kernel_allocations_are_measured_on_request():
+    x = gg.randn(500, 500, requires_grad=True)
+    with gg.profile(memory=True) as prof:
+        e = x.exp()
+        s = x.sigmoid()  # computed through temporaries as large as its output
+    out = 500 * 500 * 4
+    assert out <= e.node.meta["kernel_bytes"] < out + 64 * 1024
+    assert s.node.meta["kernel_bytes"] >= 2 * out
+    assert "MB alloc" in prof.table()
+    with gg.profile() as prof:  # on the host, only on request: tracemalloc is slow
+        e = x.exp()
+    assert "kernel_bytes" not in e.node.meta and "MB alloc" not in prof.table()
+
+
+def test_a_profile_leaves_tracemalloc_as_it_found_it():
+    import tracemalloc
+
+    with gg.profile(memory=True):
+        gg.ones(3).exp()
+    assert not tracemalloc.is_tracing()

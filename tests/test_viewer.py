@@ -2,9 +2,11 @@
 opening the file from disk with nothing fetched from any network."""
 
 import os
+import re
 import shutil
 import time
 
+import numpy as np
 import pytest
 
 import gpugrad as gg
@@ -85,3 +87,120 @@ def test_a_10000_node_graph_opens_in_reasonable_time(browser, tmp_path):
                            timeout=120_000)
     assert time.perf_counter() - start < 120
     assert os.path.getsize(path) < 20_000_000
+
+
+def profiled_graph_with_a_nan_and_a_dead_branch():
+    """An MLP step where log(0) plants an Inf (and its gradient one too), and a relu of
+    negatives lets no gradient through: described by gg.profile(stats=True)."""
+    gg.manual_seed(0)
+    model = nn.MLP([4, 8, 3])
+    scale = gg.tensor(0.0, requires_grad=True)
+    with gg.profile(stats=True), np.errstate(divide="ignore", invalid="ignore"):
+        logits = model(gg.randn(5, 4))
+        dead = (logits - 100.0).relu().sum()
+        loss = F.cross_entropy(logits, gg.tensor([0, 1, 2, 0, 1])) + dead + scale.log()
+        loss.backward()
+    return loss.graph
+
+
+def node_element(page, seq):
+    return page.locator(f'g[data-key="n{seq}"]')
+
+
+def test_nan_and_inf_nodes_are_red_and_a_click_shows_their_statistics(browser, tmp_path):
+    graph = profiled_graph_with_a_nan_and_a_dead_branch()
+    path = tmp_path / "nan.html"
+    graph.to_html(path)
+    page, requests = open_page(browser, path)
+    (log,) = [s for s in graph.op_nodes() if graph.node(s).name == "log"]
+    assert "nonfinite" in node_element(page, log).get_attribute("class")
+    assert page.locator("#legend").inner_text().count("NaN / Inf") == 1
+    node_element(page, log).click()
+    details = page.inner_text("#details")
+    assert "the value holds NaN/Inf" in details
+    assert re.search(r"Inf\s+1\s+0", details)  # the value: one Inf; the gradient: none
+    linear = next(s for s in graph.op_nodes() if graph.node(s).name == "linear")
+    node_element(page, linear).click()
+    stats = graph.node(linear).meta["stats"]
+    details = page.inner_text("#details")
+    assert f"{stats['max']:.4g}" in details and "saved for backward" in details
+    assert "forward ms" in details and "gradient" in details
+    assert all(url.startswith("file://") for url in requests)
+
+
+def test_zero_gradient_nodes_are_grey(browser, tmp_path):
+    graph = profiled_graph_with_a_nan_and_a_dead_branch()
+    path = tmp_path / "dead.html"
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    (sub,) = [s for s in graph.op_nodes() if graph.node(s).name == "sub"]
+    assert "zerograd" in node_element(page, sub).get_attribute("class")
+    node_element(page, sub).click()
+    assert "zero gradient: nothing flows back" in page.inner_text("#details")
+
+
+def test_the_backward_toggle_adds_a_gradient_beside_each_op(browser, tmp_path):
+    graph = profiled_graph_with_a_nan_and_a_dead_branch()
+    path = tmp_path / "both.html"
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    assert page.locator("g.backward").count() == 0
+    page.check("#backward")
+    needing = [s for s in graph if graph.node(s).requires_grad]
+    assert page.locator("g.node.backward").count() == len(needing)
+    assert page.locator("path.tie").count() == len(needing)
+    assert page.locator("g.node").count() == len(graph) + len(needing)
+    linear = next(s for s in graph.op_nodes() if graph.node(s).name == "linear")
+    node_element(page, linear).click()  # its gradient node lights up with it
+    partner = page.locator(f'g[data-key="bn{linear}"]')
+    assert "partner" in partner.get_attribute("class")
+    assert "grad of linear" in partner.text_content()
+    partner.click()
+    assert "gradient of" in page.inner_text("#details")
+    (scale,) = [s for s in graph if graph.node(s).op.name == "input"
+                and graph.node(s).shape == ()]
+    assert "nonfinite" in page.locator(f'g[data-key="bn{scale}"]').get_attribute("class")
+    page.uncheck("#backward")
+    assert page.locator("g.backward").count() == 0
+
+
+def test_a_module_scope_collapses_into_one_box_and_expands_again(browser, tmp_path):
+    graph = training_graph()
+    path = tmp_path / "scopes.html"
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    assert page.locator("g.frame").count() == 4  # MLP and its three layers
+    page.locator('g.frame text', has_text="MLP.0 (Linear)").click()
+    box = page.locator("g.scope")
+    assert box.count() == 1 and "MLP.0 (Linear)" in box.text_content()
+    assert "3 nodes" in box.text_content()  # linear, weight, bias
+    assert page.locator("g.node").count() == len(graph) - 3
+    box.click()
+    assert page.locator("g.scope").count() == 0
+    assert page.locator("g.node").count() == len(graph)
+
+
+def test_a_10000_node_model_opens_collapsed_and_expands_on_demand(browser, tmp_path):
+    class Block(nn.Module):
+        def forward(self, x):
+            for _ in range(49):
+                x = (x * 1.0).tanh()
+            return x
+
+    graph = gg.trace(nn.Sequential(*[Block() for _ in range(100)]), gg.ones(2))
+    assert len(graph) > 9_800
+    path = tmp_path / "model.html"
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    # The time limit of the wait is the "reasonable time"; nothing here is a benchmark.
+    page.wait_for_selector("g.scope", timeout=120_000)
+    assert page.locator("g.scope").count() == 100  # one box per block
+    shown = page.locator("g.node").count()
+    assert shown < 10
+    page.locator("g.scope").nth(50).dispatch_event("click")
+    page.wait_for_function(f"document.querySelectorAll('g.node').length > {shown}")
+    assert page.locator("g.node").count() == shown + 98
+    assert page.locator("g.scope").count() == 99
+    page.fill("#search", "Sequential.50")
+    assert page.inner_text("#count") == "98 match(es)"
+    page.screenshot(path=str(tmp_path / "model.png"))

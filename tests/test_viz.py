@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -148,3 +149,195 @@ def test_the_estimated_peak_memory_of_a_step_is_close_to_the_measured_one():
     held_already = sum(p.size * 4 for p in model.parameters()) + x.size * 4
     measured = peak - before + held_already
     assert 0.5 <= estimate / measured <= 2.0, (estimate, measured)
+
+
+# --- to_dot options -----------------------------------------------------------------------
+def graphviz_svg(dot_text):
+    """The SVG Graphviz draws from DOT text (the test fails if Graphviz rejects it)."""
+    result = subprocess.run(["dot", "-Tsvg"], input=dot_text, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+    return result.stdout
+
+
+def profiled_training_step():
+    """An MLP's step under gg.profile(stats=True): values and gradients described."""
+    gg.manual_seed(0)
+    model = nn.MLP([4, 8, 3])
+    with gg.profile(stats=True):
+        loss = F.cross_entropy(model(gg.randn(5, 4)), gg.tensor([0, 1, 2, 0, 1]))
+        loss.backward()
+    return loss.graph
+
+
+def nodes_named(graph, op):
+    return [seq for seq in graph.op_nodes() if graph.node(seq).name == op]
+
+
+def test_the_default_dot_is_the_forward_pass_alone():
+    graph, _ = training_step_graph()
+    dot = graph.to_dot()
+    assert dot == graph.to_dot(passes="forward", scopes=False, stats=False, devices=False)
+    assert "grad of" not in dot and "subgraph" not in dot and " on cpu" not in dot
+
+
+@needs_dot
+def test_dot_with_both_passes_ties_each_gradient_to_its_op():
+    graph = profiled_training_step()
+    dot = graph.to_dot(passes="both")
+    svg = graphviz_svg(dot)
+    needing = [seq for seq in graph if graph.node(seq).requires_grad]
+    for seq in needing:  # one gradient node each, tied by a dashed edge to its op
+        assert f"  b{seq} [label=\"grad of {graph.node(seq).name}" in dot
+        assert re.search(rf"  n{seq} -> b{seq} \[style=dashed", dot)
+    assert dot.count("style=dashed") == len(needing)
+    assert svg.count("grad of linear") == 2 and "grad of relu" in svg
+    assert not any(f"b{seq} " in dot for seq in graph if not graph.node(seq).requires_grad)
+
+
+@needs_dot
+def test_dot_of_the_backward_pass_runs_from_the_loss_to_the_parameters():
+    graph = profiled_training_step()
+    dot = graph.to_dot(passes="backward")
+    graphviz_svg(dot)
+    assert not re.search(r"^  n\d+ ", dot, re.M)  # no forward node
+    (mean,), (ce,), (relu,) = (nodes_named(graph, op) for op in ("mean", "cross_entropy",
+                                                               "relu"))
+    first, second = nodes_named(graph, "linear")
+    assert f"  b{mean} -> b{ce};" in dot and f"  b{second} -> b{relu};" in dot
+    weight = graph.node(first).inputs[1].seq
+    assert f"  b{first} -> b{weight};" in dot  # the gradient reaches the weight
+    data = graph.node(first).inputs[0].seq
+    assert f"b{data}" not in dot  # the data needs no gradient
+
+
+@needs_dot
+def test_dot_labels_can_show_dtypes_and_devices():
+    graph, _ = training_step_graph()
+    with_devices = graph.to_dot(devices=True)
+    assert "linear\\nfloat32[5, 8] on cpu" in with_devices
+    assert "on cpu" in graphviz_svg(with_devices)
+    without_dtypes = graph.to_dot(dtypes=False)
+    assert "linear\\n[5, 8]" in without_dtypes and "float32" not in without_dtypes
+    assert "linear\\nfloat32\"" in graph.to_dot(shapes=False, dtypes=True)
+
+
+@needs_dot
+def test_dot_clusters_name_the_module_scopes():
+    graph, _ = training_step_graph()
+    dot = graph.to_dot(scopes=True)
+    svg = graphviz_svg(dot)
+    for title in ("cluster_MLP", "cluster_MLP.0", "cluster_MLP.1", "cluster_MLP.2"):
+        assert f"<title>{title}</title>" in svg
+    assert 'label="MLP.0 (Linear)"' in dot and 'label="MLP.1 (ReLU)"' in dot
+    # Each node sits in its module's cluster: the cluster's text, up to its closing
+    # brace, holds the first linear, its weight and bias, and not the data.
+    block = dot.split('subgraph "cluster_MLP.0" {')[1].split("}")[0]
+    first = nodes_named(graph, "linear")[0]
+    data, weight, bias = (i.seq for i in graph.node(first).inputs)
+    for seq in (first, weight, bias):
+        assert f"  n{seq} [" in block
+    assert f"  n{data} [" not in block
+    assert dot.index('subgraph "cluster_MLP" {') < dot.index('subgraph "cluster_MLP.0" {')
+    (loss,) = nodes_named(graph, "mean")
+    assert f"\n  n{loss} [" in dot.split("subgraph")[0]  # outside every module
+
+
+@needs_dot
+def test_dot_draws_a_composite_op_as_a_cluster_of_its_ops():
+    @gg.composite_op("test_viz::softplus_squared", replace=True)
+    def softplus_squared(x):
+        y = (x.exp() + 1.0).log()
+        return y * y
+
+    x = gg.randn(3, requires_grad=True)
+    graph = (softplus_squared(x) * 2.0).sum().graph
+    assert "test_viz::softplus_squared" in graph.to_dot()  # one node, by default
+    dot = graph.to_dot(composites=True)
+    svg = graphviz_svg(dot)
+    block = dot.split('subgraph "cluster_composite_')[1].split("}")[0]
+    assert 'label="test_viz::softplus_squared"' in block
+    for op in ("exp", "add", "log", "mul"):
+        assert f'label="{op}\\n' in block
+    assert svg.count("<g id=\"clust") == 1
+
+
+@needs_dot
+def test_dot_labels_carry_recorded_statistics_and_colour_nan_red():
+    gg.manual_seed(0)
+    x = gg.tensor([1.0, 0.0, 4.0], requires_grad=True)
+    with gg.profile(stats=True), np.errstate(divide="ignore", invalid="ignore"):
+        y = x.log()  # log(0) = -inf
+        z = (y * 0.0).sum()  # -inf * 0 = NaN
+        z.backward()
+    graph = z.graph
+    dot = graph.to_dot(stats=True)
+    graphviz_svg(dot)
+    log_line = next(line for line in dot.splitlines() if 'label="log' in line)
+    assert "min 0 max 1.39 mean 0.693 norm 1.39 | 1 Inf" in log_line
+    assert 'fillcolor="#fecaca"' in log_line  # red: it holds an Inf
+    sum_line = next(line for line in dot.splitlines() if 'label="sum' in line)
+    assert "no finite values | 1 NaN" in sum_line
+    assert "min" not in graph.to_dot()  # only on request
+
+
+def test_nodes_record_the_module_scope_they_were_made_in():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.MLP([4, 8])
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.head(self.encoder(x).tanh())
+
+    x = gg.randn(3, 4)
+    graph = gg.trace(Net(), x)
+    (tanh,) = nodes_named(graph, "tanh")
+    assert graph.nx.nodes[tanh]["scope"] == ("Net",)  # Net.forward's own op
+    linears = nodes_named(graph, "linear")
+    assert [graph.nx.nodes[s]["scope"] for s in linears] == [
+        ("Net", "Net.encoder", "Net.encoder.0"), ("Net", "Net.head")]
+    assert graph.nx.nodes[graph.inputs[0]]["scope"] == ()  # the argument: no module
+    weight = graph.node(linears[1]).inputs[1].seq
+    assert graph.nx.nodes[weight]["scope"] == ("Net", "Net.head")  # where it is read
+    assert graph.nx.graph["scopes"] == {"Net": "Net", "Net.encoder": "MLP",
+                                        "Net.encoder.0": "Linear", "Net.head": "Linear"}
+    # Recording costs nothing per op: a module call marks only the node of its output
+    # (with the range of node numbers made inside it).
+    marked = {s for s in graph if graph.node(s).marks is not None}
+    assert marked == set(linears)
+
+
+def test_a_module_gone_before_its_graph_is_drawn_is_named_by_its_class():
+    y = nn.Linear(4, 2)(gg.randn(3, 4, requires_grad=True))  # the layer is freed at once
+    graph = y.graph
+    assert graph.nx.nodes[y.node.seq]["scope"] == ("Linear",)
+
+
+def test_json_carries_scopes_and_recorded_statistics():
+    graph = profiled_training_step()
+    data = json.loads(graph.to_json())
+    assert data["graph"]["scopes"]["MLP.0"] == "Linear"
+    linear = next(n for n in data["nodes"] if n["op"] == "linear")
+    assert linear["scope"] == ["MLP", "MLP.0"]
+    node = graph.node(linear["id"])
+    assert linear["stats"] == node.meta["stats"]
+    assert linear["grad_stats"] == node.meta["grad_stats"]
+    assert linear["saved_bytes"] == 5 * 4 * 4  # the data, for the weight's gradient
+
+
+def test_summary_shows_statistics_and_memory_on_request(capsys):
+    graph = profiled_training_step()
+    result = graph.summary(stats=True, memory=True)
+    printed = capsys.readouterr().out
+    header = printed.splitlines()[0]
+    assert "grad norm" in header and "saved" in header and "NaN" in header
+    row = next(r for r in result["rows"] if r["op"] == "relu")
+    node = graph.node(row["id"])
+    assert row["stats"] == node.meta["stats"] and row["scope"] == "MLP.1"
+    assert row["saved_bytes"] == 5 * 8 * 4  # relu keeps its output
+    assert result["totals"]["nonfinite"] == [] and "0 node(s) with NaN/Inf" in printed
+    graph.summary()
+    assert "grad norm" not in capsys.readouterr().out  # the default table is as it was

@@ -15,8 +15,11 @@ def _plain(value):
 
 
 def to_json(graph, path=None):
-    """The graph as node-link JSON (networkx's format); written to `path` if given."""
-    data = nx.node_link_data(graph.nx, edges="edges")
+    """The graph as node-link JSON (networkx's format); written to `path` if given. Nodes
+    carry their attributes (see gpugrad.graph), what gg.profile recorded included (stats
+    as {"min", "max", "mean", "norm", "nan", "inf", "zeros", "size"}); the graph carries
+    "scopes", {module scope path: class name}."""
+    data = nx.node_link_data(graph.refresh(), edges="edges")
     text = json.dumps(data, default=_plain, indent=1)
     if path is not None:
         with open(path, "w") as f:
@@ -27,7 +30,7 @@ def to_json(graph, path=None):
 def to_graphml(graph, path):
     """Write the graph as GraphML (attributes that are not scalars become strings)."""
     plain = nx.DiGraph()
-    for node, data in graph.nx.nodes(data=True):
+    for node, data in graph.refresh().nodes(data=True):
         plain.add_node(node, **{k: _plain(v) for k, v in data.items()})
     for a, b, data in graph.nx.edges(data=True):
         plain.add_edge(a, b, **{k: _plain(v) for k, v in data.items()})

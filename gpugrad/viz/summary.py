@@ -1,4 +1,8 @@
-"""Graph summaries: a table per op and totals — op counts, parameters, FLOPs, bytes."""
+"""Graph summaries: a table per op and totals — op counts, parameters, FLOPs, bytes; and,
+where gg.profile recorded them, times, memory, value and gradient statistics."""
+
+from .memory import output_bytes, saved_bytes
+from .stats import all_zero, has_nonfinite
 
 
 def _size(shape):
@@ -18,12 +22,31 @@ def flops(node):
     return _size(node.shape)
 
 
-def summary(graph, print_table=False):
-    """A dict of totals and per-op rows; with print_table, also printed as a table."""
+def _recorded(node):
+    """What gg.profile left on a node (None where it did not), and the bytes it keeps
+    for its backward (counted where the backward has not freed them yet)."""
+    meta = node.meta or {}
+    kept = meta.get("saved_bytes")
+    if kept is None:
+        kept = saved_bytes(node)
+    return {"time": meta.get("time"), "backward_time": meta.get("backward_time"),
+            "saved_bytes": kept, "kernel_bytes": meta.get("kernel_bytes"),
+            "stats": meta.get("stats"), "grad_stats": meta.get("grad_stats")}
+
+
+def summary(graph, print_table=False, stats=False, memory=False):
+    """A dict of totals and per-op rows; with print_table, also printed as a table, with
+    columns of value and gradient statistics (stats) and of memory (memory)."""
     rows, params, activations, param_bytes, input_bytes = [], 0, 0, 0, 0
+    nonfinite, zero_grad = [], []
     for seq in graph:
         node = graph.node(seq)
-        nbytes = _size(node.shape) * getattr(node.dtype, "itemsize", 0)
+        nbytes = output_bytes(node)
+        meta = node.meta or {}
+        if has_nonfinite(meta.get("stats")) or has_nonfinite(meta.get("grad_stats")):
+            nonfinite.append(seq)
+        if all_zero(meta.get("grad_stats")):
+            zero_grad.append(seq)
         if node.op.is_leaf:
             if node.requires_grad:
                 params += _size(node.shape)
@@ -32,30 +55,67 @@ def summary(graph, print_table=False):
                 input_bytes += nbytes
             continue
         activations += nbytes
+        scope = graph.nx.nodes[seq]["scope"]
         rows.append({"id": seq, "op": node.name, "shape": tuple(node.shape),
                      "dtype": getattr(node.dtype, "name", str(node.dtype)),
-                     "flops": flops(node), "bytes": nbytes, "site": node.where()})
+                     "flops": flops(node), "bytes": nbytes, "site": node.where(),
+                     "scope": scope[-1] if scope else "", **_recorded(node)})
     # A training step holds, at its peak (the start of backward), the inputs, the
     # parameters, every activation the forward produced, and gradients as large as the
     # parameters plus the largest activation's; known before anything runs.
     largest = max((r["bytes"] for r in rows), default=0)
     totals = {"ops": len(rows), "op_counts": graph.op_counts(), "parameters": params,
               "flops": sum(r["flops"] for r in rows), "activation_bytes": activations,
-              "estimated_peak_bytes": input_bytes + 2 * param_bytes + activations + largest}
+              "estimated_peak_bytes": input_bytes + 2 * param_bytes + activations + largest,
+              "saved_bytes": sum(r["saved_bytes"] or 0 for r in rows),
+              "nonfinite": nonfinite, "zero_grad": zero_grad}
     result = {"totals": totals, "rows": rows}
     if print_table:
-        print(format_summary(result))
+        print(format_summary(result, stats=stats, memory=memory))
     return result
 
 
-def format_summary(result):
-    lines = [f"{'id':>6}  {'op':<24} {'shape':<18} {'dtype':<8} {'FLOPs':>12} {'bytes':>10}"
-             "  site"]
+def _number(value):
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _count(value):
+    return "-" if value is None else f"{value:,}"
+
+
+def _stats_cells(r):
+    value, grad = r["stats"] or {}, r["grad_stats"] or {}
+    flag = ("NaN/Inf" if has_nonfinite(r["grad_stats"]) else
+            "zero" if all_zero(r["grad_stats"]) else "")
+    cells = [_number(value.get(k)) for k in ("min", "max", "mean", "norm")]
+    cells += [_count(value.get("nan")), _count(value.get("inf")),
+              _number(grad.get("norm")), flag]
+    return "".join(f"{c:>10}" for c in cells[:6]) + f"{cells[6]:>11}{cells[7]:>9}"
+
+
+def format_summary(result, stats=False, memory=False):
+    head = f"{'id':>6}  {'op':<24} {'shape':<18} {'dtype':<8} {'FLOPs':>12} {'bytes':>10}"
+    if memory:
+        head += f"{'saved':>12}{'allocated':>12}"
+    if stats:
+        head += "".join(f"{c:>10}" for c in ("min", "max", "mean", "norm", "NaN", "Inf"))
+        head += f"{'grad norm':>11}{'grad':>9}"
+    lines = [head + "  site"]
     for r in result["rows"]:
-        lines.append(f"{r['id']:>6}  {r['op']:<24} {str(r['shape']):<18} {r['dtype']:<8} "
-                     f"{r['flops']:>12,} {r['bytes']:>10,}  {r['site']}")
+        line = (f"{r['id']:>6}  {r['op']:<24} {str(r['shape']):<18} {r['dtype']:<8} "
+                f"{r['flops']:>12,} {r['bytes']:>10,}")
+        if memory:
+            line += f"{_count(r['saved_bytes']):>12}{_count(r['kernel_bytes']):>12}"
+        if stats:
+            line += _stats_cells(r)
+        lines.append(f"{line}  {r['site']}")
     t = result["totals"]
     lines.append(f"{t['ops']} ops, {t['parameters']:,} parameters, {t['flops']:,} FLOPs, "
                  f"{t['activation_bytes']:,} bytes of activations, estimated peak of a "
                  f"training step {t['estimated_peak_bytes']:,} bytes")
+    if memory:
+        lines.append(f"{t['saved_bytes']:,} bytes saved for the backward pass")
+    if stats:
+        lines.append(f"{len(t['nonfinite'])} node(s) with NaN/Inf {t['nonfinite'][:20]}, "
+                     f"{len(t['zero_grad'])} with a zero gradient {t['zero_grad'][:20]}")
     return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""Module scopes: which nn.Module call each node of a graph was made in.
+
+An nn.Module call takes a creation number when it starts and marks the node of its
+output with it (node.marks), so recording costs nothing per op: the nodes made in the
+call are those numbered after the start, up to the output (a node made after the output,
+inside the same call, counts in the caller). Calls nest, so their ranges nest: a sweep
+over the ranges in order, with an explicit stack, names each call after the one around
+it ("MLP" at the top, "MLP.0" for its attribute "0") and gives each node the innermost
+call that contains it.
+"""
+
+
+def module_scopes(nodes):
+    """({node seq: scope}, {path: module class name}) for `nodes` (seq -> Node, in
+    creation order); a scope is a tuple of paths, outermost first, e.g. ("MLP",
+    "MLP.0"), and () for a node made outside any module."""
+    calls = _calls(nodes)
+    named, classes = _name(calls)
+    scopes = {}
+    open_, i = [], 0
+    for seq in nodes:
+        while i < len(named) and named[i][0] < seq:
+            open_.append(named[i])
+            i += 1
+        while open_ and open_[-1][1] < seq:
+            open_.pop()
+        scopes[seq] = open_[-1][2] if open_ else ()
+    return scopes, classes
+
+
+def _calls(nodes):
+    """[(start, end, module reference, class name)] of the calls marked on `nodes`, in
+    the order they began (a call returning several outputs ends at the last)."""
+    calls = {}
+    for seq, node in nodes.items():
+        for start, ref, cls in node.marks or ():
+            known = calls.get(start)
+            if known is None or seq > known[1]:
+                calls[start] = (start, seq, ref, cls)
+    return [calls[start] for start in sorted(calls)]
+
+
+def _name(calls):
+    """[(start, end, scope)] and {path: class name}: each call named inside the call
+    that contains it."""
+    from ..nn.module import child_name
+
+    named, classes, around = [], {}, []  # around: (end, scope, module) of open calls
+    for start, end, ref, cls in calls:
+        while around and around[-1][0] < start:
+            around.pop()
+        module = ref()  # None once the module is gone: then named by its class
+        if around:
+            _, outer, parent = around[-1]
+            key = child_name(parent, module) if parent is not None and module is not None \
+                else None
+            path = f"{outer[-1]}.{key or cls}"
+        else:
+            outer, path = (), cls
+        scope = outer + (path,)
+        classes[path] = cls
+        around.append((end, scope, module))
+        named.append((start, end, scope))
+    return named, classes
