@@ -13,6 +13,7 @@ from . import cuda, data, dtypes, nn, optim, testing, viz  # noqa: F401
 from .backends import Device, default_device, set_default_device  # noqa: F401
 from .backends import device as device
 from .checkpoint import load, save  # noqa: F401
+from .compiler import CompileError, CompileWarning, compile  # noqa: F401
 from .creation import (  # noqa: F401
     arange,
     full,

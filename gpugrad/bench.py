@@ -430,7 +430,8 @@ def numpy_mlp_trainer(weights, x, labels, lr):
                                                          for w, b in params], _no_sync)
 
 
-def gpugrad_mlp_trainer(weights, x, labels, lr, fw):
+def gpugrad_mlp_trainer(weights, x, labels, lr, fw, compiled=False):
+    """gpugrad's eager step, or (compiled=True) the same step through gg.compile."""
     import gpugrad.nn.functional as F
 
     device = gg.device(fw.device)
@@ -441,18 +442,21 @@ def gpugrad_mlp_trainer(weights, x, labels, lr, fw):
     inputs = gg.tensor(x, device=device)
     targets = gg.tensor(labels, device=device)
 
-    def step():
+    def step(inputs, targets):
         loss = F.cross_entropy(model(inputs), targets)
         opt.zero_grad()
         loss.backward()
         opt.step()
         return loss
 
+    run = gg.compile(step) if compiled else step
+
     def host_weights():
         return [(m.weight.numpy(), m.bias.numpy()) for m in model
                 if isinstance(m, gg.nn.Linear)]
 
-    return Trainer("gpugrad", fw.device, step, lambda t: t.item(), host_weights, fw.sync)
+    return Trainer("gpugrad-compiled" if compiled else "gpugrad", fw.device,
+                   lambda: run(inputs, targets), lambda t: t.item(), host_weights, fw.sync)
 
 
 def torch_mlp_trainer(weights, x, labels, lr, fw):
@@ -485,9 +489,14 @@ def torch_mlp_trainer(weights, x, labels, lr, fw):
 
 def mlp_trainers(frameworks, weights, x, labels):
     """NumPy first (the reference of the check and the denominator of the ratios)."""
-    makers = {"gpugrad": gpugrad_mlp_trainer, "pytorch": torch_mlp_trainer}
-    return [numpy_mlp_trainer(weights, x, labels, MLP_LR)] + \
-        [makers[fw.name](weights, x, labels, MLP_LR, fw) for fw in frameworks]
+    trainers = [numpy_mlp_trainer(weights, x, labels, MLP_LR)]
+    for fw in frameworks:
+        if fw.name == "gpugrad":
+            trainers.append(gpugrad_mlp_trainer(weights, x, labels, MLP_LR, fw))
+            trainers.append(gpugrad_mlp_trainer(weights, x, labels, MLP_LR, fw, compiled=True))
+        else:
+            trainers.append(torch_mlp_trainer(weights, x, labels, MLP_LR, fw))
+    return trainers
 
 
 def _max_rel(a, b):
@@ -577,6 +586,131 @@ def bench_mlp(frameworks, configs, repeats):
         results[label] = {"steps": steps, "check": check, "times": times}
         del trainers
     return results
+
+
+# --- compiled plans: per-op overhead, compile scale, peak memory -------------------------------
+def _compiled_chain(n_ops):
+    """gg.compile of the muladd chain's forward and backward (gradients of all leaves)."""
+    def step(y, w, x):
+        loss, _ = muladd_chain([y, w, x], n_ops)
+        return [loss] + gg.grad(loss, [y, w, x])
+
+    return gg.compile(step)
+
+
+def bench_compiled_overhead(device, n_ops, repeats):
+    """{"eager"|"compiled"|"numpy": (ops, [seconds per run])} for the muladd chain."""
+    arrays = _muladd_leaves(np.random.default_rng(0))
+    leaves = [gg.tensor(a, device=device, requires_grad=True) for a in arrays]
+    compiled = _compiled_chain(n_ops)
+    compiled(*leaves)
+    fw = gpugrad_framework(device)
+
+    def timed(fn):
+        _fresh_memory()
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    runners = {
+        "eager": lambda: time_autograd_run(fw, _muladd_leaves, muladd_chain, n_ops, 0)[0],
+        "compiled": lambda: timed(lambda: compiled(*leaves)),
+        "numpy": lambda: time_numpy_run(_muladd_leaves, muladd_numpy, n_ops, 0)[0],
+    }
+    times = {k: [] for k in runners}
+    for run in runners.values():
+        run()
+    for _ in range(repeats):
+        for key, run in runners.items():
+            times[key].append(run())
+    ops = 2 * max(1, n_ops // 2) + 1
+    return {key: (ops, t) for key, t in times.items()}
+
+
+def bench_compile_scale(device, sizes):
+    """{n nodes: (trace + compile seconds, seconds per run of the plan, eager seconds)}
+    for the muladd chain's forward and backward: compile time should grow linearly."""
+    from .compiler.compiled import trace_and_compile
+
+    arrays = _muladd_leaves(np.random.default_rng(0))
+    leaves = [gg.tensor(a, device=device, requires_grad=True) for a in arrays]
+    results = {}
+    for n in sizes:
+        n_ops = 2 * max(1, n // 6)  # forward ops; the traced graph has about 3x as many
+
+        def step(y, w, x, n_ops=n_ops):
+            loss, _ = muladd_chain([y, w, x], n_ops)
+            return [loss] + gg.grad(loss, [y, w, x])
+
+        _fresh_memory()
+        _, plan = trace_and_compile(step, leaves)
+        nodes = len(plan.traced.nodes)
+        _fresh_memory()
+        t0 = time.perf_counter()
+        plan([t._data for t in leaves])
+        run = time.perf_counter() - t0
+        _fresh_memory()
+        t0 = time.perf_counter()
+        step(*leaves)
+        eager = time.perf_counter() - t0
+        results[nodes] = (plan.compile_seconds, run, eager)
+        del plan
+    return results
+
+
+def bench_step_memory(device, sizes, batch):
+    """Peak bytes allocated on the host during one training step (tracemalloc, which
+    NumPy reports to), for the hand-written NumPy step, gpugrad eager and compiled."""
+    import tracemalloc
+
+    frameworks = [gpugrad_framework(device)]
+    trainers = mlp_trainers(frameworks, *mlp_problem(sizes, batch, MLP_SEED))
+    peaks = {}
+    for t in trainers:
+        if t.device not in ("host", "cpu"):
+            continue
+        t.step()  # the compiled step traces here; the next one runs the plan
+        _fresh_memory()
+        tracemalloc.start()
+        t.step()
+        peaks[t.name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peaks
+
+
+def report_compiled(overhead, scale, memory, records, label):
+    ops = overhead["numpy"][0]
+    best = {k: _us(min(t)) / ops for k, (_, t) in overhead.items()}
+    for key, value in best.items():
+        records.append(_record("compiled muladd", key, "per_op_best", value, "us/op"))
+    lines = ["4. Compiled plans (gg.compile)", "",
+             f"   per-op overhead, muladd chain of {ops} ops, forward + backward, us per op "
+             "(best):",
+             format_table(["eager", "compiled", "numpy", "compiled - numpy",
+                           "eager/compiled"],
+                          [[_fmt(best["eager"]), _fmt(best["compiled"]), _fmt(best["numpy"]),
+                            _fmt(best["compiled"] - best["numpy"]),
+                            _fmt_ratio(_ratio(best["eager"], best["compiled"]))]],
+                          align_left=0), "",
+             "   scale: trace + compile once, then one run of the plan, per traced node:"]
+    rows = []
+    for nodes, (compile_s, run_s, eager_s) in scale.items():
+        rows.append([f"{nodes:,}", _fmt(_us(compile_s) / nodes), _fmt(_us(run_s) / nodes),
+                     _fmt(_us(eager_s) / nodes)])
+        records.append(_record(f"compile {nodes} nodes", "gpugrad", "compile_per_node",
+                               _us(compile_s) / nodes, "us/node"))
+        records.append(_record(f"compile {nodes} nodes", "gpugrad", "plan_run_per_node",
+                               _us(run_s) / nodes, "us/node"))
+    lines.append(format_table(["nodes", "compile", "plan run", "eager run"], rows))
+    if memory:
+        base = memory.get("numpy")
+        lines += ["", f"   peak host memory of one training step ({label}), tracemalloc:"]
+        rows = []
+        for name, peak in memory.items():
+            rows.append([name, f"{peak / 2**20:.2f} MiB", _fmt_ratio(_ratio(peak, base))])
+            records.append(_record(f"memory {label}", name, "step_peak_bytes", peak, "B"))
+        lines.append(format_table(["step", "peak", "vs numpy"], rows))
+    return "\n".join(lines)
 
 
 # --- reporting ---------------------------------------------------------------------------------
@@ -789,6 +923,10 @@ def parse_args(argv):
                         help="also write the results as a JSON list of records")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:N (default: gpugrad's default device)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="instead: data-parallel scaling on 1 and 2 ranks (every GPU "
+                             "with --device cuda), communication time apart; needs "
+                             "gpugrad[distributed]")
     args = parser.parse_args(argv)
     if args.max_nodes is None:
         args.max_nodes = QUICK_MAX_NODES if args.quick else CHAIN_SIZES[-1]
@@ -797,9 +935,21 @@ def parse_args(argv):
     return args
 
 
+def bench_distributed(args):
+    """`--distributed`: the scaling benchmark of gpugrad.distributed.bench, which starts
+    its own mpiexec jobs."""
+    from .distributed.bench import main as scaling_main
+
+    device = "cuda" if (args.device or "cpu").startswith("cuda") else "cpu"
+    return scaling_main(["--device", device] + (["--quick"] if args.quick else [])
+                        + (["--json", args.json] if args.json else []))
+
+
 def main(argv=None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
+    if args.distributed:
+        return bench_distributed(args)
     device = gg.device(args.device)
     _ = device.backend  # an unusable device fails here, with gpugrad's reason, before timing
     torch_fw, torch_note = torch_framework(device.type == "cuda")
@@ -822,6 +972,14 @@ def main(argv=None) -> int:
                for sizes, batch, steps, quick_steps in MLP_CONFIGS]
     mlp = bench_mlp(frameworks, configs, QUICK_REPEATS if args.quick else MLP_REPEATS)
     print(report_mlp(mlp, records), end="\n\n")
+
+    overhead = bench_compiled_overhead(device, n_ops, repeats)
+    scale = bench_compile_scale(device, [1000, 10000] if args.quick else
+                                [1000, 10000, 100000])
+    memory_sizes, memory_batch = MLP_CONFIGS[0][:2]
+    memory = bench_step_memory(device, memory_sizes, memory_batch)
+    label = f"{'-'.join(map(str, memory_sizes))}, batch {memory_batch}"
+    print(report_compiled(overhead, scale, memory, records, label), end="\n\n")
 
     wall = time.perf_counter() - started
     records.append(_record("run", "-", "wall_time", wall, "s"))

@@ -24,8 +24,14 @@ def _cmd_train(args):
     config = Config(data=args.data, hidden=args.hidden, activation=args.activation,
                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     optimizer=args.optimizer, device=args.device, seed=args.seed,
-                    out=args.out)
-    results = run(config)
+                    out=args.out, distributed=args.distributed, compile=args.compile)
+    if args.distributed:
+        from .distributed import abort_on_error
+
+        with abort_on_error():  # a failing rank ends the whole job, naming itself
+            results = run(config)
+    else:
+        results = run(config)
     return 130 if results["interrupted"] else 0
 
 
@@ -76,6 +82,13 @@ def _add_train(sub):
     train.add_argument("--seed", type=_seed, default=0)
     train.add_argument("--out", metavar="DIR", default=None,
                        help="run folder (default runs/<date-time>)")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over the processes of `mpiexec -n N gpugrad "
+                       "train --distributed` (one GPU each where there are GPUs); "
+                       "--batch-size stays the global batch; needs gpugrad[distributed]")
+    train.add_argument("--compile", action="store_true",
+                       help="run the training step from a compiled plan (gg.compile): "
+                       "the same results, less Python per step")
     train.set_defaults(run=_cmd_train)
     evaluate = sub.add_parser("evaluate", help="reload a checkpoint and report its test "
                               "accuracy")

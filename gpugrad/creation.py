@@ -112,14 +112,27 @@ def randn(*shape, dtype=None, device=None, requires_grad=False):
     """Standard normal samples (float32 unless dtype says), drawn on the device."""
     dtype = dtypes.as_dtype(dtype) or dtypes.DEFAULT_FLOAT
     dev = as_device(device)
-    return _finish(dev.backend.normal(_shape(shape), dtype), dtype, dev, requires_grad)
+    return _random(dev, lambda: dev.backend.normal(_shape(shape), dtype), dtype,
+                   requires_grad)
 
 
 def rand(*shape, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1) (float32 unless dtype says), drawn on the device."""
     dtype = dtypes.as_dtype(dtype) or dtypes.DEFAULT_FLOAT
     dev = as_device(device)
-    return _finish(dev.backend.uniform(_shape(shape), dtype), dtype, dev, requires_grad)
+    return _random(dev, lambda: dev.backend.uniform(_shape(shape), dtype), dtype,
+                   requires_grad)
+
+
+def _random(dev, draw, dtype, requires_grad):
+    """A tensor of fresh random numbers; inside gg.compile's trace, the draw is recorded
+    so that every run of the plan draws anew (a dropout mask is never frozen)."""
+    from .mode import state
+
+    out = _finish(draw(), dtype, dev, requires_grad)
+    if state.capture is not None:
+        state.capture.random(out, draw)
+    return out
 
 
 def manual_seed(seed):

@@ -14,6 +14,7 @@ class _State(threading.local):
     tracing = False
     anomaly = False
     profiler = None
+    capture = None  # the recorder of gg.compile's trace, while it runs
     special = False  # tracing, anomaly detection or profiling: dispatch's slower path
 
 

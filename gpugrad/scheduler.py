@@ -134,6 +134,8 @@ def _needed(order, targets):
 
 def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unused):
     outputs = _as_list(outputs)
+    if state.capture is not None:
+        state.capture.differentiated = True
     root_grads = _root_grads(outputs, grad_outputs)
     if retain_graph is None:
         retain_graph = create_graph
@@ -160,6 +162,8 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
             if node.op.is_leaf:
                 if targets is None:
                     _accumulate_leaf(node, g, create_graph)
+                if profiler is not None:  # a leaf's gradient, for gg.profile(stats=True)
+                    profiler.backward(node, None, g)
                 continue
             if needed is not None:
                 needs = tuple([inp.requires_grad and inp in needed for inp in node.inputs])
@@ -172,7 +176,7 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
             else:
                 start = time.perf_counter()
                 _propagate(node, g, needs, pending, anomaly)
-                profiler.backward(node, time.perf_counter() - start)
+                profiler.backward(node, time.perf_counter() - start, g)
             if not retain_graph:
                 node.saved = FREED
                 node.saved_output = None
@@ -203,7 +207,7 @@ def accumulate(a, b):
     """a + b for two gradients of one tensor (same shape, dtype and device). Recorded as
     an add when the backward is itself differentiated; otherwise a bare array sum, since
     nothing will ever look at the graph of it."""
-    if is_grad_enabled():
+    if is_grad_enabled() or state.tracing:  # a traced backward records the sum too
         return ew.add(a, b)
     return Tensor._wrap(a._data + b._data, a._dtype, a._device, False)
 
@@ -265,6 +269,9 @@ def sum_to(g, shape, node=None):
 def _accumulate_leaf(node, g, create_graph):
     tensor = node.ref()
     if tensor is None:  # the leaf is gone: nobody can read its gradient
+        return
+    if state.capture is not None:  # gg.compile's trace: the .grad write is part of the plan
+        state.capture.accumulate_grad(tensor, g)
         return
     if not create_graph:
         g = g.detach()  # a tensor of its own (paths can share one gradient tensor)

@@ -104,6 +104,8 @@ class Tensor:
     # --- leaving the graph or the device ----------------------------------------------------------
     def numpy(self):
         """A host numpy.ndarray copy of the values, from any device."""
+        if _state.capture is not None:
+            _state.capture.host_read(self)
         return self._device.backend.to_host(self._data)
 
     def item(self):
@@ -228,6 +230,11 @@ class Tensor:
         if result.shape != self.shape:
             raise ShapeError(f"an in-place update cannot change the shape {self.shape} to "
                              f"{result.shape}")
+        if _state.capture is not None:  # gg.compile's trace: the update is part of the plan
+            if result._dtype is not self._dtype:
+                result = result.astype(self._dtype)
+            _state.capture.assign(self, result)
+            return self
         data = result._data
         if result._dtype is not self._dtype:
             data = self._device.backend.astype(data, self._dtype)
@@ -462,6 +469,7 @@ def _reduce(op, x, axis, keepdims, dim):
     return _apply(op, (x,), {"axis": axis, "keepdims": bool(keepdims)})
 
 
+from .mode import state as _state  # noqa: E402
 from .ops import conversion as _conv  # noqa: E402  (the ops need Tensor defined first)
 from .ops import elementwise as _ew  # noqa: E402
 from .ops import linalg as _linalg  # noqa: E402

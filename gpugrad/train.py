@@ -6,6 +6,11 @@ learning_curve.png and confusion_matrix.png (with matplotlib), checkpoint.npz (t
 the optimiser, the data's standardisation and the run's settings; rewritten atomically
 after every epoch, so an interrupted run keeps its last good one), and graph.dot and
 graph.html (one training step's graph, for Graphviz and for any browser).
+
+With --distributed, each process that mpiexec starts trains on its share of every global
+batch and the gradients are averaged across them (gpugrad.distributed): the same steps as
+one process takes with the same seed and --batch-size, which stays the global batch. Rank
+0 alone prints and writes the run folder.
 """
 
 import csv
@@ -13,7 +18,9 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -41,6 +48,8 @@ class Config:
     out: str = None
     val_fraction: float = 0.1
     test_fraction: float = 0.2  # digits only: MNIST and npz bring their own test set
+    distributed: bool = False  # one rank of an mpiexec job (see gpugrad.distributed)
+    compile: bool = False  # run the training step from a gg.compile plan
 
     def check(self):
         if self.optimizer not in DEFAULT_LR:
@@ -53,6 +62,10 @@ class Config:
             self.lr = DEFAULT_LR[self.optimizer]
         if self.lr <= 0:
             raise ValueError(f"the learning rate must be positive, got {self.lr}")
+        if self.compile and self.distributed:
+            raise ValueError("--compile and --distributed do not go together yet: the "
+                             "gradient averaging runs on the host between backward and "
+                             "the update")
         return self
 
 
@@ -123,18 +136,45 @@ class Progress:
         self.stream.flush()
 
 
-def train_epoch(model, optimizer, loader, progress):
-    model.train()
-    total_loss = correct = seen = 0
-    for i, (xb, yb) in enumerate(loader, 1):
+def training_step(model, optimizer):
+    """One step on a batch: (mean loss, number of correct predictions), as tensors, so
+    that the step can run compiled (values are read after it, on the host)."""
+    def step(xb, yb):
         optimizer.zero_grad()
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
         loss.backward()
         optimizer.step()
+        return loss, (logits.argmax(axis=1) == yb).sum()
+
+    return step
+
+
+def compiled_step(step):
+    """gg.compile(step), quiet about the one extra trace a short last batch makes."""
+    compiled = gg.compile(step)
+
+    def run(xb, yb):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gg.CompileWarning)
+            return compiled(xb, yb)
+
+    return run
+
+
+def train_epoch(model, optimizer, loader, progress, step=None):
+    model.train()
+    step = step or training_step(model, optimizer)
+    total_loss = correct = seen = 0
+    for i, (xb, yb) in enumerate(loader, 1):
+        if yb.shape[0] == 0:  # distributed: this rank's share of a short last batch is
+            optimizer.zero_grad()  # empty, but it still joins the step's gradient average
+            optimizer.step()
+            continue
+        loss, hits = step(xb, yb)
         n = yb.shape[0]
         total_loss += loss.item() * n
-        correct += int((logits.argmax(axis=1) == yb).sum().item())
+        correct += int(hits.item())
         seen += n
         progress.update(i, total_loss / seen, correct / seen, seen)
     return total_loss / seen, correct / seen, seen
@@ -158,27 +198,40 @@ def run(config, stream=sys.stderr):
     """Train as `config` says; returns the results dict also written to metrics.json."""
     config.check()
     gg.manual_seed(config.seed)
-    device = gg.device(config.device)
+    team = start_distributed(config.device) if config.distributed else None
+    device = team.device if team else gg.device(config.device)
     scaler, splits = prepare(config)  # bad data fails here, before any folder is made
     out = config.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out, exist_ok=True)
+    if team and not team.is_main:
+        out, stream = None, team.output(stream)  # only rank 0 prints and writes files
+    else:
+        os.makedirs(out, exist_ok=True)
     n_classes = num_classes(splits)
     x_train, y_train = splits["train"]
     model = build_model(x_train.shape[1], config.hidden, n_classes, config.activation, device)
     optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr)
-    loader = DataLoader(x_train, y_train, batch_size=config.batch_size, shuffle=True,
-                        seed=config.seed, device=device)
+    make_loader = team.loader if team else partial(DataLoader, shuffle=True)
+    loader = make_loader(x_train, y_train, batch_size=config.batch_size, seed=config.seed,
+                         device=device)
+    if team:  # same start on every rank; gradients averaged over the ranks in step()
+        model, optimizer = team.wrap(model, optimizer)
     print(f"gpugrad train: {config.data} ({len(y_train)} train, {len(splits['val'][1])} val, "
           f"{len(splits['test'][1])} test, {n_classes} classes) on {device}; MLP "
           f"{[x_train.shape[1], *config.hidden, n_classes]}, {config.optimizer} "
-          f"lr {config.lr}, batch {config.batch_size}", file=stream)
+          f"lr {config.lr}, batch {config.batch_size}"
+          + (f" over {team.world_size} processes" if team else ""), file=stream)
     write_step_graph(model, loader, out)
+    step = training_step(model, optimizer)
+    if config.compile:
+        step = compiled_step(step)
     history, interrupted, saved_epoch = [], False, 0
     try:
         for epoch in range(1, config.epochs + 1):
             progress = Progress(len(loader), f"epoch {epoch:>3}/{config.epochs}", stream)
             start = time.perf_counter()
-            loss, acc, seen = train_epoch(model, optimizer, loader, progress)
+            loss, acc, seen = train_epoch(model, optimizer, loader, progress, step)
+            if team:  # the whole epoch's figures, not this rank's share
+                loss, acc, seen = team.epoch_totals(loss, acc, seen)
             seconds = time.perf_counter() - start
             val_loss, val_acc, _ = evaluate(model, *splits["val"], device)
             history.append({"epoch": epoch, "train_loss": loss, "train_accuracy": acc,
@@ -186,7 +239,8 @@ def run(config, stream=sys.stderr):
                             "seconds": seconds, "samples_per_second": seen / seconds})
             progress.close(f"loss {loss:.4f}  acc {acc:6.2%}  val loss {val_loss:.4f}  "
                            f"val acc {val_acc:6.2%}  {seen / seconds:,.0f} samples/s")
-            save_checkpoint(out, model, optimizer, scaler, config, n_classes, epoch)
+            if out:
+                save_checkpoint(out, model, optimizer, scaler, config, n_classes, epoch)
             saved_epoch = epoch
     except KeyboardInterrupt:
         interrupted = True
@@ -194,7 +248,7 @@ def run(config, stream=sys.stderr):
         # whose checkpoint was still being written, does not count.
         history = history[:saved_epoch]
         print(f"\ninterrupted: keeping the checkpoint of epoch {saved_epoch}", file=stream)
-        if saved_epoch:  # the model may be mid-step: evaluate the last saved one
+        if saved_epoch and out:  # the model may be mid-step: evaluate the last saved one
             load_into(model, gg.load(os.path.join(out, "checkpoint.npz"), device=device))
     return finish(model, splits, history, config, out, device, n_classes, interrupted, stream)
 
@@ -210,8 +264,10 @@ def finish(model, splits, history, config, out, device, n_classes, interrupted, 
                        recall=recall.tolist())
         print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) on "
               f"{len(predicted)} samples", file=stream)
-        write_plots(history, confusion, out, stream)
-    write_metrics(results, out)
+        if out:
+            write_plots(history, confusion, out, stream)
+    if out:
+        write_metrics(results, out)
     print(f"run folder: {out}", file=stream)
     return results
 
@@ -224,6 +280,13 @@ def save_checkpoint(out, model, optimizer, scaler, config, n_classes, epoch):
             os.path.join(out, "checkpoint.npz"))
 
 
+def start_distributed(device):
+    """This process's place in an mpiexec job (gpugrad.distributed, which needs mpi4py)."""
+    from .distributed.trainer import DistributedRun
+
+    return DistributedRun(device)
+
+
 def load_into(model, checkpoint):
     model.load_state_dict(checkpoint["model"])
 
@@ -232,6 +295,8 @@ def write_step_graph(model, loader, out):
     """The graph of one training step (forward, loss), as Graphviz DOT and as the
     self-contained HTML viewer."""
     xb, yb = next(iter(loader))
+    if out is None:  # a distributed run's other ranks: the same draw from the loader's
+        return       # generator (the ranks shuffle alike), nothing written
     loss = F.cross_entropy(model(xb), yb)
     graph = loss.graph
     with open(os.path.join(out, "graph.dot"), "w") as f:

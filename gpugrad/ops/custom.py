@@ -233,6 +233,8 @@ def apply_multi(op, args, attrs):
             node.meta = {"output_index": i, "siblings": siblings}
             siblings.append(node)
             r._node = node
+        if state.capture is not None:
+            state.capture.note_leaves(args)
     return results
 
 

@@ -60,15 +60,20 @@ def _pow_vjp(ctx, g):
     return ga, gb
 
 
-add = _binary("add", lambda xp, a, b: a + b, _add_vjp, saves=())
-sub = _binary("sub", lambda xp, a, b: a - b, _sub_vjp, saves=(), infer=numeric)
-mul = _binary("mul", lambda xp, a, b: a * b, _mul_vjp, saves={0: (1,), 1: (0,)})
+add = _binary("add", lambda xp, a, b: a + b, _add_vjp, saves=(),
+              out_kernel=lambda xp, a, b, out: xp.add(a, b, out=out))
+sub = _binary("sub", lambda xp, a, b: a - b, _sub_vjp, saves=(), infer=numeric,
+              out_kernel=lambda xp, a, b, out: xp.subtract(a, b, out=out))
+mul = _binary("mul", lambda xp, a, b: a * b, _mul_vjp, saves={0: (1,), 1: (0,)},
+              out_kernel=lambda xp, a, b, out: xp.multiply(a, b, out=out))
 div = _binary("div", lambda xp, a, b: a / b, _div_vjp, promote="float",
-              saves={0: (1,), 1: (0, 1)})
+              saves={0: (1,), 1: (0, 1)},
+              out_kernel=lambda xp, a, b, out: xp.divide(a, b, out=out))
 pow = _binary("pow", lambda xp, a, b: xp.pow(a, b), _pow_vjp,  # noqa: A001
               save_output=True, infer=numeric)
 
-neg = _unary("neg", lambda xp, x: -x, lambda ctx, g: (-g,), infer=_numeric_unary)
+neg = _unary("neg", lambda xp, x: -x, lambda ctx, g: (-g,), infer=_numeric_unary,
+             out_kernel=lambda xp, x, out: xp.negative(x, out=out))
 
 
 # --- transcendental functions and activations ------------------------------------------------
@@ -79,14 +84,17 @@ def _sigmoid_forward(xp, x):
 
 
 exp = _unary("exp", lambda xp, x: xp.exp(x), lambda ctx, g: (g * ctx.output,),
-             promote="float", save_output=True)
+             promote="float", save_output=True,
+             out_kernel=lambda xp, x, out: xp.exp(x, out=out))
 log = _unary("log", lambda xp, x: xp.log(x), lambda ctx, g: (g / ctx.inputs[0],),
-             promote="float", saves=(0,))
+             promote="float", saves=(0,), out_kernel=lambda xp, x, out: xp.log(x, out=out))
 sqrt = _unary("sqrt", lambda xp, x: xp.sqrt(x), lambda ctx, g: (g * 0.5 / ctx.output,),
-              promote="float", save_output=True)
+              promote="float", save_output=True,
+              out_kernel=lambda xp, x, out: xp.sqrt(x, out=out))
 tanh = _unary("tanh", lambda xp, x: xp.tanh(x),
               lambda ctx, g: (tanh_backward(g, ctx.output),),
-              promote="float", save_output=True)
+              promote="float", save_output=True,
+              out_kernel=lambda xp, x, out: xp.tanh(x, out=out))
 sigmoid = _unary("sigmoid", _sigmoid_forward,
                  lambda ctx, g: (sigmoid_backward(g, ctx.output),),
                  promote="float", save_output=True)
@@ -114,7 +122,7 @@ sigmoid_backward = _binary("sigmoid_backward", lambda xp, g, y: g * y * (1 - y),
                            _sigmoid_backward_vjp, saves={0: (1,), 1: (0, 1)})
 relu = _unary("relu", lambda xp, x: xp.maximum(x, 0),
               lambda ctx, g: (relu_backward(g, ctx.output),), save_output=True,
-              infer=_numeric_unary)
+              infer=_numeric_unary, out_kernel=lambda xp, x, out: xp.maximum(x, 0, out=out))
 
 
 def _relu_backward_mask(xp, g, y):
@@ -129,7 +137,8 @@ relu_backward = _binary(
     "relu_backward", lambda xp, g, y: xp.where(y > 0, g, 0),
     lambda ctx, g: (relu_backward(g, ctx.inputs[1]) if ctx.needs_input_grad[0] else None,
                     None),
-    saves=(1,), kernels={"numpy": _relu_backward_mask, "cupy": _relu_backward_mask})
+    saves=(1,), kernels={"numpy": _relu_backward_mask, "cupy": _relu_backward_mask},
+    out_kernel=lambda xp, g, y, out: xp.multiply(g, y > 0, out=out))
 abs = _unary("abs", lambda xp, x: xp.abs(x),  # noqa: A001
              lambda ctx, g: (g * sign(ctx.inputs[0]),), saves=(0,))
 sign = _unary("sign", lambda xp, x: xp.sign(x), None, infer=_numeric_unary)

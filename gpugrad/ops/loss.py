@@ -69,6 +69,15 @@ def _cross_entropy_forward(xp, logits, target, label_smoothing=0.0):
     return loss
 
 
+def _cross_entropy_ndarray(xp, logits, target, label_smoothing=0.0):
+    # NumPy and CuPy: integer-array indexing picks each row's target in one C call
+    # (take_along_axis builds its index in Python).
+    if label_smoothing:
+        return _cross_entropy_forward(xp, logits, target, label_smoothing)
+    log_p = _log_softmax(xp, logits)
+    return -log_p[xp.arange(log_p.shape[0]), target]
+
+
 def _cross_entropy_vjp(ctx, g):
     logits, target = ctx.inputs
     return cross_entropy_backward(g, logits, target, **ctx.attrs), None
@@ -76,7 +85,9 @@ def _cross_entropy_vjp(ctx, g):
 
 cross_entropy = define("gpugrad::cross_entropy", infer=_cross_entropy_infer,
                        forward=_cross_entropy_forward, vjp=_cross_entropy_vjp,
-                       saves=(0, 1), promote="float", promote_args=(0,))
+                       saves=(0, 1), promote="float", promote_args=(0,),
+                       kernels={"numpy": _cross_entropy_ndarray,
+                                "cupy": _cross_entropy_ndarray})
 
 
 # Its backward as one op: g_i (softmax(logits_i) - q_i), q the target distribution;
@@ -100,6 +111,16 @@ def _ce_backward_forward(xp, g, logits, target, label_smoothing=0.0):
     return xp.reshape(g, (-1, 1)) * (p - q)
 
 
+def _ce_backward_ndarray(xp, g, logits, target, label_smoothing=0.0):
+    # NumPy and CuPy: softmax minus one at each row's target, in place on the new p.
+    if label_smoothing:
+        return _ce_backward_forward(xp, g, logits, target, label_smoothing)
+    p = xp.exp(_log_softmax(xp, logits))
+    p[xp.arange(p.shape[0]), target] -= 1
+    p *= xp.reshape(g, (-1, 1))
+    return p
+
+
 def _ce_backward_vjp(ctx, u):
     from ..nn.functional import softmax
 
@@ -121,4 +142,5 @@ def _ce_backward_vjp(ctx, u):
 cross_entropy_backward = define(
     "gpugrad::cross_entropy_backward", infer=_ce_backward_infer,
     forward=_ce_backward_forward, vjp=_ce_backward_vjp, saves=(0, 1, 2),
-    promote="float", promote_args=(0, 1))
+    promote="float", promote_args=(0, 1),
+    kernels={"numpy": _ce_backward_ndarray, "cupy": _ce_backward_ndarray})

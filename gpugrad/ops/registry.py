@@ -28,7 +28,8 @@ class OpDef:
 
     def __init__(self, name, *, infer, forward, vjp=None, saves=(), save_output=False,
                  promote=None, promote_args=None, kernels=None, differentiable=True,
-                 crosses_devices=False, source="built-in", doc=None, check_output=None):
+                 crosses_devices=False, source="built-in", doc=None, check_output=None,
+                 out_kernel=None):
         self.name = name
         namespace, _, short = name.rpartition("::")
         self.display_name = short if namespace == "gpugrad" else name
@@ -55,6 +56,10 @@ class OpDef:
         # check_output(op, backend, out, shape, dtype) -> (shape, dtype): a hook for ops
         # whose kernels are not ours (custom ops), to check what a kernel returned.
         self.check_output = check_output
+        # out_kernel(xp, *arrays, out): the forward written into a given array, for ops
+        # that are one elementwise ufunc call (so `out` may be any input of the output's
+        # shape and dtype); compiled plans use it to reuse buffers.
+        self.out_kernel = out_kernel
         self.source = source
         self.__doc__ = doc
 
@@ -176,8 +181,10 @@ def _watch(op, args, attrs, result, requires_grad, backend):
                      [(a._data.shape, a._dtype) for a in args], format_site(user_site(2)))
     if requires_grad or state.tracing:
         _record(op, args, attrs, result, requires_grad)
+        if state.capture is not None:
+            state.capture.note_leaves(args)
     if state.profiler is not None:
-        state.profiler.forward(op, result)
+        state.profiler.forward(op, result, args)
 
 
 class AnomalyError(GpugradError, FloatingPointError):

@@ -9,13 +9,22 @@ place (p = scale p - delta), which spares a full-size temporary per parameter.
 
 import math
 
+from ..mode import state as _mode
 from ..tensor import Tensor
 
 
 class Optimizer:
     """Holds parameter groups (dicts with "params" and hyper-parameters) and per-parameter
-    state; subclasses define `_update(group, p, grad, state) -> (scale, delta, state)`,
-    the update being p = scale * p - delta."""
+    state (arrays and a step counter). Subclasses define:
+
+    - `_initial_state(group, p)`: the state arrays before the first step (zeros, so that the
+      first step is the general formula, bit for bit the same as a special first case);
+    - `_scalars(group, step)`: the step's scalars, computed on the host (learning rate,
+      bias corrections) — in a compiled plan they are read anew on every run;
+    - `_update(group, p, grad, arrays, scalars, sqrt) -> (scale, delta, new_arrays)`, the
+      update being p = scale * p - delta; written once for both backend arrays (eager)
+      and Tensors (traced by gg.compile).
+    """
 
     def __init__(self, params, defaults):
         if isinstance(params, Tensor):
@@ -43,24 +52,49 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 p.grad = None
+                if _mode.capture is not None:
+                    _mode.capture.cleared.add(p)
 
     def step(self):
+        if _mode.capture is not None:  # inside gg.compile's trace: record the update
+            from .capture import captured_step
+
+            return captured_step(self, _mode.capture)
         pending = []
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 _check_grad(p)
-                grad = p.grad._data
-                pending.append((p, *self._update(group, p, grad, self.state.get(p, {}))))
+                state = self.state.get(p) or self._initial_state(group, p)
+                step = state.get("step", 0) + 1
+                scale, delta, arrays = self._update(
+                    group, p._data, p.grad._data, state, self._scalars(group, step),
+                    p.device.backend.xp.sqrt)
+                pending.append((p, scale, delta, {**arrays, "step": step}))
         for p, scale, delta, new_state in pending:  # commit only once all succeeded
             if scale != 1:
                 p._data *= scale
             p._data -= delta
             self.state[p] = new_state
 
-    def _update(self, group, p, grad, state):
+    def _initial_state(self, group, p):
+        return {}
+
+    def _scalars(self, group, step):
+        return {"lr": group["lr"], "scale": 1.0}
+
+    def _update(self, group, p, grad, arrays, scalars, sqrt):
         raise NotImplementedError
+
+    def _scales_params(self, group):
+        """Whether the update scales p (scale != 1), known before any step."""
+        return False
+
+    def _static(self, group):
+        """The hyper-parameters a compiled step depends on as constants (all but lr):
+        a change of one makes the plan trace anew."""
+        return {k: v for k, v in group.items() if k not in ("params", "lr")}
 
     def state_dict(self):
         """Hyper-parameters and state (arrays as tensors), keyed by parameter position:
@@ -123,17 +157,27 @@ class SGD(Optimizer):
                                   "weight_decay": weight_decay, "nesterov": nesterov,
                                   "dampening": dampening})
 
-    def _update(self, group, p, grad, state):
+    def _initial_state(self, group, p):
+        if not group["momentum"]:
+            return {}
+        return {"momentum_buffer": p.device.backend.full(p.shape, 0, p.dtype)}
+
+    def _scalars(self, group, step):
+        # With a zero buffer, the first step's mu * 0 + 1 * d is exactly PyTorch's buf = d.
+        return {"lr": group["lr"], "scale": 1.0,
+                "dampening": 1.0 if step == 1 else 1 - group["dampening"]}
+
+    def _update(self, group, p, grad, arrays, scalars, sqrt):
         d = grad
         if group["weight_decay"]:
-            d = d + group["weight_decay"] * p._data
+            d = d + group["weight_decay"] * p
         mu = group["momentum"]
+        new = {}
         if mu:
-            buf = state.get("momentum_buffer")
-            buf = d if buf is None else mu * buf + (1 - group["dampening"]) * d
-            state = {"momentum_buffer": buf}
+            buf = mu * arrays["momentum_buffer"] + scalars["dampening"] * d
+            new = {"momentum_buffer": buf}
             d = d + mu * buf if group["nesterov"] else buf
-        return 1, group["lr"] * d, state
+        return scalars["scale"], scalars["lr"] * d, new
 
 
 class Adam(Optimizer):
@@ -150,25 +194,30 @@ class Adam(Optimizer):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
                                   "weight_decay": weight_decay})
 
-    def _update(self, group, p, grad, state):
-        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], \
-            group["weight_decay"]
-        data, scale = p._data, 1
-        if wd and self.decoupled:
-            scale = 1 - lr * wd  # decay first, then the Adam step, as PyTorch does
-        elif wd:
-            grad = grad + wd * data
-        step = state.get("step", 0) + 1
-        m = state.get("exp_avg")
-        v = state.get("exp_avg_sq")
-        m = (1 - b1) * grad if m is None else b1 * m + (1 - b1) * grad
-        v = (1 - b2) * grad * grad if v is None else b2 * v + (1 - b2) * grad * grad
-        xp = p.device.backend.xp
-        bias1 = 1 - b1 ** step
-        bias2 = 1 - b2 ** step
-        denom = xp.sqrt(v) / math.sqrt(bias2) + eps
-        return scale, (lr / bias1) * (m / denom), {"step": step, "exp_avg": m,
-                                                   "exp_avg_sq": v}
+    def _initial_state(self, group, p):
+        zeros = p.device.backend.full
+        return {"exp_avg": zeros(p.shape, 0, p.dtype), "exp_avg_sq": zeros(p.shape, 0, p.dtype)}
+
+    def _scalars(self, group, step):
+        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
+        return {"lr": lr, "step_size": lr / (1 - b1 ** step),
+                "sqrt_bias2": math.sqrt(1 - b2 ** step),
+                # AdamW decays first (p *= 1 - lr wd), then takes the Adam step, as
+                # PyTorch does.
+                "scale": 1 - lr * wd if wd and self.decoupled else 1.0}
+
+    def _scales_params(self, group):
+        return bool(self.decoupled and group["weight_decay"])
+
+    def _update(self, group, p, grad, arrays, scalars, sqrt):
+        (b1, b2), eps, wd = group["betas"], group["eps"], group["weight_decay"]
+        if wd and not self.decoupled:
+            grad = grad + wd * p
+        m = b1 * arrays["exp_avg"] + (1 - b1) * grad
+        v = b2 * arrays["exp_avg_sq"] + (1 - b2) * grad * grad
+        denom = sqrt(v) / scalars["sqrt_bias2"] + eps
+        return scalars["scale"], scalars["step_size"] * (m / denom), \
+            {"exp_avg": m, "exp_avg_sq": v}
 
 
 class AdamW(Adam):

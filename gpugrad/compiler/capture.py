@@ -1,0 +1,192 @@
+"""The recorder behind gg.compile's trace: what a function reads and writes besides the
+ops it runs.
+
+The function runs once, eagerly, with every op recorded (tracing mode). The recorder
+collects what the op graph alone does not say: which leaf tensors the ops read (the
+model's parameters, constants), the gradients `backward()` writes into `.grad`, the
+values written back into tensors (an optimiser's update, `w -= ...`), the optimiser's
+state, the scalars computed on the host on every step (learning rate, bias
+corrections), and random draws — each of which a plan must redo on every run.
+"""
+
+from contextlib import contextmanager
+
+from ..errors import GpugradError
+from ..mode import state, switch
+from ..node import format_site, user_site
+
+
+class CompileError(GpugradError, RuntimeError):
+    """gg.compile cannot turn this function into a plan (the message says why)."""
+
+
+class Feed:
+    """How a plan gets the value of one of its leaves on each run.
+
+    kind: "arg" (the function's i-th tensor argument), "tensor" (a tensor read by
+    identity: its current values, e.g. a parameter), "grad" (the current .grad of a
+    tensor), "state" (an optimiser's state array, through a getter), "scalar" (one value
+    of a dict of host scalars computed on each run), "random" (a fresh draw), "const"
+    (an array fixed at compile time).
+    """
+
+    __slots__ = ("kind", "source", "key")
+
+    def __init__(self, kind, source, key=None):
+        self.kind = kind
+        self.source = source
+        self.key = key
+
+    def __repr__(self):
+        return f"<feed {self.kind}>"
+
+
+class Recorder:
+    """Collects a trace's reads and writes (see the module's docstring)."""
+
+    def __init__(self, start_seq):
+        self.start_seq = start_seq  # nodes older than this were made before the trace
+        self.leaves = {}  # leaf Node -> the Tensor it stands for
+        self.feeds = {}  # leaf Node -> Feed, for leaves with a source other than a tensor
+        self.host = []  # ordered host work of each run: ("call", fn) / ("scalars", fn, {})
+        self.grads = {}  # tensor -> the traced Tensor now in its .grad
+        self.cleared = set()  # tensors whose .grad was set to None (zero_grad)
+        self.assigns = {}  # tensor -> traced Tensor of its new values
+        self.states = []  # (setter, traced Tensor, feed leaf Node or None)
+        self.guards = []  # (getter, expected value, reason)
+        self._assigned_leaves = set()
+        self.differentiated = False  # whether a backward ran inside the function
+        self._guard_keys = set()
+
+    # --- reads ---------------------------------------------------------------------------
+    def note_leaves(self, args):
+        """The tensors an op read: remember those that enter the trace as leaves."""
+        start = self.start_seq
+        for a in args:
+            node = a._node
+            if node.op.is_leaf or node.seq < start:
+                if node in self._assigned_leaves:
+                    raise CompileError(
+                        f"the function reads a tensor after updating it in place (at "
+                        f"{format_site(user_site(3))}); a compiled step may update a "
+                        "tensor in place only as its last use")
+                if node not in self.leaves:
+                    self.leaves[node] = a
+
+    def host_read(self, tensor):
+        raise CompileError(
+            f"the function reads a tensor's values on the host (.numpy(), .item(), "
+            f"float(), bool(), ... at {format_site(user_site(2))}); inside gg.compile a "
+            "value is only known when the plan runs: return the tensor and read it after "
+            "the call")
+
+    def random(self, tensor, draw):
+        """A tensor of random numbers made inside the function: drawn anew on every run."""
+        from ..ops.registry import node_of
+
+        node = node_of(tensor)
+        self.leaves[node] = tensor
+        self.feeds[node] = Feed("random", draw)
+        self.host.append(("feed", node))
+
+    def feed(self, tensor, kind, source, key=None):
+        """Make `tensor` a leaf whose value comes from `source` on every run."""
+        from ..ops.registry import node_of
+
+        node = node_of(tensor)
+        self.leaves[node] = tensor
+        self.feeds[node] = Feed(kind, source, key)
+        return node
+
+    def scalars(self, compute, example, dtype, device):
+        """0-d tensors of host scalars that `compute()` returns as a dict, computed anew
+        on every run (a learning rate a scheduler changes, a bias correction)."""
+        from ..backends import device as as_device
+        from ..tensor import Tensor
+
+        device = as_device(device)
+        nodes, tensors = {}, {}
+        for key, value in example.items():
+            t = Tensor._wrap(device.backend.full((), value, dtype), dtype, device, False)
+            nodes[key] = self.feed(t, "scalar", compute, key)
+            tensors[key] = t
+        self.host.append(("scalars", compute, nodes))
+        return tensors
+
+    def call(self, fn):
+        """Host work to redo on every run, in order (e.g. an optimiser's step counter)."""
+        fn()
+        self.host.append(("call", fn))
+
+    def guard(self, getter, reason, key=None):
+        """A value the plan was made for: when getter() returns something else, the
+        function is traced anew (reason says what changed). One guard per key."""
+        if key is not None:
+            if key in self._guard_keys:
+                return
+            self._guard_keys.add(key)
+        self.guards.append((getter, getter(), reason))
+
+    # --- writes --------------------------------------------------------------------------
+    def accumulate_grad(self, tensor, g):
+        """backward() adds g into tensor.grad."""
+        from ..ops import elementwise as ew
+        from ..ops.registry import node_of
+        from ..tensor import Tensor
+
+        prev = tensor.grad
+        if prev is not None and self.grads.get(tensor) is not prev:
+            # A gradient from before the call (no zero_grad): read it on every run.
+            prev = Tensor._wrap(prev._data, prev._dtype, prev._device, False)
+            self.feed(prev, "grad", tensor)
+            self.guard(lambda t=tensor: t.grad is not None and t.grad.shape,
+                       "a .grad accumulated into changed from None or in shape")
+        if g._node is None or g._node.op.is_leaf:
+            self.leaves.setdefault(node_of(g), g)
+        total = g if prev is None else ew.add(prev, g)
+        # The trace's gradient keeps its node, so that ops reading .grad later in the
+        # function (an optimiser) are recorded as reading it.
+        tensor.grad = Tensor._wrap(total._data, total._dtype, total._device, False,
+                                   total._node)
+        self.grads[tensor] = tensor.grad
+
+    def assign(self, tensor, value):
+        """tensor's values become value's (an in-place update)."""
+        from ..ops.registry import node_of
+
+        leaf = tensor._node
+        if leaf is not None:
+            self._assigned_leaves.add(leaf)
+        self.assigns[tensor] = value
+        if value._node is None:
+            self.leaves.setdefault(node_of(value), value)
+        tensor._data = value._data
+
+    def state(self, setter, value, feed_node=None):
+        """An optimiser's new state array: setter(array) stores it after each run."""
+        self.states.append((setter, value, feed_node))
+        setter(value._data)
+
+    # --- the trace -----------------------------------------------------------------------
+    def grad_sinks(self):
+        """(tensor, traced Tensor or None) for every .grad the function left set."""
+        out = []
+        for tensor, g in self.grads.items():
+            if tensor.grad is g:
+                out.append((tensor, g))
+            elif tensor.grad is None:
+                out.append((tensor, None))
+        for tensor in self.cleared:
+            if tensor not in self.grads and tensor.grad is None:
+                out.append((tensor, None))
+        return out
+
+
+@contextmanager
+def capturing(recorder):
+    """Record every op, and the reads and writes above, inside the block."""
+    if state.capture is not None:
+        raise CompileError("gg.compile: a compiled function cannot be traced inside another "
+                           "one's trace")
+    with switch("tracing", True), switch("capture", recorder):
+        yield recorder

@@ -1,0 +1,276 @@
+"""gg.compile: trace a function once, optimise its DAG, run the flat plan after that.
+
+The first call with given argument shapes, dtypes and devices runs the function
+eagerly, recording everything it does (forward, backward, the optimiser's update);
+the recording becomes a Program, the passes simplify it, the memory plan assigns its
+buffers, and lowering turns it into one straight-line Python function. Later calls
+with the same kind of arguments run that function. Anything else traces anew (or
+raises, with retrace=False) and says why.
+"""
+
+import builtins
+import gc
+import time
+import warnings
+from contextlib import contextmanager
+
+from .. import node as _node_module
+from ..mode import state
+from ..tensor import Tensor
+from . import passes
+from .capture import CompileError, Recorder, capturing
+from .lower import Retrace, lower
+from .memory import plan_memory
+from .program import build
+
+
+class CompileWarning(UserWarning):
+    """A compiled function traced anew (the message says what changed)."""
+
+
+class Plan:
+    """One compiled version of a function: for one kind of arguments."""
+
+    def __init__(self, run, source, program, traced, memory, pass_stats, treedef,
+                 result_specs, seconds):
+        self.run = run
+        self.code = source
+        self.program = program
+        self.traced = traced
+        self.memory = memory
+        self.pass_stats = pass_stats
+        self.treedef = treedef
+        self.result_specs = result_specs
+        self.compile_seconds = seconds
+
+    @property
+    def peak_bytes(self):
+        """The most bytes of the plan's own buffers alive at once (known before it runs)."""
+        return self.memory.peak_bytes
+
+    def __call__(self, arrays):
+        out = self.run(*arrays)
+        tensors = [Tensor._wrap(a, dtype, device, False)
+                   for a, (dtype, device) in zip(out, self.result_specs, strict=True)]
+        return _unflatten(self.treedef, tensors)
+
+    def __repr__(self):
+        return (f"<gg.Plan: {len(self.program.op_nodes())} kernel calls "
+                f"({len(self.traced.op_nodes())} traced), peak {self.peak_bytes:,} bytes>")
+
+
+class CompiledFunction:
+    """The callable gg.compile returns. `graph` / `traced_graph`: the latest plan's
+    DAG after / before the passes; `code`: its generated source; `plans`: every plan
+    made, by argument kind; `log`: why each trace happened."""
+
+    def __init__(self, fn, retrace=True, optimize=True):
+        self.fn = fn
+        self.retrace = retrace
+        self.optimize = optimize
+        self.plans = {}
+        self.log = []
+        self._last = None
+        functools_wraps(self, fn)
+
+    def __call__(self, *args):
+        key = _key(args)
+        plan = self.plans.get(key)
+        if plan is not None:
+            try:
+                return plan([a._data for a in args if a.__class__ is Tensor])
+            except Retrace as exc:
+                del self.plans[key]
+                return self._trace(key, args, str(exc))
+        reason = "first call" if self._last is None else _difference(self._last, key)
+        return self._trace(key, args, reason)
+
+    def _trace(self, key, args, reason):
+        if self._last is not None and not self.retrace:
+            raise CompileError(f"gg.compile({_name(self.fn)}): would trace anew "
+                               f"({reason}), and retrace=False")
+        if self._last is not None:
+            warnings.warn(f"gg.compile({_name(self.fn)}): tracing anew: {reason}",
+                          CompileWarning, stacklevel=3)
+        self.log.append(reason)
+        result, plan = trace_and_compile(self.fn, args, self.optimize)
+        self.plans[key] = plan
+        self._last = key
+        return result
+
+    @property
+    def plan(self):
+        if self._last is None:
+            raise CompileError("the function has not been called yet: nothing is traced")
+        return self.plans[self._last]
+
+    @property
+    def graph(self):
+        """The latest plan's DAG after the passes, as a gg.Graph."""
+        return self.plan.program.graph()
+
+    @property
+    def traced_graph(self):
+        """The latest plan's DAG as traced, before the passes."""
+        return self.plan.traced.graph()
+
+    @property
+    def code(self):
+        return self.plan.code
+
+    def __repr__(self):
+        return f"<gg.compile of {_name(self.fn)}: {len(self.plans)} plan(s)>"
+
+
+def functools_wraps(wrapper, fn):
+    for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+        try:
+            setattr(wrapper, attr, getattr(fn, attr))
+        except (AttributeError, TypeError):
+            pass
+
+
+def compile(fn=None, *, retrace=True, optimize=True):  # noqa: A001
+    """Compile fn (a training step, a forward pass) into a cached plan.
+
+    The first call traces fn: it runs eagerly (its results are returned) while every op
+    it runs — forward, `backward()`, an optimiser's `step()` — is recorded. Later calls
+    with arguments of the same shapes, dtypes and devices run the plan: the same
+    kernels in the same order over planned buffers, without Python dispatch or graph
+    recording. Other arguments trace anew (a CompileWarning says why), or raise with
+    retrace=False. optimize=False skips the passes (for comparison).
+
+    Inside fn: no reading values on the host (.item(), .numpy(): return the tensor
+    instead); random numbers are drawn anew on every run; results come back without a
+    graph (call backward inside fn). Usable as a decorator, with or without arguments.
+    """
+    if fn is None:
+        return lambda f: CompiledFunction(f, retrace=retrace, optimize=optimize)
+    if not callable(fn):
+        raise TypeError(f"gg.compile takes a function, not {type(fn).__name__}")
+    return CompiledFunction(fn, retrace=retrace, optimize=optimize)
+
+
+def trace_and_compile(fn, args, optimize=True):
+    """Run fn once under capture; return (its results, the Plan)."""
+    start_time = time.perf_counter()
+    recorder = Recorder(next(_node_module._sequence))
+    traced_args, aliases = [], {}
+    for a in args:
+        if a.__class__ is Tensor:  # a leaf of the trace, whatever made it
+            copy = Tensor._wrap(a._data, a._dtype, a._device, a._requires_grad)
+            aliases[copy] = a
+            traced_args.append(copy)
+        else:
+            traced_args.append(a)
+    with _collector_paused(), capturing(recorder):
+        result = fn(*traced_args)
+    recorder.grads = {aliases.get(t, t): g for t, g in recorder.grads.items()}
+    for copy, original in aliases.items():
+        if copy.grad is not None:
+            original.grad = copy.grad
+    tensors, treedef = _flatten(result)
+    if not recorder.differentiated and any(t._requires_grad for t in tensors):
+        warnings.warn("gg.compile: the function returns a tensor that requires grad; "
+                      "compiled results come without a graph — call backward() inside "
+                      "the function", CompileWarning, stacklevel=4)
+    tensor_args = [a for a in traced_args if a.__class__ is Tensor]
+    with _collector_paused():
+        traced = build(recorder, tensor_args, tensors)
+        program = build(recorder, tensor_args, tensors)
+        stats = passes.run_all(program) if optimize else {}
+        memory = plan_memory(program)
+        source, namespace = lower(program, memory, len(tensor_args))
+        exec(builtins.compile(source, f"<gg.compile {_name(fn)}>", "exec"), namespace)
+    plan = Plan(namespace["run"], source, program, traced, memory, stats, treedef,
+                [(t._dtype, t._device) for t in tensors], time.perf_counter() - start_time)
+    return _unflatten(treedef, [t.detach() for t in tensors]), plan
+
+
+@contextmanager
+def _collector_paused():
+    """Compiling makes a few objects per node and frees none of them until the end: the
+    cyclic garbage collector, run every few hundred allocations, would scan the whole
+    growing program each time (quadratic on a 100,000-node graph). Paused, and run
+    once after, the cost is linear."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _key(args):
+    """What a plan is made for: each tensor argument's shape, dtype, device and
+    requires_grad, every other argument's value, and the grad mode."""
+    parts = [state.grad_enabled]
+    for a in args:
+        if a.__class__ is Tensor:
+            parts.append((a._data.shape, a._dtype, a._device, a._requires_grad))
+        else:
+            try:
+                hash(a)
+            except TypeError:
+                raise CompileError(f"gg.compile: an argument of type {type(a).__name__} is "
+                                   "neither a Tensor nor hashable; pass tensors, numbers or "
+                                   "strings") from None
+            parts.append(("value", type(a), a))
+    return tuple(parts)
+
+
+def _difference(old, new):
+    """In words, what differs between two keys."""
+    if len(old) != len(new):
+        return f"{len(new) - 1} arguments instead of {len(old) - 1}"
+    if old[0] != new[0]:
+        return "grad mode " + ("on" if new[0] else "off")
+    for i, (a, b) in enumerate(zip(old[1:], new[1:], strict=True)):
+        if a != b:
+            return f"argument {i}: {_describe(a)} -> {_describe(b)}"
+    return "a guard of the plan failed"
+
+
+def _describe(part):
+    if part[0] == "value":
+        return repr(part[2])
+    shape, dtype, device, requires_grad = part
+    grad = ", requires grad" if requires_grad else ""
+    return f"{tuple(shape)} {dtype} on {device}{grad}"
+
+
+def _name(fn):
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _flatten(result):
+    """(tensors, treedef) of a result made of Tensors in tuples, lists and dicts."""
+    tensors = []
+
+    def walk(x):  # results are shallow containers, never a graph: recursion is fine
+        if isinstance(x, Tensor):
+            tensors.append(x)
+            return ("t",)
+        if isinstance(x, (tuple, list)):
+            return (type(x), tuple(walk(i) for i in x))
+        if isinstance(x, dict):
+            return ("d", tuple(x.keys()), tuple(walk(v) for v in x.values()))
+        return ("v", x)
+
+    return tensors, walk(result)
+
+
+def _unflatten(treedef, tensors):
+    it = iter(tensors)
+
+    def build(d):
+        if d[0] == "t":
+            return next(it)
+        if d[0] == "d":
+            return dict(zip(d[1], (build(v) for v in d[2]), strict=True))
+        if d[0] == "v":
+            return d[1]
+        return d[0](build(i) for i in d[1])
+
+    return build(treedef)

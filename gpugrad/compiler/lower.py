@@ -1,0 +1,180 @@
+"""Lowering: a Program and its memory plan become one flat Python function.
+
+The function is generated as source text (readable: `step.code`) and compiled once: a
+straight line of kernel calls on local variables, with the kernels' attributes bound
+ahead (functools.partial), buffers written in place where the memory plan says, and
+`del` where a buffer's last reader ran. No networkx, no dispatch, no graph recording
+remains per call: what is left per op is one Python call to its kernel.
+"""
+
+import functools
+
+from ..tensor import Tensor
+
+
+class Retrace(Exception):
+    """Raised by a plan's guards, before it changed anything: trace the function anew."""
+
+
+def lower(program, memory, n_args):
+    """(source text, namespace) of `def run(a0, a1, ...)`, returning the results."""
+    ns = {"_Retrace": Retrace, "_wrap": Tensor._wrap}
+    names = {}
+    body = []
+    _guards(program, ns, body)
+    leaves = program.leaves()
+    _tensor_guards(leaves, ns, body)
+    _host(program, ns, names, body)
+    _leaves(leaves, ns, names, body)
+    _ops(program, memory, ns, names, body)
+    results = _sinks(program, ns, names, body)
+    body.append(f"return ({''.join(r + ', ' for r in results)})")
+    context = _context(program)
+    head = f"def run({', '.join(f'a{i}' for i in range(n_args))}):"
+    if context is not None:
+        ns["_context"] = context
+        lines = [head, "    with _context:"] + ["        " + line for line in body]
+    else:
+        lines = [head] + ["    " + line for line in body]
+    return "\n".join(lines) + "\n", ns
+
+
+def _guards(program, ns, body):
+    for i, (getter, expected, reason) in enumerate(program.guards):
+        ns[f"G{i}"], ns[f"GV{i}"], ns[f"GR{i}"] = getter, expected, reason
+        body.append(f"if G{i}() != GV{i}: raise _Retrace(GR{i})")
+
+
+def _tensor_guards(leaves, ns, body):
+    """A tensor read by identity must still have the shape, dtype and device the plan
+    was made for (a parameter replaced by one of another shape makes a new trace)."""
+    for i, node in enumerate(leaves):
+        feed = node.meta["feed"]
+        if feed.kind != "tensor":
+            continue
+        ns[f"T{i}"] = feed.source
+        ns[f"S{i}"], ns[f"D{i}"], ns[f"V{i}"] = node.shape, node.dtype, node.device
+        ns[f"R{i}"] = (f"a tensor the function reads ({tuple(node.shape)} {node.dtype}) "
+                       "changed shape, dtype or device")
+        body.append(f"if T{i}._data.shape != S{i} or T{i}._dtype is not D{i} or "
+                    f"T{i}._device is not V{i}: raise _Retrace(R{i})")
+
+
+def _host(program, ns, names, body):
+    """The host work of each run, in the order the function did it."""
+    for i, item in enumerate(program.host):
+        if item[0] == "call":
+            ns[f"H{i}"] = item[1]
+            body.append(f"H{i}()")
+        elif item[0] == "feed":
+            node = item[1]
+            ns[f"H{i}"] = node.meta["feed"].source
+            names[id(node)] = f"r{i}"
+            body.append(f"r{i} = H{i}()")
+        else:
+            _, compute, nodes = item
+            if not nodes:
+                ns[f"H{i}"] = compute
+                body.append(f"H{i}()")
+                continue
+            ns[f"H{i}"] = compute
+            body.append(f"h{i} = H{i}()")
+            for key, node in nodes.items():
+                maker = _scalar_maker(node)
+                ns[f"M{i}_{key}"] = maker
+                names[id(node)] = f"h{i}_{key}"
+                body.append(f"h{i}_{key} = M{i}_{key}(h{i}[{key!r}])")
+
+
+def _scalar_maker(node):
+    """A host scalar as the kernels take it: a NumPy scalar of the node's dtype (NumPy
+    and CuPy treat it like a 0-d array, without a device copy), else a 0-d array."""
+    backend = node.device.backend
+    if backend.name in ("numpy", "cupy"):
+        return node.dtype.type
+    return functools.partial(backend.full, (), dtype=node.dtype)
+
+
+def _leaves(leaves, ns, names, body):
+    for i, node in enumerate(leaves):
+        feed = node.meta["feed"]
+        if id(node) in names:
+            continue
+        if feed.kind == "arg":
+            names[id(node)] = f"a{feed.source}"
+        elif feed.kind == "const":
+            ns[f"c{i}"] = feed.source
+            names[id(node)] = f"c{i}"
+        elif feed.kind == "tensor":
+            names[id(node)] = f"t{i}"
+            body.append(f"t{i} = T{i}._data")
+        elif feed.kind == "grad":
+            ns[f"P{i}"] = feed.source
+            names[id(node)] = f"t{i}"
+            body.append(f"t{i} = P{i}.grad._data")
+        elif feed.kind == "state":
+            ns[f"F{i}"] = feed.source
+            names[id(node)] = f"t{i}"
+            body.append(f"t{i} = F{i}()")
+        else:
+            raise AssertionError(f"a {feed.kind} leaf without its host step")
+
+
+def _ops(program, memory, ns, names, body):
+    groups = {}  # a several-output op's call, made once: group id -> variable
+    for i, node in enumerate(program.op_nodes()):
+        name = f"v{i}"
+        args = ", ".join(names[id(x)] for x in node.inputs)
+        backend = node.device.backend
+        target = memory.out.get(node)
+        if node.meta and "group" in node.meta:
+            group = node.meta["group"]
+            if group not in groups:
+                groups[group] = f"g{i}"
+                ns[f"K{i}"] = _bound(node.op.kernel_for(backend.name), backend.xp, node.attrs)
+                body.append(f"g{i} = K{i}({args})")
+            body.append(f"{name} = {groups[group]}[{node.meta['output_index']}]")
+        elif target is not None:
+            ns[f"O{i}"] = functools.partial(node.op.out_kernel, backend.xp)
+            body.append(f"{name} = O{i}({args}, {names[id(target)]})  # {node.name}, in place")
+        else:
+            ns[f"K{i}"] = _bound(node.op.kernel_for(backend.name), backend.xp, node.attrs)
+            body.append(f"{name} = K{i}({args})  # {node.name}")
+        names[id(node)] = name
+        gone = memory.free_after.get(node)
+        if gone:
+            body.append("del " + ", ".join(names[id(g)] for g in gone))
+
+
+def _bound(kernel, xp, attrs):
+    return functools.partial(kernel, xp, **attrs) if attrs else functools.partial(kernel, xp)
+
+
+def _sinks(program, ns, names, body):
+    """What each run does with its values; returns the result variables in order."""
+    results = {}
+    for i, sink in enumerate(program.sinks):
+        value = None if sink.node is None else names[id(sink.node)]
+        if sink.kind == "result":
+            results[sink.target] = value
+        elif sink.kind == "grad":
+            ns[f"Q{i}"] = sink.target
+            if value is None:
+                body.append(f"Q{i}.grad = None")
+                continue
+            ns[f"QD{i}"], ns[f"QV{i}"] = sink.node.dtype, sink.node.device
+            body.append(f"Q{i}.grad = _wrap({value}, QD{i}, QV{i}, False)")
+        elif sink.kind == "assign" and not sink.in_place:
+            ns[f"Q{i}"] = sink.target
+            body.append(f"Q{i}._data = {value}")
+        elif sink.kind == "state" and not sink.in_place:
+            ns[f"Q{i}"] = sink.target
+            body.append(f"Q{i}({value})")
+    return [results[k] for k in sorted(results)]
+
+
+def _context(program):
+    for node in program.nodes:
+        backend = node.device.backend
+        return backend.context
+    return None

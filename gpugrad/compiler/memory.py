@@ -1,0 +1,159 @@
+"""The memory plan: when each value's buffer can go, and which ops write into a buffer
+that is free by then instead of allocating one.
+
+A value's buffer is free after the last op that reads it — or reads a view of it: ops
+that may return a view of an input (reshape, transpose, a custom op's kernel) extend
+their input's life to their own output's. An op with an `out_kernel` (one elementwise
+ufunc) writes into an input that dies at that op, when shapes and dtypes agree: on
+NumPy and CuPy a chain of elementwise ops then runs in one buffer, in place. Values a
+run hands out (results, gradients, new state) are never reused. The plan knows its
+peak before it runs: the most bytes of the run's own buffers alive at once.
+"""
+
+import math
+
+# Ops whose output is always a new array (never a view of an input), besides the ops
+# with an out_kernel: a buffer they read may be reused as soon as they ran.
+FRESH = frozenset({"gpugrad::matmul", "gpugrad::linear", "gpugrad::sum", "gpugrad::mean",
+                   "gpugrad::max", "gpugrad::min", "gpugrad::cross_entropy",
+                   "gpugrad::cross_entropy_backward", "gpugrad::tanh_backward",
+                   "gpugrad::sigmoid_backward", "gpugrad::sigmoid",
+                   "gpugrad::binary_cross_entropy", "gpugrad::where", "gpugrad::pow"})
+VIEWS = frozenset({"gpugrad::reshape", "gpugrad::transpose", "gpugrad::broadcast_to",
+                   "gpugrad::getitem", "gpugrad::squeeze", "gpugrad::expand_dims"})
+IN_PLACE_BACKENDS = ("numpy", "cupy")  # namespaces whose ufuncs take out=
+
+
+class MemoryPlan:
+    """out[node] = the value whose buffer node writes into (in place); free_after[node] =
+    values whose buffers go once node ran; peak_bytes: the most bytes of the run's own
+    buffers alive at once; allocated_bytes: what the run allocates in all."""
+
+    def __init__(self):
+        self.out = {}
+        self.free_after = {}
+        self.peak_bytes = 0
+        self.allocated_bytes = 0
+        self.in_place = 0
+
+    def __repr__(self):
+        return (f"<MemoryPlan: peak {self.peak_bytes:,} bytes, {self.in_place} ops in "
+                f"place>")
+
+
+def nbytes(node):
+    return math.prod(node.shape) * node.dtype.itemsize
+
+
+def fresh(node):
+    return node.op.out_kernel is not None or node.op.name in FRESH
+
+
+def plan_memory(program):
+    """Decide in-place writes and frees for the program's final node list."""
+    ops = program.op_nodes()
+    position = {id(n): i for i, n in enumerate(ops)}
+    escaping = {id(n) for n in program.sink_nodes()}
+    last = _last_reads(ops, escaping)
+    plan = MemoryPlan()
+    in_place_ok = bool(ops) and ops[0].device.backend.name in IN_PLACE_BACKENDS
+    homes = _homes(program, last, position) if in_place_ok else {}
+    taken = set()
+    for i, node in enumerate(ops):
+        target = None
+        # 0-d values stay out: NumPy hands them out as scalars, which take no out=.
+        if in_place_ok and node.op.out_kernel is not None and not node.meta and node.shape:
+            target = homes.get(id(node)) or _dying_input(node, i, last, escaping, taken)
+        if target is not None:
+            plan.out[node] = target
+            taken.add(id(target))
+    for node in ops:
+        end = last.get(id(node))
+        if id(node) in escaping or end is None or end >= len(ops):
+            continue
+        plan.free_after.setdefault(ops[end], []).append(node)
+    _count_bytes(plan, ops, escaping)
+    for sink in program.sinks:
+        if sink.home is not None and plan.out.get(sink.node) is sink.home:
+            sink.in_place = True
+    plan.in_place = len(plan.out)
+    return plan
+
+
+def _last_reads(ops, escaping):
+    """Position of the last op reading each value, or a view of it (newest first, so a
+    view's own end is known before its input's); values handed out live past the end."""
+    last = {key: len(ops) for key in escaping}
+    for i in range(len(ops) - 1, -1, -1):
+        node = ops[i]
+        end = i
+        if not fresh(node):  # its output may be a view of its inputs: they live as long
+            end = max(i, last.get(id(node), i))
+        for inp in node.inputs:
+            if last.get(id(inp), -1) < end:
+                last[id(inp)] = end
+    return last
+
+
+def _dying_input(node, i, last, escaping, taken):
+    """An input of node whose buffer node may overwrite: made by this run, not handed
+    out, read for the last time here, of the output's shape and dtype."""
+    for inp in node.inputs:
+        if (not inp.op.is_leaf and fresh(inp) and id(inp) not in escaping
+                and id(inp) not in taken and last.get(id(inp)) == i
+                and inp.shape == node.shape and inp.dtype is node.dtype
+                and not inp.meta):
+            return inp
+    return None
+
+
+def _homes(program, last, position):
+    """Sinks written back into a leaf's buffer (a parameter's own array, the optimiser's
+    old state): the op making the value writes there when the leaf has no reader after
+    it."""
+    homes = {}
+    for sink in program.sinks:
+        node, home = sink.node, sink.home
+        if node is None or home is None or node.op.is_leaf or node.op.out_kernel is None:
+            continue
+        if home.shape != node.shape or home.dtype is not node.dtype:
+            continue
+        if last.get(id(home), -1) <= position[id(node)]:
+            homes[id(node)] = home
+    return homes
+
+
+def _count_bytes(plan, ops, escaping):
+    """Walk the schedule once: bytes alive after each op, and the most at once."""
+    owner = {}  # id(value) -> id of the buffer it lives in
+    users = {}  # buffer -> values alive in it
+    alive = peak = total = 0
+    for node in ops:
+        target = plan.out.get(node)
+        if target is not None and target.op.is_leaf:  # written into a tensor's own array
+            buffer = ("leaf", id(target))
+            users.setdefault(buffer, [0, 0])
+        elif target is not None:
+            buffer = owner.get(id(target))
+        elif not fresh(node) and node.inputs and node.op.name in VIEWS:
+            buffer = owner.get(id(node.inputs[0]))
+        else:
+            buffer = None
+        if buffer is None:
+            buffer = id(node)
+            size = nbytes(node)
+            alive += size
+            total += size
+            users[buffer] = [size, 0]
+        owner[id(node)] = buffer
+        users[buffer][1] += 1
+        peak = max(peak, alive)
+        for gone in plan.free_after.get(node, ()):
+            buf = owner.get(id(gone))
+            if buf is None:
+                continue
+            users[buf][1] -= 1
+            if users[buf][1] == 0:
+                alive -= users[buf][0]
+    plan.peak_bytes = peak
+    plan.allocated_bytes = total

@@ -1,0 +1,120 @@
+"""Passes over a Program, each small and usable alone; each returns how much it changed.
+
+- dead_code: drop the nodes no sink needs (the trace records everything the function
+  ran, e.g. a forward value only a discarded branch read);
+- common_subexpressions: one node for the same op on the same inputs with the same
+  attributes (a backward often recomputes what the forward had, e.g. `x.T` twice);
+- fold_constants: ops whose inputs are all constants run once, at compile time.
+The memory plan (memory.py) comes last: it decides buffers for the final node list.
+"""
+
+from ..node import walk
+from ..ops.registry import CONSTANT
+from .capture import Feed
+
+
+def dead_code(program):
+    """Remove nodes that no sink reads, directly or not. Returns how many went."""
+    live = {id(n) for n in walk(program.sink_nodes())}
+    for item in program.host:
+        if item[0] == "feed":
+            live.add(id(item[1]))
+    before = len(program.nodes)
+    program.nodes = [n for n in program.nodes if id(n) in live]
+    return before - len(program.nodes)
+
+
+def common_subexpressions(program):
+    """Merge nodes computing the same op on the same inputs with the same attributes.
+    Returns how many nodes were merged away."""
+    first = {}  # key -> the node kept
+    replaced = {}  # id(node) -> the node that replaces it
+    kept = []
+    for node in program.nodes:
+        if not node.op.is_leaf:
+            node.inputs = tuple(replaced.get(id(i), i) for i in node.inputs)
+        key = _key(node)
+        if key is not None and key in first:
+            replaced[id(node)] = first[key]
+            continue
+        if key is not None:
+            first[key] = node
+        kept.append(node)
+    program.nodes = kept
+    _redirect(program, replaced)
+    return len(replaced)
+
+
+def _key(node):
+    """What makes two nodes the same value, or None where they must stay apart."""
+    if node.op.is_leaf:
+        feed = node.meta["feed"]
+        if feed.kind == "const":  # equal Python constants of one dtype and device
+            value = node.attrs.get("value")
+            return None if value is None else ("const", repr(value), node.dtype, node.device)
+        if feed.kind in ("tensor", "arg", "state", "grad"):  # the same source, read twice
+            source = feed.source if feed.kind in ("arg", "grad") else id(feed.source)
+            return ("leaf", feed.kind, source, feed.key, node.shape, node.dtype)
+        return None  # random draws and scalars are each their own value
+    attrs = _frozen(node.attrs)
+    if attrs is None:
+        return None
+    index = node.meta.get("output_index") if node.meta else None
+    return (node.op, tuple(id(i) for i in node.inputs), attrs, index)
+
+
+def _frozen(value):
+    """A hashable stand-in for attrs (None where some value is not comparable)."""
+    if isinstance(value, dict):
+        items = [(k, _frozen(v)) for k, v in sorted(value.items())]
+        return None if any(v is None and value[k] is not None for k, v in items) \
+            else ("dict", tuple(items))
+    if isinstance(value, (list, tuple)):
+        items = tuple(_frozen(v) for v in value)
+        return None if any(i is None and v is not None for i, v in zip(items, value,
+                                                                      strict=True)) \
+            else ("seq", items)
+    if value is None or isinstance(value, (bool, int, float, str, slice, type(Ellipsis))):
+        return (type(value).__name__, repr(value))
+    try:
+        hash(value)
+    except TypeError:
+        return None
+    return ("obj", value)
+
+
+def fold_constants(program):
+    """Run, at compile time, every op whose inputs are all constants; the node becomes
+    a constant leaf holding the result. Returns how many ops were folded."""
+    folded = 0
+    for node in program.nodes:
+        if node.op.is_leaf or not node.inputs or node.meta:
+            continue
+        if not all(i.op is CONSTANT for i in node.inputs):
+            continue
+        backend = node.device.backend
+        kernel = node.op.kernel_for(backend.name)
+        arrays = [i.meta["feed"].source for i in node.inputs]
+        value = kernel(backend.xp, *arrays, **node.attrs)
+        node.op, node.inputs, node.attrs = CONSTANT, (), {}
+        node.meta = {"feed": Feed("const", value)}
+        folded += 1
+    if folded:
+        dead_code(program)
+    return folded
+
+
+def _redirect(program, replaced):
+    for sink in program.sinks:
+        if sink.node is not None:
+            sink.node = replaced.get(id(sink.node), sink.node)
+        if sink.home is not None and id(sink.home) in replaced:
+            sink.home = replaced[id(sink.home)]
+
+
+def run_all(program):
+    """The passes in order; returns {pass name: how much it changed}."""
+    return {"dead_code": dead_code(program),
+            "fold_constants": fold_constants(program),
+            "common_subexpressions": common_subexpressions(program)}
+

@@ -1,0 +1,172 @@
+"""Program: a traced function as a DAG of its own nodes, ready for the passes.
+
+The trace's nodes are copied (the passes rewrite them; the user's graph stays as it
+was). Leaves carry a Feed in `meta["feed"]`: where each run takes their value from.
+Sinks say what each run does with the values it computed: return them, store them in
+a `.grad`, write them back into a tensor, or hand them to an optimiser's state.
+"""
+
+from ..graph import Graph
+from ..node import Node
+from ..ops.registry import CONSTANT, INPUT
+from .capture import CompileError, Feed
+
+
+class Sink:
+    """One thing a run does with a computed value.
+
+    kind: "result" (target: the position in the function's flattened results), "grad"
+    (target: the tensor whose .grad it becomes; node None sets .grad to None),
+    "assign" (target: the tensor whose values it becomes), "state" (target: a setter);
+    home: a leaf whose buffer the value may be written into in place (the tensor's own
+    values, the optimiser's old state array).
+    """
+
+    __slots__ = ("kind", "target", "node", "home", "in_place")
+
+    def __init__(self, kind, target, node, home=None):
+        self.kind = kind
+        self.target = target
+        self.node = node
+        self.home = home
+        self.in_place = False
+
+    def __repr__(self):
+        return f"<sink {self.kind} of {self.node!r}>"
+
+
+class Program:
+    """nodes: every node in topological order (leaves and ops); sinks: list of Sink;
+    host: the host work of each run, in order (see Recorder.host)."""
+
+    def __init__(self, nodes, sinks, host, guards):
+        self.nodes = nodes
+        self.sinks = sinks
+        self.host = host
+        self.guards = guards
+
+    def op_nodes(self):
+        return [n for n in self.nodes if not n.op.is_leaf]
+
+    def leaves(self):
+        return [n for n in self.nodes if n.op.is_leaf]
+
+    def sink_nodes(self):
+        return [s.node for s in self.sinks if s.node is not None]
+
+    def graph(self):
+        """The program as a gg.Graph, for every viewer (print, to_dot, to_html, ...)."""
+        results = [s.node for s in self.sinks if s.node is not None]
+        args = sorted((n for n in self.leaves() if n.meta["feed"].kind == "arg"),
+                      key=lambda n: n.meta["feed"].source)
+        return Graph(self.nodes, _unique(results), args)
+
+    def __repr__(self):
+        return f"<Program: {len(self.op_nodes())} ops, {len(self.sinks)} sinks>"
+
+
+def _unique(nodes):
+    seen, out = set(), []
+    for n in nodes:
+        if id(n) not in seen:
+            seen.add(id(n))
+            out.append(n)
+    return out
+
+
+def build(recorder, args, results):
+    """The Program of a finished trace: `args` are the function's tensor arguments (as
+    traced), `results` its flattened tensor results."""
+    arg_index = {a._node: i for i, a in enumerate(args) if a._node is not None}
+    sinks = [("result", i, t) for i, t in enumerate(results)]
+    sinks += [("grad", tensor, g) for tensor, g in recorder.grad_sinks()]
+    sinks += [("assign", tensor, value) for tensor, value in recorder.assigns.items()]
+    sinks += [("state", setter, value, home) for setter, value, home in recorder.states]
+    for t in [s[2] for s in sinks if s[2] is not None] + list(args):
+        node = t._node
+        if node is None or node.op.is_leaf:
+            from ..ops.registry import node_of
+
+            recorder.leaves.setdefault(node_of(t), t)
+    roots = [s[2]._node for s in sinks if s[2] is not None]
+    nodes = _walk_trace(roots, recorder.start_seq)
+    copies = {}
+    for node in nodes:
+        copies[node] = _copy(node, recorder, arg_index, copies)
+    program_sinks = []
+    for entry in sinks:
+        kind, target, value = entry[:3]
+        home = entry[3] if len(entry) > 3 else None
+        node = None if value is None else copies[value._node]
+        if kind == "assign":
+            home = target._node  # the tensor's own leaf, if the trace read it
+        program_sinks.append(Sink(kind, target, node, copies.get(home)))
+    return Program(list(copies.values()), program_sinks,
+                   _host(recorder.host, copies, recorder.feeds), recorder.guards)
+
+
+def _walk_trace(roots, start_seq):
+    """The trace's nodes behind roots, oldest first; nodes from before the trace are
+    where it stops (they enter as leaves)."""
+    seen, stack, out = set(), list(roots), []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        out.append(node)
+        if node.seq >= start_seq:
+            stack.extend(node.inputs)
+    out.sort(key=lambda n: n.seq)
+    return out
+
+
+def _copy(node, recorder, arg_index, copies):
+    """A node of the program standing for a node of the trace."""
+    feed = _feed_of(node, recorder, arg_index)
+    if feed is not None:
+        op = CONSTANT if feed.kind == "const" else INPUT
+        copy = Node(op, (), node.attrs if op is CONSTANT else {}, node.shape, node.dtype,
+                    node.device, node.requires_grad, node.site)
+        copy.meta = {"feed": feed}
+        return copy
+    copy = Node(node.op, tuple(copies[i] for i in node.inputs), node.attrs, node.shape,
+                node.dtype, node.device, node.requires_grad, node.site)
+    if node.meta and "output_index" in node.meta:
+        copy.meta = {"output_index": node.meta["output_index"],
+                     "group": id(node.meta["siblings"])}
+    return copy
+
+
+def _feed_of(node, recorder, arg_index):
+    """The Feed of a leaf of the trace (None for an op node)."""
+    if node in arg_index:
+        return Feed("arg", arg_index[node])
+    if node in recorder.feeds:
+        return recorder.feeds[node]
+    if not node.op.is_leaf and node.seq >= recorder.start_seq:
+        return None
+    tensor = recorder.leaves.get(node)
+    if tensor is None:
+        raise CompileError(f"internal: the trace reads a value of {node!r} it cannot find")
+    if node.op is CONSTANT:
+        return Feed("const", tensor._data)
+    return Feed("tensor", tensor)
+
+
+def _host(host, copies, feeds):
+    """The recorder's host work, with its nodes replaced by the program's."""
+    out = []
+    for item in host:
+        if item[0] == "call":
+            out.append(item)
+        elif item[0] == "feed":
+            if item[1] in copies:
+                out.append(("feed", copies[item[1]]))
+            else:  # an unused draw is still drawn: later draws stay those of eager runs
+                out.append(("call", feeds[item[1]].source))
+        else:
+            _, compute, nodes = item
+            out.append(("scalars", compute,
+                        {key: copies[n] for key, n in nodes.items() if n in copies}))
+    return out

@@ -1,0 +1,383 @@
+"""gg.compile: a function traced once and run from a flat plan gives what running it
+eagerly gives — bit for bit, since the plan calls the same kernels — step after step,
+with its side effects (gradients, parameter updates, optimiser state) included."""
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import device_params
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gpugrad as gg
+import gpugrad.nn as nn
+import gpugrad.nn.functional as F
+from gpugrad.compiler import passes
+from gpugrad.compiler.compiled import trace_and_compile
+from gpugrad.compiler.memory import fresh, plan_memory
+
+RNG = np.random.default_rng(7)
+
+
+def batches(n, batch=6, features=5, classes=3):
+    rng = np.random.default_rng(n)
+    return [(gg.tensor(rng.standard_normal((batch, features)).astype("float32")),
+             gg.tensor(rng.integers(0, classes, batch))) for _ in range(n)]
+
+
+def model_and_optimiser(make_opt, seed=0, dropout=0.0):
+    gg.manual_seed(seed)
+    layers = [nn.Linear(5, 8), nn.Tanh()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    model = nn.Sequential(*layers, nn.Linear(8, 3))
+    return model, make_opt(model.parameters())
+
+
+def training_step(model, opt):
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+OPTIMISERS = {
+    "sgd": lambda ps: gg.optim.SGD(ps, lr=0.1),
+    "sgd momentum nesterov": lambda ps: gg.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True,
+                                                     weight_decay=1e-3),
+    "sgd dampening": lambda ps: gg.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.3),
+    "adam": lambda ps: gg.optim.Adam(ps, lr=1e-2, weight_decay=1e-3),
+    "adamw": lambda ps: gg.optim.AdamW(ps, lr=1e-2),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMISERS)
+def test_a_compiled_training_step_follows_eager_training_bit_for_bit(name):
+    eager_model, eager_opt = model_and_optimiser(OPTIMISERS[name])
+    model, opt = model_and_optimiser(OPTIMISERS[name])
+    eager, compiled = training_step(eager_model, eager_opt), gg.compile(training_step(model,
+                                                                                       opt))
+    for x, y in batches(6):
+        assert compiled(x, y).item() == eager(x, y).item()
+    for (key, p), q in zip(model.named_parameters(), eager_model.parameters(), strict=True):
+        np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=key)
+        np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy(), err_msg=key)
+    assert len(compiled.plans) == 1  # traced once, run five times from the plan
+
+
+@pytest.mark.parametrize("device", device_params())
+def test_compiled_training_equals_eager_training_on_every_device(device):
+    def setup():
+        gg.manual_seed(3)
+        model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).to(device)
+        return model, gg.optim.AdamW(model.parameters(), lr=1e-2)
+
+    (eager_model, eager_opt), (model, opt) = setup(), setup()
+    eager, compiled = training_step(eager_model, eager_opt), gg.compile(training_step(model,
+                                                                                       opt))
+    for x, y in batches(4):
+        x, y = x.to(device), y.to(device)
+        np.testing.assert_allclose(compiled(x, y).item(), eager(x, y).item(), rtol=1e-6)
+    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
+        np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-5, atol=1e-7)
+    assert len(compiled.plans) == 1
+
+
+def test_the_plan_reads_the_learning_rate_a_scheduler_sets_on_every_run():
+    eager_model, eager_opt = model_and_optimiser(OPTIMISERS["adam"])
+    model, opt = model_and_optimiser(OPTIMISERS["adam"])
+    eager, compiled = training_step(eager_model, eager_opt), gg.compile(training_step(model,
+                                                                                       opt))
+    schedules = [gg.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.1)
+                 for o in (eager_opt, opt)]
+    for x, y in batches(6):
+        assert compiled(x, y).item() == eager(x, y).item()
+        for s in schedules:
+            s.step()
+    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def test_optimiser_state_written_by_the_plan_is_the_eager_state():
+    eager_model, eager_opt = model_and_optimiser(OPTIMISERS["adam"])
+    model, opt = model_and_optimiser(OPTIMISERS["adam"])
+    eager, compiled = training_step(eager_model, eager_opt), gg.compile(training_step(model,
+                                                                                       opt))
+    for x, y in batches(3):
+        eager(x, y)
+        compiled(x, y)
+    mine, theirs = opt.state_dict()["state"], eager_opt.state_dict()["state"]
+    for i in theirs:
+        assert mine[i]["step"] == theirs[i]["step"] == 3
+        np.testing.assert_array_equal(mine[i]["exp_avg_sq"].numpy(),
+                                      theirs[i]["exp_avg_sq"].numpy())
+
+
+def test_dropout_draws_a_new_mask_on_every_run_like_eager_training():
+    eager_model, eager_opt = model_and_optimiser(OPTIMISERS["sgd"], dropout=0.5)
+    model, opt = model_and_optimiser(OPTIMISERS["sgd"], dropout=0.5)
+    data = batches(4)
+    gg.manual_seed(11)
+    eager_losses = [training_step(eager_model, eager_opt)(x, y).item() for x, y in data]
+    gg.manual_seed(11)
+    step = gg.compile(training_step(model, opt))
+    losses = [step(x, y).item() for x, y in data]
+    assert losses == eager_losses
+    assert len(set(losses)) == len(losses)
+
+
+def test_gradients_returned_by_gg_grad_inside_the_function():
+    w = gg.tensor(RNG.standard_normal((4, 3)), dtype="float64", requires_grad=True)
+
+    def loss_and_grad(x):
+        loss = ((x @ w).tanh() ** 2).sum()
+        (g,) = gg.grad(loss, [w])
+        return loss, g
+
+    compiled = gg.compile(loss_and_grad)
+    for _ in range(3):
+        x = gg.tensor(RNG.standard_normal((2, 4)))
+        (loss, g), (ref_loss, ref_g) = compiled(x), loss_and_grad(x)
+        assert loss.item() == ref_loss.item()
+        np.testing.assert_array_equal(g.numpy(), ref_g.numpy())
+        assert g.requires_grad is False  # results come without a graph
+
+
+def test_new_argument_shapes_trace_anew_and_say_why():
+    compiled = gg.compile(lambda x: (x * 2.0).sum())
+    compiled(gg.ones((3, 2)))
+    with pytest.warns(gg.CompileWarning, match=r"argument 0: \(3, 2\) float32 on cpu -> "
+                                                 r"\(4, 2\) float32 on cpu"):
+        assert compiled(gg.ones((4, 2))).item() == 16.0
+    assert compiled.log == ["first call", "argument 0: (3, 2) float32 on cpu -> (4, 2) "
+                            "float32 on cpu"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # both shapes have plans now: no new trace
+        assert compiled(gg.ones((3, 2))).item() == 12.0
+
+
+def test_retrace_false_raises_instead_of_tracing_anew():
+    compiled = gg.compile(lambda x: x.exp(), retrace=False)
+    compiled(gg.ones(3))
+    with pytest.raises(gg.CompileError, match="would trace anew.*float64"):
+        compiled(gg.ones(3, dtype="float64"))
+
+
+def test_the_plan_reads_the_current_values_of_the_tensors_it_uses():
+    model = nn.Linear(3, 2)
+    compiled = gg.compile(lambda x: model(x).sum())
+    x = gg.ones((1, 3))
+    with gg.no_grad():
+        compiled(x)
+        model.weight *= 0.0  # updated in place, outside the compiled function
+        model.weight += 1.0
+        np.testing.assert_allclose(compiled(x).item(), 6.0 + model.bias.numpy().sum(),
+                                   rtol=1e-6)
+        model.load_state_dict({"weight": gg.ones((2, 3)), "bias": gg.zeros(2)})
+        assert compiled(x).item() == 6.0
+    assert len(compiled.plans) == 1
+
+
+def test_reading_a_value_on_the_host_inside_the_function_is_refused_with_the_line():
+    def step(x):
+        if (x.sum() > 0).item():  # data-dependent Python: the plan could not follow it
+            return x * 2.0
+        return x
+
+    with pytest.raises(gg.CompileError, match=r"on the host .*test_compile\.py:\d+"):
+        gg.compile(step)(gg.ones(3))
+
+
+def test_the_plans_graph_works_with_every_viewer():
+    model, opt = model_and_optimiser(OPTIMISERS["adam"])
+    compiled = gg.compile(training_step(model, opt))
+    compiled(*batches(1)[0])
+    graph = compiled.graph
+    text = str(graph)
+    assert "linear(" in text and "cross_entropy_backward(" in text
+    assert graph.to_dot().startswith("digraph")
+    assert len(graph.nx) == len(graph)
+    assert compiled.traced_graph.op_counts()["linear"] == 2
+    assert "def run(" in compiled.code and "in place" in compiled.code
+
+
+# --- the passes, each alone ---------------------------------------------------------------
+def program_of(fn, *args):
+    """The untouched program of one trace of fn (the passes not yet run)."""
+    _, plan = trace_and_compile(fn, list(args), optimize=False)
+    return plan.program
+
+
+def test_dead_code_drops_what_no_result_reads():
+    program = program_of(lambda x: (x + 1.0, (x * 3.0).exp()), gg.ones(2))
+    assert passes.dead_code(program) == 0  # everything traced is read by a result
+    program.sinks = program.sinks[:1]  # keep only x + 1
+    assert passes.dead_code(program) == 3  # mul, exp and the constant 3.0 go
+    assert [n.name for n in program.op_nodes()] == ["add"]
+
+
+def test_common_subexpressions_merge_the_same_op_on_the_same_inputs():
+    def fn(x, y):
+        return (x * y).tanh() + (x * y).tanh()
+
+    program = program_of(fn, gg.ones(3), gg.ones(3))
+    assert [n.name for n in program.op_nodes()] == ["mul", "tanh", "mul", "tanh", "add"]
+    assert passes.common_subexpressions(program) == 2
+    assert [n.name for n in program.op_nodes()] == ["mul", "tanh", "add"]
+    add = program.op_nodes()[-1]
+    assert add.inputs[0] is add.inputs[1]
+
+
+def test_fold_constants_runs_ops_on_constants_at_compile_time():
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+
+    def fn(x):
+        (g,) = gg.grad((x ** 3.0).sum(), [x])  # the VJP computes b - 1 on the constant b
+        return g
+
+    program = program_of(fn, x)
+    before = len(program.op_nodes())
+    assert passes.fold_constants(program) >= 1
+    assert len(program.op_nodes()) < before
+    compiled = gg.compile(fn)
+    compiled(x)
+    np.testing.assert_array_equal(compiled(x).numpy(), [3.0, 12.0])
+
+
+def test_passes_change_no_result():
+    def fn(x):
+        a = (x * x).sum() + (x * x).sum()
+        return a * (2.0 - 1.0) + x.exp().sum()
+
+    x = gg.tensor(RNG.standard_normal(5))
+    plain, optimised = gg.compile(fn, optimize=False), gg.compile(fn)
+    for _ in range(2):
+        assert plain(x).item() == optimised(x).item() == fn(x).item()
+    assert optimised.plan.pass_stats["common_subexpressions"] >= 1
+
+
+# --- the memory plan ------------------------------------------------------------------------
+def assert_no_buffer_is_overwritten_while_still_to_be_read(program, memory):
+    """An independent check: a buffer written in place by op i is read by no op after
+    i, directly or through a value that may be a view of it."""
+    ops = program.op_nodes()
+    position = {id(n): i for i, n in enumerate(ops)}
+    readers = {}
+    for i, n in enumerate(ops):
+        for inp in n.inputs:
+            readers.setdefault(id(inp), []).append(i)
+    escaping = {id(n) for n in program.sink_nodes()}
+
+    def reads_after(value, i):
+        stack, seen = [value], set()
+        while stack:
+            v = stack.pop()
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            if id(v) in escaping and v is not value:
+                return True
+            for r in readers.get(id(v), ()):
+                if r > i:
+                    return True
+                if not fresh(ops[r]) and r != i:
+                    stack.append(ops[r])  # a possible view: its readers read v too
+        return False
+
+    for node, target in memory.out.items():
+        i = position[id(node)]
+        assert not reads_after(target, i), f"{node!r} overwrites {target!r} too early"
+        assert id(target) not in escaping or target.op.is_leaf
+
+
+def test_the_memory_plan_of_a_training_step_reuses_buffers_safely():
+    model, opt = model_and_optimiser(OPTIMISERS["adam"])
+    compiled = gg.compile(training_step(model, opt))
+    compiled(*batches(1)[0])
+    plan = compiled.plan
+    assert plan.memory.in_place > 10  # the Adam update runs in its state's buffers
+    assert 0 < plan.peak_bytes <= plan.memory.allocated_bytes
+    assert_no_buffer_is_overwritten_while_still_to_be_read(plan.program, plan.memory)
+
+
+def test_the_peak_is_known_before_running_and_counts_what_lives_at_once():
+    def fn(x):
+        a = x.exp()  # 4 KiB
+        b = a.tanh()  # in place: a dies here
+        return b.sum()
+
+    x = gg.ones(1024)
+    _, plan = trace_and_compile(fn, [x])
+    assert plan.memory.in_place == 1
+    assert plan.peak_bytes == 4096 + 4  # one buffer of 1024 float32, then the sum
+
+
+UNARY = ["exp", "tanh", "relu", "abs", "sigmoid"]
+BINARY = ["add", "mul", "sub"]
+
+
+@st.composite
+def random_programs(draw):
+    """A random DAG of elementwise ops, reductions and views over two inputs."""
+    steps = []
+    for i in range(draw(st.integers(2, 12))):
+        kind = draw(st.sampled_from(["unary", "binary", "view", "scale"]))
+        a = draw(st.integers(0, i + 1))
+        if kind == "unary":
+            steps.append((kind, draw(st.sampled_from(UNARY)), a))
+        elif kind == "binary":
+            steps.append((kind, draw(st.sampled_from(BINARY)), a, draw(st.integers(0, i + 1))))
+        else:
+            steps.append((kind, None, a))
+    return steps
+
+
+def run_program(steps, x, y):
+    values = [x, y]
+    for step in steps:
+        kind, name, a = step[:3]
+        if kind == "unary":
+            values.append(getattr(values[a], name)())
+        elif kind == "binary":
+            values.append(getattr(values[a], f"__{name}__")(values[step[3]]))
+        elif kind == "view":
+            values.append(values[a].T.reshape(3, 4).reshape(4, 3))
+        else:
+            values.append(values[a] * 0.5)
+    loss = sum(v.sum() for v in values[2:])
+    return [loss] + gg.grad(loss, [x, y], allow_unused=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(random_programs())
+def test_compiled_random_programs_equal_eager_bit_for_bit(steps):
+    x = gg.tensor(RNG.standard_normal((4, 3)), requires_grad=True)
+    y = gg.tensor(RNG.standard_normal((4, 3)), requires_grad=True)
+    compiled = gg.compile(lambda x, y: [g for g in run_program(steps, x, y) if g is not None])
+    for _ in range(2):
+        ref = [g for g in run_program(steps, x, y) if g is not None]
+        got = compiled(x, y)
+        for a, b in zip(got, ref, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    plan = compiled.plan
+    assert_no_buffer_is_overwritten_while_still_to_be_read(plan.program, plan.memory)
+    memory = plan_memory(plan.program)  # planning again gives the same plan
+    assert memory.peak_bytes == plan.peak_bytes
+
+
+def test_gpugrad_train_compile_gives_the_same_run_as_eager_training(tmp_path):
+    from gpugrad.train import Config, run
+
+    def train(name, **kw):
+        config = Config(epochs=2, hidden=[16], out=str(tmp_path / name), **kw)
+        return run(config, stream=open(tmp_path / f"{name}.log", "w"))  # noqa: SIM115
+
+    eager, compiled = train("eager"), train("compiled", compile=True)
+    assert [e["train_loss"] for e in compiled["epochs"]] == \
+        [e["train_loss"] for e in eager["epochs"]]
+    assert compiled["test_accuracy"] == eager["test_accuracy"]
