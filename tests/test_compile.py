@@ -2,6 +2,9 @@
 eagerly gives — bit for bit, since the plan calls the same kernels — step after step,
 with its side effects (gradients, parameter updates, optimiser state) included."""
 
+import pathlib
+import shutil
+import subprocess
 import warnings
 
 import numpy as np
@@ -13,7 +16,7 @@ from hypothesis import strategies as st
 import gpugrad as gg
 import gpugrad.nn as nn
 import gpugrad.nn.functional as F
-from gpugrad.compiler import passes
+from gpugrad.compiler import fusion, passes
 from gpugrad.compiler.compiled import trace_and_compile
 from gpugrad.compiler.memory import fresh, plan_memory
 
@@ -249,6 +252,137 @@ def test_fold_constants_runs_ops_on_constants_at_compile_time():
     np.testing.assert_array_equal(compiled(x).numpy(), [3.0, 12.0])
 
 
+def fused_nodes(program):
+    return [n for n in program.op_nodes() if n.op is fusion.FUSED]
+
+
+def test_fusion_turns_an_elementwise_chain_into_one_op():
+    def fn(x, y):
+        return ((x * y + x).exp() - y).relu()  # mul, add, exp, sub, relu
+
+    x, y = gg.tensor(RNG.standard_normal((4, 3))), gg.tensor(RNG.standard_normal((4, 3)))
+    program = program_of(fn, x, y)
+    assert fusion.fuse_elementwise(program) == 4  # five ops, one left
+    (node,) = program.op_nodes()
+    assert node.op is fusion.FUSED and node.shape == (4, 3)
+    assert fusion.describe(node.attrs["steps"], len(node.inputs)) == \
+        "relu(sub(exp(add(mul(x0, x1), x0)), x1))"
+    compiled = gg.compile(fn)
+    for _ in range(2):  # the same ufuncs, chained with out=: bit for bit
+        np.testing.assert_array_equal(compiled(x, y).numpy(), fn(x, y).numpy())
+
+
+def test_fusion_keeps_apart_what_is_read_twice_returned_or_of_another_shape():
+    def fn(x, b):
+        shared = x.exp()  # two readers: it must exist on its own
+        small = b.tanh()  # (3,): broadcast into the (4, 3) chain, not part of it
+        returned = shared * 2.0  # a result: it must exist on its own
+        return returned, (shared + small).sqrt()  # add and sqrt: one op
+
+    program = program_of(fn, gg.ones((4, 3)), gg.ones(3))
+    assert fusion.fuse_elementwise(program) == 1
+    assert [n.name for n in program.op_nodes()] == ["exp", "tanh", "mul", "fused"]
+    exp, tanh, _, fused = program.op_nodes()
+    assert fused.inputs == (exp, tanh)
+
+
+def test_a_fused_chain_on_numpy_reuses_its_own_buffers():
+    steps = (("gpugrad::exp", (0,)), ("gpugrad::mul", (2, 1)), ("gpugrad::tanh", (3,)))
+    source, _ = fusion.chain_source(steps, 2)
+    assert "s0 = K0(xp, x0)" in source  # the first step allocates,
+    assert "s1 = O1(xp, s0, x1, s0)" in source  # the next ones write into it
+    assert "return O2(xp, s1, out)" in source  # and the result goes where it is asked
+    assert fusion.scratch_buffers(steps, 2, has_out=False) == 0
+    assert fusion.scratch_buffers(steps, 2, has_out=True) == 1
+
+
+def test_fused_training_steps_equal_unfused_ones_step_after_step():
+    for name in ("adam", "sgd momentum nesterov"):
+        runs = []
+        for optimize in (True, False):
+            model, opt = model_and_optimiser(OPTIMISERS[name])
+            compiled = gg.compile(training_step(model, opt), optimize=optimize)
+            losses = [compiled(x, y).item() for x, y in batches(4)]
+            runs.append((losses, [p.numpy().copy() for p in model.parameters()]))
+        (fused_losses, fused_params), (plain_losses, plain_params) = runs
+        assert fused_losses == plain_losses, name
+        for a, b in zip(fused_params, plain_params, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+CUDA_WRAPPER = """
+namespace unit_{name} {{
+typedef {ctype} T;
+extern "C" __global__ void fused_{name}({params}, T* __restrict__ out, long long n) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {{
+        {loads}
+        T& y = out[i];
+        {body}
+    }}
+}}
+}}
+"""
+
+
+def cuda_translation_unit(name, steps, n, ctype):
+    """The ElementwiseKernel body in a kernel of the same shape as CuPy's: each input
+    read into a local of type T, the result assigned to `y`."""
+    params = ", ".join(f"const T* __restrict__ p{k}" for k in range(n))
+    loads = " ".join(f"const T x{k} = p{k}[i];" for k in range(n))
+    return CUDA_WRAPPER.format(name=name, ctype=ctype, params=params, loads=loads,
+                               body=fusion.cuda_body(steps, n))
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None and not
+                    pathlib.Path("/usr/local/cuda/bin/nvcc").is_file(),
+                    reason="nvcc is not installed (no CUDA toolkit)")
+def test_every_fusible_op_and_a_training_steps_chains_compile_as_cuda(tmp_path):
+    nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    ops = [(((name, (0, 1)[:arity(name)]),), arity(name)) for name in fusion.C_EXPRESSIONS]
+    model, opt = model_and_optimiser(OPTIMISERS["adam"])
+    compiled = gg.compile(training_step(model, opt))
+    compiled(*batches(1)[0])
+    chains = [(n.attrs["steps"], len(n.inputs)) for n in fused_nodes(compiled.plan.program)]
+    assert chains  # Adam's update is made of such chains
+    every = ops + chains
+    source = tmp_path / "fused.cu"
+    source.write_text("\n".join(cuda_translation_unit(f"{i}_{ctype}", steps, n, ctype)
+                                for i, (steps, n) in enumerate(every)
+                                for ctype in ("float", "double")))
+    result = subprocess.run([nvcc, "--ptx", "-arch=sm_80", "-Werror", "all-warnings",
+                             str(source), "-o", str(tmp_path / "fused.ptx")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+def arity(name):
+    return 1 if name in ("gpugrad::neg", "gpugrad::exp", "gpugrad::log", "gpugrad::sqrt",
+                         "gpugrad::tanh", "gpugrad::relu") else 2
+
+
+@pytest.mark.gpu
+def test_fused_kernels_on_cupy_agree_with_the_step_by_step_reference():
+    if not gg.cuda.is_available():
+        pytest.skip(f"no usable GPU: {gg.cuda.reason()}")
+    import cupy
+
+    rng = np.random.default_rng(3)
+    for name in fusion.C_EXPRESSIONS:
+        steps = ((name, (0, 1)[:arity(name)]), ("gpugrad::mul", (2, 1)))
+        for dtype in (np.float32, np.float64):
+            host = [np.abs(rng.standard_normal((257, 3))).astype(dtype) + 0.1
+                    for _ in range(2)]
+            arrays = [cupy.asarray(a) for a in host]
+            kernel, into = fusion.kernels(steps, 2, "cupy")
+            want = fusion._step_by_step(np, *host, steps=steps)
+            rtol = 1e-5 if dtype == np.float32 else 1e-12  # CUDA's exp/log/tanh: few ulp
+            np.testing.assert_allclose(cupy.asnumpy(kernel(*arrays)), want, rtol=rtol)
+            out = cupy.empty_like(arrays[0])
+            into(*arrays, out)
+            np.testing.assert_allclose(cupy.asnumpy(out), want, rtol=rtol)
+
+
 def test_passes_change_no_result():
     def fn(x):
         a = (x * x).sum() + (x * x).sum()
@@ -312,9 +446,12 @@ def test_the_peak_is_known_before_running_and_counts_what_lives_at_once():
         return b.sum()
 
     x = gg.ones(1024)
-    _, plan = trace_and_compile(fn, [x])
-    assert plan.memory.in_place == 1
-    assert plan.peak_bytes == 4096 + 4  # one buffer of 1024 float32, then the sum
+    _, unfused = trace_and_compile(fn, [x], optimize=False)
+    assert unfused.memory.in_place == 1
+    assert unfused.peak_bytes == 4096 + 4  # one buffer of 1024 float32, then the sum
+    _, fused = trace_and_compile(fn, [x])
+    assert fused.pass_stats["fuse_elementwise"] == 1  # exp and tanh: one kernel
+    assert fused.peak_bytes == 4096 + 4  # which writes tanh into exp's buffer
 
 
 UNARY = ["exp", "tanh", "relu", "abs", "sigmoid"]

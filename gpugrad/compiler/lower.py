@@ -10,6 +10,7 @@ remains per call: what is left per op is one Python call to its kernel.
 import functools
 
 from ..tensor import Tensor
+from .fusion import FUSED, kernels
 
 
 class Retrace(Exception):
@@ -134,6 +135,8 @@ def _ops(program, memory, ns, names, body):
                 ns[f"K{i}"] = _bound(node.op.kernel_for(backend.name), backend.xp, node.attrs)
                 body.append(f"g{i} = K{i}({args})")
             body.append(f"{name} = {groups[group]}[{node.meta['output_index']}]")
+        elif node.op is FUSED:
+            _fused(node, i, target, backend, ns, names, body)
         elif target is not None:
             ns[f"O{i}"] = functools.partial(node.op.out_kernel, backend.xp)
             body.append(f"{name} = O{i}({args}, {names[id(target)]})  # {node.name}, in place")
@@ -144,6 +147,23 @@ def _ops(program, memory, ns, names, body):
         gone = memory.free_after.get(node)
         if gone:
             body.append("del " + ", ".join(names[id(g)] for g in gone))
+
+
+def _fused(node, i, target, backend, ns, names, body):
+    """A fused op calls its backend's generated kernel directly (no xp, no attrs)."""
+    args = ", ".join(names[id(x)] for x in node.inputs)
+    steps = node.attrs["steps"]
+    what = node.attrs["expr"]
+    made = kernels(steps, len(node.inputs), backend.name)
+    if made is None:
+        ns[f"K{i}"] = _bound(node.op.kernel_for(backend.name), backend.xp, node.attrs)
+        body.append(f"v{i} = K{i}({args})  # {what}")
+    elif target is not None:
+        ns[f"O{i}"] = made[1]
+        body.append(f"v{i} = O{i}({args}, {names[id(target)]})  # {what}, in place")
+    else:
+        ns[f"K{i}"] = made[0]
+        body.append(f"v{i} = K{i}({args})  # {what}")
 
 
 def _bound(kernel, xp, attrs):

@@ -12,6 +12,8 @@ peak before it runs: the most bytes of the run's own buffers alive at once.
 
 import math
 
+from .fusion import FUSED, scratch_buffers
+
 # Ops whose output is always a new array (never a view of an input), besides the ops
 # with an out_kernel: a buffer they read may be reused as soon as they ran.
 FRESH = frozenset({"gpugrad::matmul", "gpugrad::linear", "gpugrad::sum", "gpugrad::mean",
@@ -45,8 +47,14 @@ def nbytes(node):
     return math.prod(node.shape) * node.dtype.itemsize
 
 
+def writes_in_place(node):
+    """An op that can write its result into a given buffer: one ufunc call (an
+    out_kernel), or a fused chain of them."""
+    return node.op.out_kernel is not None or node.op is FUSED
+
+
 def fresh(node):
-    return node.op.out_kernel is not None or node.op.name in FRESH
+    return writes_in_place(node) or node.op.name in FRESH
 
 
 def plan_memory(program):
@@ -62,7 +70,7 @@ def plan_memory(program):
     for i, node in enumerate(ops):
         target = None
         # 0-d values stay out: NumPy hands them out as scalars, which take no out=.
-        if in_place_ok and node.op.out_kernel is not None and not node.meta and node.shape:
+        if in_place_ok and writes_in_place(node) and not node.meta and node.shape:
             target = homes.get(id(node)) or _dying_input(node, i, last, escaping, taken)
         if target is not None:
             plan.out[node] = target
@@ -114,13 +122,21 @@ def _homes(program, last, position):
     homes = {}
     for sink in program.sinks:
         node, home = sink.node, sink.home
-        if node is None or home is None or node.op.is_leaf or node.op.out_kernel is None:
+        if node is None or home is None or node.op.is_leaf or not writes_in_place(node):
             continue
         if home.shape != node.shape or home.dtype is not node.dtype:
             continue
         if last.get(id(home), -1) <= position[id(node)]:
             homes[id(node)] = home
     return homes
+
+
+def _scratch_bytes(node, target):
+    """Bytes an op allocates and frees within its own call (a fused chain's steps)."""
+    if node.op is not FUSED:
+        return 0
+    steps = node.attrs["steps"]
+    return scratch_buffers(steps, len(node.inputs), target is not None) * nbytes(node)
 
 
 def _count_bytes(plan, ops, escaping):
@@ -147,7 +163,7 @@ def _count_bytes(plan, ops, escaping):
             users[buffer] = [size, 0]
         owner[id(node)] = buffer
         users[buffer][1] += 1
-        peak = max(peak, alive)
+        peak = max(peak, alive + _scratch_bytes(node, target))
         for gone in plan.free_after.get(node, ()):
             buf = owner.get(id(gone))
             if buf is None:

@@ -4,13 +4,15 @@
   ran, e.g. a forward value only a discarded branch read);
 - common_subexpressions: one node for the same op on the same inputs with the same
   attributes (a backward often recomputes what the forward had, e.g. `x.T` twice);
-- fold_constants: ops whose inputs are all constants run once, at compile time.
+- fold_constants: ops whose inputs are all constants run once, at compile time;
+- fuse_elementwise (fusion.py): chains of elementwise ops become one op each.
 The memory plan (memory.py) comes last: it decides buffers for the final node list.
 """
 
 from ..node import walk
 from ..ops.registry import CONSTANT
 from .capture import Feed
+from .fusion import fuse_elementwise
 
 
 def dead_code(program):
@@ -116,5 +118,6 @@ def run_all(program):
     """The passes in order; returns {pass name: how much it changed}."""
     return {"dead_code": dead_code(program),
             "fold_constants": fold_constants(program),
-            "common_subexpressions": common_subexpressions(program)}
+            "common_subexpressions": common_subexpressions(program),
+            "fuse_elementwise": fuse_elementwise(program)}
 

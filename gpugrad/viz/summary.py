@@ -14,11 +14,13 @@ def _size(shape):
 
 def flops(node):
     """Floating-point operations of one op, estimated from shapes (2mnk for products,
-    one per output element for the rest)."""
+    one per output element for the rest, per step of a fused op)."""
     name = node.op.name
     if name in ("gpugrad::matmul", "gpugrad::linear"):
         inner = node.inputs[0].shape[-1] if node.inputs[0].shape else 1
         return 2 * _size(node.shape) * inner
+    if name == "gpugrad::fused":
+        return _size(node.shape) * len(node.attrs["steps"])
     return _size(node.shape)
 
 

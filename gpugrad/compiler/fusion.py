@@ -1,0 +1,242 @@
+"""Fusion of elementwise chains: several elementwise ops become one `gpugrad::fused` op.
+
+A group is a root op and the elementwise ops feeding it that nothing else reads, all of
+the root's shape and dtype (inputs from outside the group may broadcast). The group
+becomes one node whose attrs list its steps in order: `((op name, (arg, ...)), ...)`,
+where arg k < n reads the node's input k and arg n + j the result of step j; the last
+step is the result.
+
+How a fused op runs, by backend:
+- CuPy: one `cupy.ElementwiseKernel` per distinct list of steps, its body generated
+  from each op's C expression below: one launch and one pass over memory instead of
+  one per op. Made once and cached (CuPy keeps the compiled binary on disk too).
+- NumPy: one generated Python function per list of steps, a chain of the ops' own
+  ufunc calls with `out=`, each step written into the buffer of a step nobody reads
+  again: the same ufuncs as eager, so the results are bit for bit the same.
+- any other namespace (the array API's strict arrays): step by step, each op's kernel.
+"""
+
+import functools
+import hashlib
+
+from ..errors import GpugradError
+from ..ops.registry import REGISTRY, OpDef
+
+# The ops a group may hold, each as a C expression over its inputs' values ({0}, {1})
+# of the group's type T. Each matches its NumPy kernel, NaN included: relu keeps a NaN
+# (NaN < 0 is false), relu_backward multiplies by the mask as NumPy's kernel does.
+C_EXPRESSIONS = {
+    "gpugrad::add": "{0} + {1}",
+    "gpugrad::sub": "{0} - {1}",
+    "gpugrad::mul": "{0} * {1}",
+    "gpugrad::div": "{0} / {1}",
+    "gpugrad::neg": "-{0}",
+    "gpugrad::exp": "exp({0})",
+    "gpugrad::log": "log({0})",
+    "gpugrad::sqrt": "sqrt({0})",
+    "gpugrad::tanh": "tanh({0})",
+    "gpugrad::relu": "{0} < (T)0 ? (T)0 : {0}",
+    "gpugrad::relu_backward": "{0} * (T)({1} > (T)0)",
+}
+
+
+# --- the pass -------------------------------------------------------------------------------
+def fusible(node):
+    """An op a group may hold: one of C_EXPRESSIONS, not part of a several-output op,
+    not 0-d (NumPy hands 0-d results out as scalars, which take no out=), every input
+    of its dtype."""
+    return (not node.op.is_leaf and node.op.name in C_EXPRESSIONS and not node.meta
+            and bool(node.shape) and all(i.dtype is node.dtype for i in node.inputs))
+
+
+def fuse_elementwise(program):
+    """Replace each group of two or more elementwise ops by one fused node. Returns how
+    many ops were merged away."""
+    ops = program.op_nodes()
+    readers = _readers(ops)
+    apart = {id(n) for n in program.sink_nodes()}  # values a run hands out stay apart
+    apart.update(id(item[1]) for item in program.host if item[0] == "feed")
+    absorbed = set()
+    merged = 0
+    for root in reversed(ops):  # newest first: a root takes the longest chain it can
+        if id(root) in absorbed or not fusible(root):
+            continue
+        members = _group(root, readers, apart)
+        if len(members) < 2:
+            continue
+        absorbed.update(id(m) for m in members if m is not root)
+        _make_fused(root, members)
+        merged += len(members) - 1
+    if merged:
+        program.nodes = [n for n in program.nodes if id(n) not in absorbed]
+    return merged
+
+
+def _readers(ops):
+    """id(value) -> ids of the ops that read it."""
+    readers = {}
+    for node in ops:
+        for inp in node.inputs:
+            readers.setdefault(id(inp), set()).add(id(node))
+    return readers
+
+
+def _group(root, readers, apart):
+    """The root and the fusible ops that only the group reads, of the root's shape and
+    dtype, in topological order (a worklist: no recursion)."""
+    members = {id(root): root}
+    work = [root]
+    while work:
+        node = work.pop()
+        for inp in node.inputs:
+            if (id(inp) in members or id(inp) in apart or not fusible(inp)
+                    or inp.shape != root.shape or inp.dtype is not root.dtype
+                    or not readers[id(inp)] <= members.keys()):
+                continue
+            members[id(inp)] = inp
+            work.append(inp)
+    return sorted(members.values(), key=lambda n: n.seq)
+
+
+def _make_fused(root, members):
+    """Turn the root into the group's fused node: its inputs are what the group reads
+    from outside, in order of first use. The root keeps its place in the schedule,
+    after every member and every input."""
+    step_of = {id(m): j for j, m in enumerate(members)}
+    inputs, index = [], {}
+    for m in members:
+        for inp in m.inputs:
+            if id(inp) not in step_of and id(inp) not in index:
+                index[id(inp)] = len(inputs)
+                inputs.append(inp)
+    n = len(inputs)
+    steps = tuple((m.op.name, tuple(n + step_of[id(i)] if id(i) in step_of else index[id(i)]
+                                    for i in m.inputs))
+                  for m in members)
+    root.op, root.inputs = FUSED, tuple(inputs)
+    root.attrs = {"expr": describe(steps, n), "steps": steps}  # expr: for the viewers
+
+
+def describe(steps, n):
+    """The steps as one readable expression, e.g. 'relu_backward(mul(x0, x1), x2)'."""
+    texts = [f"x{k}" for k in range(n)]
+    for name, args in steps:
+        texts.append(f"{name.rpartition('::')[2]}({', '.join(texts[a] for a in args)})")
+    return texts[-1]
+
+
+# --- running a fused op ---------------------------------------------------------------------
+def _step_by_step(xp, *arrays, steps, expr=None):
+    """The reference, and the kernel of namespaces without out=: each op's own kernel."""
+    backend = "strict" if xp.__name__ not in ("numpy", "cupy") else xp.__name__
+    values = list(arrays)
+    for name, args in steps:
+        values.append(REGISTRY[name].kernel_for(backend)(xp, *(values[a] for a in args)))
+    return values[-1]
+
+
+def _unusable(*specs):
+    raise GpugradError("gpugrad::fused exists only inside compiled plans (gg.compile)")
+
+
+FUSED = OpDef("gpugrad::fused", infer=_unusable, forward=_step_by_step,
+              doc="Several elementwise ops in one kernel (made by gg.compile's fusion).")
+
+
+def kernels(steps, n, backend_name):
+    """(kernel(*arrays), out_kernel(*arrays, out)) running the steps on a backend, or
+    None where only the step-by-step reference runs there."""
+    if backend_name == "numpy":
+        return _numpy_chain(steps, n)
+    if backend_name == "cupy":
+        kernel = _cupy_kernel(steps, n)
+        return kernel, kernel  # an ElementwiseKernel takes its output as a last argument
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _numpy_chain(steps, n):
+    """Two generated functions (allocating, and writing into `out`) chaining the steps'
+    ufuncs with out=."""
+    source, namespace = chain_source(steps, n)
+    exec(compile(source, f"<gpugrad fused {describe(steps, n)}>", "exec"), namespace)
+    return namespace["fused"], namespace["fused_out"]
+
+
+def chain_source(steps, n):
+    """(source, namespace) of `fused(x0, ...)` and `fused_out(x0, ..., out)` on NumPy:
+    a step writes into the buffer of an earlier step it reads for the last time; only
+    the result goes into `out`, once every input was read."""
+    import numpy
+
+    last_read = _last_reads(steps)
+    names = [f"x{k}" for k in range(n)] + [f"s{j}" for j in range(len(steps))]
+    namespace = {"xp": numpy}
+    lines = []
+    for j, (name, args) in enumerate(steps):
+        op = REGISTRY[name]
+        namespace[f"K{j}"], namespace[f"O{j}"] = op.kernel_for("numpy"), op.out_kernel
+        ins = ", ".join(names[a] for a in args)
+        dying = _dying(args, j, n, last_read)
+        call = f"O{j}(xp, {ins}, {names[dying]})" if dying is not None else f"K{j}(xp, {ins})"
+        lines.append((f"s{j} = {call}", f"O{j}(xp, {ins}, out)"))
+    xs = ", ".join(names[:n])
+    body = [f"    {line}" for line, _ in lines[:-1]]
+    result, into_out = lines[-1]
+    source = "\n".join([f"def fused({xs}):", *body, f"    {result}",
+                        f"    return s{len(steps) - 1}", "",
+                        f"def fused_out({xs}, out):", *body, f"    return {into_out}"])
+    return source + "\n", namespace
+
+
+def _last_reads(steps):
+    """Value index -> the last step reading it."""
+    last_read = {}
+    for j, (_, args) in enumerate(steps):
+        for a in args:
+            last_read[a] = j
+    return last_read
+
+
+def _dying(args, j, n, last_read):
+    """The value index of a step result that step j reads for the last time (its buffer
+    is free for step j's result), or None."""
+    for a in args:
+        if a >= n and last_read[a] == j:
+            return a
+    return None
+
+
+def scratch_buffers(steps, n, has_out):
+    """How many buffers of the result's size a fused op allocates and frees within one
+    call (what the memory plan adds to its peak at that op)."""
+    last_read = _last_reads(steps)
+    made = [_dying(args, j, n, last_read) is None for j, (_, args) in enumerate(steps)]
+    if has_out:
+        return sum(made[:-1])
+    return sum(made) - 1  # the result keeps one of the buffers made
+
+
+def cuda_body(steps, n):
+    """The C body of the ElementwiseKernel: one local per step, the last one stored."""
+    names = [f"x{k}" for k in range(n)] + [f"s{j}" for j in range(len(steps))]
+    lines = []
+    for j, (name, args) in enumerate(steps):
+        expression = C_EXPRESSIONS[name].format(*(f"({names[a]})" for a in args))
+        lines.append(f"const T s{j} = {expression};")
+    lines.append(f"y = s{len(steps) - 1};")
+    return "\n".join(lines)
+
+
+def cuda_name(steps, n):
+    """A stable kernel name per body (CuPy's cache key includes it)."""
+    digest = hashlib.sha1(cuda_body(steps, n).encode()).hexdigest()[:12]
+    return f"gpugrad_fused_{digest}"
+
+
+@functools.lru_cache(maxsize=None)
+def _cupy_kernel(steps, n):
+    import cupy
+
+    params = ", ".join(f"T x{k}" for k in range(n))
+    return cupy.ElementwiseKernel(params, "T y", cuda_body(steps, n), cuda_name(steps, n))
