@@ -286,6 +286,20 @@ def test_fusion_keeps_apart_what_is_read_twice_returned_or_of_another_shape():
     assert fused.inputs == (exp, tanh)
 
 
+def test_a_long_chain_becomes_several_fused_ops_of_bounded_size():
+    def fn(x):
+        for _ in range(50):
+            x = (x * 0.5).tanh()  # 100 elementwise ops in a row
+        return x
+
+    x = gg.tensor(RNG.standard_normal(8))
+    program = program_of(fn, x)
+    fusion.fuse_elementwise(program)
+    sizes = [len(n.attrs["steps"]) for n in fused_nodes(program)]
+    assert sum(sizes) == 100 and max(sizes) == fusion.MAX_STEPS
+    np.testing.assert_array_equal(gg.compile(fn)(x).numpy(), fn(x).numpy())
+
+
 def test_a_fused_chain_on_numpy_reuses_its_own_buffers():
     steps = (("gpugrad::exp", (0,)), ("gpugrad::mul", (2, 1)), ("gpugrad::tanh", (3,)))
     source, _ = fusion.chain_source(steps, 2)

@@ -40,6 +40,12 @@ C_EXPRESSIONS = {
 }
 
 
+# At most this many ops per fused op: a long chain (a 100,000-op elementwise forward)
+# becomes several kernels of a size NVRTC compiles quickly, and each one's readable
+# expression stays short.
+MAX_STEPS = 32
+
+
 # --- the pass -------------------------------------------------------------------------------
 def fusible(node):
     """An op a group may hold: one of C_EXPRESSIONS, not part of a several-output op,
@@ -86,10 +92,10 @@ def _group(root, readers, apart):
     dtype, in topological order (a worklist: no recursion)."""
     members = {id(root): root}
     work = [root]
-    while work:
+    while work and len(members) < MAX_STEPS:
         node = work.pop()
         for inp in node.inputs:
-            if (id(inp) in members or id(inp) in apart or not fusible(inp)
+            if (len(members) >= MAX_STEPS or id(inp) in members or id(inp) in apart or not fusible(inp)
                     or inp.shape != root.shape or inp.dtype is not root.dtype
                     or not readers[id(inp)] <= members.keys()):
                 continue
