@@ -112,7 +112,8 @@ class Graph:
                 if seq in self.inputs:
                     role = f"arg{self.inputs.index(seq)}"
                 elif node.op.name == "constant":
-                    role = f"constant {node.attrs['value']!r}"
+                    role = (f"constant {node.attrs['value']!r}" if "value" in node.attrs
+                            else "constant")  # an array gg.compile folded
                 else:
                     role = "input" + (" (requires grad)" if node.requires_grad else "")
                 lines.append(f"%{local[seq]}: {spec} = {role}")

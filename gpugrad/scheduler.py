@@ -14,9 +14,9 @@ from operator import attrgetter
 
 from .errors import DeviceError, GraphError, ShapeError
 from .mode import is_grad_enabled, set_grad_enabled, state, switch
-from .node import FREED, format_site, user_site
+from .node import FREED, Node, format_site, user_site
 from .ops import elementwise as ew
-from .ops.registry import check_finite, node_of, run_vjp
+from .ops.registry import CONSTANT, check_finite, node_of, run_vjp
 from .tensor import Tensor
 
 
@@ -84,6 +84,11 @@ def _root_grads(outputs, grad_outputs):
                                  "grad= (a tensor of the same shape)")
             g = Tensor._wrap(out._device.backend.full(out.shape, 1, out._dtype), out._dtype,
                              out._device, False)
+            if state.capture is not None and not out.shape:
+                # A constant of gg.compile's trace, as eager makes it anew on every call:
+                # the plan folds what follows from it (1 / batch size) at compile time.
+                g._node = Node(CONSTANT, (), {"value": 1}, (), out._dtype, out._device,
+                               False, None)
         else:
             if not isinstance(g, Tensor):
                 from .creation import tensor

@@ -119,6 +119,8 @@ class Tensor:
 
     def detach(self):
         """The same values, cut from the graph (a leaf that does not require grad)."""
+        if _state.capture is not None:  # gg.compile's trace: recorded, see ops.conversion
+            return _apply(_conv.detach, (self,), _NO)
         return Tensor._wrap(self._data, self._dtype, self._device, False)
 
     def to(self, target=None, dtype=None):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import gpugrad as gg
+from gpugrad.ops import conversion
 from gpugrad.ops import elementwise as ew
 from gpugrad.ops.shape import normalize_index
 
@@ -301,6 +302,9 @@ OPS = [
         Sample((Arg((3,), 0, 5, kind="int"),), lambda x: x.astype("float64"),
                lambda x: x.astype(np.float64), "int to float"),
     ], grad=False),
+    OpInfo("gpugrad::detach", [  # what Tensor.detach records inside gg.compile's trace
+        Sample((Arg((2, 3)),), lambda x: conversion.detach(x), lambda x: x, "values")],
+        grad=False),
     OpInfo("gpugrad::to_device", [
         Sample((Arg((2, 3)),), lambda x: x.to("array_api_strict" if x.device == "cpu"
                                               else "cpu"), lambda x: x, "across")]),

@@ -186,6 +186,36 @@ def test_the_plan_reads_the_current_values_of_the_tensors_it_uses():
     assert len(compiled.plans) == 1
 
 
+def test_detach_inside_the_function_reads_each_runs_values():
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+
+    def fn(x):
+        y = w * x
+        loss = (y.detach() * y).sum()  # the gradient flows through one factor only
+        loss.backward()
+        return loss
+
+    compiled = gg.compile(fn)
+    for x in ([1.0, 3.0], [2.0, 3.0], [4.0, -1.0]):
+        w.grad = None
+        got = compiled(gg.tensor(x)).item(), w.grad.numpy()
+        w.grad = None
+        want = fn(gg.tensor(x)).item(), w.grad.numpy()
+        assert got[0] == want[0]
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_the_gradient_seed_of_a_scalar_loss_is_a_constant_of_the_plan():
+    model, opt = model_and_optimiser(OPTIMISERS["sgd"])
+    compiled = gg.compile(training_step(model, opt))
+    compiled(*batches(1)[0])
+    traced = [n.name for n in compiled.plan.traced.op_nodes()]
+    optimised = [n.name for n in compiled.plan.program.op_nodes()]
+    assert "broadcast_to" in traced  # mean's backward: 1 / batch, to every row
+    assert "broadcast_to" not in optimised  # folded: the seed 1 is known when compiling
+    assert compiled.plan.pass_stats["fold_constants"] >= 2
+
+
 def test_reading_a_value_on_the_host_inside_the_function_is_refused_with_the_line():
     def step(x):
         if (x.sum() > 0).item():  # data-dependent Python: the plan could not follow it
@@ -202,7 +232,7 @@ def test_the_plans_graph_works_with_every_viewer():
     compiled(*batches(1)[0])
     graph = compiled.graph
     text = str(graph)
-    assert "linear(" in text and "cross_entropy_backward(" in text
+    assert "linear(" in text and "cross_entropy_with_grad(" in text
     assert graph.to_dot().startswith("digraph")
     assert len(graph.nx) == len(graph)
     assert compiled.traced_graph.op_counts()["linear"] == 2
@@ -395,6 +425,36 @@ def test_fused_kernels_on_cupy_agree_with_the_step_by_step_reference():
             out = cupy.empty_like(arrays[0])
             into(*arrays, out)
             np.testing.assert_allclose(cupy.asnumpy(out), want, rtol=rtol)
+
+
+def test_share_softmax_computes_one_softmax_for_a_loss_and_its_gradient():
+    z = gg.tensor(RNG.standard_normal((6, 4)), requires_grad=True)
+    y = gg.tensor([0, 1, 2, 3, 0, 1])
+
+    def mean_loss(z, y):
+        loss = F.cross_entropy(z, y)
+        (g,) = gg.grad(loss, [z])  # seeded by 1 / 6: known before the forward runs
+        return loss, g
+
+    program = program_of(mean_loss, z, y)
+    passes.fold_constants(program)
+    assert passes.share_softmax(program) == 1
+    names = [n.name for n in program.op_nodes()]
+    assert names == ["cross_entropy_with_grad", "mean", "cross_entropy_with_grad"]
+    got = gg.compile(mean_loss)(z, y)
+    for a, b in zip(got, mean_loss(z, y), strict=True):  # bit for bit the two ops' results
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+    def weighted_by_itself(z, y):
+        losses = F.cross_entropy(z, y, reduction="none")
+        (g,) = gg.grad((losses * losses.detach()).sum(), [z])  # needs the forward's values
+        return g
+
+    program = program_of(weighted_by_itself, z, y)
+    passes.fold_constants(program)
+    assert passes.share_softmax(program) == 0
+    np.testing.assert_array_equal(gg.compile(weighted_by_itself)(z, y).numpy(),
+                                  weighted_by_itself(z, y).numpy())
 
 
 def test_passes_change_no_result():

@@ -95,8 +95,8 @@ def _group(root, readers, apart):
     while work and len(members) < MAX_STEPS:
         node = work.pop()
         for inp in node.inputs:
-            if (len(members) >= MAX_STEPS or id(inp) in members or id(inp) in apart or not fusible(inp)
-                    or inp.shape != root.shape or inp.dtype is not root.dtype
+            if (len(members) >= MAX_STEPS or id(inp) in members or id(inp) in apart
+                    or not fusible(inp) or inp.shape != root.shape or inp.dtype is not root.dtype
                     or not readers[id(inp)] <= members.keys()):
                 continue
             members[id(inp)] = inp

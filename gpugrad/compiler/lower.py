@@ -78,13 +78,22 @@ def _host(program, ns, names, body):
                 ns[f"H{i}"] = compute
                 body.append(f"H{i}()")
                 continue
-            ns[f"H{i}"] = compute
-            body.append(f"h{i} = H{i}()")
+            ns[f"H{i}"] = _converted(compute, nodes)
             for key, node in nodes.items():
-                maker = _scalar_maker(node)
-                ns[f"M{i}_{key}"] = maker
                 names[id(node)] = f"h{i}_{key}"
-                body.append(f"h{i}_{key} = M{i}_{key}(h{i}[{key!r}])")
+            body.append(f"{''.join(f'h{i}_{key}, ' for key in nodes)}= H{i}()")
+
+
+def _converted(compute, nodes):
+    """compute() (a dict of host numbers) as the tuple of the kernels' scalars, in the
+    order of `nodes`: one call per run for all of them."""
+    makers = [(key, _scalar_maker(node)) for key, node in nodes.items()]
+
+    def scalars():
+        values = compute()
+        return tuple(make(values[key]) for key, make in makers)
+
+    return scalars
 
 
 def _scalar_maker(node):
@@ -123,7 +132,12 @@ def _leaves(leaves, ns, names, body):
 
 def _ops(program, memory, ns, names, body):
     groups = {}  # a several-output op's call, made once: group id -> variable
-    for i, node in enumerate(program.op_nodes()):
+    ops = program.op_nodes()
+    untaken = {}  # group id -> outputs not yet taken from its call's tuple
+    for node in ops:
+        if node.meta and "group" in node.meta:
+            untaken[node.meta["group"]] = untaken.get(node.meta["group"], 0) + 1
+    for i, node in enumerate(ops):
         name = f"v{i}"
         args = ", ".join(names[id(x)] for x in node.inputs)
         backend = node.device.backend
@@ -133,8 +147,11 @@ def _ops(program, memory, ns, names, body):
             if group not in groups:
                 groups[group] = f"g{i}"
                 ns[f"K{i}"] = _bound(node.op.kernel_for(backend.name), backend.xp, node.attrs)
-                body.append(f"g{i} = K{i}({args})")
+                body.append(f"g{i} = K{i}({args})  # {node.name}")
             body.append(f"{name} = {groups[group]}[{node.meta['output_index']}]")
+            untaken[group] -= 1
+            if not untaken[group]:  # the tuple would keep every output alive
+                body.append(f"del {groups[group]}")
         elif node.op is FUSED:
             _fused(node, i, target, backend, ns, names, body)
         elif target is not None:

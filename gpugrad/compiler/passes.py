@@ -5,11 +5,14 @@
 - common_subexpressions: one node for the same op on the same inputs with the same
   attributes (a backward often recomputes what the forward had, e.g. `x.T` twice);
 - fold_constants: ops whose inputs are all constants run once, at compile time;
+- share_softmax: a cross-entropy and its backward on the same logits become one op
+  computing the softmax once (when the backward's gradient is known before the forward);
 - fuse_elementwise (fusion.py): chains of elementwise ops become one op each.
 The memory plan (memory.py) comes last: it decides buffers for the final node list.
 """
 
 from ..node import walk
+from ..ops.loss import cross_entropy_with_grad
 from ..ops.registry import CONSTANT
 from .capture import Feed
 from .fusion import fuse_elementwise
@@ -106,6 +109,37 @@ def fold_constants(program):
     return folded
 
 
+def share_softmax(program):
+    """Pair each cross_entropy with the cross_entropy_backward of the same logits,
+    targets and attributes, when the backward's incoming gradient is computed before
+    the forward (a constant, for a mean or sum loss): both become the two outputs of
+    one cross_entropy_with_grad, called where the forward was. Returns how many pairs."""
+    ops = program.op_nodes()
+    position = {id(n): i for i, n in enumerate(ops)}
+    forwards = {}
+    for node in ops:
+        if node.op.name == "gpugrad::cross_entropy" and not node.meta:
+            key = (id(node.inputs[0]), id(node.inputs[1]), _frozen(node.attrs))
+            forwards.setdefault(key, node)
+    paired = 0
+    for node in ops:
+        if node.op.name != "gpugrad::cross_entropy_backward" or node.meta:
+            continue
+        g, logits, target = node.inputs
+        forward = forwards.pop((id(logits), id(target), _frozen(node.attrs)), None)
+        if forward is None:
+            continue
+        if not g.op.is_leaf and position[id(g)] > position[id(forward)]:
+            forwards[(id(logits), id(target), _frozen(node.attrs))] = forward
+            continue  # the gradient depends on what runs after the forward
+        group = {"group": id(forward)}
+        for index, member in enumerate((forward, node)):
+            member.op, member.inputs = cross_entropy_with_grad, (g, logits, target)
+            member.meta = dict(group, output_index=index)
+        paired += 1
+    return paired
+
+
 def _redirect(program, replaced):
     for sink in program.sinks:
         if sink.node is not None:
@@ -119,5 +153,6 @@ def run_all(program):
     return {"dead_code": dead_code(program),
             "fold_constants": fold_constants(program),
             "common_subexpressions": common_subexpressions(program),
+            "share_softmax": share_softmax(program),
             "fuse_elementwise": fuse_elementwise(program)}
 

@@ -1,4 +1,5 @@
-"""Ops that change what a tensor is made of or where it lives: cast and to_device."""
+"""Ops that change what a tensor is made of or where it lives: cast, to_device, and
+detach (inside gg.compile's trace)."""
 
 from .. import dtypes
 from ..backends import transfer
@@ -29,3 +30,10 @@ to_device = define(
     forward=lambda xp, x, device, source: transfer(x, source, device),
     vjp=lambda ctx, g: (g.to(ctx.attrs["source"]),), crosses_devices=True,
     doc="The one explicit crossing between devices (Tensor.to); differentiable.")
+
+
+# Eager detach needs no op (a new leaf on the same array). Inside gg.compile's trace it
+# is this op, so the plan computes it from each run's values instead of reading the
+# array of the traced call; it has no gradient, so the graph is cut all the same.
+detach = define("gpugrad::detach", infer=lambda x: (x.shape, x.dtype),
+                forward=lambda xp, x: x, doc="The values of x, cut from the graph.")

@@ -7,10 +7,10 @@ give a finite loss, and its gradient is PyTorch's (p - t) / max(p (1 - p), 1e-12
 finite there too (the composite of log and clip would give 0/0 = NaN).
 """
 
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, GpugradError, ShapeError
 from . import elementwise as ew
 from .infer import elementwise
-from .registry import define
+from .registry import OpDef, define
 
 _EPS = 1e-12
 
@@ -69,13 +69,34 @@ def _cross_entropy_forward(xp, logits, target, label_smoothing=0.0):
     return loss
 
 
+def _softmax_parts(xp, logits):
+    """NumPy and CuPy: the logits shifted by their row maximum, exp of them, and its row
+    sums: log-softmax is shifted - log(sums), softmax exp / sums (the log taken per
+    row, not per element)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = xp.exp(shifted)
+    return shifted, e, e.sum(axis=-1, keepdims=True)
+
+
+def _picked_loss(xp, shifted, total, target):
+    # Integer-array indexing picks each row's target in one C call (take_along_axis
+    # builds its index in Python); -(s - log t) is log t - s exactly.
+    return xp.log(total[:, 0]) - shifted[xp.arange(shifted.shape[0]), target]
+
+
+def _softmax_minus_target(xp, e, total, g, target):
+    # Softmax, minus one at each row's target, times g: in place on e.
+    e /= total
+    e[xp.arange(e.shape[0]), target] -= 1
+    e *= g.reshape(-1, 1)
+    return e
+
+
 def _cross_entropy_ndarray(xp, logits, target, label_smoothing=0.0):
-    # NumPy and CuPy: integer-array indexing picks each row's target in one C call
-    # (take_along_axis builds its index in Python).
     if label_smoothing:
         return _cross_entropy_forward(xp, logits, target, label_smoothing)
-    log_p = _log_softmax(xp, logits)
-    return -log_p[xp.arange(log_p.shape[0]), target]
+    shifted, _, total = _softmax_parts(xp, logits)
+    return _picked_loss(xp, shifted, total, target)
 
 
 def _cross_entropy_vjp(ctx, g):
@@ -112,13 +133,10 @@ def _ce_backward_forward(xp, g, logits, target, label_smoothing=0.0):
 
 
 def _ce_backward_ndarray(xp, g, logits, target, label_smoothing=0.0):
-    # NumPy and CuPy: softmax minus one at each row's target, in place on the new p.
     if label_smoothing:
         return _ce_backward_forward(xp, g, logits, target, label_smoothing)
-    p = xp.exp(_log_softmax(xp, logits))
-    p[xp.arange(p.shape[0]), target] -= 1
-    p *= xp.reshape(g, (-1, 1))
-    return p
+    _, e, total = _softmax_parts(xp, logits)
+    return _softmax_minus_target(xp, e, total, g, target)
 
 
 def _ce_backward_vjp(ctx, u):
@@ -144,3 +162,32 @@ cross_entropy_backward = define(
     forward=_ce_backward_forward, vjp=_ce_backward_vjp, saves=(0, 1, 2),
     promote="float", promote_args=(0, 1),
     kernels={"numpy": _ce_backward_ndarray, "cupy": _ce_backward_ndarray})
+
+
+# Both at once, for gg.compile: a plan whose backward seeds cross_entropy_backward with
+# a gradient known before the forward runs (a constant, as for a mean loss) computes
+# the softmax once for both (see compiler.passes.share_softmax). The same operations in
+# the same order as the two ops apart: the results are bit for bit theirs.
+def _ce_with_grad_ndarray(xp, g, logits, target, label_smoothing=0.0):
+    if label_smoothing:
+        return _ce_with_grad_forward(xp, g, logits, target, label_smoothing)
+    shifted, e, total = _softmax_parts(xp, logits)
+    loss = _picked_loss(xp, shifted, total, target)
+    return loss, _softmax_minus_target(xp, e, total, g, target)
+
+
+def _ce_with_grad_forward(xp, g, logits, target, label_smoothing=0.0):
+    return (_cross_entropy_forward(xp, logits, target, label_smoothing),
+            _ce_backward_forward(xp, g, logits, target, label_smoothing))
+
+
+def _ce_with_grad_infer(g, logits, target, label_smoothing=0.0):
+    raise GpugradError("gpugrad::cross_entropy_with_grad exists only inside compiled "
+                       "plans (gg.compile)")
+
+
+cross_entropy_with_grad = OpDef(
+    "gpugrad::cross_entropy_with_grad", infer=_ce_with_grad_infer,
+    forward=_ce_with_grad_forward,
+    kernels={"numpy": _ce_with_grad_ndarray, "cupy": _ce_with_grad_ndarray},
+    doc="(cross_entropy, cross_entropy_backward) sharing one softmax.")

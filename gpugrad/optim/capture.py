@@ -25,15 +25,12 @@ def _captured_update(opt, group, p, recorder):
     recorder.guard(lambda: opt._static(group), "an optimiser hyper-parameter changed",
                    key=("optimiser group", id(group)))
 
-    def advance():
-        opt.state[p]["step"] += 1
+    def advance():  # the step counter, and the scalars that follow from it
+        state = opt.state[p]
+        state["step"] += 1
+        return opt._scalars(group, state["step"])
 
-    recorder.call(advance)
-
-    def scalars():
-        return opt._scalars(group, opt.state[p]["step"])
-
-    scalar_t = recorder.scalars(scalars, scalars(), p.dtype, p.device)
+    scalar_t = recorder.scalars(advance, advance(), p.dtype, p.device)
     arrays, feeds = {}, {}
     for key, array in state.items():
         if key == "step":
