@@ -457,6 +457,21 @@ def test_share_softmax_computes_one_softmax_for_a_loss_and_its_gradient():
                                   weighted_by_itself(z, y).numpy())
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_cuda_kernel_of_a_shared_softmax_takes_the_arguments_the_plan_passes(smoothing):
+    # On CuPy arrays it runs kernels/softmax_xent.cu; on NumPy arrays the same call runs
+    # the kernels' generic references: here, the plumbing is checked against NumPy's.
+    from gpugrad.ops import loss
+
+    rng = np.random.default_rng(5)
+    g = np.full(7, 1 / 7)
+    logits, target = rng.standard_normal((7, 4)) * 3, rng.integers(0, 4, 7)
+    fused_loss, fused_grad = loss._ce_with_grad_fused(np, g, logits, target, smoothing)
+    want_loss, want_grad = loss._ce_with_grad_ndarray(np, g, logits, target, smoothing)
+    np.testing.assert_allclose(fused_loss, want_loss, rtol=1e-12)
+    np.testing.assert_allclose(fused_grad, want_grad, rtol=1e-10, atol=1e-15)
+
+
 def test_passes_change_no_result():
     def fn(x):
         a = (x * x).sum() + (x * x).sum()

@@ -166,8 +166,9 @@ cross_entropy_backward = define(
 
 # Both at once, for gg.compile: a plan whose backward seeds cross_entropy_backward with
 # a gradient known before the forward runs (a constant, as for a mean loss) computes
-# the softmax once for both (see compiler.passes.share_softmax). The same operations in
-# the same order as the two ops apart: the results are bit for bit theirs.
+# the softmax once for both (see compiler.passes.share_softmax). On NumPy: the same
+# operations in the same order as the two ops apart, so the results are bit for bit
+# theirs; on CuPy: the fused kernels of kernels/softmax_xent.cu.
 def _ce_with_grad_ndarray(xp, g, logits, target, label_smoothing=0.0):
     if label_smoothing:
         return _ce_with_grad_forward(xp, g, logits, target, label_smoothing)
@@ -186,8 +187,19 @@ def _ce_with_grad_infer(g, logits, target, label_smoothing=0.0):
                        "plans (gg.compile)")
 
 
+def _ce_with_grad_fused(xp, g, logits, target, label_smoothing=0.0):
+    # CuPy: kernels/softmax_xent.cu, one block per row for the loss and the row's
+    # log-sum-exp, then one elementwise kernel for the gradient from them (the
+    # dispatchers run their generic reference on any other arrays).
+    from ..backends import fused
+
+    loss, lse = fused.softmax_xent_forward(logits, target, label_smoothing=label_smoothing)
+    return loss, fused.softmax_xent_backward(g, logits, target, lse,
+                                             label_smoothing=label_smoothing)
+
+
 cross_entropy_with_grad = OpDef(
     "gpugrad::cross_entropy_with_grad", infer=_ce_with_grad_infer,
     forward=_ce_with_grad_forward,
-    kernels={"numpy": _ce_with_grad_ndarray, "cupy": _ce_with_grad_ndarray},
+    kernels={"numpy": _ce_with_grad_ndarray, "cupy": _ce_with_grad_fused},
     doc="(cross_entropy, cross_entropy_backward) sharing one softmax.")
