@@ -62,10 +62,6 @@ class Config:
             self.lr = DEFAULT_LR[self.optimizer]
         if self.lr <= 0:
             raise ValueError(f"the learning rate must be positive, got {self.lr}")
-        if self.compile and self.distributed:
-            raise ValueError("--compile and --distributed do not go together yet: the "
-                             "gradient averaging runs on the host between backward and "
-                             "the update")
         return self
 
 

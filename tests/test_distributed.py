@@ -234,6 +234,21 @@ def test_gpugrad_train_distributed_matches_a_single_process_run(tmp_path):
 
 
 @needs_mpi
+def test_a_compiled_distributed_run_takes_the_eager_runs_steps(tmp_path):
+    # The plan averages the gradients between its backward and its update (one op per
+    # bucket, whose kernel is the allreduce); a short last batch makes a second plan.
+    runs = {}
+    for name, flags in (("eager", []), ("compiled", ["--compile"])):
+        job = mpiexec(2, *TRAIN, "--distributed", *flags, "--out", str(tmp_path / name))
+        assert job.returncode == 0, job.stderr
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    eager, compiled = runs["eager"], runs["compiled"]
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        assert [e[key] for e in compiled["epochs"]] == [e[key] for e in eager["epochs"]]
+    assert compiled["test_loss"] == eager["test_loss"]
+
+
+@needs_mpi
 def test_gpugrad_train_distributed_ends_the_job_when_one_rank_fails(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -150,6 +150,11 @@ class Recorder:
                                    total._node)
         self.grads[tensor] = tensor.grad
 
+    def set_grad(self, tensor, g):
+        """tensor.grad becomes g, a value of the trace (e.g. an average over ranks)."""
+        tensor.grad = g
+        self.grads[tensor] = g
+
     def assign(self, tensor, value):
         """tensor's values become value's (an in-place update)."""
         from ..ops.registry import node_of

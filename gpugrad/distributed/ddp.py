@@ -17,7 +17,9 @@ gradient of the mean over the global batch.
 import json
 import time
 
-from ..mode import is_grad_enabled
+from ..compiler.capture import CompileError
+from ..mode import is_grad_enabled, state
+from ..ops.custom import CustomOp
 from ..tensor import Tensor
 from .context import get_context, init, is_initialized
 from .errors import DistributedError, ModelMismatchError
@@ -48,19 +50,30 @@ class Bucket:
 
     def pack_gradients(self, weight):
         """Write weight * gradient for every parameter (zeros where it has none)."""
+        self.pack([None if p.grad is None else p.grad._data for p in self.params], weight)
+
+    def pack(self, grads, weight):
+        """Write weight * grads[i] (arrays, or None for no gradient) and the flags."""
         flat, n = self.flat, self.size
-        for i, (p, (a, b)) in enumerate(zip(self.params, self.spans, strict=True)):
-            if p.grad is None:
+        for i, (g, (a, b)) in enumerate(zip(grads, self.spans, strict=True)):
+            if g is None:
                 flat[a:b] = 0
                 flat[n + 1 + i] = 0
             else:
-                self.xp.multiply(p.grad._data.reshape(-1), weight, out=flat[a:b])
+                self.xp.multiply(g.reshape(-1), weight, out=flat[a:b])
                 flat[n + 1 + i] = 1
         flat[n] = weight
 
     def unpack_gradients(self):
         """Set every parameter's .grad to its summed gradient over the summed weight; a
         parameter that had no gradient on any rank keeps none."""
+        for p, g in zip(self.params, self.unpack(), strict=True):
+            p.grad = None if g is None else Tensor._wrap(g, p.dtype, p.device, False)
+
+    def unpack(self):
+        """The averaged gradient arrays (None where no rank had one): fresh arrays, not
+        views of the buffer, which the next sync overwrites (optimisers may keep the
+        gradient itself, e.g. as SGD's first momentum)."""
         flat, n = self.flat, self.size
         total = float(flat[n])
         if total <= 0:
@@ -68,11 +81,8 @@ class Bucket:
                                    "sync: run the model's forward through the "
                                    "DistributedDataParallel wrapper, or pass num_samples")
         present = self.backend.to_host(flat[n + 1:])
-        for p, (a, b), seen in zip(self.params, self.spans, present, strict=True):
-            # a fresh array (not a view of the buffer, which the next sync overwrites:
-            # optimisers may keep the gradient itself, e.g. as SGD's first momentum)
-            p.grad = None if not seen else Tensor._wrap(
-                (flat[a:b] / total).reshape(p._data.shape), p.dtype, p.device, False)
+        return [(flat[a:b] / total).reshape(p._data.shape) if seen else None
+                for p, (a, b), seen in zip(self.params, self.spans, present, strict=True)]
 
     def pack_values(self):
         for p, (a, b) in zip(self.params, self.spans, strict=True):
@@ -192,6 +202,7 @@ class DistributedDataParallel:
         broadcast_parameters(params, self.comm, buckets=self.buckets)
         self.samples = 0  # counted by forward calls since the last sync or zero_grad
         self.comm_seconds, self.syncs = 0.0, 0  # time in sync_gradients, for benchmarks
+        self._ops = {}  # bucket index -> its averaging op, for compiled steps
 
     def __call__(self, *args, **kwargs):
         if is_grad_enabled() and args and hasattr(args[0], "shape") and args[0].shape:
@@ -213,6 +224,9 @@ class DistributedDataParallel:
         weight = 1 if not self.weighted else \
             (self.samples if num_samples is None else num_samples)
         self.samples = 0
+        if state.capture is not None:
+            self._traced_sync(weight)
+            return
         in_flight = []
         for i, bucket in enumerate(self.buckets):
             # pack the next bucket while the previous ones are on the wire
@@ -224,6 +238,43 @@ class DistributedDataParallel:
             bucket.unpack_gradients()
         self.comm_seconds += time.perf_counter() - started
         self.syncs += 1
+
+    def _traced_sync(self, weight):
+        """Inside gg.compile's trace: each bucket's average is one op whose kernel packs
+        the gradient arrays, allreduces and unpacks them, so the plan averages on every
+        run between its backward and its update. The weight is this trace's sample
+        count: a plan is made per batch shape, so the count is the plan's own."""
+        for i, bucket in enumerate(self.buckets):
+            grads = [p.grad for p in bucket.params]
+            if any(g is None for g in grads):
+                raise CompileError("a compiled step of a DistributedDataParallel model "
+                                   "needs a gradient for every parameter; "
+                                   f"{sum(g is None for g in grads)} have none")
+            averaged = self._average_op(bucket, i)(*grads, weight=weight)
+            if not isinstance(averaged, tuple):
+                averaged = (averaged,)
+            for p, g in zip(bucket.params, averaged, strict=True):
+                state.capture.set_grad(p, g)
+
+    def _average_op(self, bucket, index):
+        op = self._ops.get(index)
+        if op is not None:
+            return op
+        what = (f"averaging gradients (bucket {index + 1} of {len(self.buckets)}, "
+                f"{bucket.nbytes:,} bytes)")
+
+        def average(*grads, weight):
+            started = time.perf_counter()
+            bucket.pack(grads, weight)
+            self.comm.wait(self.comm.allreduce_start(bucket.flat), what)
+            self.comm_seconds += time.perf_counter() - started
+            self.syncs += index == 0
+            return tuple(bucket.unpack())
+
+        op = self._ops[index] = CustomOp("gpugrad::average_gradients", average,
+                                         differentiable=False, source="gpugrad.distributed",
+                                         outputs=len(bucket.params))
+        return op
 
     def zero_grad(self):
         """The module's zero_grad(), and a new count of samples: a forward run before
