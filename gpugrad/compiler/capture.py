@@ -98,15 +98,17 @@ class Recorder:
         self.feeds[node] = Feed(kind, source, key)
         return node
 
-    def scalars(self, compute, example, dtype, device):
+    def scalars(self, compute, example, specs):
         """0-d tensors of host scalars that `compute()` returns as a dict, computed anew
-        on every run (a learning rate a scheduler changes, a bias correction)."""
+        on every run (a learning rate a scheduler changes, a bias correction); specs:
+        {key: (dtype, device)} of each tensor."""
         from ..backends import device as as_device
         from ..tensor import Tensor
 
-        device = as_device(device)
         nodes, tensors = {}, {}
         for key, value in example.items():
+            dtype, device = specs[key]
+            device = as_device(device)
             t = Tensor._wrap(device.backend.full((), value, dtype), dtype, device, False)
             nodes[key] = self.feed(t, "scalar", compute, key)
             tensors[key] = t

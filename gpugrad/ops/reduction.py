@@ -52,7 +52,7 @@ def _extremum_vjp(ctx, g):
 def _reduction(name, forward, vjp, **kw):
     # NumPy and CuPy: the array's own method is the same reduction without the
     # module function's argument handling (a few µs on small arrays).
-    method = _method(name)
+    method = _mean_ndarray if name == "mean" else _method(name)
     return define(f"gpugrad::{name}", infer=_reduce_infer(name), forward=forward, vjp=vjp,
                   kernels={"numpy": method, "cupy": method}, **kw)
 
@@ -62,6 +62,15 @@ def _method(name):
         return getattr(x, name)(axis=axis, keepdims=keepdims)
 
     return kernel
+
+
+def _mean_ndarray(xp, x, axis=None, keepdims=False):
+    # The whole array's mean of float32/64 values as its sum over its size: what
+    # ndarray.mean computes (the same bits), without its argument handling, which takes
+    # 3 µs on a small array (a loss over a batch).
+    if axis is None and x.dtype.kind == "f" and x.dtype.itemsize >= 4:
+        return x.sum(keepdims=keepdims) / x.size
+    return x.mean(axis=axis, keepdims=keepdims)
 
 
 sum = _reduction(  # noqa: A001

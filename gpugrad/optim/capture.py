@@ -2,8 +2,9 @@
 
 The update is recorded as ops (so a compiled plan runs it with the forward and the
 backward), reading the optimiser's state arrays and writing them back on every run.
-The step counter and the scalars derived from it (bias corrections, the learning rate
-a scheduler may change) are host work the plan redoes on every run; the other
+The step counters and the scalars derived from them (bias corrections, the learning rate
+a scheduler may change) are host work the plan redoes on every run, one call per
+parameter group; the other
 hyper-parameters are constants of the plan, guarded: changing one traces anew.
 """
 
@@ -13,24 +14,46 @@ from ..tensor import Tensor
 
 def captured_step(opt, recorder):
     for group in opt.param_groups:
-        for p in group["params"]:
-            if p.grad is not None:
-                _captured_update(opt, group, p, recorder)
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            continue
+        recorder.guard(lambda g=group: opt._static(g), "an optimiser hyper-parameter "
+                       "changed", key=("optimiser group", id(group)))
+        for p, scalars in zip(params, _step_scalars(opt, group, params, recorder),
+                              strict=True):
+            _captured_update(opt, group, p, scalars, recorder)
 
 
-def _captured_update(opt, group, p, recorder):
-    state = opt.state.get(p) or opt._initial_state(group, p)
-    state.setdefault("step", 0)
-    opt.state[p] = state
-    recorder.guard(lambda: opt._static(group), "an optimiser hyper-parameter changed",
-                   key=("optimiser group", id(group)))
+def _step_scalars(opt, group, params, recorder):
+    """Every parameter's step counter advanced, and the scalars that follow from it, in
+    one host call per group and run: [{name: 0-d tensor}] in the order of params."""
+    for p in params:
+        state = opt.state.get(p) or opt._initial_state(group, p)
+        state.setdefault("step", 0)
+        opt.state[p] = state
 
-    def advance():  # the step counter, and the scalars that follow from it
-        state = opt.state[p]
-        state["step"] += 1
-        return opt._scalars(group, state["step"])
+    def advance():
+        values = {}
+        for i, p in enumerate(params):
+            state = opt.state[p]
+            state["step"] += 1
+            for key, value in opt._scalars(group, state["step"]).items():
+                values[f"{key}_{i}"] = value
+        return values
 
-    scalar_t = recorder.scalars(advance, advance(), p.dtype, p.device)
+    example = advance()
+    owner = {f"{key}_{i}": (i, key) for i, p in enumerate(params)
+             for key in opt._scalars(group, opt.state[p]["step"])}
+    specs = {name: (params[i].dtype, params[i].device) for name, (i, _) in owner.items()}
+    per_param = [{} for _ in params]
+    for name, t in recorder.scalars(advance, example, specs).items():
+        i, key = owner[name]
+        per_param[i][key] = t
+    return per_param
+
+
+def _captured_update(opt, group, p, scalar_t, recorder):
+    state = opt.state[p]
     arrays, feeds = {}, {}
     for key, array in state.items():
         if key == "step":
