@@ -19,6 +19,7 @@ import gpugrad.nn.functional as F
 from gpugrad.compiler import fusion, passes
 from gpugrad.compiler.compiled import trace_and_compile
 from gpugrad.compiler.memory import fresh, plan_memory
+from gpugrad.optim import fused_update
 
 RNG = np.random.default_rng(7)
 
@@ -89,6 +90,30 @@ def test_compiled_training_equals_eager_training_on_every_device(device):
     for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
         np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-5, atol=1e-7)
     assert len(compiled.plans) == 1
+    names = [n.name for n in compiled.plan.program.op_nodes()]
+    if device == "cuda":  # kernels/optim.cu and kernels/softmax_xent.cu
+        assert names.count("adam_update") == 4 * 3 and "cross_entropy_with_grad" in names
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd momentum nesterov", "sgd dampening"])
+def test_an_optimiser_update_as_one_op_follows_eager_training(name, monkeypatch):
+    # On CuPy a compiled step updates each parameter with one kernel of kernels/optim.cu
+    # (gpugrad.optim.fused_update); its NumPy kernel, run here, does the same in place.
+    monkeypatch.setattr(fused_update, "FUSED_UPDATE_BACKENDS", ("cupy", "numpy"))
+    eager_model, eager_opt = model_and_optimiser(OPTIMISERS[name])
+    model, opt = model_and_optimiser(OPTIMISERS[name])
+    eager, compiled = training_step(eager_model, eager_opt), gg.compile(training_step(model,
+                                                                                       opt))
+    for x, y in batches(5):
+        assert compiled(x, y).item() == eager(x, y).item()
+    names = [n.name for n in compiled.plan.program.op_nodes()]
+    one_op = "adam_update" if "adam" in name else "sgd_momentum_update"
+    assert names.count(one_op) == 4 * (3 if "adam" in name else 2)  # 4 parameters' outputs
+    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    for state, eager_state in zip(opt.state.values(), eager_opt.state.values(), strict=True):
+        for key, value in eager_state.items():
+            np.testing.assert_array_equal(np.asarray(state[key]), np.asarray(value), key)
 
 
 def test_the_plan_reads_the_learning_rate_a_scheduler_sets_on_every_run():

@@ -600,6 +600,18 @@ def adam_update_cupy(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(
         if not a.flags.c_contiguous:
             raise ValueError(f"adam_update: {key} must be C-contiguous to update in place")
     scalars = adam_scalars(step, lr, betas, weight_decay, decoupled)
+    adam_step_cupy(param, grad, exp_avg, exp_avg_sq, betas=betas, eps=eps,
+                   weight_decay=weight_decay, l2=bool(weight_decay) and not decoupled,
+                   scales=scalars.scale != 1, scale=scalars.scale,
+                   step_size=scalars.step_size, sqrt_bias2=scalars.sqrt_bias2)
+    return param, exp_avg, exp_avg_sq
+
+
+def adam_step_cupy(param, grad, exp_avg, exp_avg_sq, *, betas, eps, weight_decay, l2, scales,
+                   scale, step_size, sqrt_bias2):
+    """The launch of kernels/optim.cu's Adam update with this step's scalars given (as
+    compiled plans compute them on the host; a 0-d array is read as its number): in
+    place on param, exp_avg, exp_avg_sq, C-contiguous CuPy arrays of param's dtype."""
     cp = _cupy()
     grad = cp.ascontiguousarray(grad)
     t = param.dtype.type
@@ -608,11 +620,8 @@ def adam_update_cupy(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(
     if n:
         _launch("optim.cu", "adam_update", param.dtype, _blocks(n), _THREADS,
                 (param, grad, exp_avg, exp_avg_sq, np.int64(n), t(b1), t(1 - b1), t(b2),
-                 t(1 - b2), t(eps), t(weight_decay), np.int32(bool(weight_decay) and
-                                                              not decoupled),
-                 t(scalars.scale), np.int32(scalars.scale != 1), t(scalars.step_size),
-                 t(scalars.sqrt_bias2)))
-    return param, exp_avg, exp_avg_sq
+                 t(1 - b2), t(eps), t(weight_decay), np.int32(bool(l2)), t(float(scale)),
+                 np.int32(bool(scales)), t(float(step_size)), t(float(sqrt_bias2))))
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999),
@@ -679,6 +688,17 @@ def sgd_update_cupy(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weig
     for key, a in (("param", param), ("momentum_buffer", buffer)):
         if a is not None and not a.flags.c_contiguous:
             raise ValueError(f"sgd_update: {key} must be C-contiguous to update in place")
+    sgd_step_cupy(param, grad, buffer, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                  dampening_factor=1 - dampening, nesterov=nesterov, first_step=first_step)
+    return param, momentum_buffer
+
+
+def sgd_step_cupy(param, grad, buffer, *, lr, weight_decay, momentum, dampening_factor,
+                  nesterov, first_step=False):
+    """The launch of kernels/optim.cu's SGD update with this step's scalars given:
+    buf = momentum buf + dampening_factor d (gpugrad.optim.SGD passes 1 on the first
+    step, whose buffer is zero). In place on param and buffer (None without momentum),
+    C-contiguous CuPy arrays of param's float dtype."""
     cp = _cupy()
     grad = cp.ascontiguousarray(grad)
     t = param.dtype.type
@@ -686,10 +706,9 @@ def sgd_update_cupy(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weig
     if n:
         _launch("optim.cu", "sgd_update", param.dtype, _blocks(n), _THREADS,
                 (param, grad, buffer if buffer is not None else param,  # param: never read
-                 np.int64(n), t(lr), t(weight_decay), np.int32(bool(weight_decay)),
-                 t(momentum), t(1 - dampening), np.int32(bool(momentum)),
+                 np.int64(n), t(float(lr)), t(weight_decay), np.int32(bool(weight_decay)),
+                 t(momentum), t(float(dampening_factor)), np.int32(bool(momentum)),
                  np.int32(bool(nesterov)), np.int32(bool(first_step))))
-    return param, momentum_buffer
 
 
 def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_decay=0.0,

@@ -10,6 +10,7 @@ hyper-parameters are constants of the plan, guarded: changing one traces anew.
 
 from ..mode import no_grad
 from ..tensor import Tensor
+from .fused_update import fused_update_for
 
 
 def captured_step(opt, recorder):
@@ -61,9 +62,13 @@ def _captured_update(opt, group, p, scalar_t, recorder):
         t = Tensor._wrap(array, p.dtype, p.device, False)
         feeds[key] = recorder.feed(t, "state", _getter(opt, p, key))
         arrays[key] = t
+    fused = fused_update_for(opt, group, p)
     with no_grad():
-        scale, delta, new = opt._update(group, p, p.grad, arrays, scalar_t, Tensor.sqrt)
-        value = p * scale - delta if opt._scales_params(group) else p - delta
+        if fused is not None:  # one op (one kernel of kernels/optim.cu on CuPy)
+            value, new = fused(opt, group, p, p.grad, arrays, scalar_t)
+        else:
+            scale, delta, new = opt._update(group, p, p.grad, arrays, scalar_t, Tensor.sqrt)
+            value = p * scale - delta if opt._scales_params(group) else p - delta
     for key, t in new.items():
         recorder.state(_setter(opt, p, key), t, feeds.get(key))
     recorder.assign(p, value)
