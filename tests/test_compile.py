@@ -91,8 +91,9 @@ def test_compiled_training_equals_eager_training_on_every_device(device):
         np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-5, atol=1e-7)
     assert len(compiled.plans) == 1
     names = [n.name for n in compiled.plan.program.op_nodes()]
-    if device == "cuda":  # kernels/optim.cu and kernels/softmax_xent.cu
+    if device == "cuda":  # kernels/optim.cu, kernels/softmax_xent.cu, kernels/bias_act.cu
         assert names.count("adam_update") == 4 * 3 and "cross_entropy_with_grad" in names
+        assert names.count("bias_act") == 1
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd momentum nesterov", "sgd dampening"])
@@ -495,6 +496,30 @@ def test_the_cuda_kernel_of_a_shared_softmax_takes_the_arguments_the_plan_passes
     want_loss, want_grad = loss._ce_with_grad_ndarray(np, g, logits, target, smoothing)
     np.testing.assert_allclose(fused_loss, want_loss, rtol=1e-12)
     np.testing.assert_allclose(fused_grad, want_grad, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Tanh, nn.Sigmoid])
+def test_bias_activation_gives_a_layers_bias_and_activation_one_kernel(activation,
+                                                                     monkeypatch):
+    # gg.compile runs this pass on CuPy programs (kernels/bias_act.cu); here it runs on a
+    # NumPy program, whose bias_act op runs the kernel's generic reference.
+    monkeypatch.setattr(passes, "FUSED_KERNEL_BACKENDS", ("cupy", "numpy"))
+    gg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), activation(), nn.Linear(8, 3))
+    opt = gg.optim.SGD(model.parameters(), lr=0.1)
+    compiled = gg.compile(training_step(model, opt))
+    x, y = batches(1)[0]
+    compiled(x, y)
+    assert compiled.plan.pass_stats["bias_activation"] == 1  # the last layer has none
+    names = [n.name for n in compiled.plan.program.op_nodes()]
+    assert names[:3] == ["matmul", "bias_act", "linear"]
+    eager_model = nn.Sequential(nn.Linear(5, 8), activation(), nn.Linear(8, 3))
+    eager_model.load_state_dict(model.state_dict())
+    eager = training_step(eager_model, gg.optim.SGD(eager_model.parameters(), lr=0.1))
+    for x, y in batches(3):  # the reference repeats the ops' operations: the same bits
+        assert compiled(x, y).item() == eager(x, y).item()
+    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
 
 
 def test_passes_change_no_result():

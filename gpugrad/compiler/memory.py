@@ -21,7 +21,7 @@ FRESH = frozenset({"gpugrad::matmul", "gpugrad::linear", "gpugrad::sum", "gpugra
                    "gpugrad::cross_entropy_backward", "gpugrad::tanh_backward",
                    "gpugrad::sigmoid_backward", "gpugrad::sigmoid",
                    "gpugrad::binary_cross_entropy", "gpugrad::where", "gpugrad::pow",
-                   "gpugrad::cross_entropy_with_grad"})
+                   "gpugrad::cross_entropy_with_grad", "gpugrad::bias_act"})
 VIEWS = frozenset({"gpugrad::reshape", "gpugrad::transpose", "gpugrad::broadcast_to",
                    "gpugrad::getitem", "gpugrad::squeeze", "gpugrad::expand_dims"})
 IN_PLACE_BACKENDS = ("numpy", "cupy")  # namespaces whose ufuncs take out=

@@ -7,6 +7,8 @@
 - fold_constants: ops whose inputs are all constants run once, at compile time;
 - share_softmax: a cross-entropy and its backward on the same logits become one op
   computing the softmax once (when the backward's gradient is known before the forward);
+- bias_activation (patterns.py, CuPy programs): a Linear layer's bias and activation
+  become one kernel of kernels/bias_act.cu;
 - fuse_elementwise (fusion.py): chains of elementwise ops become one op each.
 The memory plan (memory.py) comes last: it decides buffers for the final node list.
 """
@@ -16,6 +18,7 @@ from ..ops.loss import cross_entropy_with_grad
 from ..ops.registry import CONSTANT
 from .capture import Feed
 from .fusion import fuse_elementwise
+from .patterns import FUSED_KERNEL_BACKENDS, bias_activation
 
 
 def dead_code(program):
@@ -150,9 +153,17 @@ def _redirect(program, replaced):
 
 def run_all(program):
     """The passes in order; returns {pass name: how much it changed}."""
-    return {"dead_code": dead_code(program),
-            "fold_constants": fold_constants(program),
-            "common_subexpressions": common_subexpressions(program),
-            "share_softmax": share_softmax(program),
-            "fuse_elementwise": fuse_elementwise(program)}
+    stats = {"dead_code": dead_code(program),
+             "fold_constants": fold_constants(program),
+             "common_subexpressions": common_subexpressions(program),
+             "share_softmax": share_softmax(program)}
+    if _backend_name(program) in FUSED_KERNEL_BACKENDS:  # kernels/*.cu
+        stats["bias_activation"] = bias_activation(program)
+    stats["fuse_elementwise"] = fuse_elementwise(program)
+    return stats
+
+
+def _backend_name(program):
+    ops = program.op_nodes()
+    return ops[0].device.backend.name if ops else None
 
