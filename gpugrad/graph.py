@@ -22,13 +22,14 @@ class Graph:
     """A recorded computation: nodes from inputs to outputs, viewable with networkx."""
 
     def __init__(self, nodes, outputs, inputs=()):
-        from .viz.scopes import module_scopes
+        from .viz.scopes import module_scopes, parameter_names
 
         self._nodes = {n.seq: n for n in sorted(nodes, key=lambda n: n.seq)}
         self.outputs = [n.seq for n in outputs]
         self.inputs = [n.seq for n in inputs]
         # Named now, while the modules the nodes were made in are most likely alive.
         self._scopes, self._scope_classes = module_scopes(self._nodes)
+        self._names = parameter_names(self._nodes)
         self._nx = None
 
     @classmethod
@@ -54,7 +55,8 @@ class Graph:
         inputs = {seq: i for i, seq in enumerate(self.inputs)}
         for seq, node in self._nodes.items():
             g.add_node(seq, **node_attributes(node), scope=self._scopes[seq],
-                       is_output=seq in outputs, input_index=inputs.get(seq))
+                       is_output=seq in outputs, input_index=inputs.get(seq),
+                       name=self._names.get(seq))
         for seq, node in self._nodes.items():
             for pos, inp in enumerate(node.inputs):
                 if g.has_edge(inp.seq, seq):

@@ -178,6 +178,10 @@ def test_a_module_scope_collapses_into_one_box_and_expands_again(browser, tmp_pa
     box.click()
     assert page.locator("g.scope").count() == 0
     assert page.locator("g.node").count() == len(graph)
+    weight = page.locator("g.node", has_text="MLP.0.weight")  # parameters by their names
+    assert weight.count() == 1
+    weight.click()
+    assert "parameter\tMLP.0.weight" in page.inner_text("#details")
 
 
 def test_a_10000_node_model_opens_collapsed_and_expands_on_demand(browser, tmp_path):

@@ -310,6 +310,24 @@ def test_nodes_record_the_module_scope_they_were_made_in():
     assert marked == set(linears)
 
 
+def test_parameters_are_named_as_their_module_names_them():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.MLP([4, 8])
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.head(self.encoder(x).tanh())
+
+    graph = gg.trace(Net(), gg.randn(3, 4))
+    names = {data["name"] for _, data in graph.nx.nodes(data=True) if data["name"]}
+    assert names == {"Net.encoder.0.weight", "Net.encoder.0.bias", "Net.head.weight",
+                     "Net.head.bias"}
+    assert graph.nx.nodes[graph.inputs[0]]["name"] is None  # the data has no name
+    assert 'label="Net.head.weight\\nfloat32[2, 8]"' in graph.to_dot()
+
+
 def test_a_module_gone_before_its_graph_is_drawn_is_named_by_its_class():
     y = nn.Linear(4, 2)(gg.randn(3, 4, requires_grad=True))  # the layer is freed at once
     graph = y.graph

@@ -93,7 +93,7 @@ class _LabelStyle:
 def _forward_node(dot_id, data, style, with_gradient):
     """The statement of a forward node; with_gradient: its gradient's statistics too
     (when no backward node shows them)."""
-    label = data["op"]
+    label = data.get("name") or data["op"]  # a parameter: its name in its module
     if data["kind"] == "op" and data["attrs"]:
         label += "\\n" + ", ".join(f"{k}={v}" for k, v in data["attrs"].items()
                                    if v != "None")

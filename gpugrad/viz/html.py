@@ -289,7 +289,8 @@ function drawUnit(u, pos, parent, backward) {
     if (backward) classes += " backward";
     else if (n.requires_grad && n.kind === "input") classes += " grad";
     if (n.is_output && !backward) classes += " output";
-    g = nodeBox(key, classes, (backward ? "grad of " : "") + n.op, spec(n), parent, p);
+    g = nodeBox(key, classes, (backward ? "grad of " : "") + (n.name || n.op), spec(n),
+                parent, p);
     g.addEventListener("click", ev => { ev.stopPropagation(); select(key); });
   }
   const bad = backward ? u.members.some(n => nonfinite(n.grad_stats)) : u.bad;
@@ -358,7 +359,8 @@ function highlight() {
   if (query) {
     NODES.forEach(n => {
       const scope = n.scope >= 0 ? SCOPES[n.scope].path : "";
-      const text = [n.op, n.dtype, n.shape.join(","), n.site, scope].join(" ").toLowerCase();
+      const text = [n.op, n.name || "", n.dtype, n.shape.join(","), n.site, scope]
+        .join(" ").toLowerCase();
       if (text.includes(query)) {
         hits += 1;
         const e = elements.get(n.unit);
@@ -396,7 +398,8 @@ function select(key) {
   selected = key;
   highlight();
   const backward = key[0] === "b", n = byId.get(+key.slice(backward ? 2 : 1));
-  let rows = row(backward ? "gradient of" : "op", esc(n.op)) + row("kind", n.kind) +
+  let rows = row(backward ? "gradient of" : "op", esc(n.op)) +
+    (n.name ? row("parameter", esc(n.name)) : "") + row("kind", n.kind) +
     row("shape", "(" + n.shape.join(", ") + ")") + row("dtype", n.dtype) +
     row("device", n.device) + row("created at", esc(n.site));
   if (n.scope >= 0) rows += row("module", esc(scopeLabel(n.scope)));
@@ -503,7 +506,8 @@ def page_data(graph, collapse=None):
     whether scopes start collapsed."""
     g = graph.refresh()
     scopes, innermost = _scopes(g)
-    keys = ("op", "kind", "dtype", "device", "site", "attrs", "requires_grad", "is_output",
+    keys = ("op", "name", "kind", "dtype", "device", "site", "attrs", "requires_grad",
+            "is_output",
             "bytes", "time", "backward_time", "saved_bytes", "kernel_bytes", "stats",
             "grad_stats")
     nodes = []

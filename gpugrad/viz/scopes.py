@@ -62,3 +62,22 @@ def _name(calls):
         around.append((end, scope, module))
         named.append((start, end, scope))
     return named, classes
+
+
+def parameter_names(nodes):
+    """{leaf seq: "MLP.0.weight"} for the leaves of `nodes` that are parameters of a
+    module called in them, named from the outermost call that holds them."""
+    calls = _calls(nodes)
+    owners = {}  # id(parameter) -> its full name
+    for (_, _, ref, _), (_, _, scope) in zip(calls, _name(calls)[0], strict=True):
+        module = ref()
+        if module is None:
+            continue
+        for name, p in module.named_parameters():
+            owners.setdefault(id(p), f"{scope[-1]}.{name}")
+    names = {}
+    for seq, node in nodes.items():
+        tensor = node.ref() if node.op.is_leaf and node.ref is not None else None
+        if tensor is not None and id(tensor) in owners:
+            names[seq] = owners[id(tensor)]
+    return names
