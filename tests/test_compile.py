@@ -190,6 +190,24 @@ def test_new_argument_shapes_trace_anew_and_say_why():
         assert compiled(gg.ones((3, 2))).item() == 12.0
 
 
+def test_keyword_arguments_are_bound_as_the_signature_says():
+    def fn(x, scale=1.0, *, power=1):
+        return (x * scale) ** power
+
+    compiled = gg.compile(fn)
+    x = gg.tensor([1.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gg.CompileWarning)
+        for args, kwargs in [((x,), {"scale": 2.0}), ((x, 3.0), {"power": 2}),
+                             ((), {"x": x, "scale": 2.0, "power": 3}),
+                             ((x,), {"scale": 2.0})]:
+            np.testing.assert_array_equal(compiled(*args, **kwargs).numpy(),
+                                          fn(*args, **kwargs).numpy())
+    assert len(compiled.plans) == 3  # scale by position; power a constant of each plan
+    with pytest.raises(gg.CompileError, match="keyword-only argument power is a Tensor"):
+        compiled(x, power=gg.tensor(2.0))
+
+
 def test_retrace_false_raises_instead_of_tracing_anew():
     compiled = gg.compile(lambda x: x.exp(), retrace=False)
     compiled(gg.ones(3))

@@ -9,7 +9,9 @@ raises, with retrace=False) and says why.
 """
 
 import builtins
+import functools
 import gc
+import inspect
 import time
 import warnings
 from contextlib import contextmanager
@@ -71,21 +73,49 @@ class CompiledFunction:
         self.plans = {}
         self.log = []
         self._last = None
+        self._signature = None  # read on the first call with keyword arguments
         functools_wraps(self, fn)
 
-    def __call__(self, *args):
-        key = _key(args)
+    def __call__(self, *args, **kwargs):
+        fn = self.fn
+        if kwargs:
+            args, fn, key = self._keywords(args, kwargs)
+        else:
+            key = _key(args)
         plan = self.plans.get(key)
         if plan is not None:
             try:
                 return plan([a._data for a in args if a.__class__ is Tensor])
             except Retrace as exc:
                 del self.plans[key]
-                return self._trace(key, args, str(exc))
+                return self._trace(key, args, str(exc), fn)
         reason = "first call" if self._last is None else _difference(self._last, key)
-        return self._trace(key, args, reason)
+        return self._trace(key, args, reason, fn)
 
-    def _trace(self, key, args, reason):
+    def _keywords(self, args, kwargs):
+        """(args, function, key) of a call with keyword arguments: those the signature
+        also takes by position are passed by position (tensors included); keyword-only
+        ones are constants of the plan, so hashable values, not tensors."""
+        if self._signature is None:
+            self._signature = inspect.signature(self.fn)
+        bound = self._signature.bind(*args, **kwargs)
+        args, rest = bound.args, bound.kwargs
+        for name, value in rest.items():
+            if isinstance(value, Tensor):
+                raise CompileError(f"gg.compile({_name(self.fn)}): the keyword-only "
+                                   f"argument {name} is a Tensor; pass tensors by position")
+        key = _key(args)
+        if rest:
+            keywords = tuple(sorted(rest.items()))
+            try:
+                hash(keywords)
+            except TypeError:
+                raise CompileError(f"gg.compile({_name(self.fn)}): keyword-only arguments "
+                                   "must be hashable (numbers, strings, tuples)") from None
+            key += (("value", "keywords", keywords),)
+        return args, functools.partial(self.fn, **rest) if rest else self.fn, key
+
+    def _trace(self, key, args, reason, fn):
         if self._last is not None and not self.retrace:
             raise CompileError(f"gg.compile({_name(self.fn)}): would trace anew "
                                f"({reason}), and retrace=False")
@@ -93,7 +123,7 @@ class CompiledFunction:
             warnings.warn(f"gg.compile({_name(self.fn)}): tracing anew: {reason}",
                           CompileWarning, stacklevel=3)
         self.log.append(reason)
-        result, plan = trace_and_compile(self.fn, args, self.optimize)
+        result, plan = trace_and_compile(fn, args, self.optimize)
         self.plans[key] = plan
         self._last = key
         return result
@@ -227,6 +257,8 @@ def _difference(old, new):
     if old[0] != new[0]:
         return "grad mode " + ("on" if new[0] else "off")
     for i, (a, b) in enumerate(zip(old[1:], new[1:], strict=True)):
+        if a != b and a[:2] == b[:2] == ("value", "keywords"):
+            return f"keyword arguments {dict(a[2])} -> {dict(b[2])}"
         if a != b:
             return f"argument {i}: {_describe(a)} -> {_describe(b)}"
     return "a guard of the plan failed"
