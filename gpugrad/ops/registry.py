@@ -210,10 +210,11 @@ def _record(op, args, attrs, result, requires_grad):
     if requires_grad:
         saves = op.saves
         if op.saves_for is not None:
-            saves = set()
-            for i, a in enumerate(args):
-                if a._requires_grad:
-                    saves.update(op.saves_for[i])
+            needed = [op.saves_for[i] for i, a in enumerate(args) if a._requires_grad]
+            if len(needed) == 1:  # the common case: one input requires grad
+                saves = needed[0]
+            elif len(needed) < len(args):
+                saves = {i for need in needed for i in need}
         if not saves:
             saved = (None,) * len(args)
         elif len(saves) == len(args):
