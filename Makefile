@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench clean
+.PHONY: run test bench gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ test: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/gpugrad bench
+
+# On a machine with an NVIDIA GPU (CUDA 13): CuPy, then every gpu-marked test (fused
+# kernels against their references, CPU against CUDA, compiled plans on CUDA, NCCL) and
+# the benchmark suite on the GPU beside PyTorch CUDA, its records in bench-cuda.json.
+gpu-check: $(VENV)/.installed-dev
+	$(PY) -m pip install --quiet -e ".[cuda13]"
+	$(PY) -m pytest -q -m gpu -rs
+	$(VENV)/bin/gpugrad bench --device cuda --max-nodes 100000 --json bench-cuda.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
