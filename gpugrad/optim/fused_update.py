@@ -60,15 +60,17 @@ def _adam_cupy(xp, p, g, m, v, step_size, sqrt_bias2, scale, *, beta1, beta2, ep
     return p, m, v
 
 
-def _adam_op():
-    op = CustomOp("gpugrad::adam_update", lambda *a, **k: None, differentiable=False,
-                  source="built-in", outputs=3)
-    op.forward = _adam
-    op.kernels.update({"numpy": _adam_numpy, "cupy": _adam_cupy})
+def _update_op(name, outputs, generic, kernels):
+    """An op of several outputs and no gradient: `generic` runs on any namespace,
+    `kernels` by backend name; each takes the namespace first, as built-in kernels do."""
+    op = CustomOp(name, generic, differentiable=False, source="built-in", outputs=outputs)
+    op.forward = generic
+    op.kernels.update(kernels)
     return op
 
 
-ADAM_UPDATE = _adam_op()
+ADAM_UPDATE = _update_op("gpugrad::adam_update", 3, _adam,
+                         {"numpy": _adam_numpy, "cupy": _adam_cupy})
 
 
 def adam_update(opt, group, p, grad, arrays, scalars):
@@ -108,15 +110,8 @@ def _sgd_cupy(xp, p, g, buf, lr, dampening, *, weight_decay, momentum, nesterov)
     return p, buf
 
 
-def _sgd_op():
-    op = CustomOp("gpugrad::sgd_momentum_update", lambda *a, **k: None, differentiable=False,
-                  source="built-in", outputs=2)
-    op.forward = _sgd
-    op.kernels.update({"numpy": _sgd_numpy, "cupy": _sgd_cupy})
-    return op
-
-
-SGD_MOMENTUM_UPDATE = _sgd_op()
+SGD_MOMENTUM_UPDATE = _update_op("gpugrad::sgd_momentum_update", 2, _sgd,
+                                  {"numpy": _sgd_numpy, "cupy": _sgd_cupy})
 
 
 def sgd_momentum_update(opt, group, p, grad, arrays, scalars):
