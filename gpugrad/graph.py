@@ -267,6 +267,8 @@ def node_attributes(node):
         "qualname": node.op.name,
         "kind": "input" if node.op.is_leaf else "op",
         "attrs": {k: _format_value(v) for k, v in (node.attrs or {}).items()},
+        # the attributes a drawing labels the node with (None: all), where an op says
+        "label_attrs": getattr(node.op, "label_attrs", None),
         "shape": tuple(node.shape),
         "dtype": _dtype_name(node.dtype),
         "device": str(node.device),

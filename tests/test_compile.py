@@ -281,6 +281,8 @@ def test_the_plans_graph_works_with_every_viewer():
     assert len(graph.nx) == len(graph)
     assert compiled.traced_graph.op_counts()["linear"] == 2
     assert "def run(" in compiled.code and "in place" in compiled.code
+    fused = [line for line in graph.to_dot().splitlines() if 'label="fused' in line]
+    assert fused and all("expr=" in line and "steps=" not in line for line in fused)
 
 
 # --- the passes, each alone ---------------------------------------------------------------

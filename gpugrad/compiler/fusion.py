@@ -147,6 +147,7 @@ def _unusable(*specs):
 
 FUSED = OpDef("gpugrad::fused", infer=_unusable, forward=_step_by_step,
               doc="Several elementwise ops in one kernel (made by gg.compile's fusion).")
+FUSED.label_attrs = ("expr",)  # drawings show the expression; the steps are for kernels
 
 
 def kernels(steps, n, backend_name):

@@ -94,9 +94,10 @@ def _forward_node(dot_id, data, style, with_gradient):
     """The statement of a forward node; with_gradient: its gradient's statistics too
     (when no backward node shows them)."""
     label = data.get("name") or data["op"]  # a parameter: its name in its module
+    shown = data.get("label_attrs")  # None: every attribute
     if data["kind"] == "op" and data["attrs"]:
         label += "\\n" + ", ".join(f"{k}={v}" for k, v in data["attrs"].items()
-                                   if v != "None")
+                                   if v != "None" and (shown is None or k in shown))
     spec = style.spec(data)
     if spec:
         label += f"\\n{spec}"
