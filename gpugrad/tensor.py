@@ -9,13 +9,17 @@ import numpy as np
 
 from . import dtypes
 from .errors import DTypeError, ShapeError
+from .node import next_seq
 
 
 class Tensor:
     """An n-dimensional array that records the ops applied to it, for gradients."""
 
+    # _version: 0, or the creation number current when the values were last changed in
+    # place (an optimiser's step, `w -= ...`): a recorded op that saved this tensor
+    # before then can no longer differentiate with it (registry.run_vjp checks).
     __slots__ = ("_data", "_dtype", "_device", "_requires_grad", "_node", "grad",
-                 "__weakref__")
+                 "_version", "__weakref__")
     __array_ufunc__ = None  # ndarray + Tensor goes to Tensor.__radd__, not to NumPy
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -24,6 +28,7 @@ class Tensor:
         made = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
         self._data, self._dtype, self._device = made._data, made._dtype, made._device
         self._requires_grad, self._node, self.grad = made._requires_grad, None, None
+        self._version = 0
 
     @staticmethod
     def _wrap(data, dtype, device, requires_grad, node=None):
@@ -35,7 +40,12 @@ class Tensor:
         t._requires_grad = requires_grad
         t._node = node
         t.grad = None
+        t._version = 0
         return t
+
+    def _mark_modified(self):
+        """Say that this tensor's values were just changed in place (see _version)."""
+        self._version = next_seq()
 
     # --- what it is ----------------------------------------------------------------------------
     @property
@@ -241,6 +251,7 @@ class Tensor:
         if result._dtype is not self._dtype:
             data = self._device.backend.astype(data, self._dtype)
         self._data = data
+        self._mark_modified()
         return self
 
     def __iadd__(self, other):

@@ -717,3 +717,47 @@ def test_a_million_op_chain_backpropagates_without_recursion():
     expected = math.exp(n * math.log1p(2.0**-20))  # c ** n, about 2.595
     assert y.item() == pytest.approx(expected, rel=1e-8)
     assert x.grad.item() == pytest.approx(expected, rel=1e-8)
+
+
+# --- values changed in place after the forward pass ---------------------------------------
+def test_changing_a_saved_input_in_place_before_backward_is_refused_with_the_line():
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+    x = gg.tensor([3.0, 4.0])
+    y = (w * x).sum()  # mul keeps x for w's gradient
+    x += 1.0  # the gradient would silently become the new x
+    with pytest.raises(gg.GraphError, match=r"mul: a tensor it saved .* changed in place "
+                                            r".*test_autograd.py"):
+        y.backward()
+
+
+def test_what_the_backward_does_not_need_may_change_in_place():
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+    x = gg.tensor([3.0, 4.0])
+    y = (w * x).sum()  # w's own values are not needed for w's gradient
+    with gg.no_grad():
+        w -= 1.0
+    y.backward()
+    np.testing.assert_array_equal(values(w.grad), [3.0, 4.0])
+    x += 1.0  # changed before the next forward: nothing saved it yet
+    (w * x).sum().backward()
+    np.testing.assert_array_equal(values(w.grad), [7.0, 9.0])
+
+
+def test_an_optimiser_step_between_forward_and_backward_is_refused():
+    model = gg.nn.Linear(3, 2)
+    opt = gg.optim.SGD(model.parameters(), lr=0.1)
+    x = gg.ones((4, 3), requires_grad=True)  # float32, as the weight: no cast between
+    model(x).sum().backward()
+    loss = model(x).sum()  # linear keeps the weight for x's gradient
+    opt.step()  # changes the weight in place
+    with pytest.raises(gg.GraphError, match="linear: a tensor it saved"):
+        loss.backward()
+
+
+def test_loading_a_state_dict_after_the_forward_pass_is_refused_by_backward():
+    model = gg.nn.Linear(3, 2)
+    x = gg.ones((4, 3), requires_grad=True)
+    loss = model(x).sum()
+    model.load_state_dict(gg.nn.Linear(3, 2).state_dict())
+    with pytest.raises(gg.GraphError, match="changed in place"):
+        loss.backward()

@@ -93,6 +93,7 @@ class Bucket:
         other holders of the parameters see the new values)."""
         for p, (a, b) in zip(self.params, self.spans, strict=True):
             p._data[...] = self.flat[a:b].reshape(p._data.shape)
+            p._mark_modified()
 
 
 def make_buckets(params, cap_bytes):

@@ -160,6 +160,7 @@ class Module:
         arrays = [(t, t.device.backend.from_host(h, t.dtype)) for t, h in updates]
         for target, array in arrays:  # all converted first: no half-loaded module
             target._data = array
+            target._mark_modified()
         return {"missing_keys": missing, "unexpected_keys": unexpected}
 
     # --- modes and devices -----------------------------------------------------------------
@@ -222,6 +223,7 @@ def move_tensor(t, dest):
     if t.device is dest:
         return
     t._data = transfer(t._data, t.device, dest)
+    t._mark_modified()
     if t.grad is not None:
         t.grad = t.grad.detach().to(dest)
     t._device = dest

@@ -167,6 +167,7 @@ def apply(op, args, attrs):
     result._device = device
     result._requires_grad = requires_grad
     result._node = result.grad = None
+    result._version = 0
     if state.special:
         _watch(op, args, attrs, result, requires_grad, backend)
     elif requires_grad:
@@ -377,6 +378,14 @@ def _device_error(op, args):
 
 
 # --- the backward interface -------------------------------------------------------------------
+def _modified_error(node):
+    return GraphError(
+        f"{node.op.display_name}: a tensor it saved for the backward pass was changed in "
+        f"place after the op ran (op created at {node.where()}), so the gradient would "
+        "use the new values; compute the forward again after changing it (e.g. call "
+        "backward() before optimizer.step())")
+
+
 class Context:
     """What a VJP rule sees: the saved inputs and output (as Tensors), the attrs, the
     specs (shape, dtype, device) of every input, and which inputs need a gradient."""
@@ -404,6 +413,10 @@ class Context:
 def run_vjp(node, grad, needs_input_grad):
     """The gradients of a node's inputs given the gradient of its output."""
     op = node.op
+    if node.saved is not None:
+        for t in node.saved:
+            if t is not None and t._version > node.seq:
+                raise _modified_error(node)
     grads = op.vjp(Context(node, needs_input_grad), grad)
     if not isinstance(grads, (tuple, list)) or len(grads) != len(node.inputs):
         count = len(grads) if isinstance(grads, (tuple, list)) else "a non-sequence"

@@ -76,6 +76,7 @@ class Optimizer:
             if scale != 1:
                 p._data *= scale
             p._data -= delta
+            p._mark_modified()
             self.state[p] = new_state
 
     def _initial_state(self, group, p):
