@@ -117,6 +117,19 @@ def test_an_optimiser_update_as_one_op_follows_eager_training(name, monkeypatch)
             np.testing.assert_array_equal(np.asarray(state[key]), np.asarray(value), key)
 
 
+def test_a_compiled_update_counts_as_an_in_place_change_for_older_graphs():
+    model, opt = model_and_optimiser(OPTIMISERS["sgd"])
+    compiled = gg.compile(training_step(model, opt))
+    x, y = batches(1)[0]
+    compiled(x, y)
+    x = x.astype("float32").detach()
+    x.requires_grad = True
+    stale = model(x).sum()  # recorded before the next compiled step changes the weights
+    compiled(*batches(1)[0])
+    with pytest.raises(gg.GraphError, match="changed in place"):
+        stale.backward()
+
+
 def test_the_plan_reads_the_learning_rate_a_scheduler_sets_on_every_run():
     eager_model, eager_opt = model_and_optimiser(OPTIMISERS["adam"])
     model, opt = model_and_optimiser(OPTIMISERS["adam"])

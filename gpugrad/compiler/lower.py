@@ -9,6 +9,7 @@ remains per call: what is left per op is one Python call to its kernel.
 
 import functools
 
+from ..node import next_seq
 from ..tensor import Tensor
 from .fusion import FUSED, kernels
 
@@ -19,7 +20,7 @@ class Retrace(Exception):
 
 def lower(program, memory, n_args):
     """(source text, namespace) of `def run(a0, a1, ...)`, returning the results."""
-    ns = {"_Retrace": Retrace, "_wrap": Tensor._wrap}
+    ns = {"_Retrace": Retrace, "_wrap": Tensor._wrap, "_next_seq": next_seq}
     names = {}
     body = []
     _guards(program, ns, body)
@@ -201,9 +202,13 @@ def _sinks(program, ns, names, body):
                 continue
             ns[f"QD{i}"], ns[f"QV{i}"] = sink.node.dtype, sink.node.device
             body.append(f"Q{i}.grad = _wrap({value}, QD{i}, QV{i}, False)")
-        elif sink.kind == "assign" and not sink.in_place:
+        elif sink.kind == "assign":
             ns[f"Q{i}"] = sink.target
-            body.append(f"Q{i}._data = {value}")
+            if not sink.in_place:
+                body.append(f"Q{i}._data = {value}")
+            # changed in place, as eager updates say (a graph recorded before this run
+            # then refuses to differentiate with the new values)
+            body.append(f"Q{i}._version = _next_seq()")
         elif sink.kind == "state" and not sink.in_place:
             ns[f"Q{i}"] = sink.target
             body.append(f"Q{i}({value})")
