@@ -600,8 +600,9 @@ def _compiled_chain(n_ops):
     return gg.compile(step)
 
 
-def bench_compiled_overhead(device, n_ops, repeats):
-    """{"eager"|"compiled"|"numpy": (ops, [seconds per run])} for the muladd chain."""
+def bench_compiled_overhead(device, n_ops, repeats, torch_fw=None):
+    """{"eager"|"compiled"|"numpy"|"pytorch": (ops, [seconds per run])} for the muladd
+    chain (pytorch where torch_fw is given)."""
     arrays = _muladd_leaves(np.random.default_rng(0))
     leaves = [gg.tensor(a, device=device, requires_grad=True) for a in arrays]
     compiled = _compiled_chain(n_ops)
@@ -619,6 +620,9 @@ def bench_compiled_overhead(device, n_ops, repeats):
         "compiled": lambda: timed(lambda: compiled(*leaves)),
         "numpy": lambda: time_numpy_run(_muladd_leaves, muladd_numpy, n_ops, 0)[0],
     }
+    if torch_fw is not None:
+        runners["pytorch"] = lambda: time_autograd_run(torch_fw, _muladd_leaves, muladd_chain,
+                                                       n_ops, 0)[0]
     times = {k: [] for k in runners}
     for run in runners.values():
         run()
@@ -688,12 +692,7 @@ def report_compiled(overhead, scale, memory, records, label):
     lines = ["4. Compiled plans (gg.compile)", "",
              f"   per-op overhead, muladd chain of {ops} ops, forward + backward, us per op "
              "(best):",
-             format_table(["eager", "compiled", "numpy", "compiled - numpy",
-                           "eager/compiled"],
-                          [[_fmt(best["eager"]), _fmt(best["compiled"]), _fmt(best["numpy"]),
-                            _fmt(best["compiled"] - best["numpy"]),
-                            _fmt_ratio(_ratio(best["eager"], best["compiled"]))]],
-                          align_left=0), "",
+             _overhead_table(best), "",
              "   scale: trace + compile once, then one run of the plan, per traced node:"]
     rows = []
     for nodes, (compile_s, run_s, eager_s) in scale.items():
@@ -713,6 +712,17 @@ def report_compiled(overhead, scale, memory, records, label):
             records.append(_record(f"memory {label}", name, "step_peak_bytes", peak, "B"))
         lines.append(format_table(["step", "peak", "vs numpy"], rows))
     return "\n".join(lines)
+
+
+def _overhead_table(best):
+    headers = ["eager", "compiled", "numpy", "compiled - numpy", "eager/compiled"]
+    row = [_fmt(best["eager"]), _fmt(best["compiled"]), _fmt(best["numpy"]),
+           _fmt(best["compiled"] - best["numpy"]),
+           _fmt_ratio(_ratio(best["eager"], best["compiled"]))]
+    if "pytorch" in best:
+        headers += ["pytorch", "compiled/pytorch"]
+        row += [_fmt(best["pytorch"]), _fmt_ratio(_ratio(best["compiled"], best["pytorch"]))]
+    return format_table(headers, [row], align_left=0)
 
 
 # --- reporting ---------------------------------------------------------------------------------
@@ -976,7 +986,7 @@ def main(argv=None) -> int:
     mlp = bench_mlp(frameworks, configs, QUICK_REPEATS if args.quick else MLP_REPEATS)
     print(report_mlp(mlp, records), end="\n\n")
 
-    overhead = bench_compiled_overhead(device, n_ops, repeats)
+    overhead = bench_compiled_overhead(device, n_ops, repeats, torch_fw)
     scale = bench_compile_scale(device, [1000, 10000] if args.quick else
                                 [1000, 10000, 100000])
     memory_sizes, memory_batch = MLP_CONFIGS[0][:2]
