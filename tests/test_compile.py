@@ -117,17 +117,54 @@ def test_an_optimiser_update_as_one_op_follows_eager_training(name, monkeypatch)
             np.testing.assert_array_equal(np.asarray(state[key]), np.asarray(value), key)
 
 
-def test_a_compiled_update_counts_as_an_in_place_change_for_older_graphs():
+@pytest.mark.parametrize("calls_before", [0, 1])  # the tracing call, then a plan's run
+def test_a_compiled_update_counts_as_an_in_place_change_for_older_graphs(calls_before):
     model, opt = model_and_optimiser(OPTIMISERS["sgd"])
     compiled = gg.compile(training_step(model, opt))
-    x, y = batches(1)[0]
-    compiled(x, y)
-    x = x.astype("float32").detach()
-    x.requires_grad = True
+    for x, y in batches(calls_before):
+        compiled(x, y)
+    x = gg.ones((2, 5), requires_grad=True)
     stale = model(x).sum()  # recorded before the next compiled step changes the weights
     compiled(*batches(1)[0])
     with pytest.raises(gg.GraphError, match="changed in place"):
         stale.backward()
+
+
+def test_an_in_place_update_of_a_detached_value_leaves_the_value_alone():
+    def fn(x):
+        y = x * 2.0
+        d = y.detach()
+        d *= 0.0  # eager: d gets new values, y keeps its own
+        return y + 1.0, d
+
+    compiled = gg.compile(fn)
+    x = gg.tensor([1.0, 2.0])
+    for _ in range(2):
+        for a, b in zip(compiled(x), fn(x), strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_fusion_does_not_move_a_read_of_a_parameter_past_its_in_place_update(monkeypatch):
+    monkeypatch.setattr(fused_update, "FUSED_UPDATE_BACKENDS", ("cupy", "numpy"))
+
+    def make():
+        p = gg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        opt = gg.optim.Adam([p], lr=0.5)
+
+        def step(x):
+            opt.zero_grad()
+            before = p * 2.0  # read before the update, used after it
+            loss = (x * p).sum()
+            loss.backward()
+            opt.step()
+            return before.exp()
+
+        return step
+
+    eager, compiled = make(), gg.compile(make())
+    x = gg.tensor([1.0, -1.0, 0.5])
+    for _ in range(3):
+        np.testing.assert_array_equal(compiled(x).numpy(), eager(x).numpy())
 
 
 def test_the_plan_reads_the_learning_rate_a_scheduler_sets_on_every_run():
@@ -219,6 +256,14 @@ def test_keyword_arguments_are_bound_as_the_signature_says():
     assert len(compiled.plans) == 3  # scale by position; power a constant of each plan
     with pytest.raises(gg.CompileError, match="keyword-only argument power is a Tensor"):
         compiled(x, power=gg.tensor(2.0))
+
+    def skipping(x, a=None, b=None):  # a tensor by keyword, past a default
+        return x * b
+
+    compiled = gg.compile(skipping)
+    for b in ([2.0, 3.0], [4.0, 5.0]):  # the plan reads each call's tensor
+        np.testing.assert_array_equal(compiled(x, b=gg.tensor(b)).numpy(),
+                                      skipping(x, b=gg.tensor(b)).numpy())
 
 
 def test_retrace_false_raises_instead_of_tracing_anew():

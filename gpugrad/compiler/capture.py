@@ -168,6 +168,7 @@ class Recorder:
         if value._node is None:
             self.leaves.setdefault(node_of(value), value)
         tensor._data = value._data
+        tensor._mark_modified()  # as eager in-place updates do (so do the plan's runs)
 
     def state(self, setter, value, feed_node=None):
         """An optimiser's new state array: setter(array) stores it after each run."""

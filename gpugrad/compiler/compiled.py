@@ -98,8 +98,7 @@ class CompiledFunction:
         ones are constants of the plan, so hashable values, not tensors."""
         if self._signature is None:
             self._signature = inspect.signature(self.fn)
-        bound = self._signature.bind(*args, **kwargs)
-        args, rest = bound.args, bound.kwargs
+        args, rest = _positional(self._signature, args, kwargs)
         for name, value in rest.items():
             if isinstance(value, Tensor):
                 raise CompileError(f"gg.compile({_name(self.fn)}): the keyword-only "
@@ -248,6 +247,27 @@ def _key(args):
                                    "strings") from None
             parts.append(("value", type(a), a))
     return tuple(parts)
+
+
+def _positional(signature, args, kwargs):
+    """(positional arguments, keyword-only ones) of a call: every parameter that can be
+    given by position is (defaults filled in up to the last one given), so that
+    fn(x, b=t) passes the tensor t by position even when a parameter before b was
+    left out."""
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    positional, rest = [], {}
+    for name, param in signature.parameters.items():
+        value = bound.arguments[name]
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            positional.append(value)
+        elif param.kind is param.VAR_POSITIONAL:
+            positional.extend(value)
+        elif param.kind is param.KEYWORD_ONLY:
+            rest[name] = value
+        else:  # **kwargs
+            rest.update(value)
+    return tuple(positional), rest
 
 
 def _difference(old, new):

@@ -23,8 +23,9 @@ from ..errors import GpugradError
 from ..ops.registry import REGISTRY, OpDef
 
 # The ops a group may hold, each as a C expression over its inputs' values ({0}, {1})
-# of the group's type T. Each matches its NumPy kernel, NaN included: relu keeps a NaN
-# (NaN < 0 is false), relu_backward multiplies by the mask as NumPy's kernel does.
+# of the group's type T. Each matches its NumPy kernel, NaN and signed zeros included:
+# relu is NumPy's maximum(x, 0) (a NaN stays NaN, -0.0 becomes +0.0), relu_backward
+# multiplies by the mask as NumPy's kernel does.
 C_EXPRESSIONS = {
     "gpugrad::add": "{0} + {1}",
     "gpugrad::sub": "{0} - {1}",
@@ -35,7 +36,7 @@ C_EXPRESSIONS = {
     "gpugrad::log": "log({0})",
     "gpugrad::sqrt": "sqrt({0})",
     "gpugrad::tanh": "tanh({0})",
-    "gpugrad::relu": "{0} < (T)0 ? (T)0 : {0}",
+    "gpugrad::relu": "{0} > (T)0 || {0} != {0} ? {0} : (T)0",
     "gpugrad::relu_backward": "{0} * (T)({1} > (T)0)",
 }
 
@@ -47,12 +48,16 @@ MAX_STEPS = 32
 
 
 # --- the pass -------------------------------------------------------------------------------
+FUSED_DTYPES = ("float32", "float64")  # the C types the tests compile the bodies for
+
+
 def fusible(node):
     """An op a group may hold: one of C_EXPRESSIONS, not part of a several-output op,
-    not 0-d (NumPy hands 0-d results out as scalars, which take no out=), every input
-    of its dtype."""
+    not 0-d (NumPy hands 0-d results out as scalars, which take no out=), of float32 or
+    float64, every input of its dtype."""
     return (not node.op.is_leaf and node.op.name in C_EXPRESSIONS and not node.meta
-            and bool(node.shape) and all(i.dtype is node.dtype for i in node.inputs))
+            and bool(node.shape) and node.dtype.name in FUSED_DTYPES
+            and all(i.dtype is node.dtype for i in node.inputs))
 
 
 def fuse_elementwise(program):
@@ -60,6 +65,8 @@ def fuse_elementwise(program):
     many ops were merged away."""
     ops = program.op_nodes()
     readers = _readers(ops)
+    position = {id(n): i for i, n in enumerate(ops)}
+    written = _written_in_place(ops)
     apart = {id(n) for n in program.sink_nodes()}  # values a run hands out stay apart
     apart.update(id(item[1]) for item in program.host if item[0] == "feed")
     absorbed = set()
@@ -67,7 +74,7 @@ def fuse_elementwise(program):
     for root in reversed(ops):  # newest first: a root takes the longest chain it can
         if id(root) in absorbed or not fusible(root):
             continue
-        members = _group(root, readers, apart)
+        members = _group(root, readers, apart, position, written)
         if len(members) < 2:
             continue
         absorbed.update(id(m) for m in members if m is not root)
@@ -87,7 +94,23 @@ def _readers(ops):
     return readers
 
 
-def _group(root, readers, apart):
+def _written_in_place(ops):
+    """id(value) -> positions of the ops that write it in place (op.mutates: an
+    optimiser's one-op update on CuPy): a fused op runs where its root was, so a member
+    reading such a value must not move past those writes."""
+    written = {}
+    for i, node in enumerate(ops):
+        for k in getattr(node.op, "mutates", ()):
+            written.setdefault(id(node.inputs[k]), []).append(i)
+    return written
+
+
+def _moves_past_a_write(node, root, position, written):
+    start, end = position[id(node)], position[id(root)]
+    return any(start < at < end for inp in node.inputs for at in written.get(id(inp), ()))
+
+
+def _group(root, readers, apart, position, written):
     """The root and the fusible ops that only the group reads, of the root's shape and
     dtype, in topological order (a worklist: no recursion)."""
     members = {id(root): root}
@@ -97,7 +120,8 @@ def _group(root, readers, apart):
         for inp in node.inputs:
             if (len(members) >= MAX_STEPS or id(inp) in members or id(inp) in apart
                     or not fusible(inp) or inp.shape != root.shape or inp.dtype is not root.dtype
-                    or not readers[id(inp)] <= members.keys()):
+                    or not readers[id(inp)] <= members.keys()
+                    or (written and _moves_past_a_write(inp, root, position, written))):
                 continue
             members[id(inp)] = inp
             work.append(inp)

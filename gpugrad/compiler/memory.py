@@ -23,7 +23,8 @@ FRESH = frozenset({"gpugrad::matmul", "gpugrad::linear", "gpugrad::sum", "gpugra
                    "gpugrad::binary_cross_entropy", "gpugrad::where", "gpugrad::pow",
                    "gpugrad::cross_entropy_with_grad", "gpugrad::bias_act"})
 VIEWS = frozenset({"gpugrad::reshape", "gpugrad::transpose", "gpugrad::broadcast_to",
-                   "gpugrad::getitem", "gpugrad::squeeze", "gpugrad::expand_dims"})
+                   "gpugrad::getitem", "gpugrad::squeeze", "gpugrad::expand_dims",
+                   "gpugrad::detach"})
 IN_PLACE_BACKENDS = ("numpy", "cupy")  # namespaces whose ufuncs take out=
 
 
@@ -111,9 +112,33 @@ def _dying_input(node, i, last, escaping, taken):
         if (not inp.op.is_leaf and fresh(inp) and id(inp) not in escaping
                 and id(inp) not in taken and last.get(id(inp)) == i
                 and inp.shape == node.shape and inp.dtype is node.dtype
-                and not inp.meta):
+                and not inp.meta and not _overlaps(node, inp)):
             return inp
     return None
+
+
+def _overlaps(node, target):
+    """Whether another input of node may be a view of target's buffer (a transpose of
+    it, say): writing the output there would change elements still to be read (NumPy
+    copies around such overlaps, CuPy's kernels do not)."""
+    for inp in node.inputs:
+        if inp is target:
+            continue
+        base = _view_base(inp)
+        if base is None or base is target:
+            return True
+    return False
+
+
+def _view_base(value):
+    """The value whose buffer `value` may share: through view ops, their input; itself
+    when it is a leaf or fresh; None where unknown (an op that may return a view of any
+    of its inputs)."""
+    while not value.op.is_leaf and not fresh(value):
+        if value.op.name not in VIEWS or not value.inputs:
+            return None
+        value = value.inputs[0]
+    return value
 
 
 def _homes(program, last, position):
@@ -123,7 +148,10 @@ def _homes(program, last, position):
     homes = {}
     for sink in program.sinks:
         node, home = sink.node, sink.home
-        if node is None or home is None or node.op.is_leaf or not writes_in_place(node):
+        # A home is a leaf: the tensor's own array (a value computed in the run, such as
+        # a detach() of another value, shares that value's buffer instead).
+        if (node is None or home is None or not home.op.is_leaf or node.op.is_leaf
+                or not writes_in_place(node) or _overlaps(node, home)):
             continue
         if home.shape != node.shape or home.dtype is not node.dtype:
             continue

@@ -65,7 +65,7 @@ def _key(node):
             return ("leaf", feed.kind, source, feed.key, node.shape, node.dtype)
         return None  # random draws and scalars are each their own value
     attrs = _frozen(node.attrs)
-    if attrs is None:
+    if attrs is None or getattr(node.op, "effects", False):
         return None
     index = node.meta.get("output_index") if node.meta else None
     return (node.op, tuple(id(i) for i in node.inputs), attrs, index)
@@ -96,7 +96,8 @@ def fold_constants(program):
     a constant leaf holding the result. Returns how many ops were folded."""
     folded = 0
     for node in program.nodes:
-        if node.op.is_leaf or not node.inputs or node.meta:
+        if node.op.is_leaf or not node.inputs or node.meta or getattr(node.op, "effects",
+                                                                       False):
             continue
         if not all(i.op is CONSTANT for i in node.inputs):
             continue

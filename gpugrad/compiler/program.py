@@ -78,7 +78,8 @@ def build(recorder, args, results):
     """The Program of a finished trace: `args` are the function's tensor arguments (as
     traced), `results` its flattened tensor results."""
     arg_index = {a._node: i for i, a in enumerate(args) if a._node is not None}
-    sinks = [("result", i, t) for i, t in enumerate(results)]
+    # A result updated in place inside the function is its new value.
+    sinks = [("result", i, recorder.assigns.get(t, t)) for i, t in enumerate(results)]
     sinks += [("grad", tensor, g) for tensor, g in recorder.grad_sinks()]
     sinks += [("assign", tensor, value) for tensor, value in recorder.assigns.items()]
     sinks += [("state", setter, value, home) for setter, value, home in recorder.states]

@@ -270,11 +270,15 @@ class DistributedDataParallel:
             self.comm.wait(self.comm.allreduce_start(bucket.flat), what)
             self.comm_seconds += time.perf_counter() - started
             self.syncs += index == 0
-            return tuple(bucket.unpack())
+            averaged = bucket.unpack()
+            return averaged[0] if len(averaged) == 1 else tuple(averaged)
 
         op = self._ops[index] = CustomOp("gpugrad::average_gradients", average,
                                          differentiable=False, source="gpugrad.distributed",
                                          outputs=len(bucket.params))
+        # A collective: every run must make the call, once per call in the function
+        # (the passes neither fold nor merge it).
+        op.effects = True
         return op
 
     def zero_grad(self):

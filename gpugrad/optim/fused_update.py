@@ -60,17 +60,20 @@ def _adam_cupy(xp, p, g, m, v, step_size, sqrt_bias2, scale, *, beta1, beta2, ep
     return p, m, v
 
 
-def _update_op(name, outputs, generic, kernels):
+def _update_op(name, outputs, generic, kernels, mutates):
     """An op of several outputs and no gradient: `generic` runs on any namespace,
-    `kernels` by backend name; each takes the namespace first, as built-in kernels do."""
+    `kernels` by backend name; each takes the namespace first, as built-in kernels do.
+    `mutates`: the inputs its NumPy and CuPy kernels write in place, which the compiler
+    must not read after it (see compiler.fusion)."""
     op = CustomOp(name, generic, differentiable=False, source="built-in", outputs=outputs)
     op.forward = generic
     op.kernels.update(kernels)
+    op.mutates = mutates
     return op
 
 
 ADAM_UPDATE = _update_op("gpugrad::adam_update", 3, _adam,
-                         {"numpy": _adam_numpy, "cupy": _adam_cupy})
+                         {"numpy": _adam_numpy, "cupy": _adam_cupy}, mutates=(0, 2, 3))
 
 
 def adam_update(opt, group, p, grad, arrays, scalars):
@@ -111,7 +114,7 @@ def _sgd_cupy(xp, p, g, buf, lr, dampening, *, weight_decay, momentum, nesterov)
 
 
 SGD_MOMENTUM_UPDATE = _update_op("gpugrad::sgd_momentum_update", 2, _sgd,
-                                  {"numpy": _sgd_numpy, "cupy": _sgd_cupy})
+                                  {"numpy": _sgd_numpy, "cupy": _sgd_cupy}, mutates=(0, 2))
 
 
 def sgd_momentum_update(opt, group, p, grad, arrays, scalars):
