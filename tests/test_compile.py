@@ -130,6 +130,38 @@ def test_a_compiled_update_counts_as_an_in_place_change_for_older_graphs(calls_b
         stale.backward()
 
 
+def test_gradients_accumulate_across_calls_that_do_not_zero_them_as_in_eager_mode():
+    def make():
+        w = gg.tensor([1.0, 2.0], requires_grad=True)
+
+        def fn(x):
+            (w * x).sum().backward()  # no zero_grad: .grad adds up from call to call
+            return w.grad
+
+        return fn
+
+    eager, compiled = make(), gg.compile(make())
+    x = gg.tensor([3.0, 4.0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            np.testing.assert_array_equal(compiled(x).numpy(), eager(x).numpy())
+    assert "was None when traced" in str(caught[0].message)  # one trace anew, said why
+
+
+def test_zeroing_through_the_module_inside_the_function_keeps_one_plan():
+    model, opt = model_and_optimiser(OPTIMISERS["sgd"])
+
+    def step(x, y):
+        model.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    compiled = gg.compile(step, retrace=False)  # a second trace would raise
+    for x, y in batches(3):
+        compiled(x, y)
+
+
 def test_an_in_place_update_of_a_detached_value_leaves_the_value_alone():
     def fn(x):
         y = x * 2.0

@@ -143,6 +143,12 @@ class Recorder:
             self.feed(prev, "grad", tensor)
             self.guard(lambda t=tensor: t.grad is not None and t.grad.shape,
                        "a .grad accumulated into changed from None or in shape")
+        elif prev is None and tensor not in self.cleared and tensor not in self.grads:
+            # None when the call began: the plan sets .grad, as eager does only while
+            # nothing is there to add to; a .grad left from before traces anew.
+            self.guard(lambda t=tensor: t.grad is None, "a .grad accumulated into was None "
+                       "when traced and holds a gradient now (zero the gradients inside "
+                       "the function, or before every call)", key=("grad was None", id(tensor)))
         if g._node is None or g._node.op.is_leaf:
             self.leaves.setdefault(node_of(g), g)
         total = g if prev is None else ew.add(prev, g)

@@ -180,8 +180,12 @@ class Module:
         return self
 
     def zero_grad(self):
+        from ..mode import state
+
         for p in self.parameters():
             p.grad = None
+            if state.capture is not None:  # gg.compile's trace: the plan clears it too
+                state.capture.cleared.add(p)
 
     def __repr__(self):
         lines = [f"{type(self).__name__}({self.extra_repr()}"]
