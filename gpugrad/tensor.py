@@ -18,8 +18,10 @@ class Tensor:
     # _version: 0, or the creation number current when the values were last changed in
     # place (an optimiser's step, `w -= ...`): a recorded op that saved this tensor
     # before then can no longer differentiate with it (registry.run_vjp checks).
+    # _base: the tensor whose array this one may share (a view op's input, a detach()'s
+    # source), whose in-place changes are this one's too; None for most.
     __slots__ = ("_data", "_dtype", "_device", "_requires_grad", "_node", "grad",
-                 "_version", "__weakref__")
+                 "_version", "_base", "__weakref__")
     __array_ufunc__ = None  # ndarray + Tensor goes to Tensor.__radd__, not to NumPy
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -29,6 +31,7 @@ class Tensor:
         self._data, self._dtype, self._device = made._data, made._dtype, made._device
         self._requires_grad, self._node, self.grad = made._requires_grad, None, None
         self._version = 0
+        self._base = None
 
     @staticmethod
     def _wrap(data, dtype, device, requires_grad, node=None):
@@ -41,6 +44,7 @@ class Tensor:
         t._node = node
         t.grad = None
         t._version = 0
+        t._base = None
         return t
 
     def _mark_modified(self):
@@ -131,7 +135,9 @@ class Tensor:
         """The same values, cut from the graph (a leaf that does not require grad)."""
         if _state.capture is not None:  # gg.compile's trace: recorded, see ops.conversion
             return _apply(_conv.detach, (self,), _NO)
-        return Tensor._wrap(self._data, self._dtype, self._device, False)
+        t = Tensor._wrap(self._data, self._dtype, self._device, False)
+        t._base = self  # the same array: self's in-place changes are t's
+        return t
 
     def to(self, target=None, dtype=None):
         """A copy on another device and/or as another dtype (differentiable). `target`

@@ -761,3 +761,14 @@ def test_loading_a_state_dict_after_the_forward_pass_is_refused_by_backward():
     model.load_state_dict(gg.nn.Linear(3, 2).state_dict())
     with pytest.raises(gg.GraphError, match="changed in place"):
         loss.backward()
+
+
+def test_a_view_of_a_tensor_changed_in_place_is_refused_as_the_tensor_is():
+    w = gg.tensor(np.array([[1.0, 2.0]], dtype=np.float32), requires_grad=True)
+    opt = gg.optim.SGD([w], lr=0.5)
+    x = gg.tensor(np.array([[3.0, 4.0]], dtype=np.float32), requires_grad=True)
+    (x @ w.T).sum().backward()
+    for loss in ((x @ w.T).sum(), (x * w.detach()).sum()):  # a transpose, a detach
+        opt.step()  # changes w's array, which the saved view shares
+        with pytest.raises(gg.GraphError, match="changed in place"):
+            loss.backward()

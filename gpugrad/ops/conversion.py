@@ -35,5 +35,5 @@ to_device = define(
 # Eager detach needs no op (a new leaf on the same array). Inside gg.compile's trace it
 # is this op, so the plan computes it from each run's values instead of reading the
 # array of the traced call; it has no gradient, so the graph is cut all the same.
-detach = define("gpugrad::detach", infer=lambda x: (x.shape, x.dtype),
+detach = define("gpugrad::detach", infer=lambda x: (x.shape, x.dtype), returns_view=True,
                 forward=lambda xp, x: x, doc="The values of x, cut from the graph.")

@@ -29,7 +29,7 @@ class OpDef:
     def __init__(self, name, *, infer, forward, vjp=None, saves=(), save_output=False,
                  promote=None, promote_args=None, kernels=None, differentiable=True,
                  crosses_devices=False, source="built-in", doc=None, check_output=None,
-                 out_kernel=None):
+                 out_kernel=None, returns_view=False):
         self.name = name
         namespace, _, short = name.rpartition("::")
         self.display_name = short if namespace == "gpugrad" else name
@@ -60,6 +60,10 @@ class OpDef:
         # that are one elementwise ufunc call (so `out` may be any input of the output's
         # shape and dtype); compiled plans use it to reuse buffers.
         self.out_kernel = out_kernel
+        # returns_view: the output may share its first input's array (reshape,
+        # transpose, indexing): an in-place change of that input changes it too, so the
+        # output's Tensor keeps the input as its _base (see Tensor._version).
+        self.returns_view = returns_view
         self.source = source
         self.__doc__ = doc
 
@@ -168,6 +172,7 @@ def apply(op, args, attrs):
     result._requires_grad = requires_grad
     result._node = result.grad = None
     result._version = 0
+    result._base = args[0] if op.returns_view else None
     if state.special:
         _watch(op, args, attrs, result, requires_grad, backend)
     elif requires_grad:
@@ -415,8 +420,10 @@ def run_vjp(node, grad, needs_input_grad):
     op = node.op
     if node.saved is not None:
         for t in node.saved:
-            if t is not None and t._version > node.seq:
-                raise _modified_error(node)
+            while t is not None:  # the tensor, and the tensors it is a view of
+                if t._version > node.seq:
+                    raise _modified_error(node)
+                t = t._base
     grads = op.vjp(Context(node, needs_input_grad), grad)
     if not isinstance(grads, (tuple, list)) or len(grads) != len(node.inputs):
         count = len(grads) if isinstance(grads, (tuple, list)) else "a non-sequence"

@@ -40,7 +40,7 @@ def _reshape_infer(x, shape):
     return resolve_shape(shape, _size(x.shape)), x.dtype
 
 
-reshape = define("gpugrad::reshape", infer=_reshape_infer,
+reshape = define("gpugrad::reshape", infer=_reshape_infer, returns_view=True,
                  forward=lambda xp, x, shape: xp.reshape(x, shape),
                  vjp=lambda ctx, g: (g.reshape(ctx.input_specs[0].shape),))
 
@@ -63,7 +63,7 @@ def _transpose_vjp(ctx, g):
     return (g.transpose(tuple(inverse)),)
 
 
-transpose = define("gpugrad::transpose", infer=_transpose_infer,
+transpose = define("gpugrad::transpose", infer=_transpose_infer, returns_view=True,
                    forward=lambda xp, x, axes: xp.permute_dims(x, axes), vjp=_transpose_vjp)
 
 
@@ -84,7 +84,7 @@ def _broadcast_infer(x, shape):
 
 
 # The engine sums the gradient back to the input's shape: the VJP is the identity.
-broadcast_to = define("gpugrad::broadcast_to", infer=_broadcast_infer,
+broadcast_to = define("gpugrad::broadcast_to", infer=_broadcast_infer, returns_view=True,
                       forward=lambda xp, x, shape: xp.broadcast_to(x, shape),
                       vjp=lambda ctx, g: (g,))
 
@@ -203,6 +203,7 @@ def _getitem_generic(xp, x, index):
 
 
 getitem = define("gpugrad::getitem", infer=_getitem_infer, forward=_getitem_generic,
+                 returns_view=True,
                  kernels={"numpy": lambda xp, x, index: x[index],
                           "cupy": lambda xp, x, index: x[index]},
                  vjp=lambda ctx, g: (scatter_add(g, index=ctx.attrs["index"],
