@@ -50,6 +50,15 @@ def training_step(model, opt):
     return step
 
 
+def eager_and_compiled(name):
+    """Two alike models and optimisers: (model, optimiser, step) trained eagerly, and
+    the same through gg.compile."""
+    eager_model, eager_opt = model_and_optimiser(OPTIMISERS[name])
+    model, opt = model_and_optimiser(OPTIMISERS[name])
+    return ((eager_model, eager_opt, training_step(eager_model, eager_opt)),
+            (model, opt, gg.compile(training_step(model, opt))))
+
+
 OPTIMISERS = {
     "sgd": lambda ps: gg.optim.SGD(ps, lr=0.1),
     "sgd momentum nesterov": lambda ps: gg.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True,
@@ -62,10 +71,7 @@ OPTIMISERS = {
 
 @pytest.mark.parametrize("name", OPTIMISERS)
 def test_a_compiled_training_step_follows_eager_training_bit_for_bit(name):
-    eager_model, eager_opt = model_and_optimiser(OPTIMISERS[name])
-    model, opt = model_and_optimiser(OPTIMISERS[name])
-    eager, compiled = training_step(eager_model, eager_opt), gg.compile(training_step(model,
-                                                                                       opt))
+    (eager_model, eager_opt, eager), (model, opt, compiled) = eager_and_compiled(name)
     for x, y in batches(6):
         assert compiled(x, y).item() == eager(x, y).item()
     for (key, p), q in zip(model.named_parameters(), eager_model.parameters(), strict=True):
@@ -101,10 +107,7 @@ def test_an_optimiser_update_as_one_op_follows_eager_training(name, monkeypatch)
     # On CuPy a compiled step updates each parameter with one kernel of kernels/optim.cu
     # (gpugrad.optim.fused_update); its NumPy kernel, run here, does the same in place.
     monkeypatch.setattr(fused_update, "FUSED_UPDATE_BACKENDS", ("cupy", "numpy"))
-    eager_model, eager_opt = model_and_optimiser(OPTIMISERS[name])
-    model, opt = model_and_optimiser(OPTIMISERS[name])
-    eager, compiled = training_step(eager_model, eager_opt), gg.compile(training_step(model,
-                                                                                       opt))
+    (eager_model, eager_opt, eager), (model, opt, compiled) = eager_and_compiled(name)
     for x, y in batches(5):
         assert compiled(x, y).item() == eager(x, y).item()
     names = [n.name for n in compiled.plan.program.op_nodes()]

@@ -282,16 +282,19 @@ def test_dot_labels_carry_recorded_statistics_and_colour_nan_red():
     assert "min" not in graph.to_dot()  # only on request
 
 
+class Net(nn.Module):
+    """An encoder (an MLP of one layer), tanh, and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.MLP([4, 8])
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.encoder(x).tanh())
+
+
 def test_nodes_record_the_module_scope_they_were_made_in():
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = nn.MLP([4, 8])
-            self.head = nn.Linear(8, 2)
-
-        def forward(self, x):
-            return self.head(self.encoder(x).tanh())
-
     x = gg.randn(3, 4)
     graph = gg.trace(Net(), x)
     (tanh,) = nodes_named(graph, "tanh")
@@ -311,15 +314,6 @@ def test_nodes_record_the_module_scope_they_were_made_in():
 
 
 def test_parameters_are_named_as_their_module_names_them():
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = nn.MLP([4, 8])
-            self.head = nn.Linear(8, 2)
-
-        def forward(self, x):
-            return self.head(self.encoder(x).tanh())
-
     graph = gg.trace(Net(), gg.randn(3, 4))
     names = {data["name"] for _, data in graph.nx.nodes(data=True) if data["name"]}
     assert names == {"Net.encoder.0.weight", "Net.encoder.0.bias", "Net.head.weight",

@@ -48,7 +48,7 @@ class Recorder:
         self.start_seq = start_seq  # nodes older than this were made before the trace
         self.leaves = {}  # leaf Node -> the Tensor it stands for
         self.feeds = {}  # leaf Node -> Feed, for leaves with a source other than a tensor
-        self.host = []  # ordered host work of each run: ("call", fn) / ("scalars", fn, {})
+        self.host = []  # ordered host work of each run: ("feed", node) / ("scalars", fn, {})
         self.grads = {}  # tensor -> the traced Tensor now in its .grad
         self.cleared = set()  # tensors whose .grad was set to None (zero_grad)
         self.assigns = {}  # tensor -> traced Tensor of its new values
@@ -82,12 +82,7 @@ class Recorder:
 
     def random(self, tensor, draw):
         """A tensor of random numbers made inside the function: drawn anew on every run."""
-        from ..ops.registry import node_of
-
-        node = node_of(tensor)
-        self.leaves[node] = tensor
-        self.feeds[node] = Feed("random", draw)
-        self.host.append(("feed", node))
+        self.host.append(("feed", self.feed(tensor, "random", draw)))
 
     def feed(self, tensor, kind, source, key=None):
         """Make `tensor` a leaf whose value comes from `source` on every run."""
@@ -114,11 +109,6 @@ class Recorder:
             tensors[key] = t
         self.host.append(("scalars", compute, nodes))
         return tensors
-
-    def call(self, fn):
-        """Host work to redo on every run, in order (e.g. an optimiser's step counter)."""
-        fn()
-        self.host.append(("call", fn))
 
     def guard(self, getter, reason, key=None):
         """A value the plan was made for: when getter() returns something else, the

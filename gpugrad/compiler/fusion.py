@@ -19,8 +19,7 @@ How a fused op runs, by backend:
 import functools
 import hashlib
 
-from ..errors import GpugradError
-from ..ops.registry import REGISTRY, OpDef
+from ..ops.registry import REGISTRY, OpDef, plan_only
 
 # The ops a group may hold, each as a C expression over its inputs' values ({0}, {1})
 # of the group's type T. Each matches its NumPy kernel, NaN and signed zeros included:
@@ -64,7 +63,7 @@ def fuse_elementwise(program):
     """Replace each group of two or more elementwise ops by one fused node. Returns how
     many ops were merged away."""
     ops = program.op_nodes()
-    readers = _readers(ops)
+    readers = readers_of(ops)
     position = {id(n): i for i, n in enumerate(ops)}
     written = _written_in_place(ops)
     apart = {id(n) for n in program.sink_nodes()}  # values a run hands out stay apart
@@ -85,7 +84,7 @@ def fuse_elementwise(program):
     return merged
 
 
-def _readers(ops):
+def readers_of(ops):
     """id(value) -> ids of the ops that read it."""
     readers = {}
     for node in ops:
@@ -165,11 +164,7 @@ def _step_by_step(xp, *arrays, steps, expr=None):
     return values[-1]
 
 
-def _unusable(*specs):
-    raise GpugradError("gpugrad::fused exists only inside compiled plans (gg.compile)")
-
-
-FUSED = OpDef("gpugrad::fused", infer=_unusable, forward=_step_by_step,
+FUSED = OpDef("gpugrad::fused", infer=plan_only("gpugrad::fused"), forward=_step_by_step,
               doc="Several elementwise ops in one kernel (made by gg.compile's fusion).")
 FUSED.label_attrs = ("expr",)  # drawings show the expression; the steps are for kernels
 
@@ -201,7 +196,7 @@ def chain_source(steps, n):
     import numpy
 
     last_read = _last_reads(steps)
-    names = [f"x{k}" for k in range(n)] + [f"s{j}" for j in range(len(steps))]
+    names = _value_names(steps, n)
     namespace = {"xp": numpy}
     lines = []
     for j, (name, args) in enumerate(steps):
@@ -218,6 +213,11 @@ def chain_source(steps, n):
                         f"    return s{len(steps) - 1}", "",
                         f"def fused_out({xs}, out):", *body, f"    return {into_out}"])
     return source + "\n", namespace
+
+
+def _value_names(steps, n):
+    """The generated code's name of each value: inputs x0.., step results s0.."""
+    return [f"x{k}" for k in range(n)] + [f"s{j}" for j in range(len(steps))]
 
 
 def _last_reads(steps):
@@ -250,7 +250,7 @@ def scratch_buffers(steps, n, has_out):
 
 def cuda_body(steps, n):
     """The C body of the ElementwiseKernel: one local per step, the last one stored."""
-    names = [f"x{k}" for k in range(n)] + [f"s{j}" for j in range(len(steps))]
+    names = _value_names(steps, n)
     lines = []
     for j, (name, args) in enumerate(steps):
         expression = C_EXPRESSIONS[name].format(*(f"({names[a]})" for a in args))
@@ -259,10 +259,9 @@ def cuda_body(steps, n):
     return "\n".join(lines)
 
 
-def cuda_name(steps, n):
+def cuda_name(body):
     """A stable kernel name per body (CuPy's cache key includes it)."""
-    digest = hashlib.sha1(cuda_body(steps, n).encode()).hexdigest()[:12]
-    return f"gpugrad_fused_{digest}"
+    return f"gpugrad_fused_{hashlib.sha1(body.encode()).hexdigest()[:12]}"
 
 
 @functools.lru_cache(maxsize=None)
@@ -270,4 +269,5 @@ def _cupy_kernel(steps, n):
     import cupy
 
     params = ", ".join(f"T x{k}" for k in range(n))
-    return cupy.ElementwiseKernel(params, "T y", cuda_body(steps, n), cuda_name(steps, n))
+    body = cuda_body(steps, n)
+    return cupy.ElementwiseKernel(params, "T y", body, cuda_name(body))

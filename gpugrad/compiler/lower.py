@@ -9,7 +9,6 @@ remains per call: what is left per op is one Python call to its kernel.
 
 import functools
 
-from ..node import next_seq
 from ..tensor import Tensor
 from .fusion import FUSED, kernels
 
@@ -20,7 +19,7 @@ class Retrace(Exception):
 
 def lower(program, memory, n_args):
     """(source text, namespace) of `def run(a0, a1, ...)`, returning the results."""
-    ns = {"_Retrace": Retrace, "_wrap": Tensor._wrap, "_next_seq": next_seq}
+    ns = {"_Retrace": Retrace, "_wrap": Tensor._wrap}
     names = {}
     body = []
     _guards(program, ns, body)
@@ -208,7 +207,7 @@ def _sinks(program, ns, names, body):
                 body.append(f"Q{i}._data = {value}")
             # changed in place, as eager updates say (a graph recorded before this run
             # then refuses to differentiate with the new values)
-            body.append(f"Q{i}._version = _next_seq()")
+            body.append(f"Q{i}._mark_modified()")
         elif sink.kind == "state" and not sink.in_place:
             ns[f"Q{i}"] = sink.target
             body.append(f"Q{i}({value})")
@@ -216,7 +215,5 @@ def _sinks(program, ns, names, body):
 
 
 def _context(program):
-    for node in program.nodes:
-        backend = node.device.backend
-        return backend.context
-    return None
+    backend = program.backend()
+    return None if backend is None else backend.context

@@ -22,9 +22,6 @@ FRESH = frozenset({"gpugrad::matmul", "gpugrad::linear", "gpugrad::sum", "gpugra
                    "gpugrad::sigmoid_backward", "gpugrad::sigmoid",
                    "gpugrad::binary_cross_entropy", "gpugrad::where", "gpugrad::pow",
                    "gpugrad::cross_entropy_with_grad", "gpugrad::bias_act"})
-VIEWS = frozenset({"gpugrad::reshape", "gpugrad::transpose", "gpugrad::broadcast_to",
-                   "gpugrad::getitem", "gpugrad::squeeze", "gpugrad::expand_dims",
-                   "gpugrad::detach"})
 IN_PLACE_BACKENDS = ("numpy", "cupy")  # namespaces whose ufuncs take out=
 
 
@@ -66,7 +63,8 @@ def plan_memory(program):
     escaping = {id(n) for n in program.sink_nodes()}
     last = _last_reads(ops, escaping)
     plan = MemoryPlan()
-    in_place_ok = bool(ops) and ops[0].device.backend.name in IN_PLACE_BACKENDS
+    backend = program.backend()
+    in_place_ok = backend is not None and backend.name in IN_PLACE_BACKENDS
     homes = _homes(program, last, position) if in_place_ok else {}
     taken = set()
     for i, node in enumerate(ops):
@@ -135,7 +133,7 @@ def _view_base(value):
     when it is a leaf or fresh; None where unknown (an op that may return a view of any
     of its inputs)."""
     while not value.op.is_leaf and not fresh(value):
-        if value.op.name not in VIEWS or not value.inputs:
+        if not value.op.returns_view or not value.inputs:
             return None
         value = value.inputs[0]
     return value
@@ -180,7 +178,7 @@ def _count_bytes(plan, ops, escaping):
             users.setdefault(buffer, [0, 0])
         elif target is not None:
             buffer = owner.get(id(target))
-        elif not fresh(node) and node.inputs and node.op.name in VIEWS:
+        elif not fresh(node) and node.inputs and node.op.returns_view:
             buffer = owner.get(id(node.inputs[0]))
         else:
             buffer = None

@@ -123,25 +123,27 @@ def share_softmax(program):
     forwards = {}
     for node in ops:
         if node.op.name == "gpugrad::cross_entropy" and not node.meta:
-            key = (id(node.inputs[0]), id(node.inputs[1]), _frozen(node.attrs))
-            forwards.setdefault(key, node)
+            forwards.setdefault(_loss_key(node.inputs, node.attrs), node)
     paired = 0
     for node in ops:
         if node.op.name != "gpugrad::cross_entropy_backward" or node.meta:
             continue
         g, logits, target = node.inputs
-        forward = forwards.pop((id(logits), id(target), _frozen(node.attrs)), None)
-        if forward is None:
-            continue
-        if not g.op.is_leaf and position[id(g)] > position[id(forward)]:
-            forwards[(id(logits), id(target), _frozen(node.attrs))] = forward
-            continue  # the gradient depends on what runs after the forward
+        forward = forwards.get(_loss_key((logits, target), node.attrs))
+        if forward is None or (not g.op.is_leaf and position[id(g)] > position[id(forward)]):
+            continue  # none, or the gradient depends on what runs after the forward
+        del forwards[_loss_key((logits, target), node.attrs)]
         group = {"group": id(forward)}
         for index, member in enumerate((forward, node)):
             member.op, member.inputs = cross_entropy_with_grad, (g, logits, target)
             member.meta = dict(group, output_index=index)
         paired += 1
     return paired
+
+
+def _loss_key(inputs, attrs):
+    """The logits, targets and attributes that make a cross-entropy."""
+    return id(inputs[0]), id(inputs[1]), _frozen(attrs)
 
 
 def _redirect(program, replaced):
@@ -158,13 +160,9 @@ def run_all(program):
              "fold_constants": fold_constants(program),
              "common_subexpressions": common_subexpressions(program),
              "share_softmax": share_softmax(program)}
-    if _backend_name(program) in FUSED_KERNEL_BACKENDS:  # kernels/*.cu
+    backend = program.backend()
+    if backend is not None and backend.name in FUSED_KERNEL_BACKENDS:  # kernels/*.cu
         stats["bias_activation"] = bias_activation(program)
     stats["fuse_elementwise"] = fuse_elementwise(program)
     return stats
-
-
-def _backend_name(program):
-    ops = program.op_nodes()
-    return ops[0].device.backend.name if ops else None
 

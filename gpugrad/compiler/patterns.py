@@ -10,8 +10,8 @@ on other backends, so the pass can be run, and its results checked, anywhere; gg
 runs it on CuPy programs only (FUSED_KERNEL_BACKENDS), where it pays.
 """
 
-from ..errors import GpugradError
-from ..ops.registry import OpDef
+from ..ops.registry import OpDef, plan_only
+from .fusion import readers_of
 
 FUSED_KERNEL_BACKENDS = ("cupy",)
 ACTIVATIONS = {"gpugrad::relu": "relu", "gpugrad::tanh": "tanh",
@@ -30,11 +30,8 @@ def _bias_act_cupy(xp, z, bias, activation):
     return fused.bias_act_forward(z, bias, activation)
 
 
-def _unusable(*specs, **attrs):
-    raise GpugradError("gpugrad::bias_act exists only inside compiled plans (gg.compile)")
-
-
-BIAS_ACT = OpDef("gpugrad::bias_act", infer=_unusable, forward=_bias_act_reference,
+BIAS_ACT = OpDef("gpugrad::bias_act", infer=plan_only("gpugrad::bias_act"),
+                 forward=_bias_act_reference,
                  kernels={"cupy": _bias_act_cupy},
                  doc="act(z + bias) in one kernel (kernels/bias_act.cu on CuPy).")
 
@@ -43,11 +40,8 @@ def bias_activation(program):
     """Rewrite each linear(x, W, b) -> activation pair whose linear output only the
     activation reads: the linear node becomes matmul(x, W.T), the activation node
     bias_act(that, b). Returns how many pairs were rewritten."""
-    readers = {}
+    readers = readers_of(program.op_nodes())
     sinks = {id(n) for n in program.sink_nodes()}
-    for node in program.op_nodes():
-        for inp in node.inputs:
-            readers[id(inp)] = readers.get(id(inp), 0) + 1
     rewritten = 0
     for node in program.op_nodes():
         activation = ACTIVATIONS.get(node.op.name)
@@ -55,7 +49,7 @@ def bias_activation(program):
             continue
         (linear,) = node.inputs
         if (linear.op.name != "gpugrad::linear" or len(linear.inputs) != 3 or linear.meta
-                or readers[id(linear)] != 1 or id(linear) in sinks
+                or len(readers[id(linear)]) != 1 or id(linear) in sinks
                 or linear.dtype is not node.dtype):
             continue
         x, weight, bias = linear.inputs

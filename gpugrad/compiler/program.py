@@ -54,6 +54,13 @@ class Program:
     def sink_nodes(self):
         return [s.node for s in self.sinks if s.node is not None]
 
+    def backend(self):
+        """The backend its ops run on (a program is traced on one device), or None."""
+        for node in self.nodes:
+            if not node.op.is_leaf:
+                return node.device.backend
+        return None
+
     def graph(self):
         """The program as a gg.Graph, for every viewer (print, to_dot, to_html, ...)."""
         results = [s.node for s in self.sinks if s.node is not None]

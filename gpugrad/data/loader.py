@@ -22,11 +22,7 @@ class DataLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = as_device(device)
-        self.x = _on_device(x, self.device)
-        self.y = None if y is None else _on_device(y, self.device)
-        n = self.x.shape[0]
-        if self.y is not None and self.y.shape[0] != n:
-            raise ValueError(f"x has {n} samples but y has {self.y.shape[0]}")
+        self.x, self.y = samples_on(x, y, self.device)
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         # Without a seed of its own, the order follows gg.manual_seed.
         self._rng = np.random.default_rng(host_generator().integers(2**63) if seed is None
@@ -53,6 +49,15 @@ class DataLoader:
                 key = tensor(order[start:stop], device=self.device)
             xb = self.x[key]
             yield xb if self.y is None else (xb, self.y[key])
+
+
+def samples_on(x, y, device):
+    """(x, y) as tensors on `device` (y may be None), checked to hold as many samples."""
+    x = _on_device(x, device)
+    y = None if y is None else _on_device(y, device)
+    if y is not None and y.shape[0] != x.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+    return x, y
 
 
 def _on_device(data, device):

@@ -96,7 +96,26 @@ class MPIComm:
         self.comm.Abort(code)
 
 
-class HostStagedComm:
+class DeviceComm:
+    """What the communicators of device arrays share: the blocking allreduce made of
+    their non-blocking one, and the control collectives of the MPI communicator `mpi`
+    beside them."""
+
+    def allreduce(self, buffer, what="allreduce"):
+        self.wait(self.allreduce_start(buffer), what)
+        return buffer
+
+    def allgather_bytes(self, data, what="allgather"):
+        return self.mpi.allgather_bytes(data, what)
+
+    def barrier(self, what="barrier"):
+        self.mpi.barrier(what)
+
+    def abort(self, code=1):
+        self.mpi.abort(code)
+
+
+class HostStagedComm(DeviceComm):
     """MPI collectives on device arrays, through host copies: for CUDA where NCCL is not
     installed (slower than NCCL, but the same results)."""
 
@@ -115,21 +134,8 @@ class HostStagedComm:
         self.mpi.wait(request, what)
         buffer[...] = self.backend.from_host(host, host.dtype)
 
-    def allreduce(self, buffer, what="allreduce"):
-        self.wait(self.allreduce_start(buffer), what)
-        return buffer
-
     def broadcast(self, buffer, root=0, what="broadcast"):
         host = np.ascontiguousarray(self.backend.to_host(buffer))
         self.mpi.broadcast(host, root, what)
         buffer[...] = self.backend.from_host(host, host.dtype)
         return buffer
-
-    def allgather_bytes(self, data, what="allgather"):
-        return self.mpi.allgather_bytes(data, what)
-
-    def barrier(self, what="barrier"):
-        self.mpi.barrier(what)
-
-    def abort(self, code=1):
-        self.mpi.abort(code)

@@ -11,7 +11,7 @@ a timeout the NCCL communicator is aborted before the error is raised.
 import numpy as np
 
 from .errors import DistributedError
-from .mpi import wait_for
+from .mpi import DeviceComm, wait_for
 
 ID_BYTES = 128  # NCCL_UNIQUE_ID_BYTES
 
@@ -60,7 +60,7 @@ def nccl_dtype(nccl, dtype):
     return getattr(nccl, name)
 
 
-class NCCLComm:
+class NCCLComm(DeviceComm):
     """Sum-allreduce and broadcast on CuPy arrays over NCCL; allgather, barrier and abort
     over the MPI communicator `mpi` it was built from."""
 
@@ -102,21 +102,8 @@ class NCCLComm:
             self.comm.abort()  # frees NCCL's side, so the process can exit
             raise
 
-    def allreduce(self, buffer, what="allreduce"):
-        self.wait(self.allreduce_start(buffer), what)
-        return buffer
-
     def broadcast(self, buffer, root=0, what="broadcast"):
         self.comm.bcast(buffer.data.ptr, buffer.size, nccl_dtype(self.nccl, buffer.dtype),
                         root, self.cupy.cuda.get_current_stream().ptr)
         self.wait(self._enqueued(), what)
         return buffer
-
-    def allgather_bytes(self, data, what="allgather"):
-        return self.mpi.allgather_bytes(data, what)
-
-    def barrier(self, what="barrier"):
-        self.mpi.barrier(what)
-
-    def abort(self, code=1):
-        self.mpi.abort(code)

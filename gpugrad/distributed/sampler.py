@@ -13,7 +13,7 @@ of ranks can be empty; that rank still joins the step (see DistributedDataParall
 import numpy as np
 
 from ..creation import tensor
-from ..data.loader import _on_device
+from ..data.loader import samples_on
 from . import context as job
 
 
@@ -82,11 +82,8 @@ class DistributedDataLoader:
         from ..backends import device as as_device
 
         self.device = as_device(device)
-        self.x = _on_device(x, self.device)
-        self.y = None if y is None else _on_device(y, self.device)
+        self.x, self.y = samples_on(x, y, self.device)
         n = self.x.shape[0]
-        if self.y is not None and self.y.shape[0] != n:
-            raise ValueError(f"x has {n} samples but y has {self.y.shape[0]}")
         self.sampler = DistributedSampler(n, batch_size, shuffle=shuffle, seed=seed,
                                           rank=rank, world_size=world_size)
         self.batch_size = batch_size

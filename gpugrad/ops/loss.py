@@ -7,10 +7,10 @@ give a finite loss, and its gradient is PyTorch's (p - t) / max(p (1 - p), 1e-12
 finite there too (the composite of log and clip would give 0/0 = NaN).
 """
 
-from ..errors import DTypeError, GpugradError, ShapeError
+from ..errors import DTypeError, ShapeError
 from . import elementwise as ew
 from .infer import elementwise
-from .registry import OpDef, define
+from .registry import OpDef, define, plan_only
 
 _EPS = 1e-12
 
@@ -182,11 +182,6 @@ def _ce_with_grad_forward(xp, g, logits, target, label_smoothing=0.0):
             _ce_backward_forward(xp, g, logits, target, label_smoothing))
 
 
-def _ce_with_grad_infer(g, logits, target, label_smoothing=0.0):
-    raise GpugradError("gpugrad::cross_entropy_with_grad exists only inside compiled "
-                       "plans (gg.compile)")
-
-
 def _ce_with_grad_fused(xp, g, logits, target, label_smoothing=0.0):
     # CuPy: kernels/softmax_xent.cu, one block per row for the loss and the row's
     # log-sum-exp, then one elementwise kernel for the gradient from them (the
@@ -199,7 +194,7 @@ def _ce_with_grad_fused(xp, g, logits, target, label_smoothing=0.0):
 
 
 cross_entropy_with_grad = OpDef(
-    "gpugrad::cross_entropy_with_grad", infer=_ce_with_grad_infer,
+    "gpugrad::cross_entropy_with_grad", infer=plan_only("gpugrad::cross_entropy_with_grad"),
     forward=_ce_with_grad_forward,
     kernels={"numpy": _ce_with_grad_ndarray, "cupy": _ce_with_grad_fused},
     doc="(cross_entropy, cross_entropy_backward) sharing one softmax.")

@@ -49,12 +49,12 @@ def _extremum_vjp(ctx, g):
     return (hits * (g / hits.sum(axis=axes, keepdims=True)),)
 
 
-def _reduction(name, forward, vjp, **kw):
-    # NumPy and CuPy: the array's own method is the same reduction without the
-    # module function's argument handling (a few µs on small arrays).
-    method = _mean_ndarray if name == "mean" else _method(name)
+def _reduction(name, forward, vjp, ndarray=None, **kw):
+    # NumPy and CuPy: the array's own method (or `ndarray`) is the same reduction
+    # without the module function's argument handling (a few µs on small arrays).
+    kernel = ndarray or _method(name)
     return define(f"gpugrad::{name}", infer=_reduce_infer(name), forward=forward, vjp=vjp,
-                  kernels={"numpy": method, "cupy": method}, **kw)
+                  kernels={"numpy": kernel, "cupy": kernel}, **kw)
 
 
 def _method(name):
@@ -78,7 +78,7 @@ sum = _reduction(  # noqa: A001
     _sum_vjp, promote="accumulate")
 mean = _reduction(
     "mean", lambda xp, x, axis=None, keepdims=False: xp.mean(x, axis=axis, keepdims=keepdims),
-    _mean_vjp, promote="float")
+    _mean_vjp, ndarray=_mean_ndarray, promote="float")
 max = _reduction(  # noqa: A001
     "max", lambda xp, x, axis=None, keepdims=False: xp.max(x, axis=axis, keepdims=keepdims),
     _extremum_vjp, saves=(0,), save_output=True)

@@ -98,6 +98,15 @@ INPUT = LeafOp("input")  # a tensor the user made
 CONSTANT = LeafOp("constant")  # a Python number in an expression
 
 
+def plan_only(name):
+    """The shape rule of an op that only gg.compile's passes make (its nodes come with
+    their shapes): called on tensors, it says so."""
+    def infer(*specs, **attrs):
+        raise GpugradError(f"{name} exists only inside compiled plans (gg.compile)")
+
+    return infer
+
+
 def define(name, replace=False, **spec):
     """Declare an op and put it in the registry; returns the OpDef (callable on tensors)."""
     return register(OpDef(name, **spec), replace=replace)
