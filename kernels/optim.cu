@@ -112,3 +112,47 @@ extern "C" __global__ void sgd_update_f64(double* p, const double* g, double* bu
     sgd_update<double>(p, g, buf, n, lr, weight_decay, has_wd, momentum, dampening,
                        has_momentum, nesterov, first_step);
 }
+
+// The same updates with the scalars that change from step to step read from device memory
+// (0-d arrays): a plan replayed as a CUDA graph launches its kernels with the arguments
+// they had at the capture, so the step size, bias correction, decay scale, learning rate
+// and dampening must be memory the host rewrites before each replay.
+extern "C" __global__ void adam_update_dev_f32(float* p, const float* g, float* m, float* v,
+                                               long long n, float beta1, float one_minus_beta1,
+                                               float beta2, float one_minus_beta2, float eps,
+                                               float weight_decay, int has_l2,
+                                               const float* scale, int scales,
+                                               const float* step_size,
+                                               const float* sqrt_bias2) {
+    adam_update<float>(p, g, m, v, n, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                       weight_decay, has_l2, *scale, scales, *step_size, *sqrt_bias2);
+}
+
+extern "C" __global__ void adam_update_dev_f64(double* p, const double* g, double* m,
+                                               double* v, long long n, double beta1,
+                                               double one_minus_beta1, double beta2,
+                                               double one_minus_beta2, double eps,
+                                               double weight_decay, int has_l2,
+                                               const double* scale, int scales,
+                                               const double* step_size,
+                                               const double* sqrt_bias2) {
+    adam_update<double>(p, g, m, v, n, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                        weight_decay, has_l2, *scale, scales, *step_size, *sqrt_bias2);
+}
+
+extern "C" __global__ void sgd_update_dev_f32(float* p, const float* g, float* buf, long long n,
+                                              const float* lr, float weight_decay, int has_wd,
+                                              float momentum, const float* dampening,
+                                              int has_momentum, int nesterov, int first_step) {
+    sgd_update<float>(p, g, buf, n, *lr, weight_decay, has_wd, momentum, *dampening,
+                      has_momentum, nesterov, first_step);
+}
+
+extern "C" __global__ void sgd_update_dev_f64(double* p, const double* g, double* buf,
+                                              long long n, const double* lr,
+                                              double weight_decay, int has_wd, double momentum,
+                                              const double* dampening, int has_momentum,
+                                              int nesterov, int first_step) {
+    sgd_update<double>(p, g, buf, n, *lr, weight_decay, has_wd, momentum, *dampening,
+                       has_momentum, nesterov, first_step);
+}

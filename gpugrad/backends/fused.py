@@ -609,19 +609,39 @@ def adam_update_cupy(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(
 
 def adam_step_cupy(param, grad, exp_avg, exp_avg_sq, *, betas, eps, weight_decay, l2, scales,
                    scale, step_size, sqrt_bias2):
-    """The launch of kernels/optim.cu's Adam update with this step's scalars given (as
-    compiled plans compute them on the host; a 0-d array is read as its number): in
+    """The launch of kernels/optim.cu's Adam update with this step's scalars given: as
+    numbers (a 0-d NumPy value is read as its number), or as 0-d CuPy arrays of param's
+    dtype, read on the device (a graph-ready plan's, which a CUDA graph may replay). In
     place on param, exp_avg, exp_avg_sq, C-contiguous CuPy arrays of param's dtype."""
     cp = _cupy()
     grad = cp.ascontiguousarray(grad)
     t = param.dtype.type
     b1, b2 = betas
     n = param.size
-    if n:
-        _launch("optim.cu", "adam_update", param.dtype, _blocks(n), _THREADS,
-                (param, grad, exp_avg, exp_avg_sq, np.int64(n), t(b1), t(1 - b1), t(b2),
-                 t(1 - b2), t(eps), t(weight_decay), np.int32(bool(l2)), t(float(scale)),
-                 np.int32(bool(scales)), t(float(step_size)), t(float(sqrt_bias2))))
+    if not n:
+        return
+    on_device = _device_scalars(cp, param, scale, step_size, sqrt_bias2)
+    if on_device:
+        name, per_step = "adam_update_dev", (scale, np.int32(bool(scales)), step_size,
+                                             sqrt_bias2)
+    else:
+        name, per_step = "adam_update", (t(float(scale)), np.int32(bool(scales)),
+                                         t(float(step_size)), t(float(sqrt_bias2)))
+    _launch("optim.cu", name, param.dtype, _blocks(n), _THREADS,
+            (param, grad, exp_avg, exp_avg_sq, np.int64(n), t(b1), t(1 - b1), t(b2),
+             t(1 - b2), t(eps), t(weight_decay), np.int32(bool(l2))) + per_step)
+
+
+def _device_scalars(cp, param, *scalars):
+    """Whether the per-step scalars are 0-d device arrays (all of them, of param's
+    dtype) rather than host numbers."""
+    arrays = [isinstance(s, cp.ndarray) for s in scalars]
+    if not any(arrays):
+        return False
+    if not all(arrays) or any(s.shape != () or s.dtype != param.dtype for s in scalars):
+        raise ValueError("the per-step scalars must all be host numbers or all 0-d arrays of "
+                         f"the parameter's dtype ({param.dtype})")
+    return True
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999),
@@ -695,7 +715,8 @@ def sgd_update_cupy(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weig
 
 def sgd_step_cupy(param, grad, buffer, *, lr, weight_decay, momentum, dampening_factor,
                   nesterov, first_step=False):
-    """The launch of kernels/optim.cu's SGD update with this step's scalars given:
+    """The launch of kernels/optim.cu's SGD update with this step's scalars given (lr
+    and dampening_factor as numbers, or both as 0-d CuPy arrays read on the device):
     buf = momentum buf + dampening_factor d (gpugrad.optim.SGD passes 1 on the first
     step, whose buffer is zero). In place on param and buffer (None without momentum),
     C-contiguous CuPy arrays of param's float dtype."""
@@ -703,12 +724,17 @@ def sgd_step_cupy(param, grad, buffer, *, lr, weight_decay, momentum, dampening_
     grad = cp.ascontiguousarray(grad)
     t = param.dtype.type
     n = param.size
-    if n:
-        _launch("optim.cu", "sgd_update", param.dtype, _blocks(n), _THREADS,
-                (param, grad, buffer if buffer is not None else param,  # param: never read
-                 np.int64(n), t(float(lr)), t(weight_decay), np.int32(bool(weight_decay)),
-                 t(momentum), t(float(dampening_factor)), np.int32(bool(momentum)),
-                 np.int32(bool(nesterov)), np.int32(bool(first_step))))
+    if not n:
+        return
+    if _device_scalars(cp, param, lr, dampening_factor):
+        name, lr, dampening = "sgd_update_dev", lr, dampening_factor
+    else:
+        name, lr, dampening = "sgd_update", t(float(lr)), t(float(dampening_factor))
+    _launch("optim.cu", name, param.dtype, _blocks(n), _THREADS,
+            (param, grad, buffer if buffer is not None else param,  # param: never read
+             np.int64(n), lr, t(weight_decay), np.int32(bool(weight_decay)),
+             t(momentum), dampening, np.int32(bool(momentum)),
+             np.int32(bool(nesterov)), np.int32(bool(first_step))))
 
 
 def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_decay=0.0,

@@ -21,6 +21,7 @@ from ..mode import state
 from ..tensor import Tensor
 from . import passes
 from .capture import CompileError, Recorder, capturing
+from .cuda_graph import graph_ready
 from .lower import Retrace, lower
 from .memory import plan_memory
 from .program import build
@@ -66,10 +67,11 @@ class CompiledFunction:
     DAG after / before the passes; `code`: its generated source; `plans`: every plan
     made, by argument kind; `log`: why each trace happened."""
 
-    def __init__(self, fn, retrace=True, optimize=True):
+    def __init__(self, fn, retrace=True, optimize=True, cuda_graph=False):
         self.fn = fn
         self.retrace = retrace
         self.optimize = optimize
+        self.cuda_graph = cuda_graph
         self.plans = {}
         self.log = []
         self._last = None
@@ -122,7 +124,7 @@ class CompiledFunction:
             warnings.warn(f"gg.compile({_name(self.fn)}): tracing anew: {reason}",
                           CompileWarning, stacklevel=3)
         self.log.append(reason)
-        result, plan = trace_and_compile(fn, args, self.optimize)
+        result, plan = trace_and_compile(fn, args, self.optimize, self.cuda_graph)
         self.plans[key] = plan
         self._last = key
         return result
@@ -159,7 +161,7 @@ def functools_wraps(wrapper, fn):
             pass
 
 
-def compile(fn=None, *, retrace=True, optimize=True):  # noqa: A001
+def compile(fn=None, *, retrace=True, optimize=True, cuda_graph=False):  # noqa: A001
     """Compile fn (a training step, a forward pass) into a cached plan.
 
     The first call traces fn: it runs eagerly (its results are returned) while every op
@@ -169,18 +171,24 @@ def compile(fn=None, *, retrace=True, optimize=True):  # noqa: A001
     recording. Other arguments trace anew (a CompileWarning says why), or raise with
     retrace=False. optimize=False skips the passes (for comparison).
 
+    cuda_graph=True (on a CUDA device): the plan is captured as a CUDA graph on its
+    second run and replayed after that — one launch per step instead of one per kernel
+    (see gpugrad.compiler.cuda_graph; `step.plan.run.status` says whether it was). On
+    another device the plan runs without a graph (a CompileWarning says so).
+
     Inside fn: no reading values on the host (.item(), .numpy(): return the tensor
     instead); random numbers are drawn anew on every run; results come back without a
     graph (call backward inside fn). Usable as a decorator, with or without arguments.
     """
     if fn is None:
-        return lambda f: CompiledFunction(f, retrace=retrace, optimize=optimize)
+        return lambda f: CompiledFunction(f, retrace=retrace, optimize=optimize,
+                                          cuda_graph=cuda_graph)
     if not callable(fn):
         raise TypeError(f"gg.compile takes a function, not {type(fn).__name__}")
-    return CompiledFunction(fn, retrace=retrace, optimize=optimize)
+    return CompiledFunction(fn, retrace=retrace, optimize=optimize, cuda_graph=cuda_graph)
 
 
-def trace_and_compile(fn, args, optimize=True):
+def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
     """Run fn once under capture; return (its results, the Plan)."""
     start_time = time.perf_counter()
     recorder = Recorder(next(_node_module._sequence))
@@ -209,9 +217,15 @@ def trace_and_compile(fn, args, optimize=True):
         program = build(recorder, tensor_args, tensors)
         stats = passes.run_all(program) if optimize else {}
         memory = plan_memory(program)
-        source, namespace = lower(program, memory, len(tensor_args))
-        exec(builtins.compile(source, f"<gg.compile {_name(fn)}>", "exec"), namespace)
-    plan = Plan(namespace["run"], source, program, traced, memory, stats, treedef,
+        ready = graph_ready(program, memory, len(tensor_args), _name(fn)) if cuda_graph \
+            else None
+        if ready is not None:
+            run, source = ready
+        else:
+            source, namespace = lower(program, memory, len(tensor_args))
+            exec(builtins.compile(source, f"<gg.compile {_name(fn)}>", "exec"), namespace)
+            run = namespace["run"]
+    plan = Plan(run, source, program, traced, memory, stats, treedef,
                 [(t._dtype, t._device) for t in tensors], time.perf_counter() - start_time)
     return _unflatten(treedef, [t.detach() for t in tensors]), plan
 

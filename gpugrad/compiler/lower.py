@@ -130,7 +130,12 @@ def _leaves(leaves, ns, names, body):
             raise AssertionError(f"a {feed.kind} leaf without its host step")
 
 
-def _ops(program, memory, ns, names, body):
+def kernel_of(node, backend):
+    """The kernel a plan calls for an op node on a backend (lowerings may swap some)."""
+    return node.op.kernel_for(backend.name)
+
+
+def _ops(program, memory, ns, names, body, kernel_for=kernel_of):
     groups = {}  # a several-output op's call, made once: group id -> variable
     ops = program.op_nodes()
     untaken = {}  # group id -> outputs not yet taken from its call's tuple
@@ -146,7 +151,7 @@ def _ops(program, memory, ns, names, body):
             group = node.meta["group"]
             if group not in groups:
                 groups[group] = f"g{i}"
-                ns[f"K{i}"] = _bound(node.op.kernel_for(backend.name), backend.xp, node.attrs)
+                ns[f"K{i}"] = _bound(kernel_for(node, backend), backend.xp, node.attrs)
                 body.append(f"g{i} = K{i}({args})  # {node.name}")
             body.append(f"{name} = {groups[group]}[{node.meta['output_index']}]")
             untaken[group] -= 1
@@ -158,7 +163,7 @@ def _ops(program, memory, ns, names, body):
             ns[f"O{i}"] = functools.partial(node.op.out_kernel, backend.xp)
             body.append(f"{name} = O{i}({args}, {names[id(target)]})  # {node.name}, in place")
         else:
-            ns[f"K{i}"] = _bound(node.op.kernel_for(backend.name), backend.xp, node.attrs)
+            ns[f"K{i}"] = _bound(kernel_for(node, backend), backend.xp, node.attrs)
             body.append(f"{name} = K{i}({args})  # {node.name}")
         names[id(node)] = name
         gone = memory.free_after.get(node)
