@@ -245,6 +245,24 @@ def test_dropout_draws_a_new_mask_on_every_run_like_eager_training():
     assert len(set(losses)) == len(losses)
 
 
+def test_switching_between_train_and_eval_traces_anew_for_the_new_mode():
+    gg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    forward = gg.compile(lambda x: model(x))
+    x = gg.ones((3, 4))
+    with gg.no_grad():
+        forward(x)
+        model.eval()
+        with pytest.warns(gg.CompileWarning, match="Sequential switched between train.. and "
+                          "eval"):
+            np.testing.assert_array_equal(forward(x).numpy(), model(x).numpy())  # no dropout
+        np.testing.assert_array_equal(forward(x).numpy(), model(x).numpy())
+        model.train()
+        with pytest.warns(gg.CompileWarning, match="switched between train.. and eval"):
+            dropped = forward(x).numpy()
+    assert (dropped == 0).any()  # half the elements, drawn anew: some are zero
+
+
 def test_gradients_returned_by_gg_grad_inside_the_function():
     w = gg.tensor(RNG.standard_normal((4, 3)), dtype="float64", requires_grad=True)
 
@@ -299,6 +317,21 @@ def test_keyword_arguments_are_bound_as_the_signature_says():
     for b in ([2.0, 3.0], [4.0, 5.0]):  # the plan reads each call's tensor
         np.testing.assert_array_equal(compiled(x, b=gg.tensor(b)).numpy(),
                                       skipping(x, b=gg.tensor(b)).numpy())
+
+
+def test_a_default_left_out_or_given_the_same_value_shares_one_plan():
+    def fn(x, scale=1.0, *, power=1):
+        return (x * scale) ** power
+
+    compiled = gg.compile(fn)
+    x = gg.tensor([1.0, 2.0])
+    compiled(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same binding every time: no new trace
+        for args, kwargs in [((x,), {"scale": 1.0}), ((x, 1.0), {}), ((x,), {"power": 1}),
+                             ((x,), {})]:
+            np.testing.assert_array_equal(compiled(*args, **kwargs).numpy(), fn(x).numpy())
+    assert len(compiled.plans) == 1
 
 
 def test_retrace_false_raises_instead_of_tracing_anew():

@@ -76,11 +76,12 @@ class CompiledFunction:
         self.log = []
         self._last = None
         self._signature = None  # read on the first call with keyword arguments
+        self._binds = None  # whether a call without keywords may leave defaults out
         functools_wraps(self, fn)
 
     def __call__(self, *args, **kwargs):
         fn = self.fn
-        if kwargs:
+        if kwargs or self._leaves_defaults_out(args):
             args, fn, key = self._keywords(args, kwargs)
         else:
             key = _key(args)
@@ -93,6 +94,13 @@ class CompiledFunction:
                 return self._trace(key, args, str(exc), fn)
         reason = "first call" if self._last is None else _difference(self._last, key)
         return self._trace(key, args, reason, fn)
+
+    def _leaves_defaults_out(self, args):
+        """Whether fn(*args) takes defaults for parameters left out: then the call is
+        bound as the signature says, so that f(x) and f(x, scale=1.0) share a plan."""
+        if self._binds is None:
+            self._binds = _defaults_count(self.fn)
+        return self._binds is not None and len(args) < self._binds
 
     def _keywords(self, args, kwargs):
         """(args, function, key) of a call with keyword arguments: those the signature
@@ -261,6 +269,22 @@ def _key(args):
                                    "strings") from None
             parts.append(("value", type(a), a))
     return tuple(parts)
+
+
+def _defaults_count(fn):
+    """The number of arguments beyond which fn(*args) leaves out a parameter that has a
+    default (or a keyword-only one), or None when no call can."""
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # no signature (a builtin): bind nothing
+        return None
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY,
+                                                       p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.KEYWORD_ONLY for p in parameters):
+        return len(positional) + 1  # every call: the keyword-only defaults are constants
+    if any(p.default is not p.empty for p in positional):
+        return len(positional)
+    return None
 
 
 def _positional(signature, args, kwargs):

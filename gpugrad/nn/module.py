@@ -8,6 +8,7 @@ import numpy as np
 from ..backends import device as as_device
 from ..backends import transfer
 from ..errors import StateDictError
+from ..mode import state
 from ..node import next_seq
 from ..tensor import Tensor
 
@@ -55,6 +56,8 @@ class Module:
         # keeps (start, module, class name), and its own number ends the range: a graph
         # can then group its nodes by module (clusters, the viewer's boxes) at no cost
         # per op, and a few attribute reads per call.
+        if state.capture is not None:  # gg.compile's trace: the plan is for this mode
+            _guard_mode(self, state.capture)
         start = next_seq()
         out = self.forward(*args, **kwargs)
         if out.__class__ is Tensor:
@@ -180,8 +183,6 @@ class Module:
         return self
 
     def zero_grad(self):
-        from ..mode import state
-
         for p in self.parameters():
             p.grad = None
             if state.capture is not None:  # gg.compile's trace: the plan clears it too
@@ -200,6 +201,13 @@ class Module:
 
     def extra_repr(self):
         return ""
+
+
+def _guard_mode(module, recorder):
+    """A plan traced through a module is for its train()/eval() mode (dropout draws in
+    one and not in the other): switching the mode traces anew."""
+    recorder.guard(lambda: module.training, f"{type(module).__name__} switched between "
+                   "train() and eval()", key=("training", id(module)))
 
 
 def _mark_outputs(outputs, mark):
