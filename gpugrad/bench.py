@@ -432,8 +432,9 @@ def numpy_mlp_trainer(weights, x, labels, lr):
                                                          for w, b in params], _no_sync)
 
 
-def gpugrad_mlp_trainer(weights, x, labels, lr, fw, compiled=False):
-    """gpugrad's eager step, or (compiled=True) the same step through gg.compile."""
+def gpugrad_mlp_trainer(weights, x, labels, lr, fw, compiled=False, cuda_graph=False):
+    """gpugrad's eager step, or (compiled=True) the same step through gg.compile (with
+    cuda_graph=True: replayed as a CUDA graph from its third step on)."""
     import gpugrad.nn.functional as F
 
     device = gg.device(fw.device)
@@ -451,13 +452,14 @@ def gpugrad_mlp_trainer(weights, x, labels, lr, fw, compiled=False):
         opt.step()
         return loss
 
-    run = gg.compile(step) if compiled else step
+    run = gg.compile(step, cuda_graph=cuda_graph) if compiled else step
 
     def host_weights():
         return [(m.weight.numpy(), m.bias.numpy()) for m in model
                 if isinstance(m, gg.nn.Linear)]
 
-    return Trainer("gpugrad-compiled" if compiled else "gpugrad", fw.device,
+    name = "gpugrad-graph" if cuda_graph else "gpugrad-compiled" if compiled else "gpugrad"
+    return Trainer(name, fw.device,
                    lambda: run(inputs, targets), lambda t: t.item(), host_weights, fw.sync)
 
 
@@ -496,6 +498,9 @@ def mlp_trainers(frameworks, weights, x, labels):
         if fw.name == "gpugrad":
             trainers.append(gpugrad_mlp_trainer(weights, x, labels, MLP_LR, fw))
             trainers.append(gpugrad_mlp_trainer(weights, x, labels, MLP_LR, fw, compiled=True))
+            if fw.device.startswith("cuda"):
+                trainers.append(gpugrad_mlp_trainer(weights, x, labels, MLP_LR, fw,
+                                                    compiled=True, cuda_graph=True))
         else:
             trainers.append(torch_mlp_trainer(weights, x, labels, MLP_LR, fw))
     return trainers

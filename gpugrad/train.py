@@ -50,6 +50,7 @@ class Config:
     test_fraction: float = 0.2  # digits only: MNIST and npz bring their own test set
     distributed: bool = False  # one rank of an mpiexec job (see gpugrad.distributed)
     compile: bool = False  # run the training step from a gg.compile plan
+    cuda_graph: bool = False  # ... replayed as a CUDA graph (implies compile; CUDA only)
 
     def check(self):
         if self.optimizer not in DEFAULT_LR:
@@ -62,6 +63,7 @@ class Config:
             self.lr = DEFAULT_LR[self.optimizer]
         if self.lr <= 0:
             raise ValueError(f"the learning rate must be positive, got {self.lr}")
+        self.compile = self.compile or self.cuda_graph
         return self
 
 
@@ -146,13 +148,14 @@ def training_step(model, optimizer):
     return step
 
 
-def compiled_step(step):
-    """gg.compile(step), quiet about the one extra trace a short last batch makes."""
-    compiled = gg.compile(step)
+def compiled_step(step, cuda_graph=False):
+    """gg.compile(step), quiet about the one extra trace a short last batch makes (and
+    only that: a CUDA graph that could not be captured says why)."""
+    compiled = gg.compile(step, cuda_graph=cuda_graph)
 
     def run(xb, yb):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", gg.CompileWarning)
+            warnings.filterwarnings("ignore", ".*tracing anew", gg.CompileWarning)
             return compiled(xb, yb)
 
     return run
@@ -219,7 +222,7 @@ def run(config, stream=sys.stderr):
     write_step_graph(model, loader, out)
     step = training_step(model, optimizer)
     if config.compile:
-        step = compiled_step(step)
+        step = compiled_step(step, config.cuda_graph)
     history, interrupted, saved_epoch = [], False, 0
     try:
         for epoch in range(1, config.epochs + 1):
