@@ -24,7 +24,7 @@ parameter given a new array, a .grad set from outside) is read through a new cap
 
 import warnings
 
-from .static import COPY, FIXED, SCALARS, lower_static
+from .static import COPY, FIXED, SCALARS, entered, lower_static
 
 CAPTURE_BACKENDS = ("cupy",)
 STATIC_BACKENDS = ("numpy", "cupy")  # namespaces with copyto: those of a graph-ready plan
@@ -71,7 +71,12 @@ class CudaGraphs:
         return cupy.asarray(vector)
 
     def write(self, buffer, vector):
-        buffer.set(vector)  # one host-to-device copy, ordered on the current stream
+        import cupy
+
+        # One host-to-device copy, ordered on the current stream before the launch; the
+        # asynchronous form stages the host vector and returns, without waiting for the
+        # previous replay to finish.
+        buffer.set(vector, stream=cupy.cuda.get_current_stream())
 
     def equal(self, a, b):
         import cupy
@@ -110,6 +115,10 @@ class CudaGraphRunner:
         self._buffers = self._outputs = None
 
     def __call__(self, *arrays):
+        with entered(self.static.context):
+            return self._run(arrays)
+
+    def _run(self, arrays):
         static = self.static
         if not self._warmed or self.status.startswith("not captured"):
             self._warmed = True
@@ -122,7 +131,7 @@ class CudaGraphRunner:
 
             warnings.warn(f"gg.compile({self.name}, cuda_graph=True): capturing anew: a "
                           "tensor the graph reads holds another array than at its capture",
-                          CompileWarning, stacklevel=3)
+                          CompileWarning, stacklevel=4)
         return self._capture(inputs)
 
     # --- replay ---------------------------------------------------------------------------
@@ -172,7 +181,7 @@ class CudaGraphRunner:
             from .compiled import CompileWarning
 
             warnings.warn(f"gg.compile({self.name}, cuda_graph=True): {mismatch}; the plan "
-                          "runs without a CUDA graph", CompileWarning, stacklevel=4)
+                          "runs without a CUDA graph", CompileWarning, stacklevel=5)
             return self._finish(reference)
         self.graph, self._buffers, self._outputs = graph, buffers, outputs
         self.status = "captured"

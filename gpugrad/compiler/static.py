@@ -25,6 +25,8 @@ device buffer). Run directly, finish(*body(*prepare(*args))) — with the vector
 to the device — equals the straight plan, bit for bit; the tests run it on NumPy.
 """
 
+import contextlib
+
 import numpy as np
 
 from .lower import Retrace, _guards, _ops, _tensor_guards, kernel_of
@@ -43,6 +45,7 @@ class StaticPlan:
         self.n_results = n_results
         self.source = source
         self.backend = backend
+        self.context = backend.context  # a device other than the first: entered per run
 
     def inputs_on_device(self, inputs):
         """prepare's outputs with each host vector moved to the backend's device (one
@@ -55,8 +58,9 @@ class StaticPlan:
 
     def __call__(self, *arrays):
         """One run without a graph."""
-        outputs = self.body(*self.inputs_on_device(self.prepare(*arrays)))
-        return self.finish(*outputs)
+        with entered(self.context):
+            outputs = self.body(*self.inputs_on_device(self.prepare(*arrays)))
+            return self.finish(*outputs)
 
 
 def lower_static(program, memory, n_args, kernel_for=kernel_of):
@@ -90,6 +94,11 @@ def lower_static(program, memory, n_args, kernel_for=kernel_of):
     exec(compile(source, "<gg.compile graph-ready plan>", "exec"), ns)
     return StaticPlan(ns["prepare"], ns["body"], ns["finish"], slots, n_results, source,
                       backend)
+
+
+def entered(context):
+    """The backend's context manager, or one that does nothing."""
+    return contextlib.nullcontext() if context is None else context
 
 
 def _indent(lines):
