@@ -73,7 +73,7 @@ def _load():
     """libcublas as CuPy loaded it (the process's own copy), else by its usual names."""
     import cupy
 
-    cupy.cuda.device.get_cublas_handle()  # makes CuPy load the library
+    _ = cupy.cuda.Device().cublas_handle  # makes CuPy load the library
     for path in _loaded_libraries("libcublas.so"):
         return ctypes.CDLL(path)
     for name in ("libcublas.so.13", "libcublas.so.12", "libcublas.so"):
@@ -99,13 +99,22 @@ def _check(status, what):
 
 
 _library = None
+_unavailable = None  # why libcublas could not be loaded (then CuPy's products serve)
 
 
 def library():
-    global _library
-    if _library is None:
-        _library = _Library()
+    """The loaded library, or None where it cannot be (the reason: `unavailable()`)."""
+    global _library, _unavailable
+    if _library is None and _unavailable is None:
+        try:
+            _library = _Library()
+        except (OSError, AttributeError) as exc:
+            _unavailable = f"{type(exc).__name__}: {exc}"
     return _library
+
+
+def unavailable():
+    return _unavailable
 
 
 # --- the kernels --------------------------------------------------------------------------------
@@ -113,6 +122,9 @@ def gemm(cupy, a, b, out=None):
     """a @ b for 2-D float32/float64 CuPy arrays of one dtype, by cublas<t>gemm on the
     current stream; None where this path does not apply (the caller uses cupy.matmul)."""
     if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype.char not in "fd":
+        return None
+    lib = library()
+    if lib is None:
         return None
     m, k = a.shape
     n = b.shape[1]
@@ -132,7 +144,6 @@ def gemm(cupy, a, b, out=None):
         layouts.append((x, layout))
     (a, a_layout), (b, b_layout) = layouts
     op_1, op_2, m_, n_, k_, ld_1, ld_2, ld_c = gemm_call(a_layout, b_layout, m, n, k)
-    lib = library()
     handle = lib.handle(cupy)
     _check(lib.lib.cublasSetStream_v2(handle, ctypes.c_void_p(cupy.cuda.get_current_stream().ptr)),
            "cublasSetStream")

@@ -174,7 +174,7 @@ class CudaGraphRunner:
             graph.launch()
             mismatch = self._first_difference(outputs, expected, fixed, after)
         except Exception as exc:  # noqa: BLE001 - any failure means: run without a graph
-            mismatch = f"the capture failed ({type(exc).__name__}: {exc})"
+            mismatch = f"the capture failed ({type(exc).__name__}: {exc}{_why_cublas()})"
         if mismatch is not None:
             _restore(fixed, after)  # the reference run's step stands
             self.status = f"not captured: {mismatch}"
@@ -197,6 +197,14 @@ class CudaGraphRunner:
                 return f"the graph's update of input array {i} differs from the plan run " \
                        "without it"
         return None
+
+
+def _why_cublas():
+    """Why the products did not go to cuBLAS directly, where that is the case."""
+    from ..backends import cublas
+
+    why = cublas.unavailable()
+    return f"; cuBLAS could not be called directly: {why}" if why else ""
 
 
 def _restore(arrays, saved):
