@@ -148,6 +148,15 @@ def training_step(model, optimizer):
     return step
 
 
+def graph_wanted(config, device, stream):
+    """Whether to replay the compiled step as a CUDA graph: asked for, and on CUDA."""
+    if config.cuda_graph and device.type != "cuda":
+        print(f"--cuda-graph: the step runs on {device}, not a CUDA device: compiled, "
+              "without a graph", file=stream)
+        return False
+    return config.cuda_graph
+
+
 def compiled_step(step, cuda_graph=False):
     """gg.compile(step), quiet about the one extra trace a short last batch makes (and
     only that: a CUDA graph that could not be captured says why)."""
@@ -222,7 +231,7 @@ def run(config, stream=sys.stderr):
     write_step_graph(model, loader, out)
     step = training_step(model, optimizer)
     if config.compile:
-        step = compiled_step(step, config.cuda_graph)
+        step = compiled_step(step, graph_wanted(config, device, stream))
     history, interrupted, saved_epoch = [], False, 0
     try:
         for epoch in range(1, config.epochs + 1):
