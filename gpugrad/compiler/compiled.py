@@ -76,7 +76,7 @@ class CompiledFunction:
         self.log = []
         self._last = None
         self._signature = None  # read on the first call with keyword arguments
-        self._binds = None  # whether a call without keywords may leave defaults out
+        self._binds = _UNKNOWN  # _defaults_count(fn), read on the first call
         functools_wraps(self, fn)
 
     def __call__(self, *args, **kwargs):
@@ -98,7 +98,7 @@ class CompiledFunction:
     def _leaves_defaults_out(self, args):
         """Whether fn(*args) takes defaults for parameters left out: then the call is
         bound as the signature says, so that f(x) and f(x, scale=1.0) share a plan."""
-        if self._binds is None:
+        if self._binds is _UNKNOWN:
             self._binds = _defaults_count(self.fn)
         return self._binds is not None and len(args) < self._binds
 
@@ -269,6 +269,9 @@ def _key(args):
                                    "strings") from None
             parts.append(("value", type(a), a))
     return tuple(parts)
+
+
+_UNKNOWN = object()
 
 
 def _defaults_count(fn):
