@@ -334,6 +334,20 @@ def test_a_default_left_out_or_given_the_same_value_shares_one_plan():
     assert len(compiled.plans) == 1
 
 
+def test_the_signature_is_read_once_not_on_every_call(monkeypatch):
+    import inspect
+
+    from gpugrad.compiler import compiled as compiled_module
+
+    reads, read = [], inspect.signature
+    monkeypatch.setattr(compiled_module.inspect, "signature",
+                        lambda fn: reads.append(fn) or read(fn))
+    step = gg.compile(lambda x: x * 2.0)
+    for _ in range(5):
+        step(gg.ones(2))
+    assert len(reads) == 1  # a plan's call costs microseconds: no per-call introspection
+
+
 def test_retrace_false_raises_instead_of_tracing_anew():
     compiled = gg.compile(lambda x: x.exp(), retrace=False)
     compiled(gg.ones(3))
