@@ -9,7 +9,7 @@
 
 __version__ = "0.1.0"
 
-from . import cuda, data, dtypes, nn, optim, testing, viz  # noqa: F401
+from . import cuda, data, dtypes, metrics, nn, optim, testing, viz  # noqa: F401
 from .backends import Device, default_device, set_default_device  # noqa: F401
 from .backends import device as device
 from .checkpoint import load, save  # noqa: F401

@@ -9,7 +9,6 @@ renamed over the target, so a crash mid-save leaves the previous checkpoint inta
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
@@ -59,13 +58,27 @@ def _flatten(value, path, arrays):
                     "without pickle; use tensors, arrays, numbers, strings, lists, dicts")
 
 
+def _create_temporary(folder):
+    """A new file beside the checkpoint, opened for writing: (fd, path). Created with
+    mode 0o666 for the kernel to apply the umask to, so that the checkpoint, once
+    renamed into place, has the mode any new file gets (mkstemp's would be 0o600,
+    whatever the umask); O_EXCL keeps it ours alone."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(folder, f".tmp-{os.urandom(8).hex()}.npz")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # another writer's name, by a 1 in 2**64 chance
+            continue
+
+
 def save(obj, path):
     """Write `obj` (e.g. model.state_dict(), or {"model": ..., "epoch": 3}) to `path`."""
     path = os.fspath(path)
     arrays = {}
     index = {"format": FORMAT, "root": _flatten(obj, "", arrays)}
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    fd, tmp = _create_temporary(folder)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **{_INDEX: np.array(json.dumps(index))}, **arrays)

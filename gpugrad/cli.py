@@ -24,7 +24,8 @@ def _cmd_train(args):
     config = Config(data=args.data, hidden=args.hidden, activation=args.activation,
                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     optimizer=args.optimizer, device=args.device, seed=args.seed,
-                    out=args.out, distributed=args.distributed, compile=args.compile)
+                    out=args.out, distributed=args.distributed, compile=args.compile,
+                    cuda_graph=args.cuda_graph)
     if args.distributed:
         from .distributed import abort_on_error
 
@@ -89,6 +90,9 @@ def _add_train(sub):
     train.add_argument("--compile", action="store_true",
                        help="run the training step from a compiled plan (gg.compile): "
                        "the same results, less Python per step")
+    train.add_argument("--cuda-graph", action="store_true",
+                       help="replay the compiled step as a CUDA graph: one launch per step "
+                       "(implies --compile; on a CUDA device)")
     train.set_defaults(run=_cmd_train)
     evaluate = sub.add_parser("evaluate", help="reload a checkpoint and report its test "
                               "accuracy")
@@ -138,16 +142,27 @@ def _cmd_ops(args):
     return 0
 
 
-def _cmd_viz(args):
+def _import_function(spec, option):
+    """The function `module:name` names, imported as `python -m` would find it: the
+    console script's sys.path starts at its own folder, not at the current directory,
+    where a user's module usually is."""
     import importlib
+    import os
 
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ValueError(f"{option} takes module:function, got {spec!r}")
+    here = os.getcwd()
+    if not any(entry in ("", here) for entry in sys.path):
+        sys.path.insert(0, here)
+    return getattr(importlib.import_module(module_name), name)
+
+
+def _cmd_viz(args):
     import gpugrad as gg
 
     if args.function:
-        module_name, _, name = args.function.partition(":")
-        if not name:
-            raise ValueError(f"--function takes module:function, got {args.function!r}")
-        fn = getattr(importlib.import_module(module_name), name)
+        fn = _import_function(args.function, "--function")
         shapes = [tuple(int(d) for d in s.split(",") if d) for s in args.shapes]
         graph = gg.trace(fn, *[gg.randn(*shape) for shape in shapes])
     else:

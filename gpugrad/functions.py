@@ -26,17 +26,27 @@ def where(cond, a, b):
     return _ew.where(cond, a, b)
 
 
-def concat(tensors, axis=0):
-    """Join tensors along an existing axis."""
-    return _shape.concat(*_tensors(tensors), axis=axis)
+def concat(tensors, axis=0, *, dim=None):
+    """Join tensors along an existing axis (axis=, or dim= for PyTorch habits)."""
+    return _shape.concat(*_tensors(tensors), axis=_axis_or_dim(axis, dim))
 
 
 concatenate = cat = concat
 
 
-def stack(tensors, axis=0):
-    """Join tensors of one shape along a new axis."""
-    return _shape.stack(*_tensors(tensors), axis=axis)
+def stack(tensors, axis=0, *, dim=None):
+    """Join tensors of one shape along a new axis (axis=, or dim= for PyTorch habits)."""
+    return _shape.stack(*_tensors(tensors), axis=_axis_or_dim(axis, dim))
+
+
+def _axis_or_dim(axis, dim):
+    """axis=, or PyTorch's dim=. Only a non-zero axis can be seen to disagree with dim:
+    axis=0 is also what not giving it looks like."""
+    if dim is None:
+        return axis
+    if axis not in (0, dim):
+        raise TypeError("give axis= or dim=, not both")
+    return dim
 
 
 def _tensors(tensors):
@@ -81,20 +91,20 @@ def clip(x, lo=None, hi=None):
     return _ew.clip_values(x, lo, hi)
 
 
-def sum(x, axis=None, keepdims=False, *, dim=None):  # noqa: A001
-    return x.sum(axis, keepdims, dim=dim)
+def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None):  # noqa: A001
+    return x.sum(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
-def mean(x, axis=None, keepdims=False, *, dim=None):
-    return x.mean(axis, keepdims, dim=dim)
+def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    return x.mean(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
-def max(x, axis=None, keepdims=False, *, dim=None):  # noqa: A001
-    return x.max(axis, keepdims, dim=dim)
+def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):  # noqa: A001
+    return x.max(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
-def min(x, axis=None, keepdims=False, *, dim=None):  # noqa: A001
-    return x.min(axis, keepdims, dim=dim)
+def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None):  # noqa: A001
+    return x.min(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
 def reshape(x, shape):

@@ -3,10 +3,14 @@
 import numpy as np
 
 from .creation import tensor
-from .errors import DTypeError, GradcheckError
+from .errors import DTypeError, GpugradError, GradcheckError
 from .mode import no_grad
 from .scheduler import grad as autograd_grad
 from .tensor import Tensor
+
+
+class GradcheckInputError(GpugradError, ValueError):
+    """gradcheck was given nothing to check: no input requires grad."""
 
 
 def _outputs(fn, inputs):
@@ -73,6 +77,14 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0,
     inputs = [x if isinstance(x, Tensor) else tensor(x) for x in
               (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
     diff = [i for i, x in enumerate(inputs) if x.requires_grad]
+    if not diff:
+        # Checking no input would compare nothing and return True: a passing check that
+        # proved nothing (PyTorch refuses this too).
+        listed = ", ".join(f"{tuple(x.shape)} {x.dtype}" for x in inputs) or "none"
+        raise GradcheckInputError(
+            f"gradcheck: no input requires grad (inputs: {listed}), so there is nothing to "
+            "check; pass float64 tensors with requires_grad=True, e.g. "
+            "gg.tensor(values, dtype='float64', requires_grad=True)")
     for i in diff:
         if inputs[i].dtype != np.float64:
             raise DTypeError(f"gradcheck needs float64 inputs (input {i} is "

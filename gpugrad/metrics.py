@@ -3,6 +3,8 @@ precision and recall."""
 
 import numpy as np
 
+from .errors import ShapeError
+from .ops.registry import _annotate
 from .tensor import Tensor
 
 
@@ -11,10 +13,17 @@ def _host(values):
 
 
 def accuracy(predicted, labels):
-    """The fraction of predicted labels equal to the true ones."""
+    """The fraction of predicted labels equal to the true ones. `predicted` holds class
+    indices of the labels' shape (from scores: `logits.argmax(axis=-1)`)."""
     predicted, labels = _host(predicted), _host(labels)
     if predicted.shape != labels.shape:
-        raise ValueError(f"{predicted.shape[0]} predictions for {labels.shape[0]} labels")
+        hint = ""
+        if predicted.shape[:-1] == labels.shape:  # scores per class, not a class each
+            hint = ("; these look like scores per class: pass the predicted classes, "
+                    "e.g. logits.argmax(axis=-1)")
+        raise _annotate("accuracy", ShapeError(
+            f"predictions of shape {predicted.shape} for labels of shape {labels.shape}: "
+            f"there must be one predicted class per label{hint}"))
     return float((predicted == labels).mean()) if labels.size else 0.0
 
 

@@ -63,7 +63,9 @@ def _as_list(xs):
     return [xs] if isinstance(xs, Tensor) else list(xs)
 
 
-def _root_grads(outputs, grad_outputs):
+def _root_grads(outputs, grad_outputs, caller):
+    """The gradients the backward starts from; `caller` ("backward()" or "gg.grad")
+    names the call, and so the keyword that gives them, in errors."""
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
     else:
@@ -79,9 +81,11 @@ def _root_grads(outputs, grad_outputs):
                              "from tensors that do not require grad?)")
         if g is None:
             if out.size != 1:
-                raise GraphError(f"backward() of a tensor of shape {out.shape}: a gradient "
+                how = ("grad_outputs= (a tensor of each output's shape)"
+                       if caller == "gg.grad" else "grad= (a tensor of the same shape)")
+                raise GraphError(f"{caller} of a tensor of shape {out.shape}: a gradient "
                                  "can be implicitly created only for scalar outputs; pass "
-                                 "grad= (a tensor of the same shape)")
+                                 f"{how}")
             g = Tensor._wrap(out._device.backend.full(out.shape, 1, out._dtype), out._dtype,
                              out._device, False)
             if state.capture is not None and not out.shape:
@@ -141,7 +145,8 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
     outputs = _as_list(outputs)
     if state.capture is not None:
         state.capture.differentiated = True
-    root_grads = _root_grads(outputs, grad_outputs)
+    root_grads = _root_grads(outputs, grad_outputs,
+                             "backward()" if targets is None else "gg.grad")
     if retain_graph is None:
         retain_graph = create_graph
     roots = [node_of(t) for t in outputs]

@@ -124,8 +124,8 @@ class Tensor:
 
     def item(self):
         if self.size != 1:
-            raise ShapeError(f"item() needs a tensor of one element, this one has shape "
-                             f"{self.shape}")
+            raise _annotate("item()", ShapeError(
+                f"needs a tensor of one element, this one has shape {self.shape}"))
         return self.numpy().reshape(()).item()
 
     def tolist(self):
@@ -332,25 +332,25 @@ class Tensor:
 
     clamp = clip
 
-    # --- reductions (axis=, or dim= for PyTorch habits) -----------------------------------------
-    def sum(self, axis=None, keepdims=False, *, dim=None):
-        return _reduce(_red.sum, self, axis, keepdims, dim)
+    # --- reductions (axis=, keepdims=, or dim=, keepdim= for PyTorch habits) --------------
+    def sum(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return _reduce(_red.sum, self, axis, keepdims, dim, keepdim)
 
-    def mean(self, axis=None, keepdims=False, *, dim=None):
-        return _reduce(_red.mean, self, axis, keepdims, dim)
+    def mean(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return _reduce(_red.mean, self, axis, keepdims, dim, keepdim)
 
-    def max(self, axis=None, keepdims=False, *, dim=None):
-        return _reduce(_red.max, self, axis, keepdims, dim)
+    def max(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return _reduce(_red.max, self, axis, keepdims, dim, keepdim)
 
-    def min(self, axis=None, keepdims=False, *, dim=None):
-        return _reduce(_red.min, self, axis, keepdims, dim)
+    def min(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return _reduce(_red.min, self, axis, keepdims, dim, keepdim)
 
-    def argmax(self, axis=None, keepdims=False, *, dim=None):
+    def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
         """Index of the largest value (of the flattened tensor when axis is None)."""
-        return _reduce(_red.argmax, self, axis, keepdims, dim)
+        return _reduce(_red.argmax, self, axis, keepdims, dim, keepdim)
 
-    def argmin(self, axis=None, keepdims=False, *, dim=None):
-        return _reduce(_red.argmin, self, axis, keepdims, dim)
+    def argmin(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return _reduce(_red.argmin, self, axis, keepdims, dim, keepdim)
 
     # --- shape ------------------------------------------------------------------------------------
     def reshape(self, *shape):
@@ -478,14 +478,24 @@ def _is_device_name(target):
         "cpu", "cuda", "array_api_strict")
 
 
-def _reduce(op, x, axis, keepdims, dim):
+def _reduce(op, x, axis, keepdims, dim, keepdim):
     if dim is not None:
         if axis is not None:
             raise TypeError("give axis= or dim=, not both")
         axis = dim
     if isinstance(axis, list):
         axis = tuple(axis)
-    return _apply(op, (x,), {"axis": axis, "keepdims": bool(keepdims)})
+    return _apply(op, (x,), {"axis": axis, "keepdims": _keepdims(keepdims, keepdim)})
+
+
+def _keepdims(keepdims, keepdim):
+    """keepdims=, or PyTorch's keepdim=. Only keepdims=True beside keepdim=False can be
+    seen to disagree: keepdims=False is also what not giving it looks like."""
+    if keepdim is None:
+        return bool(keepdims)
+    if keepdims and not keepdim:
+        raise TypeError("give keepdims= or keepdim=, not both with different values")
+    return bool(keepdim)
 
 
 from .mode import state as _state  # noqa: E402
@@ -495,4 +505,5 @@ from .ops import linalg as _linalg  # noqa: E402
 from .ops import reduction as _red  # noqa: E402
 from .ops import shape as _shape  # noqa: E402
 from .ops.registry import NO_ATTRS as _NO  # noqa: E402
+from .ops.registry import _annotate  # noqa: E402
 from .ops.registry import apply as _apply  # noqa: E402

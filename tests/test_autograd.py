@@ -67,6 +67,19 @@ def test_backward_of_a_non_scalar_without_grad_raises():
         y.backward()
 
 
+def test_each_call_on_a_non_scalar_names_its_own_keyword_for_the_output_gradient():
+    """backward() takes grad=, gg.grad takes grad_outputs=: the error says the right one."""
+    x = leaf([1.0, 2.0, 3.0])
+    y = x * 2.0
+    with pytest.raises(gg.GraphError, match=r"^gg\.grad of a tensor of shape \(3,\)") \
+            as excinfo:
+        gg.grad(y, x)
+    assert "grad_outputs=" in str(excinfo.value)
+    with pytest.raises(gg.GraphError, match=r"^backward\(\) of a tensor") as excinfo:
+        y.backward()
+    assert "pass grad= " in str(excinfo.value) and "grad_outputs" not in str(excinfo.value)
+
+
 def test_backward_with_an_explicit_grad_tensor():
     """A non-scalar output takes the upstream gradient as `grad` (positional or keyword)."""
     upstream = np.array([1.0, 10.0, 100.0])

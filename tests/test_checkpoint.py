@@ -77,6 +77,25 @@ def test_bad_files_say_what_is_wrong(tmp_path):
         gg.load(tmp_path / "plain.npz")
 
 
+@pytest.mark.skipif(os.name != "posix", reason="file modes and the umask are POSIX")
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_a_checkpoint_gets_the_mode_any_new_file_gets_under_the_umask(tmp_path, umask):
+    """0o666 less the umask, as open() gives, for the first save and for one over it
+    (not the 0o600 of the temporary file it is written to)."""
+    path = tmp_path / "ck.npz"
+    previous = os.umask(umask)
+    try:
+        gg.save({"w": gg.ones(3)}, path)
+        first = os.stat(path).st_mode & 0o777
+        gg.save({"w": gg.zeros(3)}, path)
+        second = os.stat(path).st_mode & 0o777
+    finally:
+        os.umask(previous)
+    assert first == second == 0o666 & ~umask
+    assert gg.load(path)["w"].numpy().tolist() == [0.0, 0.0, 0.0]
+    assert os.listdir(tmp_path) == ["ck.npz"]  # no temporary file left beside it
+
+
 def test_a_crash_in_the_middle_of_a_save_keeps_the_previous_checkpoint(tmp_path):
     """A real crash: a child process is killed (SIGKILL) while it writes a large
     checkpoint over a small one."""

@@ -160,6 +160,32 @@ def test_dim_is_accepted_wherever_axis_is():
     assert gg.max(x, dim=1).shape == (2,) and x.argmax(dim=1).shape == (2,)
 
 
+def test_keepdim_is_accepted_wherever_dim_is():
+    x = gg.tensor([[1.0, 5.0, 2.0], [4.0, 0.0, 6.0]])
+    assert x.sum(dim=1, keepdim=True).numpy().tolist() == [[8.0], [10.0]]
+    assert gg.max(x, dim=0, keepdim=True).numpy().tolist() == [[4.0, 5.0, 6.0]]
+    assert gg.mean(x, keepdim=True).shape == (1, 1)
+    assert gg.min(x, dim=1, keepdim=True).shape == (2, 1)
+    assert x.argmax(dim=1, keepdim=True).numpy().tolist() == [[1], [2]]
+    assert x.argmin(dim=0, keepdim=False).shape == (3,)
+    assert gg.sum(x, 1, True, keepdim=True).shape == (2, 1)  # both, agreeing
+
+
+def test_keepdims_and_keepdim_that_disagree_are_a_type_error():
+    with pytest.raises(TypeError, match="keepdims= or keepdim="):
+        gg.ones((2, 3)).sum(axis=1, keepdims=True, keepdim=False)
+
+
+def test_concat_and_stack_take_dim_for_axis():
+    a, b = gg.tensor([[1.0, 2.0]]), gg.tensor([[3.0, 4.0]])
+    assert gg.concat([a, b], dim=1).numpy().tolist() == [[1.0, 2.0, 3.0, 4.0]]
+    assert gg.cat([a, b], dim=0).numpy().tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert gg.stack([a, b], dim=-1).numpy().tolist() == [[[1.0, 3.0], [2.0, 4.0]]]
+    assert gg.stack([a, b], axis=2, dim=2).shape == (1, 2, 2)  # both, agreeing
+    with pytest.raises(TypeError, match="axis= or dim="):
+        gg.concat([a, b], axis=1, dim=0)
+
+
 def test_to_takes_a_dtype_name():
     assert gg.tensor([1.0]).to("float64").dtype == np.float64
     assert gg.tensor([1.0]).to(np.float64).dtype == np.float64
@@ -170,6 +196,35 @@ def test_an_index_out_of_bounds_is_an_index_error_naming_the_op():
     for key in (5, [0, 5]):
         with pytest.raises(IndexError, match="getitem"):
             x[key]
+
+
+@pytest.mark.parametrize("key", [5, [0, 9], np.array([0, 9]), "index tensor"])
+def test_every_index_out_of_bounds_is_gpugrads_out_of_bounds_error(key):
+    """An int is checked from the shape, an index array's values only by the kernel:
+    both end as the same gg.OutOfBoundsError (a gg error, and still an IndexError)."""
+    a = gg.tensor([1.0, 2.0, 3.0])
+    key = gg.tensor([0, 9]) if isinstance(key, str) else key
+    with pytest.raises(gg.OutOfBoundsError, match="getitem") as excinfo:
+        a[key]
+    assert "out of bounds" in str(excinfo.value) and "test_edge_cases.py" in str(excinfo.value)
+
+
+@pytest.mark.parametrize("reduce, shape, axis", [
+    ("max", (0,), None), ("min", (0,), None), ("max", (2, 0), 1), ("min", (0, 3), 0),
+    ("argmax", (0,), None), ("argmin", (2, 0), 1),
+])
+def test_a_max_or_min_over_no_elements_is_a_shape_error_naming_the_op(reduce, shape, axis):
+    with pytest.raises(gg.ShapeError) as excinfo:
+        getattr(gg.zeros(shape), reduce)(axis=axis)
+    message = str(excinfo.value)
+    assert message.startswith(f"{reduce}: ") and "test_edge_cases.py" in message
+    assert f"shape {shape}" in message and "empty" in message
+
+
+def test_a_max_or_min_over_a_non_empty_axis_of_an_empty_tensor_is_empty():
+    assert gg.zeros((2, 0)).max(axis=0).shape == (0,)
+    assert gg.zeros((0, 3)).argmin(axis=1).shape == (0,)
+    assert gg.zeros(0).sum().item() == 0.0  # a sum has an identity
 
 
 def test_a_scalar_that_does_not_fit_names_the_op():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import gpugrad as gg
+import gpugrad.nn.functional as F
 
 THIS_FILE = "test_errors.py"
 
@@ -113,6 +114,91 @@ def test_indexing_with_a_float_tensor_raises():
     x = gg.tensor([1.0, 2.0, 3.0])
     with pytest.raises((IndexError, gg.DTypeError)):
         x[gg.tensor([0.0, 1.0])]
+
+
+@pytest.mark.parametrize("mask", [
+    gg.tensor([True, False, False]),
+    gg.tensor([True]),
+    gg.tensor([[True, False, True]]),
+    np.array([True, False, False]),
+], ids=["too long", "too short", "too few rows", "numpy mask"])
+def test_a_boolean_mask_of_the_wrong_shape_is_an_index_error_naming_both_shapes(mask):
+    a = gg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    with pytest.raises(gg.OutOfBoundsError) as excinfo:
+        line = next_line()
+        a[mask]
+
+    assert isinstance(excinfo.value, IndexError)
+    message = squeezed(str(excinfo.value))
+    assert "getitem" in message and f"{THIS_FILE}:{line}" in message
+    assert f"maskofshape{tuple(mask.shape)}".replace(" ", "") in message
+    assert "tensorofshape(2,3)" in message
+
+
+def test_a_boolean_mask_after_other_indices_is_checked_against_the_axes_it_covers():
+    a = gg.ones((2, 3, 4))
+    assert a[..., gg.tensor([True, False, True, True])].shape == (2, 3, 3)
+    assert a[0, gg.ones((3, 4)) > 0].shape == (12,)
+    with pytest.raises(gg.OutOfBoundsError, match=r"indexed shape \(4,\) from axis 2"):
+        a[..., gg.tensor([True, False, True])]
+    with pytest.raises(gg.OutOfBoundsError, match=r"indexed shape \(3,\) from axis 1"):
+        a[1, gg.tensor([True, False])]
+
+
+def test_a_boolean_mask_of_the_right_shape_picks_and_routes_gradients_back():
+    a = gg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    picked = a[a > 2.5]
+    assert picked.numpy().tolist() == [3.0, 4.0, 5.0, 6.0]
+    (picked * 2).sum().backward()
+    assert a.grad.numpy().tolist() == [[0.0, 0.0, 2.0], [2.0, 2.0, 2.0]]
+    assert a[gg.tensor([False, True])].numpy().tolist() == [[4.0, 5.0, 6.0]]
+
+
+# ---------------------------------------------------------------------------
+# Losses and functions made of ops: errors name the public function, not an op inside
+# ---------------------------------------------------------------------------
+
+LOSS_AND_FUNCTION_ERRORS = [
+    # (error class, public name, call, what the message must also say)
+    (gg.DTypeError, "cross_entropy",
+     lambda: F.cross_entropy(gg.randn(4, 3), gg.randn(4)), ["float32", "(4,3)"]),
+    (gg.ShapeError, "cross_entropy",
+     lambda: F.cross_entropy(gg.randn(4, 3), gg.tensor([0, 1])), ["(2,)", "(4,3)"]),
+    (gg.ShapeError, "cross_entropy",
+     lambda: F.cross_entropy(gg.randn(3), gg.tensor([0])), ["(N,C)", "(3,)"]),
+    (gg.OutOfBoundsError, "cross_entropy",
+     lambda: F.cross_entropy(gg.randn(1, 3), [3]), ["[0,3)"]),
+    (gg.ShapeError, "nll_loss",
+     lambda: F.nll_loss(gg.randn(4, 3), gg.tensor([0, 1])), ["(2,)", "(4,3)"]),
+    (gg.ShapeError, "mse_loss",
+     lambda: F.mse_loss(gg.randn(4), gg.randn(3)), ["(4,)", "(3,)"]),
+    (gg.ShapeError, "binary_cross_entropy",
+     lambda: F.binary_cross_entropy(gg.rand(4), gg.rand(3)), ["(4,)", "(3,)"]),
+    (gg.ShapeError, "binary_cross_entropy_with_logits",
+     lambda: F.binary_cross_entropy_with_logits(gg.rand(4), gg.rand(3)), ["(4,)", "(3,)"]),
+    (gg.ShapeError, "softmax",
+     lambda: F.softmax(gg.rand(4), axis=3), ["axis3", "(4,)"]),
+    (gg.ShapeError, "log_softmax",
+     lambda: F.log_softmax(gg.rand(2, 4), dim=-3), ["axis-3", "(2,4)"]),
+    (gg.ShapeError, "item()",
+     lambda: gg.rand(4).item(), ["(4,)"]),
+]
+
+
+@pytest.mark.parametrize("error, name, call, facts", LOSS_AND_FUNCTION_ERRORS,
+                         ids=[f"{case[1]}-{i}" for i, case in
+                              enumerate(LOSS_AND_FUNCTION_ERRORS)])
+def test_loss_and_function_errors_name_the_public_function_its_inputs_and_the_line(
+        error, name, call, facts):
+    with pytest.raises(error) as excinfo:
+        call()
+
+    message = str(excinfo.value)
+    assert message.startswith(f"{name}: "), message
+    assert f"{THIS_FILE}:{call.__code__.co_firstlineno}" in message
+    for fact in facts:
+        assert fact in squeezed(message), (fact, message)
+    assert " max:" not in message  # softmax's inner max is not the user's business
 
 
 # ---------------------------------------------------------------------------

@@ -350,3 +350,17 @@ def test_gradcheck_rejects_a_wrong_vjp():
     assert gg.gradcheck(lambda t: right(t), [x]) is True
     with pytest.raises(gg.GradcheckError):
         gg.gradcheck(lambda t: wrong(t), [x])
+
+
+@pytest.mark.parametrize("inputs", [
+    [gg.randn(3)],
+    [np.linspace(-1.0, 1.0, 3)],
+    [gg.tensor([1.0, 2.0], dtype="float64"), np.ones(2)],
+], ids=["a tensor without requires_grad", "a numpy array", "float64 inputs, none requiring grad"])
+def test_gradcheck_refuses_to_check_nothing_when_no_input_requires_grad(inputs):
+    """gradcheck is not vacuous either way round: with no input requiring grad there is
+    nothing to compare, and a returned True would prove nothing."""
+    with pytest.raises(ValueError, match="no input requires grad") as excinfo:
+        gg.gradcheck(lambda *xs: sum(x * 2.0 for x in xs), inputs)
+    assert isinstance(excinfo.value, gg.GpugradError)
+    assert "requires_grad=True" in str(excinfo.value) and "float64" in str(excinfo.value)

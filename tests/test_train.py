@@ -69,6 +69,31 @@ def test_the_default_run_reaches_97_percent_on_digits(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"] >= 0.97
 
 
+def test_the_metrics_are_reachable_as_gg_metrics_after_import_gpugrad_alone():
+    """In a fresh interpreter, where nothing else has imported gpugrad.metrics yet."""
+    code = ("import gpugrad as gg; "
+            "print(gg.metrics.accuracy([0, 1, 2, 2], [0, 1, 2, 1]), "
+            "gg.metrics.confusion_matrix([0, 1], [1, 1]).tolist())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0.75 [[0, 1], [0, 1]]"
+
+
+def test_accuracy_of_scores_instead_of_classes_says_which_shapes_and_what_to_pass():
+    logits, labels = gg.randn(359, 10), gg.tensor([i % 10 for i in range(359)])
+    with pytest.raises(gg.ShapeError) as excinfo:
+        gg.metrics.accuracy(logits, labels)
+    message = str(excinfo.value)
+    assert message.startswith("accuracy: ") and "test_train.py" in message
+    assert "shape (359, 10)" in message and "shape (359,)" in message
+    assert "argmax(axis=-1)" in message
+    assert gg.metrics.accuracy(logits.argmax(axis=-1), labels) == pytest.approx(
+        float((logits.numpy().argmax(axis=-1) == labels.numpy()).mean()))
+    with pytest.raises(ValueError, match=r"shape \(3,\) for labels of shape \(4,\)"):
+        gg.metrics.accuracy([0, 1, 2], [0, 1, 2, 3])
+
+
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "0"], "must be a positive integer"),
     (["--optimizer", "lbfgs"], "invalid choice"),

@@ -59,6 +59,51 @@ def test_a_step_with_a_bad_gradient_changes_no_parameter():
     assert a.numpy().tolist() == [1.0, 1.0] and b.numpy().tolist() == [1.0, 1.0, 1.0]
 
 
+@pytest.mark.parametrize("bad_grad, error, says", [
+    (lambda: gg.tensor([1, 2, 3]), gg.DTypeError, "gradient of dtype int64"),
+    (lambda: gg.tensor([1.0, 2.0, 3.0], dtype="float64"), gg.DTypeError,
+     "gradient of dtype float64"),
+    (lambda: gg.tensor([1.0, 2.0]), gg.ShapeError, "gradient of shape (2,)"),
+    (lambda: gg.ones(3, device="array_api_strict"), gg.DeviceError,
+     "gradient on array_api_strict"),
+], ids=["int64", "float64", "shape", "device"])
+@pytest.mark.parametrize("make", [
+    lambda ps: gg.optim.SGD(ps, lr=0.1, momentum=0.9),
+    lambda ps: gg.optim.Adam(ps, lr=0.1),
+    lambda ps: gg.optim.AdamW(ps, lr=0.1, weight_decay=0.5),
+], ids=["SGD", "Adam", "AdamW"])
+def test_a_gradient_that_does_not_match_its_parameter_is_refused_and_nothing_changes(
+        make, bad_grad, error, says):
+    """The gradient must have its parameter's shape, dtype and device: anything else
+    would be broadcast, cast or copied silently. The error names the parameter (its
+    place among the optimiser's parameters, shape, dtype, device), and neither the
+    parameters nor the optimiser's state move."""
+    a = gg.tensor([1.0, 2.0], requires_grad=True)
+    b = gg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    opt = make([a, b])
+    a.grad, b.grad = gg.ones(2), gg.ones(3)
+    opt.step()  # a first step, so that there is state to keep
+    params_before = [a.numpy().copy(), b.numpy().copy()]
+    state_before = {k: v.numpy().copy() if isinstance(v, gg.Tensor) else v
+                    for k, v in opt.state_dict()["state"][1].items()}
+
+    a.grad, b.grad = gg.ones(2), bad_grad()
+    with pytest.raises(error) as excinfo:
+        opt.step()
+
+    message = str(excinfo.value)
+    assert message.startswith(f"{type(opt).__name__}.step: parameter 1 (shape (3,), "
+                              "float32, on cpu)"), message
+    assert says in message and "test_training_edges.py" in message
+    assert [a.numpy().tolist(), b.numpy().tolist()] == [p.tolist() for p in params_before]
+    state_after = opt.state_dict()["state"][1]
+    assert state_after.keys() == state_before.keys()
+    for key, value in state_before.items():
+        after = state_after[key]
+        assert (after.numpy().tolist() if isinstance(after, gg.Tensor) else after) == \
+            (value.tolist() if isinstance(value, np.ndarray) else value), key
+
+
 def test_a_parameter_listed_twice_is_refused():
     p = gg.tensor([1.0], requires_grad=True)
     with pytest.raises(ValueError, match="more than once"):

@@ -121,6 +121,21 @@ def test_gpugrad_viz_traces_a_users_function(tmp_path):
     assert "matmul" in (tmp_path / "layer.svg").read_text()
 
 
+def test_the_gpugrad_command_finds_a_function_in_the_current_directory(tmp_path):
+    """The README's `gpugrad viz --function mymodule:fn`, run by the installed console
+    script (whose sys.path, unlike `python -m`'s, does not start with the current
+    directory) from the folder that holds mymodule.py, with no PYTHONPATH."""
+    (tmp_path / "mymodule.py").write_text("def fn(x, w):\n    return (x @ w).tanh()\n")
+    script = os.path.join(os.path.dirname(sys.executable), "gpugrad")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([script, "viz", "--function", "mymodule:fn", "--shapes", "3,4",
+                             "4,2", "--out", "fn.dot"], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "2 ops" in result.stdout
+    assert "matmul" in (tmp_path / "fn.dot").read_text()
+
+
 def test_gpugrad_viz_errors_are_one_line(tmp_path):
     result = run_cli("viz", "--function", "nowhere_module:f", "--out",
                      str(tmp_path / "x.svg"))

@@ -7,6 +7,8 @@ from ..errors import DTypeError, OutOfBoundsError, ShapeError
 from ..functions import relu, sigmoid, tanh  # noqa: F401  (the same functions, as F.*)
 from ..ops import elementwise as ew
 from ..ops import loss as _loss
+from ..ops.infer import normalize_axes
+from ..ops.registry import _annotate
 from ..tensor import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -20,6 +22,7 @@ def softplus(x):
 def log_softmax(x, axis=-1, *, dim=None):
     """x - log(sum(exp(x))) along `axis` (or dim=), shifted by the (constant) maximum."""
     axis = axis if dim is None else dim
+    _check_axis("log_softmax", x, axis)
     shifted = x - x.max(axis=axis, keepdims=True).detach()
     return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
 
@@ -27,8 +30,19 @@ def log_softmax(x, axis=-1, *, dim=None):
 def softmax(x, axis=-1, *, dim=None):
     """exp(x) / sum(exp(x)) along `axis` (or dim=), shifted by the maximum first."""
     axis = axis if dim is None else dim
+    _check_axis("softmax", x, axis)
     e = (x - x.max(axis=axis, keepdims=True).detach()).exp()
     return e / e.sum(axis=axis, keepdims=True)
+
+
+def _check_axis(name, x, axis):
+    """A bad axis refused under the public function's name (the max inside would be
+    blamed otherwise)."""
+    try:
+        normalize_axes(axis, len(x.shape))
+    except ShapeError as exc:
+        raise _annotate(name, ShapeError(f"{exc} (input of shape {tuple(x.shape)})")) \
+            from None
 
 
 def _reduce(loss, reduction):
@@ -43,8 +57,8 @@ def _reduce(loss, reduction):
 
 def _check_same_shape(name, a, b):
     if tuple(a.shape) != tuple(b.shape):
-        raise ShapeError(f"{name}: input of shape {tuple(a.shape)} and target of shape "
-                         f"{tuple(b.shape)} differ")
+        raise _annotate(name, ShapeError(f"input of shape {tuple(a.shape)} and target of "
+                                         f"shape {tuple(b.shape)} differ"))
 
 
 def _target_like(target, ref):
@@ -81,10 +95,8 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
 
 def nll_loss(log_probs, class_index, reduction="mean"):
     """-log_probs[i, class_index[i]] for a batch of log-probabilities (N, C)."""
-    if log_probs.ndim != 2:
-        raise ShapeError(f"nll_loss: expected log-probabilities of shape (N, C), got "
-                         f"{tuple(log_probs.shape)}")
-    class_index = _class_index(class_index, log_probs)
+    _check_batch_of_rows("nll_loss", "log-probabilities", log_probs)
+    class_index = _class_index("nll_loss", class_index, log_probs)
     rows = arange(log_probs.shape[0], device=log_probs.device)
     return _reduce(-log_probs[rows, class_index], reduction)
 
@@ -96,28 +108,41 @@ def cross_entropy(logits, class_index, label_smoothing=0.0, reduction="mean"):
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    class_index = _class_index(class_index, logits)
+    _check_batch_of_rows("cross_entropy", "logits", logits)
+    class_index = _class_index("cross_entropy", class_index, logits)
     attrs = {"label_smoothing": float(label_smoothing)} if label_smoothing else {}
     return _reduce(_loss.cross_entropy(logits, class_index, **attrs), reduction)
 
 
-def _class_index(class_index, ref):
+def _check_batch_of_rows(name, what, x):
+    if x.ndim != 2:
+        raise _annotate(name, ShapeError(f"expected {what} of shape (N, C), got "
+                                         f"{tuple(x.shape)}"))
+
+
+def _class_index(name, class_index, ref):
+    """The class indices as a tensor of shape (N,) beside `ref` (N, C), checked; errors
+    name the public loss `name` and the user's line."""
     if not isinstance(class_index, Tensor):
         from ..creation import tensor
 
         class_index = tensor(class_index, device=ref.device)
     if class_index.dtype.kind not in "iu":
-        raise DTypeError(f"class indices must be integers, got {class_index.dtype}")
+        raise _annotate(name, DTypeError(
+            f"class indices must be integers, got {class_index.dtype} (class indices of "
+            f"shape {tuple(class_index.shape)} for input of shape {tuple(ref.shape)})"))
     if class_index.ndim == 2 and class_index.shape[1] == 1:
         class_index = class_index.reshape(-1)  # a column of labels
     if class_index.shape != (ref.shape[0],):
-        raise ShapeError(f"class indices of shape {tuple(class_index.shape)} for a batch "
-                         f"of {ref.shape[0]}")
+        raise _annotate(name, ShapeError(
+            f"class indices of shape {tuple(class_index.shape)} for a batch of "
+            f"{ref.shape[0]} (input of shape {tuple(ref.shape)}); expected shape "
+            f"({ref.shape[0]},)"))
     classes = ref.shape[-1]
     data = class_index._data
     xp = class_index.device.backend.xp
     if class_index.size and bool(xp.any((data < 0) | (data >= classes))):  # one read
-        raise OutOfBoundsError(f"class indices must be in [0, {classes}) for {classes} "
-                               f"classes; got values from {int(xp.min(data))} to "
-                               f"{int(xp.max(data))}")
+        raise _annotate(name, OutOfBoundsError(
+            f"class indices must be in [0, {classes}) for {classes} classes; got values "
+            f"from {int(xp.min(data))} to {int(xp.max(data))}"))
     return class_index

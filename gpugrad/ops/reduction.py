@@ -7,12 +7,25 @@ from .registry import define
 
 
 def _reduce_infer(kind):
+    needs_elements = kind in ("max", "min")
+
     def infer(x, axis=None, keepdims=False):
         axes = normalize_axes(axis, len(x.shape))
+        if needs_elements:
+            _refuse_empty(x.shape, axes)
         shape = reduced_shape(x.shape, axes, keepdims)
         return shape, x.dtype
 
     return infer
+
+
+def _refuse_empty(shape, axes):
+    """A max/min (or arg-) over no elements has no value (no identity, unlike a sum's
+    0): refused before the kernel, which would raise NumPy's own ValueError."""
+    empty = [a for a in axes if shape[a] == 0]
+    if empty:
+        raise ShapeError(f"axis {empty[0]} of a tensor of shape {tuple(shape)} is empty: "
+                         "there is no element to reduce, and no identity to give instead")
 
 
 def _kept(ctx, g):
@@ -89,10 +102,12 @@ min = _reduction(  # noqa: A001
 
 def _arg_infer(x, axis=None, keepdims=False):
     if axis is None:
+        _refuse_empty(x.shape, range(len(x.shape)))
         return ((1,) * len(x.shape) if keepdims else ()), dtypes.int64
     axes = normalize_axes(axis, len(x.shape))
     if len(axes) != 1:
         raise ShapeError(f"argmax/argmin take one axis or None, got {axis!r}")
+    _refuse_empty(x.shape, axes)
     return reduced_shape(x.shape, axes, keepdims), dtypes.int64
 
 

@@ -12,7 +12,7 @@ networkx work and as little Python as it can.
 import weakref
 
 from .. import dtypes
-from ..errors import DeviceError, DTypeError, GpugradError, GraphError
+from ..errors import DeviceError, DTypeError, GpugradError, GraphError, OutOfBoundsError
 from ..mode import state
 from ..node import Node, format_site, user_site
 from ..tensor import Tensor
@@ -363,16 +363,23 @@ def cast_tensor(t, dtype):
 
 # --- errors ----------------------------------------------------------------------------------
 def _annotate(op, exc):
-    """The same error, prefixed with the op and suffixed with the user's line."""
+    """The same error, prefixed with the op and suffixed with the user's line. `op` is an
+    OpDef, or the name of a public function made of ops ("softmax", "cross_entropy"),
+    whose errors must name it rather than an op inside it."""
+    name = op if isinstance(op, str) else op.display_name
     site = format_site(user_site(2))
-    return type(exc)(f"{op.display_name}: {exc} (at {site})")
+    return type(exc)(f"{name}: {exc} (at {site})")
 
 
 def _kernel_error(op, args, exc):
     """The kernel's own error, retyped as-is where possible, naming the op, the input
-    shapes and the user's line."""
+    shapes and the user's line. An IndexError (an index array's value out of bounds,
+    which only the kernel sees) becomes gpugrad's OutOfBoundsError, still an
+    IndexError, as an int index out of bounds is."""
     shapes = ", ".join(f"{tuple(a._data.shape)} {a._dtype}" for a in args)
     message = f"{op.display_name}: {exc} (inputs {shapes}; at {format_site(user_site(2))})"
+    if isinstance(exc, IndexError):
+        return OutOfBoundsError(message)
     try:
         return type(exc)(message)
     except Exception:

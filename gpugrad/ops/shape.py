@@ -103,13 +103,15 @@ def normalize_index(x, index):
     device = x._device
     backend = device.backend
     out = []
+    taken = []  # how many of x's axes each index item stands for (Ellipsis: all the rest)
+    masks = []  # (position in the index, shape) of each boolean mask
     for item in index:
         if _is_host_array(item) and item.ndim == 0:  # a NumPy scalar: a Python number
             item = item.item()
         if isinstance(item, Tensor):
             if item._device is not device:
                 raise DeviceError(f"index tensor on {item._device} for a tensor on {device}")
-            out.extend(_array_index(backend, item._data, item._dtype))
+            array, dtype = item._data, item._dtype
         elif isinstance(item, list) or _is_host_array(item):
             if not isinstance(item, list) and device.type != "cpu":
                 raise DeviceError(f"a NumPy array cannot index a tensor on {device}; make "
@@ -118,18 +120,45 @@ def normalize_index(x, index):
             dtype = backend.dtype_of(array)
             if dtype.kind == "f" and array.size == 0:  # [] picks nothing, as in NumPy
                 array, dtype = backend.astype(array, dtypes.int64), dtypes.int64
-            out.extend(_array_index(backend, array, dtype))
         elif isinstance(item, bool) or not (item is None or item is Ellipsis
                                               or isinstance(item, (int, slice))):
             raise DTypeError(f"unsupported index {item!r} of type {type(item).__name__}; "
                              "use ints, slices, None, ..., or integer/bool tensors")
         else:
             out.append(item)
+            taken.append(item if item is Ellipsis else 0 if item is None else 1)
+            continue
+        if dtype.kind == "b":
+            masks.append((len(taken), tuple(array.shape)))
+            taken.append(len(array.shape))
+        else:
+            taken.append(1)
+        out.extend(_array_index(backend, array, dtype))
+    if masks:
+        _check_masks(tuple(x.shape), taken, masks)
     consumed = sum(1 for i in out if i is not None and i is not Ellipsis)
     if (consumed < len(x.shape) and not any(i is Ellipsis for i in out)
             and not any(_is_array(i) for i in out)):
         out.append(Ellipsis)  # explicit, as the array API requires
     return tuple(out)
+
+
+def _check_masks(shape, taken, masks):
+    """Refuse a boolean mask whose shape is not that of the axes it stands for: its
+    nonzero positions would otherwise pick quietly from the wrong elements (NumPy and
+    PyTorch raise an IndexError too)."""
+    named = sum(t for t in taken if t is not Ellipsis)
+    starts, dim = [], 0
+    for t in taken:
+        starts.append(dim)
+        dim += max(len(shape) - named, 0) if t is Ellipsis else t
+    for position, mask_shape in masks:
+        start = starts[position]
+        axes = shape[start:start + len(mask_shape)]
+        if axes != mask_shape:
+            raise OutOfBoundsError(
+                f"boolean mask of shape {mask_shape} does not match the indexed shape "
+                f"{axes} from axis {start} of a tensor of shape {shape}")
 
 
 def _array_index(backend, array, dtype):

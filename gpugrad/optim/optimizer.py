@@ -60,12 +60,12 @@ class Optimizer:
             from .capture import captured_step
 
             return captured_step(self, _mode.capture)
+        self._check_grads()
         pending = []
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                _check_grad(p)
                 state = self.state.get(p) or self._initial_state(group, p)
                 step = state.get("step", 0) + 1
                 scale, delta, arrays = self._update(
@@ -78,6 +78,13 @@ class Optimizer:
             p._data -= delta
             p._mark_modified()
             self.state[p] = new_state
+
+    def _check_grads(self):
+        """Every gradient checked before any parameter or state changes (see _check_grad)."""
+        params = (p for group in self.param_groups for p in group["params"])
+        for position, p in enumerate(params):
+            if p.grad is not None:
+                _check_grad(self, p, position)
 
     def _initial_state(self, group, p):
         return {}
@@ -132,15 +139,28 @@ class Optimizer:
         self.state = state
 
 
-def _check_grad(p):
-    """A gradient that could not update p in place is refused before anything changes."""
-    from ..errors import DeviceError, ShapeError
+def _check_grad(opt, p, position):
+    """A gradient that could not update p in place as it is (another shape would
+    broadcast, another dtype would be cast silently, another device copied) is refused
+    before anything changes. `position`: p's place among the optimiser's parameters
+    (as in its state_dict), which is how the error names it."""
+    from ..errors import DeviceError, DTypeError, ShapeError
+    from ..ops.registry import _annotate
 
     g = p.grad
-    if g.shape != p.shape:
-        raise ShapeError(f"a gradient of shape {g.shape} for a parameter of shape {p.shape}")
-    if g.device is not p.device:
-        raise DeviceError(f"a gradient on {g.device} for a parameter on {p.device}")
+    if not isinstance(g, Tensor):
+        error, what = DTypeError, f"a .grad that is a {type(g).__name__}, not a Tensor"
+    elif g.shape != p.shape:
+        error, what = ShapeError, f"a gradient of shape {g.shape}"
+    elif g.dtype != p.dtype:
+        error, what = DTypeError, (f"a gradient of dtype {g.dtype} (cast it with "
+                                   f".astype('{p.dtype}'))")
+    elif g.device is not p.device:
+        error, what = DeviceError, f"a gradient on {g.device} (move it with .to('{p.device}'))"
+    else:
+        return
+    raise _annotate(f"{type(opt).__name__}.step", error(
+        f"parameter {position} (shape {p.shape}, {p.dtype}, on {p.device}) has {what}"))
 
 
 class SGD(Optimizer):
