@@ -346,3 +346,21 @@ def test_defvjp_computes_residuals_once_in_the_forward_and_frees_them_after_back
     assert calls == ["forward"]  # the backward used the residual, not a second forward
     assert all(y.graph.node(n).saved == ("<freed>",) for n in y.graph.op_nodes())
     assert gg.gradcheck(softplus, [x])
+
+
+def test_defvjp_fwd_may_call_the_op_itself_as_in_jax():
+    # JAX's idiom: fwd = lambda x: (f(x), residuals). On the arrays fwd gets, the op runs
+    # its forward (no node, no recursion into fwd again).
+    @gg.custom_op("test_custom::softplus_jax", replace=True)
+    def softplus(x):
+        return gg.array_namespace(x).logaddexp(0.0, x)
+
+    def backward(residuals, grad):
+        (x,) = residuals
+        return (grad * x.sigmoid(),)
+
+    softplus.defvjp(lambda x: (softplus(x), (x,)), backward)
+    x = gg.tensor(np.linspace(-3, 3, 7), requires_grad=True)
+    softplus(x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 1 / (1 + np.exp(-np.linspace(-3, 3, 7))))
+    assert gg.gradcheck(softplus, [x])

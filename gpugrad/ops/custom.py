@@ -59,6 +59,10 @@ class CustomOp(OpDef):
 
     def __call__(self, *inputs, **attrs):
         attrs = {**self._defaults, **attrs} if self._defaults else attrs
+        if getattr(_stash, "in_fwd", None) is self:
+            # The op called by its own defvjp fwd, on backend arrays (JAX's idiom,
+            # fwd = lambda x: (f(x), residuals)): the forward itself, not a new node.
+            return self._user_forward(*inputs, **attrs)
         if self.num_outputs > 1:
             return apply_multi(self, inputs, attrs)
         if self._residual_fwd is None:
@@ -84,7 +88,11 @@ class CustomOp(OpDef):
             raise GraphError(f"{self.name}: defvjp is for ops with one output")
 
         def forward(*arrays, **attrs):
-            out, residuals = fwd(*arrays, **attrs)
+            outer, _stash.in_fwd = getattr(_stash, "in_fwd", None), self
+            try:
+                out, residuals = fwd(*arrays, **attrs)
+            finally:
+                _stash.in_fwd = outer
             _stash.residuals = tuple(residuals)
             return out
 
