@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench gpu-check clean
+.PHONY: run test bench gpu-check gpu-check-installed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ gpu-check: $(VENV)/.installed-dev
 	$(PY) -m pip install --quiet -e ".[cuda13]"
 	$(PY) -m pytest -q -m gpu -rs
 	$(VENV)/bin/gpugrad bench --device cuda --max-nodes 100000 --json bench-cuda.json
+
+# The same on a machine whose python3 already has CuPy, PyTorch, networkx, pytest and
+# hypothesis (no virtualenv, no network): the checkout runs from where it is.
+gpu-check-installed:
+	PYTHONPATH=$(CURDIR) python3 -m pytest -q -m gpu -rs -p no:cacheprovider tests
+	PYTHONPATH=$(CURDIR) python3 -m gpugrad bench --device cuda --max-nodes 100000 \
+		--json bench-cuda.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
