@@ -84,8 +84,9 @@ class CudaGraphs:
         return bool(cupy.array_equal(a, b, equal_nan=True))
 
     def capture(self, body, buffers):
-        """(graph, the body's outputs) of body captured on a stream of its own, with a
-        memory pool of its own (kept by the graph); nothing runs until graph.launch()."""
+        """(graph, the body's outputs, what must live as long as the graph) of body
+        captured on a stream of its own, with a memory pool of its own; nothing runs
+        until graph.launch()."""
         import cupy
 
         pool = cupy.cuda.MemoryPool()
@@ -96,8 +97,8 @@ class CudaGraphs:
                 outputs = body(*buffers)
             finally:
                 graph = stream.end_capture()  # leaves capture mode even when body raised
-        graph.pool = pool  # the graph's intermediates live there for as long as it does
-        return graph, list(outputs)
+        # The graph's intermediates live in the pool: it goes when the graph goes.
+        return graph, list(outputs), (pool, stream)
 
 
 class CudaGraphRunner:
@@ -112,7 +113,7 @@ class CudaGraphRunner:
         self.graph = None
         self.captures = 0
         self._warmed = False
-        self._buffers = self._outputs = None
+        self._buffers = self._outputs = self._kept = None
 
     def __call__(self, *arrays):
         with entered(self.static.context):
@@ -170,7 +171,7 @@ class CudaGraphRunner:
         after = [b.copy() for b in fixed]
         _restore(fixed, before)
         try:
-            graph, outputs = self.device.capture(static.body, buffers)
+            graph, outputs, kept = self.device.capture(static.body, buffers)
             graph.launch()
             mismatch = self._first_difference(outputs, expected, fixed, after)
         except Exception as exc:  # noqa: BLE001 - any failure means: run without a graph
@@ -183,7 +184,7 @@ class CudaGraphRunner:
             warnings.warn(f"gg.compile({self.name}, cuda_graph=True): {mismatch}; the plan "
                           "runs without a CUDA graph", CompileWarning, stacklevel=5)
             return self._finish(reference)
-        self.graph, self._buffers, self._outputs = graph, buffers, outputs
+        self.graph, self._buffers, self._outputs, self._kept = graph, buffers, outputs, kept
         self.status = "captured"
         return self._finish(outputs)
 
