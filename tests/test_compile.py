@@ -348,6 +348,22 @@ def test_the_signature_is_read_once_not_on_every_call(monkeypatch):
     assert len(reads) == 1  # a plan's call costs microseconds: no per-call introspection
 
 
+def test_an_argument_updated_in_place_is_updated_for_the_caller_on_every_call():
+    def step(x, y):
+        out = (x * y).sum()  # (a compiled step updates a tensor as its last use)
+        with gg.no_grad():
+            x -= 1.0  # in place (the memory plan writes into x's array)
+            y += y.sum()  # a new shape first: the plan copies the value into y's array
+        return out
+
+    compiled = gg.compile(step)
+    args, eager_args = (gg.zeros(3), gg.ones(3)), (gg.zeros(3), gg.ones(3))
+    for _ in range(3):
+        assert compiled(*args).item() == step(*eager_args).item()
+        for a, b in zip(args, eager_args, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_retrace_false_raises_instead_of_tracing_anew():
     compiled = gg.compile(lambda x: x.exp(), retrace=False)
     compiled(gg.ones(3))

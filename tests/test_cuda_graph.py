@@ -179,6 +179,72 @@ def test_random_draws_are_copied_in_like_arguments():
     assert static_plan(step).slots.count(COPY) == 3  # x, y and the dropout mask
 
 
+@pytest.mark.parametrize("name", ["sgd momentum nesterov", "adam"])
+def test_a_0d_parameter_trains_like_eager(name):
+    def make():
+        gg.manual_seed(2)
+        w, b = gg.randn(3, requires_grad=True), gg.tensor(0.5, requires_grad=True)
+        opt = OPTIMISERS[name]([w, b])
+
+        def step(x):
+            opt.zero_grad()
+            loss = ((x @ w + b) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        return (w, b), step
+
+    (params, step), (eager_params, eager) = make(), make()
+    step = graph_ready(step)
+    for _ in range(4):
+        x = gg.randn(5, 3)
+        assert step(x).item() == eager(x).item()
+    for p, q in zip(params, eager_params, strict=True):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def test_views_of_a_parameter_taken_before_its_update_keep_the_old_values():
+    def make():
+        w = gg.tensor(np.arange(6.0, dtype="float32").reshape(3, 2), requires_grad=True)
+
+        def fn(x):
+            old, old_t = w.detach(), w.T
+            (g,) = gg.grad([(x @ w).sum()], [w])
+            with gg.no_grad():
+                w.__isub__(0.5 * g)
+            return old, old_t
+
+        return fn
+
+    eager, plain, ready = make(), gg.compile(make()), graph_ready(make())
+    x = gg.ones((4, 3))
+    for _ in range(3):
+        want = [t.numpy() for t in eager(x)]
+        for got in (plain(x), ready(x)):
+            for a, b in zip(got, want, strict=True):
+                np.testing.assert_array_equal(a.numpy(), b)
+
+
+def test_a_result_of_the_tracing_call_is_not_an_array_the_plan_writes_into():
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+
+    def accumulate(x):
+        (w * x).sum().backward()
+        return w.grad
+
+    step = graph_ready(accumulate)
+    x = gg.ones(2)
+    step(x)
+    with pytest.warns(gg.CompileWarning, match="tracing anew"):
+        traced = step(x)  # .grad holds a gradient now: a plan that adds to it
+    ran = step(x)
+    values = [traced.numpy().copy(), ran.numpy().copy()]
+    step(x), step(x)  # the plan writes each new .grad into the array it read
+    for result, value in zip([traced, ran], values, strict=True):
+        np.testing.assert_array_equal(result.numpy(), value)
+
+
 # --- the runner: warm-up, a checked capture, replays -------------------------------------------
 class ReplayOnNumpy:
     """A stand-in for CUDA graphs where there is no GPU. "Capturing" keeps the body and
@@ -287,6 +353,52 @@ def test_random_programs_replayed_through_the_runner_equal_eager_bit_for_bit(ste
         for a, b in zip(step(x, y), ref, strict=True):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert runner.status == "captured"
+
+
+def test_a_function_updating_its_argument_in_place_runs_without_a_graph():
+    # A graph would write into its own copy of the argument, not the caller's array.
+    def step(x):
+        out = (x * 2.0).sum()
+        with gg.no_grad():
+            x -= 1.0
+        return out
+
+    compiled, x, eager_x = graph_ready(step), gg.zeros(3), gg.zeros(3)
+    compiled(x), step(eager_x)
+    runner = with_runner(compiled, ReplayOnNumpy())
+    with pytest.warns(gg.CompileWarning, match="updates an argument in place"):
+        compiled(x)
+    step(eager_x)
+    for _ in range(2):
+        assert compiled(x).item() == step(eager_x).item()
+        np.testing.assert_array_equal(x.numpy(), eager_x.numpy())
+    assert runner.status.startswith("not captured")
+
+
+def test_argument_buffers_keep_the_arguments_memory_order():
+    # Reductions add in memory order: a graph's copy of a column-major argument is
+    # column-major too, or its sums would differ in the last bits.
+    step = graph_ready(lambda x: (x.sum(axis=0), x.mean()))
+    x = gg.tensor(np.asfortranarray(RNG.standard_normal((64, 33))))
+    step(x)
+    with_runner(step, ReplayOnNumpy())
+    for _ in range(3):
+        for got, want in zip(step(x), (x.sum(axis=0), x.mean()), strict=True):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_tensors_given_new_arrays_call_after_call_end_the_captures():
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+    step = graph_ready(lambda x: (w * x).sum())
+    x = gg.ones(2)
+    step(x)
+    runner = with_runner(step, ReplayOnNumpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gg.CompileWarning)
+        for _ in range(8):
+            w._data = w._data + 1.0  # a new array each time, as `w = w + 1` code does
+            assert step(x).item() == (w * x).sum().item()
+    assert runner.captures == 3 and runner.status.startswith("not captured: tensors")
 
 
 # --- cuBLAS's view of row-major operands --------------------------------------------------------

@@ -214,6 +214,9 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
     for copy, original in aliases.items():
         if copy.grad is not None:
             original.grad = copy.grad
+        if copy._data is not original._data:  # updated in place inside the function
+            original._data = copy._data
+            original._mark_modified()
     tensors, treedef = _flatten(result)
     if not recorder.differentiated and any(t._requires_grad for t in tensors):
         warnings.warn("gg.compile: the function returns a tensor that requires grad; "
@@ -235,6 +238,9 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
             run = namespace["run"]
     plan = Plan(run, source, program, traced, memory, stats, treedef,
                 [(t._dtype, t._device) for t in tensors], time.perf_counter() - start_time)
+    if ready is not None:  # a graph-ready plan writes into the arrays it reads: results
+        # of this call (a .grad, a parameter) must not be those arrays
+        tensors = [Tensor._wrap(t._data.copy(), t._dtype, t._device, False) for t in tensors]
     return _unflatten(treedef, [t.detach() for t in tensors]), plan
 
 

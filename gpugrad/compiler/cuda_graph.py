@@ -27,6 +27,7 @@ import warnings
 from .static import COPY, FIXED, SCALARS, entered, lower_static
 
 CAPTURE_BACKENDS = ("cupy",)
+MAX_CAPTURES = 3  # captures of one plan before it runs without a graph for good
 STATIC_BACKENDS = ("numpy", "cupy")  # namespaces with copyto: those of a graph-ready plan
 
 
@@ -123,11 +124,19 @@ class CudaGraphRunner:
         static = self.static
         if not self._warmed or self.status.startswith("not captured"):
             self._warmed = True
+            if static.writes_args and not self.status.startswith("not captured"):
+                # A graph writes into its own copies of the arguments, not the caller's.
+                self._give_up("the function updates an argument in place")
             return static(*arrays)
         inputs = static.prepare(*arrays)
         if self.graph is not None and self._fixed_unchanged(inputs):
             return self._replay(inputs)
         if self.graph is not None:
+            if self.captures >= MAX_CAPTURES:
+                self._give_up(f"tensors the graph reads held new arrays {self.captures} "
+                              "times (e.g. parameters updated outside the function by "
+                              "assignment, not in place)")
+                return static.finish(*static.body(*static.inputs_on_device(inputs)))
             from .compiled import CompileWarning
 
             warnings.warn(f"gg.compile({self.name}, cuda_graph=True): capturing anew: a "
@@ -161,7 +170,8 @@ class CudaGraphRunner:
         static = self.static
         self.graph = None
         self.captures += 1
-        buffers = [value.copy() if kind == COPY else
+        # Copies keep the arguments' memory order: reductions then add in the same order.
+        buffers = [value.copy(order="K") if kind == COPY else
                    self.device.to_device(value) if kind == SCALARS else value
                    for value, kind in zip(inputs, static.slots, strict=True)]
         fixed = [b for b, kind in zip(buffers, static.slots, strict=True) if kind == FIXED]
@@ -178,15 +188,20 @@ class CudaGraphRunner:
             mismatch = f"the capture failed ({type(exc).__name__}: {exc}{_why_cublas()})"
         if mismatch is not None:
             _restore(fixed, after)  # the reference run's step stands
-            self.status = f"not captured: {mismatch}"
-            from .compiled import CompileWarning
-
-            warnings.warn(f"gg.compile({self.name}, cuda_graph=True): {mismatch}; the plan "
-                          "runs without a CUDA graph", CompileWarning, stacklevel=5)
+            self._give_up(mismatch)
             return self._finish(reference)
         self.graph, self._buffers, self._outputs, self._kept = graph, buffers, outputs, kept
         self.status = "captured"
         return self._finish(outputs)
+
+    def _give_up(self, why):
+        """From now on the plan runs without a graph; a warning says why."""
+        from .compiled import CompileWarning
+
+        self.graph = None
+        self.status = f"not captured: {why}"
+        warnings.warn(f"gg.compile({self.name}, cuda_graph=True): {why}; the plan runs "
+                      "without a CUDA graph", CompileWarning, stacklevel=6)
 
     def _first_difference(self, outputs, expected, fixed, after):
         """None when the graph's launch gave the reference run's bits, else what differs."""

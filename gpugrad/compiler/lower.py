@@ -216,7 +216,31 @@ def _sinks(program, ns, names, body):
         elif sink.kind == "state" and not sink.in_place:
             ns[f"Q{i}"] = sink.target
             body.append(f"Q{i}({value})")
-    return [results[k] for k in sorted(results)]
+    ordered = [results[k] for k in sorted(results)]
+    writes = [(f"a{s.target}", names[id(s.node)], s.home) for s in program.sinks
+              if s.kind == "assign_arg" and not s.in_place]
+    if writes:  # into the caller's arrays, as eager in-place updates do
+        keep_apart(program, names, ordered, body, {home for _, _, home in writes})
+        body.extend(f"{arg}[...] = {value}" for arg, value, _ in writes)
+    return ordered
+
+
+def keep_apart(program, names, outputs, body, written):
+    """Outputs that may be views of an array about to be written (a result such as
+    `w.detach()` or `w.T` taken before `w -= ...`) are copied first: they keep the values
+    of when they were made, as in eager mode. `written`: the leaves written into."""
+    from .memory import _view_base
+
+    nodes = {names[id(n)]: n for n in program.nodes if id(n) in names}
+    written_names = {names[id(h)] for h in written if id(h) in names}
+    for k, name in enumerate(outputs):
+        node = nodes.get(name)
+        if node is None or name in written_names:
+            continue
+        base = _view_base(node)
+        if base is None or base in written:
+            body.append(f"{name}_kept = {name}.copy()  # a view of an array written below")
+            outputs[k] = f"{name}_kept"
 
 
 def _context(program):

@@ -17,7 +17,9 @@ class Sink:
 
     kind: "result" (target: the position in the function's flattened results), "grad"
     (target: the tensor whose .grad it becomes; node None sets .grad to None),
-    "assign" (target: the tensor whose values it becomes), "state" (target: a setter);
+    "assign" (target: the tensor whose values it becomes), "assign_arg" (target: the
+    position of the argument whose array the values are written into), "state" (target:
+    a setter);
     home: a leaf whose buffer the value may be written into in place (the tensor's own
     values, the optimiser's old state array).
     """
@@ -108,6 +110,8 @@ def build(recorder, args, results):
         node = None if value is None else copies[value._node]
         if kind == "assign":
             home = target._node  # the tensor's own leaf, if the trace read it
+            if home in arg_index:  # an argument: each run writes into that call's array
+                kind, target = "assign_arg", arg_index[home]
         program_sinks.append(Sink(kind, target, node, copies.get(home)))
     return Program(list(copies.values()), program_sinks,
                    _host(recorder.host, copies, recorder.feeds), recorder.guards)

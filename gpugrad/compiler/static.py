@@ -29,7 +29,7 @@ import contextlib
 
 import numpy as np
 
-from .lower import Retrace, _guards, _ops, _tensor_guards, kernel_of
+from .lower import Retrace, _guards, _ops, _tensor_guards, keep_apart, kernel_of
 
 COPY, FIXED, SCALARS = "copy", "fixed", "scalars"
 
@@ -46,6 +46,7 @@ class StaticPlan:
         self.source = source
         self.backend = backend
         self.context = backend.context  # a device other than the first: entered per run
+        self.writes_args = False  # whether the body writes into an argument's array
 
     def inputs_on_device(self, inputs):
         """prepare's outputs with each host vector moved to the backend's device (one
@@ -81,7 +82,7 @@ def lower_static(program, memory, n_args, kernel_for=kernel_of):
 
     body = list(views)
     _ops(program, memory, ns, names, body, kernel_for)
-    outputs, finish = _sinks(program, ns, names, body)
+    outputs, finish, writes_args = _sinks(program, ns, names, body)
     body.append(f"return ({''.join(o + ', ' for o in outputs)})")
     n_results = sum(1 for s in program.sinks if s.kind == "result")
 
@@ -92,8 +93,10 @@ def lower_static(program, memory, n_args, kernel_for=kernel_of):
         + [f"def finish({', '.join(f'o{i}' for i in range(len(outputs)))}):"]
         + _indent(finish)) + "\n"
     exec(compile(source, "<gg.compile graph-ready plan>", "exec"), ns)
-    return StaticPlan(ns["prepare"], ns["body"], ns["finish"], slots, n_results, source,
+    plan = StaticPlan(ns["prepare"], ns["body"], ns["finish"], slots, n_results, source,
                       backend)
+    plan.writes_args = writes_args
+    return plan
 
 
 def entered(context):
@@ -194,12 +197,18 @@ def _homes(program):
     the .grad it accumulated into."""
     grad_leaves = {id(n.meta["feed"].source): n for n in program.leaves()
                    if n.meta["feed"].kind == "grad"}
+    fixed = _fixed_leaves(program)
+    # NumPy hands out 0-d values as scalars, which nothing can be written into.
+    scalars_immutable = program.backend().name == "numpy"
     homes = {}
     for sink in program.sinks:
         home = sink.home if sink.kind in ("assign", "state") else \
             grad_leaves.get(id(sink.target)) if sink.kind == "grad" else None
-        if home is not None and sink.node is not None and home in _fixed_leaves(program):
-            homes[sink] = home
+        if home is None or sink.node is None or home not in fixed:
+            continue
+        if scalars_immutable and not home.shape:
+            continue
+        homes[sink] = home
     return homes
 
 
@@ -216,8 +225,14 @@ def _sinks(program, ns, names, body):
     outputs = [names[id(s.node)] for s in results]
     finish = []
     copies = []
+    writes_args = []
     for i, sink in enumerate(program.sinks):
         if sink.kind == "result" or (sink.kind == "state" and sink.node is None):
+            continue
+        if sink.kind == "assign_arg":  # into this call's array (a graph then captures
+            writes_args.append(sink)       # nothing: see CudaGraphRunner)
+            if not sink.in_place:
+                copies.append(f"a{sink.target}[...] = {names[id(sink.node)]}")
             continue
         if sink.kind == "grad" and sink.node is None:
             ns[f"Q{i}"] = sink.target
@@ -241,6 +256,9 @@ def _sinks(program, ns, names, body):
             finish.append(f"Q{i}._mark_modified()")
         elif sink.kind == "state":
             finish.append(f"Q{i}({o})")
+    if copies:
+        written = set(homes.values()) | {s.home for s in writes_args if s.home is not None}
+        keep_apart(program, names, outputs, body, written)
     body.extend(copies)
     finish.append(f"return ({''.join(f'o{k}, ' for k in range(len(results)))})")
-    return outputs, finish
+    return outputs, finish, bool(writes_args)
