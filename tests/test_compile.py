@@ -217,6 +217,41 @@ def test_the_plan_reads_the_learning_rate_a_scheduler_sets_on_every_run():
         np.testing.assert_array_equal(p.numpy(), q.numpy())
 
 
+@pytest.mark.filterwarnings("ignore:gg.compile.*CUDA graphs need")
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+def test_host_work_and_gradient_edits_inside_the_function_are_redone_on_every_run(
+        cuda_graph):
+    # A scheduler stepped inside the step, gradients clipped by their norm (computed
+    # anew each run: the eager path reads it on the host) and scaled in place.
+    def make():
+        model, opt = model_and_optimiser(lambda ps: gg.optim.SGD(ps, lr=0.5, momentum=0.5))
+        schedule = gg.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            gg.nn.clip_grad_norm_(model.parameters(), 0.05)
+            with gg.no_grad():
+                for p in model.parameters():
+                    p.grad *= 0.9
+            opt.step()
+            schedule.step()
+            return loss
+
+        return model, opt, step
+
+    (eager_model, eager_opt, eager), (model, opt, step) = make(), make()
+    compiled = gg.compile(step, cuda_graph=cuda_graph)
+    for x, y in batches(6):
+        assert compiled(x, y).item() == eager(x, y).item()
+    assert opt.param_groups[0]["lr"] == eager_opt.param_groups[0]["lr"] == 0.5 * 0.5 ** 3
+    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+        np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy())
+    assert len(compiled.plans) == 1
+
+
 def test_optimiser_state_written_by_the_plan_is_the_eager_state():
     eager_model, eager_opt = model_and_optimiser(OPTIMISERS["adam"])
     model, opt = model_and_optimiser(OPTIMISERS["adam"])

@@ -153,11 +153,22 @@ class Recorder:
         tensor.grad = g
         self.grads[tensor] = g
 
+    def host_call(self, fn):
+        """fn() is host work the function did (a scheduler's step): each run does it
+        again, in the function's order."""
+        self.host.append(("call", fn))
+
     def assign(self, tensor, value):
         """tensor's values become value's (an in-place update)."""
         from ..ops.registry import node_of
 
         leaf = tensor._node
+        if leaf is not None and not leaf.op.is_leaf and leaf.seq >= self.start_seq:
+            # A value of this trace (a .grad backward made, say): it now stands for the
+            # new value, for every later reader and sink, as its array does in eager mode.
+            tensor._data, tensor._node = value._data, value._node
+            tensor._mark_modified()
+            return
         if leaf is not None:
             self._assigned_leaves.add(leaf)
         self.assigns[tensor] = value

@@ -12,6 +12,10 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
+    from ..mode import state
+
+    if state.capture is not None:
+        return _clip_recorded(params, max_norm, eps, state.capture)
     total = math.sqrt(sum(float((g._data * g._data).sum()) for g in grads))
     scale = min(1.0, max_norm / (total + eps))
     if scale < 1.0:
@@ -19,4 +23,27 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
             if p.grad is not None:
                 g = p.grad
                 p.grad = Tensor._wrap(g._data * scale, g._dtype, g._device, False)
+    return total
+
+
+def _clip_recorded(params, max_norm, eps, recorder):
+    """Inside gg.compile's function: the same clipping as ops, so that every run of the
+    plan computes its own norm (the eager path reads it on the host); returns the norm as
+    a 0-d tensor. The scale is applied to every gradient (1 when the norm is within
+    max_norm), as one plan serves both cases."""
+    from ..functions import minimum
+    from ..mode import no_grad
+
+    with no_grad():
+        total = None
+        for p in params:
+            if p.grad is not None:
+                g = p.grad
+                term = (g * g).sum().astype("float64")  # as eager: each sum in g's dtype
+                total = term if total is None else total + term
+        total = total.sqrt()
+        scale = minimum(max_norm / (total + eps), 1.0)
+        for p in params:
+            if p.grad is not None:
+                recorder.set_grad(p, p.grad * scale.astype(p.grad.dtype))
     return total

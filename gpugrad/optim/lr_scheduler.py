@@ -18,6 +18,13 @@ class LRScheduler:
             group["lr"] = self.lr_at(base, self.last_epoch)
 
     def step(self):
+        from ..mode import state
+
+        if state.capture is not None:  # inside gg.compile's function: every run steps
+            state.capture.host_call(self._advance)
+        self._advance()
+
+    def _advance(self):
         self.last_epoch += 1
         self._apply()
 
