@@ -399,6 +399,16 @@ def test_an_argument_updated_in_place_is_updated_for_the_caller_on_every_call():
             np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_a_tensor_read_both_as_an_argument_and_directly_is_refused_with_the_line():
+    w = gg.randn(3, requires_grad=True)
+
+    def step(x, also_w):
+        return ((x * w).sum() * also_w.sum()).backward()
+
+    with pytest.raises(gg.CompileError, match=r"also given as an argument.*test_compile.py"):
+        gg.compile(step)(gg.ones(3), w)
+
+
 def test_retrace_false_raises_instead_of_tracing_anew():
     compiled = gg.compile(lambda x: x.exp(), retrace=False)
     compiled(gg.ones(3))

@@ -56,6 +56,7 @@ class Recorder:
         self.guards = []  # (getter, expected value, reason)
         self._assigned_leaves = set()
         self.differentiated = False  # whether a backward ran inside the function
+        self.arguments = set()  # ids of the tensors passed as arguments (traced as copies)
         self._guard_keys = set()
 
     # --- reads ---------------------------------------------------------------------------
@@ -65,6 +66,12 @@ class Recorder:
         for a in args:
             node = a._node
             if node.op.is_leaf or node.seq < start:
+                if id(a) in self.arguments:
+                    raise CompileError(
+                        f"the function reads a tensor it was also given as an argument "
+                        f"directly (at {format_site(user_site(3))}); a plan reads each "
+                        "argument from the call: use the argument, or leave it out of "
+                        "the call")
                 if node in self._assigned_leaves:
                     raise CompileError(
                         f"the function reads a tensor after updating it in place (at "

@@ -205,6 +205,7 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
         if a.__class__ is Tensor:  # a leaf of the trace, whatever made it
             copy = Tensor._wrap(a._data, a._dtype, a._device, a._requires_grad)
             aliases[copy] = a
+            recorder.arguments.add(id(a))
             traced_args.append(copy)
         else:
             traced_args.append(a)
