@@ -267,6 +267,24 @@ def test_optimiser_state_written_by_the_plan_is_the_eager_state():
                                       theirs[i]["exp_avg_sq"].numpy())
 
 
+@pytest.mark.parametrize("when", ["before any step", "after two steps"])
+def test_loading_an_optimiser_state_traces_anew_and_goes_on_as_eager(when):
+    (eager_model, eager_opt, eager), (model, opt, compiled) = eager_and_compiled("adam")
+    data = batches(6)
+    saved = [o.state_dict() for o in (eager_opt, opt)]
+    for x, y in data[:2]:
+        eager(x, y), compiled(x, y)
+    if when == "after two steps":
+        saved = [o.state_dict() for o in (eager_opt, opt)]
+    compiled(*data[2]), eager(*data[2])
+    eager_opt.load_state_dict(saved[0])
+    opt.load_state_dict(saved[1])
+    with pytest.warns(gg.CompileWarning, match="optimiser's state was replaced"):
+        assert compiled(*data[3]).item() == eager(*data[3]).item()
+    for x, y in data[4:]:
+        assert compiled(x, y).item() == eager(x, y).item()
+
+
 def test_dropout_draws_a_new_mask_on_every_run_like_eager_training():
     eager_model, eager_opt = model_and_optimiser(OPTIMISERS["sgd"], dropout=0.5)
     model, opt = model_and_optimiser(OPTIMISERS["sgd"], dropout=0.5)

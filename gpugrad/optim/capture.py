@@ -15,6 +15,11 @@ from .fused_update import fused_update_for
 
 def captured_step(opt, recorder):
     opt._check_grads()  # as in an eager step, before any state advances
+    # load_state_dict replaces the state (by none at all, say): the plan's reads of it
+    # would fail or go on from the old step count, so the function traces anew.
+    state = opt.state
+    recorder.guard(lambda: opt.state is state, "the optimiser's state was replaced "
+                   "(load_state_dict)", key=("optimiser state", id(opt)))
     for group in opt.param_groups:
         params = [p for p in group["params"] if p.grad is not None]
         if not params:

@@ -111,7 +111,10 @@ class Optimizer:
         state = {}
         for i, p in enumerate(params):
             if p in self.state:
-                state[i] = {k: (Tensor._wrap(v, p.dtype, p.device, False)
+                # Copies: a compiled step updates the state arrays in place, and a state
+                # dict taken before it (a checkpoint) must keep its values.
+                state[i] = {k: (Tensor._wrap(p.device.backend.astype(v, p.dtype), p.dtype,
+                                             p.device, False)
                                 if hasattr(v, "shape") else v)
                             for k, v in self.state[p].items()}
         return {"param_groups": [{k: v for k, v in g.items() if k != "params"}
