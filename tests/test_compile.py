@@ -285,17 +285,21 @@ def test_loading_an_optimiser_state_traces_anew_and_goes_on_as_eager(when):
         assert compiled(x, y).item() == eager(x, y).item()
 
 
-def test_dropout_draws_a_new_mask_on_every_run_like_eager_training():
+@pytest.mark.filterwarnings("ignore:gg.compile.*CUDA graphs need")
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+def test_dropout_draws_a_new_mask_on_every_run_like_eager_training(cuda_graph):
     eager_model, eager_opt = model_and_optimiser(OPTIMISERS["sgd"], dropout=0.5)
     model, opt = model_and_optimiser(OPTIMISERS["sgd"], dropout=0.5)
     data = batches(4)
     gg.manual_seed(11)
     eager_losses = [training_step(eager_model, eager_opt)(x, y).item() for x, y in data]
     gg.manual_seed(11)
-    step = gg.compile(training_step(model, opt))
+    step = gg.compile(training_step(model, opt), cuda_graph=cuda_graph)
     losses = [step(x, y).item() for x, y in data]
     assert losses == eager_losses
     assert len(set(losses)) == len(losses)
+    if cuda_graph:  # the mask is an input of the graph, copied in like x and y
+        assert step.plan.run.slots.count("copy") == 3
 
 
 def test_switching_between_train_and_eval_traces_anew_for_the_new_mode():

@@ -167,18 +167,6 @@ def test_host_scalars_a_scheduler_changes_reach_the_body_on_every_run():
     assert static_plan(step).slots.count(SCALARS) == 1  # one vector: one group, one dtype
 
 
-def test_random_draws_are_copied_in_like_arguments():
-    eager_model, eager_opt = model_and_optimiser(OPTIMISERS["sgd"], dropout=0.5)
-    model, opt = model_and_optimiser(OPTIMISERS["sgd"], dropout=0.5)
-    data = batches(4)
-    gg.manual_seed(11)
-    eager_losses = [training_step(eager_model, eager_opt)(x, y).item() for x, y in data]
-    gg.manual_seed(11)
-    step = graph_ready(training_step(model, opt))
-    assert [step(x, y).item() for x, y in data] == eager_losses
-    assert static_plan(step).slots.count(COPY) == 3  # x, y and the dropout mask
-
-
 @pytest.mark.parametrize("name", ["sgd momentum nesterov", "adam"])
 def test_a_0d_parameter_trains_like_eager(name):
     def make():

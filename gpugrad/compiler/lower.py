@@ -61,18 +61,26 @@ def _tensor_guards(leaves, ns, body):
                     f"T{i}._device is not V{i}: raise _Retrace(R{i})")
 
 
+def host_call_or_draw(i, item, ns, names, body):
+    """The code of host item i when it is a callback or a random draw (whose value is
+    then named r{i}); False for a scalars item."""
+    if item[0] == "call":
+        ns[f"H{i}"] = item[1]
+        body.append(f"H{i}()")
+        return True
+    if item[0] == "feed":
+        node = item[1]
+        ns[f"H{i}"] = node.meta["feed"].source
+        names[id(node)] = f"r{i}"
+        body.append(f"r{i} = H{i}()")
+        return True
+    return False
+
+
 def _host(program, ns, names, body):
     """The host work of each run, in the order the function did it."""
     for i, item in enumerate(program.host):
-        if item[0] == "call":
-            ns[f"H{i}"] = item[1]
-            body.append(f"H{i}()")
-        elif item[0] == "feed":
-            node = item[1]
-            ns[f"H{i}"] = node.meta["feed"].source
-            names[id(node)] = f"r{i}"
-            body.append(f"r{i} = H{i}()")
-        else:
+        if not host_call_or_draw(i, item, ns, names, body):
             _, compute, nodes = item
             if not nodes:
                 ns[f"H{i}"] = compute

@@ -29,7 +29,7 @@ import contextlib
 
 import numpy as np
 
-from .lower import Retrace, _guards, _ops, _tensor_guards, keep_apart, kernel_of
+from .lower import Retrace, _guards, _ops, _tensor_guards, host_call_or_draw, keep_apart, kernel_of
 
 COPY, FIXED, SCALARS = "copy", "fixed", "scalars"
 
@@ -113,16 +113,10 @@ def _host(program, ns, names, prep, slots, slot_names):
     vectors; returns the body's lines that take each scalar out of its vector."""
     views = []
     for i, item in enumerate(program.host):
-        if item[0] == "call":
-            ns[f"H{i}"] = item[1]
-            prep.append(f"H{i}()")
-        elif item[0] == "feed":
-            node = item[1]
-            ns[f"H{i}"] = node.meta["feed"].source
-            names[id(node)] = f"r{i}"
-            prep.append(f"r{i} = H{i}()")
-            slots.append(COPY)
-            slot_names.append(f"r{i}")
+        if host_call_or_draw(i, item, ns, names, prep):
+            if item[0] == "feed":  # a random draw: an input of the body
+                slots.append(COPY)
+                slot_names.append(f"r{i}")
         else:
             _, compute, nodes = item
             groups = _by_dtype(nodes)
