@@ -114,6 +114,9 @@ def _scalar_maker(node):
 
 
 def _leaves(leaves, ns, names, body):
+    """Name every leaf not named yet (reading tensors, .grad and optimiser state);
+    returns [(name, feed kind)] of those a run reads (all but constants)."""
+    read = []
     for i, node in enumerate(leaves):
         feed = node.meta["feed"]
         if id(node) in names:
@@ -123,6 +126,7 @@ def _leaves(leaves, ns, names, body):
         elif feed.kind == "const":
             ns[f"c{i}"] = feed.source
             names[id(node)] = f"c{i}"
+            continue
         elif feed.kind == "tensor":
             names[id(node)] = f"t{i}"
             body.append(f"t{i} = T{i}._data")
@@ -136,6 +140,8 @@ def _leaves(leaves, ns, names, body):
             body.append(f"t{i} = F{i}()")
         else:
             raise AssertionError(f"a {feed.kind} leaf without its host step")
+        read.append((names[id(node)], feed.kind))
+    return read
 
 
 def kernel_of(node, backend):

@@ -29,7 +29,16 @@ import contextlib
 
 import numpy as np
 
-from .lower import Retrace, _guards, _ops, _tensor_guards, host_call_or_draw, keep_apart, kernel_of
+from .lower import (
+    Retrace,
+    _guards,
+    _leaves,
+    _ops,
+    _tensor_guards,
+    host_call_or_draw,
+    keep_apart,
+    kernel_of,
+)
 
 COPY, FIXED, SCALARS = "copy", "fixed", "scalars"
 
@@ -77,7 +86,9 @@ def lower_static(program, memory, n_args, kernel_for=kernel_of):
     leaves = program.leaves()
     _tensor_guards(leaves, ns, prep)
     views = _host(program, ns, names, prep, slots, slot_names)
-    _leaves(leaves, ns, names, prep, slots, slot_names)
+    for name, kind in _leaves(leaves, ns, names, prep):  # arguments: copied in; the
+        slots.append(COPY if kind == "arg" else FIXED)  # rest must keep their arrays
+        slot_names.append(name)
     prep.append(f"return ({''.join(n + ', ' for n in slot_names)})")
 
     body = list(views)
@@ -152,37 +163,6 @@ def _vectors(compute, groups):
                      for dtype, keys in groups)
 
     return vectors
-
-
-def _leaves(leaves, ns, names, prep, slots, slot_names):
-    for i, node in enumerate(leaves):
-        feed = node.meta["feed"]
-        if id(node) in names:
-            continue
-        if feed.kind == "arg":
-            names[id(node)] = f"a{feed.source}"
-            slots.append(COPY)
-        elif feed.kind == "const":
-            ns[f"c{i}"] = feed.source
-            names[id(node)] = f"c{i}"
-            continue
-        elif feed.kind == "tensor":
-            names[id(node)] = f"t{i}"
-            prep.append(f"t{i} = T{i}._data")
-            slots.append(FIXED)
-        elif feed.kind == "grad":
-            ns[f"P{i}"] = feed.source
-            names[id(node)] = f"t{i}"
-            prep.append(f"t{i} = P{i}.grad._data")
-            slots.append(FIXED)
-        elif feed.kind == "state":
-            ns[f"F{i}"] = feed.source
-            names[id(node)] = f"t{i}"
-            prep.append(f"t{i} = F{i}()")
-            slots.append(FIXED)
-        else:
-            raise AssertionError(f"a {feed.kind} leaf without its host step")
-        slot_names.append(names[id(node)])
 
 
 def _homes(program):
