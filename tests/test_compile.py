@@ -152,6 +152,32 @@ def test_gradients_accumulate_across_calls_that_do_not_zero_them_as_in_eager_mod
     assert "was None when traced" in str(caught[0].message)  # one trace anew, said why
 
 
+@pytest.mark.filterwarnings("ignore:gg.compile.*(tracing anew|CUDA graphs need)")
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+def test_a_grad_read_before_backward_is_each_runs_gradient_before_it(cuda_graph):
+    def make():
+        w = gg.tensor(np.ones((3, 2), "float32"), requires_grad=True)
+
+        def fn(x):
+            before = w.grad
+            (x @ w).tanh().sum().backward()
+            return before if before is not None else x * 0.0
+
+        return w, fn
+
+    (w, fn), (eager_w, eager) = make(), make()
+    compiled = gg.compile(fn, cuda_graph=cuda_graph)
+    kept = []
+    for _ in range(5):
+        x = gg.tensor(RNG.standard_normal((4, 3)).astype("float32"))
+        got, want = compiled(x), eager(x)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        kept.append((got, want.numpy()))
+    for got, value in kept:  # results keep their values after later runs
+        np.testing.assert_array_equal(got.numpy(), value)
+    np.testing.assert_array_equal(w.grad.numpy(), eager_w.grad.numpy())
+
+
 def test_zeroing_through_the_module_inside_the_function_keeps_one_plan():
     model, opt = model_and_optimiser(OPTIMISERS["sgd"])
 

@@ -135,8 +135,9 @@ class Recorder:
 
         prev = tensor.grad
         if prev is not None and self.grads.get(tensor) is not prev:
-            # A gradient from before the call (no zero_grad): read it on every run.
-            prev = Tensor._wrap(prev._data, prev._dtype, prev._device, False)
+            # A gradient from before the call (no zero_grad): read it on every run. The
+            # tensor itself is the leaf, so that the function's other uses of it (say,
+            # `old = w.grad` returned) read each run's .grad too.
             self.feed(prev, "grad", tensor)
             self.guard(lambda t=tensor: t.grad is not None and t.grad.shape,
                        "a .grad accumulated into changed from None or in shape")

@@ -227,6 +227,7 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
     with _collector_paused():
         traced = build(recorder, tensor_args, tensors)
         program = build(recorder, tensor_args, tensors)
+        _detach_grads(recorder)
         stats = passes.run_all(program) if optimize else {}
         memory = plan_memory(program)
         ready = graph_ready(program, memory, len(tensor_args), _name(fn)) if cuda_graph \
@@ -243,6 +244,15 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
         # of this call (a .grad, a parameter) must not be those arrays
         tensors = [Tensor._wrap(t._data.copy(), t._dtype, t._device, False) for t in tensors]
     return _unflatten(treedef, [t.detach() for t in tensors]), plan
+
+
+def _detach_grads(recorder):
+    """The .grad the trace left: without the trace's node, as eager gradients are (a
+    later trace reading it would otherwise follow that node into a finished trace)."""
+    for tensor in recorder.grads:
+        g = tensor.grad
+        if g is not None and g._node is not None:
+            tensor.grad = Tensor._wrap(g._data, g._dtype, g._device, False)
 
 
 @contextmanager

@@ -239,22 +239,22 @@ def _sinks(program, ns, names, body):
     return ordered
 
 
-def keep_apart(program, names, outputs, body, written):
-    """Outputs that may be views of an array about to be written (a result such as
-    `w.detach()` or `w.T` taken before `w -= ...`) are copied first: they keep the values
-    of when they were made, as in eager mode. `written`: the leaves written into."""
+def keep_apart(program, names, results, body, written):
+    """Results that may be views of an array about to be written (`w.detach()`, `w.T`
+    or `w.grad` itself, taken before the update) are copied first: they keep the values
+    of when they were made, as in eager mode. `written`: the leaves written into;
+    `results`: the result variables, renamed in place where copied."""
     from .memory import _view_base
 
     nodes = {names[id(n)]: n for n in program.nodes if id(n) in names}
-    written_names = {names[id(h)] for h in written if id(h) in names}
-    for k, name in enumerate(outputs):
+    for k, name in enumerate(results):
         node = nodes.get(name)
-        if node is None or name in written_names:
+        if node is None:
             continue
         base = _view_base(node)
         if base is None or base in written:
             body.append(f"{name}_kept = {name}.copy()  # a view of an array written below")
-            outputs[k] = f"{name}_kept"
+            results[k] = f"{name}_kept"
 
 
 def _context(program):

@@ -232,7 +232,9 @@ def _sinks(program, ns, names, body):
             finish.append(f"Q{i}({o})")
     if copies:
         written = set(homes.values()) | {s.home for s in writes_args if s.home is not None}
-        keep_apart(program, names, outputs, body, written)
+        kept = outputs[:len(results)]
+        keep_apart(program, names, kept, body, written)
+        outputs[:len(results)] = kept
     body.extend(copies)
     finish.append(f"return ({''.join(f'o{k}, ' for k in range(len(results)))})")
     return outputs, finish, bool(writes_args)
