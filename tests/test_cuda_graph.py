@@ -240,10 +240,12 @@ class ReplayOnNumpy:
     captured kernels on the captured addresses) and puts its outputs in the captured
     list. It checks the runner's bookkeeping — what it copies into the buffers, when it
     captures, what it does when a graph is wrong or a capture fails — not CUDA.
-    wrong=True: the launch gives other bits; fail=True: the capture raises."""
+    wrong=True: the launch gives other bits; fail=True: the capture raises;
+    fail_after=n: every launch after the n-th raises."""
 
-    def __init__(self, wrong=False, fail=False):
-        self.wrong, self.fail, self.launches = wrong, fail, 0
+    def __init__(self, wrong=False, fail=False, fail_after=None):
+        self.wrong, self.fail, self.fail_after = wrong, fail, fail_after
+        self.launches = self.released = 0
 
     def to_device(self, vector):
         return vector.copy()
@@ -254,6 +256,9 @@ class ReplayOnNumpy:
     def equal(self, a, b):
         return np.array_equal(a, b, equal_nan=True)
 
+    def release(self, pool):
+        self.released += 1
+
     def capture(self, body, buffers):
         if self.fail:
             raise RuntimeError("an op that cannot be captured")
@@ -261,12 +266,14 @@ class ReplayOnNumpy:
 
         class Graph:
             def launch(self):
+                if stand_in.launches == stand_in.fail_after:
+                    raise RuntimeError("cudaErrorLaunchFailure")
                 stand_in.launches += 1
                 outputs[:] = body(*buffers)
                 if stand_in.wrong:
                     outputs[0] = outputs[0] + 1
 
-        return Graph(), outputs, None
+        return Graph(), outputs, "a pool"
 
 
 def with_runner(step, device):
@@ -286,7 +293,7 @@ def test_the_runner_warms_up_captures_once_then_replays_like_eager_training():
     for i, (x, y) in enumerate(data[1:]):
         assert step(x, y).item() == eager(x, y).item()
         assert runner.status == ("warming up" if i == 0 else "captured")
-    assert runner.captures == 1 and device.launches == 5  # one to check, four replays
+    assert runner.captures == 1 and device.launches == 6  # two to check, four replays
     for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
         np.testing.assert_array_equal(p.numpy(), q.numpy())
 
@@ -297,7 +304,8 @@ def test_a_tensor_given_a_new_array_is_captured_anew():
     eager, step = training_step(eager_model, eager_opt), graph_ready(training_step(model, opt))
     data = batches(6)
     step(*data[0]), eager(*data[0])
-    runner = with_runner(step, ReplayOnNumpy())
+    device = ReplayOnNumpy()
+    runner = with_runner(step, device)
     for x, y in data[1:4]:
         assert step(x, y).item() == eager(x, y).item()
     weight = next(iter(model.parameters()))
@@ -306,6 +314,7 @@ def test_a_tensor_given_a_new_array_is_captured_anew():
         assert step(*data[4]).item() == eager(*data[4]).item()
     assert step(*data[5]).item() == eager(*data[5]).item()
     assert runner.captures == 2 and runner.status == "captured"
+    assert device.released == 1  # the first graph's memory, given back
 
 
 @pytest.mark.parametrize("problem", ["wrong", "fail"])
@@ -315,7 +324,8 @@ def test_a_graph_that_fails_its_check_is_dropped_and_the_step_stands(problem):
     eager, step = training_step(eager_model, eager_opt), graph_ready(training_step(model, opt))
     data = batches(5)
     step(*data[0]), eager(*data[0])
-    runner = with_runner(step, ReplayOnNumpy(**{problem: True}))
+    device = ReplayOnNumpy(**{problem: True})
+    runner = with_runner(step, device)
     step(*data[1]), eager(*data[1])
     expected = "differs from the plan run without it" if problem == "wrong" else \
         "the capture failed .RuntimeError: an op that cannot be captured"
@@ -324,8 +334,24 @@ def test_a_graph_that_fails_its_check_is_dropped_and_the_step_stands(problem):
     for x, y in data[3:]:  # from then on, the plan without a graph
         assert step(x, y).item() == eager(x, y).item()
     assert runner.status.startswith("not captured") and runner.graph is None
+    assert device.released == (problem == "wrong")  # a failed capture frees its own
     for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
         np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def test_a_replay_that_fails_leaves_the_plan_without_a_graph_and_the_step_runs():
+    eager_model, eager_opt = model_and_optimiser(OPTIMISERS["adam"])
+    model, opt = model_and_optimiser(OPTIMISERS["adam"])
+    eager, step = training_step(eager_model, eager_opt), graph_ready(training_step(model, opt))
+    data = batches(6)
+    step(*data[0]), eager(*data[0])
+    runner = with_runner(step, ReplayOnNumpy(fail_after=3))  # two to check, one replay
+    for x, y in data[1:4]:
+        assert step(x, y).item() == eager(x, y).item()
+    with pytest.warns(gg.CompileWarning, match="a replay failed .RuntimeError"):
+        assert step(*data[4]).item() == eager(*data[4]).item()
+    assert step(*data[5]).item() == eager(*data[5]).item()
+    assert runner.status.startswith("not captured: a replay failed")
 
 
 @given(random_programs())

@@ -52,7 +52,18 @@ class _Library:
         self.lib = _load()
         for name in ("cublasSgemm_v2", "cublasDgemm_v2"):
             getattr(self.lib, name).restype = ctypes.c_int
-        self.handles = {}
+        self.handles = {}  # device id -> handle
+        self.workspaces = {}  # handle value -> its workspace (set with every stream)
+
+    def set_stream(self, handle, stream):
+        """Run the handle's calls on `stream`. cublasSetStream resets the workspace to
+        cuBLAS's own pool, which would allocate inside a capture: set ours again."""
+        _check(self.lib.cublasSetStream_v2(handle, ctypes.c_void_p(stream)),
+               "cublasSetStream")
+        workspace = self.workspaces[handle.value]
+        _check(self.lib.cublasSetWorkspace_v2(handle, ctypes.c_void_p(workspace.data.ptr),
+                                              ctypes.c_size_t(WORKSPACE_BYTES)),
+               "cublasSetWorkspace")
 
     def handle(self, cupy):
         """This device's handle, made (with its workspace) outside any capture."""
@@ -61,12 +72,9 @@ class _Library:
         if entry is None:
             handle = ctypes.c_void_p()
             _check(self.lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
-            workspace = cupy.empty(WORKSPACE_BYTES, dtype="uint8")
-            _check(self.lib.cublasSetWorkspace_v2(handle, ctypes.c_void_p(workspace.data.ptr),
-                                                  ctypes.c_size_t(WORKSPACE_BYTES)),
-                   "cublasSetWorkspace")
-            entry = self.handles[device] = (handle, workspace)
-        return entry[0]
+            self.workspaces[handle.value] = cupy.empty(WORKSPACE_BYTES, dtype="uint8")
+            entry = self.handles[device] = handle
+        return entry
 
 
 def _load():
@@ -108,7 +116,7 @@ def library():
     if _library is None and _unavailable is None:
         try:
             _library = _Library()
-        except (OSError, AttributeError) as exc:
+        except (OSError, AttributeError, ImportError) as exc:  # CuPy 14: ImportError
             _unavailable = f"{type(exc).__name__}: {exc}"
     return _library
 
@@ -145,8 +153,7 @@ def gemm(cupy, a, b, out=None):
     (a, a_layout), (b, b_layout) = layouts
     op_1, op_2, m_, n_, k_, ld_1, ld_2, ld_c = gemm_call(a_layout, b_layout, m, n, k)
     handle = lib.handle(cupy)
-    _check(lib.lib.cublasSetStream_v2(handle, ctypes.c_void_p(cupy.cuda.get_current_stream().ptr)),
-           "cublasSetStream")
+    lib.set_stream(handle, cupy.cuda.get_current_stream().ptr)
     scalar = ctypes.c_float if a.dtype.char == "f" else ctypes.c_double
     one, zero = scalar(1.0), scalar(0.0)
     function = lib.lib.cublasSgemm_v2 if a.dtype.char == "f" else lib.lib.cublasDgemm_v2

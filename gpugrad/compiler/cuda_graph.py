@@ -74,9 +74,8 @@ class CudaGraphs:
     def write(self, buffer, vector):
         import cupy
 
-        # One host-to-device copy, ordered on the current stream before the launch; the
-        # asynchronous form stages the host vector and returns, without waiting for the
-        # previous replay to finish.
+        # One host-to-device copy, ordered on the current stream before the launch (from
+        # pageable memory CUDA stages it, and may wait for the stream to do so).
         buffer.set(vector, stream=cupy.cuda.get_current_stream())
 
     def equal(self, a, b):
@@ -85,9 +84,10 @@ class CudaGraphs:
         return bool(cupy.array_equal(a, b, equal_nan=True))
 
     def capture(self, body, buffers):
-        """(graph, the body's outputs, what must live as long as the graph) of body
-        captured on a stream of its own, with a memory pool of its own; nothing runs
-        until graph.launch()."""
+        """(graph, the body's outputs, its memory pool) of body captured on a stream of
+        its own, with a memory pool of its own (the graph's intermediates keep their
+        addresses there, and nothing else allocates there); nothing runs until
+        graph.launch()."""
         import cupy
 
         pool = cupy.cuda.MemoryPool()
@@ -96,10 +96,23 @@ class CudaGraphs:
             stream.begin_capture()
             try:
                 outputs = body(*buffers)
-            finally:
-                graph = stream.end_capture()  # leaves capture mode even when body raised
-        # The graph's intermediates live in the pool: it goes when the graph goes.
-        return graph, list(outputs), (pool, stream)
+            except BaseException:
+                try:  # leave capture mode; the body's error is the one worth reporting
+                    stream.end_capture()
+                except Exception:  # noqa: BLE001, S110 - the capture was invalidated
+                    pass
+                pool.free_all_blocks()
+                raise
+            graph = stream.end_capture()
+        return graph, list(outputs), pool
+
+    def release(self, pool):
+        """Give back a dropped graph's memory: CuPy keeps a pool's cached blocks until
+        asked, even once the pool object is gone. After the graph's last launch ran."""
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+        pool.free_all_blocks()
 
 
 class CudaGraphRunner:
@@ -157,7 +170,12 @@ class CudaGraphRunner:
                 buffer[...] = value
             elif kind == SCALARS:
                 self.device.write(buffer, value)
-        self.graph.launch()
+        try:
+            self.graph.launch()
+        except Exception as exc:  # noqa: BLE001 - whatever it is, run without the graph
+            self._give_up(f"a replay failed ({type(exc).__name__}: {exc})")
+            static = self.static
+            return static.finish(*static.body(*static.inputs_on_device(inputs)))
         return self._finish(self._outputs)
 
     def _finish(self, outputs):
@@ -168,7 +186,7 @@ class CudaGraphRunner:
     def _capture(self, inputs):
         """Capture the body on this call's inputs, check it, and run this call's step."""
         static = self.static
-        self.graph = None
+        self._drop_graph()
         self.captures += 1
         # Copies keep the arguments' memory order: reductions then add in the same order.
         buffers = [value.copy(order="K") if kind == COPY else
@@ -180,13 +198,23 @@ class CudaGraphRunner:
         expected = [o.copy() for o in reference]
         after = [b.copy() for b in fixed]
         _restore(fixed, before)
+        kept = None
         try:
             graph, outputs, kept = self.device.capture(static.body, buffers)
-            graph.launch()
-            mismatch = self._first_difference(outputs, expected, fixed, after)
+            mismatch = None
+            for launch in ("first", "second"):  # a graph must relaunch, not just launch
+                graph.launch()
+                mismatch = self._first_difference(outputs, expected, fixed, after)
+                if mismatch is not None:
+                    mismatch = f"{mismatch} (its {launch} launch)"
+                    break
+                if launch == "first":
+                    _restore(fixed, before)
         except Exception as exc:  # noqa: BLE001 - any failure means: run without a graph
             mismatch = f"the capture failed ({type(exc).__name__}: {exc}{_why_cublas()})"
         if mismatch is not None:
+            if kept is not None:
+                self.device.release(kept)
             _restore(fixed, after)  # the reference run's step stands
             self._give_up(mismatch)
             return self._finish(reference)
@@ -194,11 +222,16 @@ class CudaGraphRunner:
         self.status = "captured"
         return self._finish(outputs)
 
+    def _drop_graph(self):
+        if self._kept is not None:
+            self.device.release(self._kept)
+        self.graph = self._kept = None
+
     def _give_up(self, why):
         """From now on the plan runs without a graph; a warning says why."""
         from .compiled import CompileWarning
 
-        self.graph = None
+        self._drop_graph()
         self.status = f"not captured: {why}"
         warnings.warn(f"gg.compile({self.name}, cuda_graph=True): {why}; the plan runs "
                       "without a CUDA graph", CompileWarning, stacklevel=6)
