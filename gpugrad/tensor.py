@@ -20,7 +20,7 @@ class Tensor:
     # before then can no longer differentiate with it (registry.run_vjp checks).
     # _base: the tensor whose array this one may share (a view op's input, a detach()'s
     # source), whose in-place changes are this one's too; None for most.
-    __slots__ = ("_data", "_dtype", "_device", "_requires_grad", "_node", "grad",
+    __slots__ = ("_data", "_dtype", "_device", "_requires_grad", "_node", "_grad",
                  "_version", "_base", "__weakref__")
     __array_ufunc__ = None  # ndarray + Tensor goes to Tensor.__radd__, not to NumPy
 
@@ -29,7 +29,7 @@ class Tensor:
 
         made = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
         self._data, self._dtype, self._device = made._data, made._dtype, made._device
-        self._requires_grad, self._node, self.grad = made._requires_grad, None, None
+        self._requires_grad, self._node, self._grad = made._requires_grad, None, None
         self._version = 0
         self._base = None
 
@@ -42,10 +42,22 @@ class Tensor:
         t._device = device
         t._requires_grad = requires_grad
         t._node = node
-        t.grad = None
+        t._grad = None
         t._version = 0
         t._base = None
         return t
+
+    @property
+    def grad(self):
+        """The gradient backward() accumulated here (a Tensor), or None."""
+        g = self._grad
+        if g is not None and _state.capture is not None:  # inside gg.compile's trace
+            _state.capture.read_grad(self, g)
+        return g
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = value
 
     def _mark_modified(self):
         """Say that this tensor's values were just changed in place (see _version)."""

@@ -457,6 +457,100 @@ def test_a_tensor_read_both_as_an_argument_and_directly_is_refused_with_the_line
         gg.compile(step)(gg.ones(3), w)
 
 
+@pytest.mark.filterwarnings("ignore:gg.compile.*(tracing anew|CUDA graphs need)")
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+def test_gradients_made_in_one_compiled_function_are_read_by_another(cuda_graph):
+    # Accumulation over micro-batches: backward in one function, the update in another;
+    # the second reads each call's .grad, not the one it saw when traced.
+    def make():
+        model, opt = model_and_optimiser(OPTIMISERS["adam"])
+
+        def accumulate(x, y):
+            F.cross_entropy(model(x), y).backward()
+
+        def update():
+            norm = sum((p.grad * p.grad).sum() for p in model.parameters())
+            opt.step()
+            opt.zero_grad()
+            return norm
+
+        return model, accumulate, update
+
+    (model, accumulate, update), (eager_model, eager_accumulate, eager_update) = \
+        make(), make()
+    accumulate = gg.compile(accumulate, cuda_graph=cuda_graph)
+    update = gg.compile(update, cuda_graph=cuda_graph)
+    data = batches(8)
+    for i in range(0, 8, 2):
+        for x, y in data[i:i + 2]:
+            accumulate(x, y), eager_accumulate(x, y)
+        assert update().item() == eager_update().item()  # the gradients' norm
+        for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
+            np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def test_a_parameter_frozen_or_unfrozen_between_calls_traces_anew():
+    (eager_model, _, eager), (model, _, compiled) = eager_and_compiled("sgd")
+    data = batches(4)
+    for x, y in data[:2]:
+        eager(x, y), compiled(x, y)
+    for m in (model, eager_model):
+        m[0].weight.requires_grad = False
+    with pytest.warns(gg.CompileWarning, match="requires_grad"):
+        assert compiled(*data[2]).item() == eager(*data[2]).item()
+    assert compiled(*data[3]).item() == eager(*data[3]).item()
+    np.testing.assert_array_equal(model[0].weight.numpy(), eager_model[0].weight.numpy())
+    assert model[0].weight.grad is None
+
+
+def test_a_gradient_penalty_through_create_graph_compiles():
+    def make():
+        gg.manual_seed(4)
+        w = gg.randn(3, 2, requires_grad=True)
+
+        def step(x):
+            w.grad = None
+            (x @ w).tanh().sum().backward(create_graph=True)
+            penalty = (w.grad ** 2).sum()
+            w.grad = None
+            penalty.backward()
+            return penalty, w.grad
+
+        return step
+
+    compiled, eager = gg.compile(make()), make()
+    for _ in range(3):
+        x = gg.randn(4, 3)
+        for a, b in zip(compiled(x), eager(x), strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_composite_ops_run_their_ops_inside_a_compiled_function():
+    @gg.composite_op("test_compile::block", replace=True)
+    def block(x, w):
+        return (x @ w).tanh()
+
+    w = gg.randn(3, 3)
+    compiled = gg.compile(lambda x: block(x, w).sum())
+    for _ in range(3):
+        x = gg.randn(2, 3)
+        assert compiled(x).item() == block(x, w).sum().item()
+
+
+def test_a_defvjp_op_differentiated_inside_a_compiled_function_is_refused():
+    @gg.custom_op("test_compile::softplus", replace=True)
+    def softplus(x):
+        return gg.array_namespace(x).logaddexp(0.0, x)
+
+    softplus.defvjp(lambda x: (softplus(x), (x,)), lambda res, g: (g * res[0].sigmoid(),))
+    w = gg.randn(3, requires_grad=True)
+    forward = gg.compile(lambda x: softplus(x).sum())  # without a gradient: fine
+    x = gg.randn(3)
+    assert forward(x).item() == softplus(x).sum().item()
+    with pytest.raises(gg.CompileError, match="defvjp.*register_vjp"):
+        gg.compile(lambda x: softplus(x * w).sum().backward())(x)
+
+
 def test_retrace_false_raises_instead_of_tracing_anew():
     compiled = gg.compile(lambda x: x.exp(), retrace=False)
     compiled(gg.ones(3))

@@ -87,6 +87,21 @@ class Recorder:
             "value is only known when the plan runs: return the tensor and read it after "
             "the call")
 
+    def read_grad(self, owner, g):
+        """owner.grad (g) was read inside the function. A gradient from before the call
+        (zero_grad never ran, or backward happened in another function) is a leaf that
+        every run reads from owner.grad anew: the tensor itself, so that each of the
+        function's uses of it (an optimiser's, a returned `old = w.grad`) reads it."""
+        node = g._node
+        if node is not None and not node.op.is_leaf and node.seq >= self.start_seq:
+            return  # a value of this trace
+        if self.grads.get(owner) is g or node in self.feeds:
+            return
+        self.feed(g, "grad", owner)
+        self.guard(lambda t=owner: t.grad is not None and t.grad.shape,
+                   "a .grad read or accumulated into changed from None or in shape",
+                   key=("grad read", id(owner)))
+
     def random(self, tensor, draw):
         """A tensor of random numbers made inside the function: drawn anew on every run."""
         self.host.append(("feed", self.feed(tensor, "random", draw)))
@@ -133,15 +148,8 @@ class Recorder:
         from ..ops.registry import node_of
         from ..tensor import Tensor
 
-        prev = tensor.grad
-        if prev is not None and self.grads.get(tensor) is not prev:
-            # A gradient from before the call (no zero_grad): read it on every run. The
-            # tensor itself is the leaf, so that the function's other uses of it (say,
-            # `old = w.grad` returned) read each run's .grad too.
-            self.feed(prev, "grad", tensor)
-            self.guard(lambda t=tensor: t.grad is not None and t.grad.shape,
-                       "a .grad accumulated into changed from None or in shape")
-        elif prev is None and tensor not in self.cleared and tensor not in self.grads:
+        prev = tensor.grad  # a gradient from before the call is fed (see read_grad)
+        if prev is None and tensor not in self.cleared and tensor not in self.grads:
             # None when the call began: the plan sets .grad, as eager does only while
             # nothing is there to add to; a .grad left from before traces anew.
             self.guard(lambda t=tensor: t.grad is None, "a .grad accumulated into was None "
@@ -152,8 +160,8 @@ class Recorder:
         total = g if prev is None else ew.add(prev, g)
         # The trace's gradient keeps its node, so that ops reading .grad later in the
         # function (an optimiser) are recorded as reading it.
-        tensor.grad = Tensor._wrap(total._data, total._dtype, total._device, False,
-                                   total._node)
+        tensor.grad = Tensor._wrap(total._data, total._dtype, total._device,
+                                   total._requires_grad, total._node)  # create_graph
         self.grads[tensor] = tensor.grad
 
     def set_grad(self, tensor, g):

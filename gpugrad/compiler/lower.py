@@ -47,18 +47,21 @@ def _guards(program, ns, body):
 
 
 def _tensor_guards(leaves, ns, body):
-    """A tensor read by identity must still have the shape, dtype and device the plan
-    was made for (a parameter replaced by one of another shape makes a new trace)."""
+    """A tensor read by identity must still have the shape, dtype, device and
+    requires_grad the plan was made for (a parameter replaced by one of another shape, or
+    frozen, makes a new trace)."""
     for i, node in enumerate(leaves):
         feed = node.meta["feed"]
         if feed.kind != "tensor":
             continue
         ns[f"T{i}"] = feed.source
         ns[f"S{i}"], ns[f"D{i}"], ns[f"V{i}"] = node.shape, node.dtype, node.device
+        ns[f"RG{i}"] = feed.source._requires_grad
         ns[f"R{i}"] = (f"a tensor the function reads ({tuple(node.shape)} {node.dtype}) "
-                       "changed shape, dtype or device")
+                       "changed shape, dtype, device or requires_grad")
         body.append(f"if T{i}._data.shape != S{i} or T{i}._dtype is not D{i} or "
-                    f"T{i}._device is not V{i}: raise _Retrace(R{i})")
+                    f"T{i}._device is not V{i} or T{i}._requires_grad is not RG{i}: "
+                    f"raise _Retrace(R{i})")
 
 
 def host_call_or_draw(i, item, ns, names, body):

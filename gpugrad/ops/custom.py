@@ -11,6 +11,8 @@ import threading
 
 from ..dtypes import SUPPORTED, as_dtype
 from ..errors import DeviceError, DTypeError, GpugradError, GraphError, ShapeError
+from ..mode import state
+from ..node import format_site, user_site
 from ..spec import Spec
 from ..tensor import Tensor
 from .registry import REGISTRY, OpDef, apply, register
@@ -31,6 +33,15 @@ def _check_name(name, replace):
     if name in REGISTRY and not replace:
         raise ValueError(f"op {name!r} is already registered (by "
                          f"{REGISTRY[name].source}); pass replace=True to redefine it")
+
+
+def _refused_in_compile(op):
+    from ..compiler.capture import CompileError
+
+    return CompileError(
+        f"{op.name}: a defvjp op's residuals are arrays of the traced call, which a "
+        f"compiled plan cannot compute anew (at {format_site(user_site(3))}); register "
+        "its VJP with register_vjp to use it inside gg.compile")
 
 
 class CustomOp(OpDef):
@@ -70,6 +81,8 @@ class CustomOp(OpDef):
         _stash.residuals = None
         result = apply(self, inputs, attrs)
         node = result._node
+        if node is not None and node.saved is not None and state.capture is not None:
+            raise _refused_in_compile(self)
         if node is not None and node.saved is not None:
             # The residuals ride along with the saved inputs: freed with them once the
             # backward has used them.
@@ -307,6 +320,10 @@ class CompositeOp(OpDef):
         from ..tensor import Tensor
 
         tensors = [x if isinstance(x, Tensor) else _tensor(x) for x in inputs]
+        if state.capture is not None:
+            # Inside gg.compile's trace: its ops are the plan's (a plan runs kernels,
+            # and this node's kernel only hands back the value computed at the call).
+            return self._fn(*tensors, **attrs)
         with no_grad():  # the value only; the backward computes again what it needs
             self._result = self._fn(*tensors, **attrs)
         try:

@@ -179,7 +179,7 @@ def apply(op, args, attrs):
     result._dtype = dtype
     result._device = device
     result._requires_grad = requires_grad
-    result._node = result.grad = None
+    result._node = result._grad = None
     result._version = 0
     result._base = args[0] if op.returns_view else None
     if state.special:
