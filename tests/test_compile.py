@@ -551,6 +551,21 @@ def test_a_defvjp_op_differentiated_inside_a_compiled_function_is_refused():
         gg.compile(lambda x: softplus(x * w).sum().backward())(x)
 
 
+def test_a_backward_into_an_argument_adds_to_its_grad_and_says_how_to_avoid_retraces():
+    w = gg.tensor([1.0, 2.0])
+
+    def fn(x):
+        (x * w).sum().backward()
+
+    compiled = gg.compile(fn)
+    x = gg.tensor([1.0, 1.0], requires_grad=True)
+    x.grad = gg.tensor([100.0, 100.0])
+    compiled(x)
+    np.testing.assert_array_equal(x.grad.numpy(), [101.0, 102.0])  # added, as eager does
+    with pytest.warns(gg.CompileWarning, match=r"into an argument.*gg.grad\(loss, \[x\]\)"):
+        compiled(gg.tensor([1.0, 1.0], requires_grad=True))
+
+
 def test_retrace_false_raises_instead_of_tracing_anew():
     compiled = gg.compile(lambda x: x.exp(), retrace=False)
     compiled(gg.ones(3))

@@ -15,6 +15,13 @@ from ..errors import GpugradError
 from ..mode import state, switch
 from ..node import format_site, user_site
 
+_GRAD_SET = ("a .grad accumulated into was None when traced and holds a gradient now "
+             "(zero the gradients inside the function, or before every call)")
+# A plan stores gradients into the tensors it was traced with; an argument is another
+# tensor at every call, so its gradient makes a new trace each time.
+_ARGUMENT_GRAD = ("a backward() into an argument traces anew at every call: compute it "
+                  "with gg.grad(loss, [x]) inside the function and return it")
+
 
 class CompileError(GpugradError, RuntimeError):
     """gg.compile cannot turn this function into a plan (the message says why)."""
@@ -57,6 +64,7 @@ class Recorder:
         self._assigned_leaves = set()
         self.differentiated = False  # whether a backward ran inside the function
         self.arguments = set()  # ids of the tensors passed as arguments (traced as copies)
+        self.argument_copies = set()  # ids of those copies
         self._guard_keys = set()
 
     # --- reads ---------------------------------------------------------------------------
@@ -152,9 +160,9 @@ class Recorder:
         if prev is None and tensor not in self.cleared and tensor not in self.grads:
             # None when the call began: the plan sets .grad, as eager does only while
             # nothing is there to add to; a .grad left from before traces anew.
-            self.guard(lambda t=tensor: t.grad is None, "a .grad accumulated into was None "
-                       "when traced and holds a gradient now (zero the gradients inside "
-                       "the function, or before every call)", key=("grad was None", id(tensor)))
+            self.guard(lambda t=tensor: t.grad is None, _GRAD_SET if id(tensor) not in
+                       self.argument_copies else _ARGUMENT_GRAD,
+                       key=("grad was None", id(tensor)))
         if g._node is None or g._node.op.is_leaf:
             self.leaves.setdefault(node_of(g), g)
         total = g if prev is None else ew.add(prev, g)

@@ -204,8 +204,10 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
     for a in args:
         if a.__class__ is Tensor:  # a leaf of the trace, whatever made it
             copy = Tensor._wrap(a._data, a._dtype, a._device, a._requires_grad)
+            copy._grad = a._grad  # a backward inside adds to it, as in eager mode
             aliases[copy] = a
             recorder.arguments.add(id(a))
+            recorder.argument_copies.add(id(copy))
             traced_args.append(copy)
         else:
             traced_args.append(a)
