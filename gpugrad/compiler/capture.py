@@ -9,6 +9,7 @@ state, the scalars computed on the host on every step (learning rate, bias
 corrections), and random draws — each of which a plan must redo on every run.
 """
 
+import itertools
 from contextlib import contextmanager
 
 from ..errors import GpugradError
@@ -17,8 +18,6 @@ from ..node import format_site, user_site
 
 _GRAD_SET = ("a .grad accumulated into was None when traced and holds a gradient now "
              "(zero the gradients inside the function, or before every call)")
-# A plan stores gradients into the tensors it was traced with; an argument is another
-# tensor at every call, so its gradient makes a new trace each time.
 _ARGUMENT_GRAD = ("a backward() into an argument traces anew at every call: compute it "
                   "with gg.grad(loss, [x]) inside the function and return it")
 
@@ -157,11 +156,15 @@ class Recorder:
         from ..tensor import Tensor
 
         prev = tensor.grad  # a gradient from before the call is fed (see read_grad)
-        if prev is None and tensor not in self.cleared and tensor not in self.grads:
+        if id(tensor) in self.argument_copies:
+            # A plan stores gradients into the tensors it was traced with; an argument
+            # is another tensor at every call: such a plan is never reused.
+            self.guard(itertools.count().__next__, _ARGUMENT_GRAD,
+                       key=("argument grad", id(tensor)))
+        elif prev is None and tensor not in self.cleared and tensor not in self.grads:
             # None when the call began: the plan sets .grad, as eager does only while
             # nothing is there to add to; a .grad left from before traces anew.
-            self.guard(lambda t=tensor: t.grad is None, _GRAD_SET if id(tensor) not in
-                       self.argument_copies else _ARGUMENT_GRAD,
+            self.guard(lambda t=tensor: t.grad is None, _GRAD_SET,
                        key=("grad was None", id(tensor)))
         if g._node is None or g._node.op.is_leaf:
             self.leaves.setdefault(node_of(g), g)
