@@ -99,6 +99,11 @@ class Tensor:
         if value and self._dtype.kind != "f":
             raise DTypeError(f"only floating-point tensors can require gradients, this one "
                              f"is {self._dtype}")
+        if not self.is_leaf and _state.capture is not None:
+            raise RuntimeError("requires_grad can only be changed on leaf tensors, and inside "
+                               "gg.compile's function detach() is an op, not a leaf: pass "
+                               "the tensor as an argument that requires grad, or take "
+                               "gg.grad(loss, [x]) with respect to it directly")
         if not self.is_leaf:
             raise RuntimeError("requires_grad can only be changed on leaf tensors; use "
                                ".detach() to get a leaf")
