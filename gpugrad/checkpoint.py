@@ -7,8 +7,10 @@ file is written atomically: to a temporary file in the same folder, flushed to d
 renamed over the target, so a crash mid-save leaves the previous checkpoint intact.
 """
 
+import contextlib
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -72,6 +74,37 @@ def _create_temporary(folder):
             continue
 
 
+def _write_npz(f, arrays):
+    """What np.savez(f, **arrays) writes (one .npy member per array, zip64, stored),
+    but cleaned up so that an interrupt mid-write is what the caller gets.
+
+    np.savez closes its archive in a `finally`: when a Ctrl-C lands while zipfile
+    closes a member, the member stays open, and that close fails with "Can't close
+    the ZIP file while there is an open writing handle" - a ValueError that replaces
+    the KeyboardInterrupt (so `gpugrad train` would die instead of finishing its run),
+    and the archive, never closed, prints a traceback when it is collected. Here the
+    member is closed again, then the archive, before the interrupt goes on. (Deferring
+    SIGINT during the write instead would work only in the main thread, swap the
+    process's handler under whoever installed it, and leave Ctrl-C unanswered for as
+    long as a large checkpoint takes.)"""
+    archive = zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True)
+    member = None
+    try:
+        for name, array in arrays.items():
+            member = archive.open(f"{name}.npy", "w", force_zip64=True)
+            np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+            member.close()
+        archive.close()
+    except BaseException:
+        # The file is about to be deleted: only the archive's state matters here, and
+        # its errors must not replace the one going on.
+        for handle in (member, archive):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
+        raise
+
+
 def save(obj, path):
     """Write `obj` (e.g. model.state_dict(), or {"model": ..., "epoch": 3}) to `path`."""
     path = os.fspath(path)
@@ -81,7 +114,7 @@ def save(obj, path):
     fd, tmp = _create_temporary(folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{_INDEX: np.array(json.dumps(index))}, **arrays)
+            _write_npz(f, {_INDEX: np.array(json.dumps(index)), **arrays})
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -38,3 +38,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def compile_quietly(fn, cuda_graph=True):
+    """gg.compile(fn, cuda_graph=...), without the warning that a CPU has no CUDA graphs;
+    the CompiledFunction is `.compiled` of the callable returned."""
+    import warnings
+
+    compiled = gg.compile(fn, cuda_graph=cuda_graph)
+
+    def call(*args):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "gg.compile.*CUDA graphs need",
+                                    gg.CompileWarning)
+            return compiled(*args)
+
+    call.compiled = compiled
+    return call

@@ -82,8 +82,8 @@ def _scatter_call(index, shape):
     from gpugrad.ops.shape import scatter_add
 
     def call(g):
-        key = normalize_index(gg.zeros(shape, device=g.device), index)
-        return scatter_add(g, index=key, shape=shape)
+        key, arrays = normalize_index(gg.zeros(shape, device=g.device), index)
+        return scatter_add(g, *arrays, index=key, shape=shape)
 
     return call
 

@@ -1,6 +1,7 @@
 """Checkpoints: gg.save / gg.load round trips without pickle, onto any device, and a
 crash in the middle of a save leaves the previous checkpoint intact."""
 
+import gc
 import os
 import signal
 import subprocess
@@ -116,3 +117,41 @@ def test_a_crash_in_the_middle_of_a_save_keeps_the_previous_checkpoint(tmp_path)
     assert loaded["version"] == 1 and loaded["w"].numpy().tolist() == [1.0, 1.0, 1.0]
     leftovers = [p for p in os.listdir(tmp_path) if p != "ck.npz"]
     assert all(p.startswith(".tmp-") for p in leftovers)  # only the killed writer's temp
+
+
+def interrupt_once(monkeypatch, owner, name):
+    """owner.name raises KeyboardInterrupt on its first call (as a Ctrl-C landing
+    there would), then works as before; returns the calls seen."""
+    original = getattr(owner, name)
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, interrupted)
+    return calls
+
+
+@pytest.mark.parametrize("where", ["closing a member", "writing an array"])
+def test_ctrl_c_during_a_save_is_a_keyboard_interrupt_and_keeps_the_previous_checkpoint(
+        tmp_path, monkeypatch, where):
+    """`gpugrad train` finishes its run on KeyboardInterrupt: an interrupt inside the
+    zip write must come out as one (zipfile's cleanup would raise a ValueError over
+    it), the old checkpoint must stay, and nothing must be left to complain later."""
+    path = tmp_path / "ck.npz"
+    gg.save({"version": 1}, path)
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    if where == "closing a member":
+        calls = interrupt_once(monkeypatch, zipfile._ZipWriteFile, "close")
+    else:
+        calls = interrupt_once(monkeypatch, np.lib.format, "write_array")
+    with pytest.raises(KeyboardInterrupt):
+        gg.save({"version": 2, "w": gg.ones(1000)}, path)
+    gc.collect()  # an archive left open would complain when collected
+    assert calls and unraisable == []
+    assert gg.load(path) == {"version": 1}
+    assert os.listdir(tmp_path) == ["ck.npz"]

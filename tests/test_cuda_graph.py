@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import compile_quietly
 from hypothesis import given
 from test_compile import (
     OPTIMISERS,
@@ -34,17 +35,7 @@ from gpugrad.optim import fused_update
 
 
 def graph_ready(fn):
-    """gg.compile(fn, cuda_graph=True), without the warning that a CPU has no graphs."""
-    compiled = gg.compile(fn, cuda_graph=True)
-
-    def call(*args):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "gg.compile.*CUDA graphs need",
-                                    gg.CompileWarning)
-            return compiled(*args)
-
-    call.compiled = compiled
-    return call
+    return compile_quietly(fn, cuda_graph=True)
 
 
 def static_plan(call):

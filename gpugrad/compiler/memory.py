@@ -15,13 +15,15 @@ import math
 from .fusion import FUSED, scratch_buffers
 
 # Ops whose output is always a new array (never a view of an input), besides the ops
-# with an out_kernel: a buffer they read may be reused as soon as they ran.
+# with an out_kernel: a buffer they read may be reused as soon as they ran. (getitem is
+# not one: an int or slice index returns a view; scatter_add starts from new zeros.)
 FRESH = frozenset({"gpugrad::matmul", "gpugrad::linear", "gpugrad::sum", "gpugrad::mean",
                    "gpugrad::max", "gpugrad::min", "gpugrad::cross_entropy",
                    "gpugrad::cross_entropy_backward", "gpugrad::tanh_backward",
                    "gpugrad::sigmoid_backward", "gpugrad::sigmoid",
                    "gpugrad::binary_cross_entropy", "gpugrad::where", "gpugrad::pow",
-                   "gpugrad::cross_entropy_with_grad", "gpugrad::bias_act"})
+                   "gpugrad::cross_entropy_with_grad", "gpugrad::bias_act",
+                   "gpugrad::scatter_add"})
 IN_PLACE_BACKENDS = ("numpy", "cupy")  # namespaces whose ufuncs take out=
 
 

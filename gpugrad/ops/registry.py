@@ -44,10 +44,11 @@ class OpDef:
             saves = range(256)
         if isinstance(saves, dict):
             self.saves_for = {i: tuple(needed) for i, needed in saves.items()}
-            self.saves = tuple(sorted({i for needed in saves.values() for i in needed}))
+            self.saves = frozenset(i for needed in saves.values() for i in needed)
         else:
             self.saves_for = None
-            self.saves = tuple(saves)
+            # A set: dispatch asks `i in saves` per input, and "all"-like ranges are long.
+            self.saves = frozenset(saves)
         self.save_output = save_output
         self.promote = promote
         self.promote_args = promote_args

@@ -3,6 +3,7 @@ scatter-add adjoint, concat and stack."""
 
 from .. import dtypes
 from ..errors import DeviceError, DTypeError, GpugradError, OutOfBoundsError, ShapeError
+from ..mode import state
 from ..tensor import Tensor
 from .infer import broadcast_shapes, normalize_axis
 from .registry import _annotate, _is_host_array, apply, define
@@ -90,36 +91,54 @@ broadcast_to = define("gpugrad::broadcast_to", infer=_broadcast_infer, returns_v
 
 
 # --- indexing ------------------------------------------------------------------------------------
+# An index is split in two: a template of ints, slices, None, Ellipsis and SLOT markers
+# (the op's attrs: fixed for the op, like a reshape's shape), and the index arrays that
+# fill the slots, in order, as the op's inputs. As inputs, the arrays are values of the
+# graph like any other: a compiled plan reads each call's indices (attrs are constants
+# of a plan), and an index tensor changed in place after the op is caught as such.
+class _Slot:
+    """Where an index array stands in an index template."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "array"
+
+    def __reduce__(self):  # copies (a deepcopy of attrs) are the marker itself
+        return "SLOT"
+
+
+SLOT = _Slot()
+
+
 def _is_array(item):
     return hasattr(item, "shape") and not isinstance(item, (int, float))
 
 
+def _filled(index, arrays):
+    """The template `index` with its slots replaced by `arrays` (or their specs)."""
+    if not arrays:
+        return index
+    rest = iter(arrays)
+    return tuple(next(rest) if i is SLOT else i for i in index)
+
+
 def normalize_index(x, index):
-    """A tuple index of ints, slices, None, Ellipsis and backend integer arrays on x's
-    device (bool masks become their nonzero positions). Tensors must live on x's device;
-    lists become index arrays there; NumPy arrays only index CPU tensors."""
+    """(template, index tensors) of x[index]: the template holds ints, slices, None,
+    Ellipsis and a SLOT for each integer index tensor, on x's device (bool masks
+    become their nonzero positions). Tensors must live on x's device; lists become
+    index tensors there; NumPy arrays only index CPU tensors."""
     if not isinstance(index, tuple):
         index = (index,)
     device = x._device
-    backend = device.backend
-    out = []
+    out, tensors = [], []
     taken = []  # how many of x's axes each index item stands for (Ellipsis: all the rest)
     masks = []  # (position in the index, shape) of each boolean mask
     for item in index:
         if _is_host_array(item) and item.ndim == 0:  # a NumPy scalar: a Python number
             item = item.item()
-        if isinstance(item, Tensor):
-            if item._device is not device:
-                raise DeviceError(f"index tensor on {item._device} for a tensor on {device}")
-            array, dtype = item._data, item._dtype
-        elif isinstance(item, list) or _is_host_array(item):
-            if not isinstance(item, list) and device.type != "cpu":
-                raise DeviceError(f"a NumPy array cannot index a tensor on {device}; make "
-                                  "it a tensor there with gg.tensor(index, device=...)")
-            array = backend.from_host(item, None)  # a list: the user's literal index
-            dtype = backend.dtype_of(array)
-            if dtype.kind == "f" and array.size == 0:  # [] picks nothing, as in NumPy
-                array, dtype = backend.astype(array, dtypes.int64), dtypes.int64
+        if isinstance(item, Tensor) or isinstance(item, list) or _is_host_array(item):
+            array, dtype = _index_array(item, device)
         elif isinstance(item, bool) or not (item is None or item is Ellipsis
                                               or isinstance(item, (int, slice))):
             raise DTypeError(f"unsupported index {item!r} of type {type(item).__name__}; "
@@ -133,14 +152,56 @@ def normalize_index(x, index):
             taken.append(len(array.shape))
         else:
             taken.append(1)
-        out.extend(_array_index(backend, array, dtype))
+        picked = _index_tensors(item, array, dtype, device)
+        out.extend([SLOT] * len(picked))
+        tensors.extend(picked)
     if masks:
         _check_masks(tuple(x.shape), taken, masks)
     consumed = sum(1 for i in out if i is not None and i is not Ellipsis)
-    if (consumed < len(x.shape) and not any(i is Ellipsis for i in out)
-            and not any(_is_array(i) for i in out)):
+    if consumed < len(x.shape) and not any(i is Ellipsis for i in out) and not tensors:
         out.append(Ellipsis)  # explicit, as the array API requires
-    return tuple(out)
+    return tuple(out), tuple(tensors)
+
+
+def _index_array(item, device):
+    """(backend array, dtype) of a tensor, list or NumPy array used as an index."""
+    if isinstance(item, Tensor):
+        if item._device is not device:
+            raise DeviceError(f"index tensor on {item._device} for a tensor on {device}")
+        return item._data, item._dtype
+    if not isinstance(item, list) and device.type != "cpu":
+        raise DeviceError(f"a NumPy array cannot index a tensor on {device}; make "
+                          "it a tensor there with gg.tensor(index, device=...)")
+    backend = device.backend
+    array = backend.from_host(item, None)  # a list: the user's literal index
+    dtype = backend.dtype_of(array)
+    if dtype.kind == "f" and array.size == 0:  # [] picks nothing, as in NumPy
+        array, dtype = backend.astype(array, dtypes.int64), dtypes.int64
+    return array, dtype
+
+
+def _index_tensors(item, array, dtype, device):
+    """The integer index tensors an index item stands for: an integer tensor itself
+    (so that the graph reads it), a list's or NumPy array's values as a new tensor,
+    and a boolean mask's nonzero positions, one tensor per axis."""
+    if dtype.kind not in "iub":
+        raise DTypeError(f"index arrays must be integers or bools, got {dtype}")
+    if dtype.kind != "b":
+        return [item] if isinstance(item, Tensor) else [Tensor._wrap(array, dtype, device,
+                                                                     False)]
+    if isinstance(item, Tensor) and state.capture is not None:
+        # How many elements a mask picks is known only from its values, when the plan
+        # runs; a plan's shapes are fixed when it is made (a list or NumPy mask is the
+        # function's own constant: its positions are fixed too, and are planned).
+        from ..compiler.capture import CompileError
+
+        raise CompileError("indexing by a boolean mask tensor inside gg.compile: the "
+                           "result's shape depends on the mask's values, which a plan "
+                           "cannot know ahead; use gg.where(mask, x, 0) (same shape as "
+                           "x) or integer index tensors")
+    backend = device.backend
+    return [Tensor._wrap(p, backend.dtype_of(p), device, False)
+            for p in backend.xp.nonzero(array)]
 
 
 def _check_masks(shape, taken, masks):
@@ -159,14 +220,6 @@ def _check_masks(shape, taken, masks):
             raise OutOfBoundsError(
                 f"boolean mask of shape {mask_shape} does not match the indexed shape "
                 f"{axes} from axis {start} of a tensor of shape {shape}")
-
-
-def _array_index(backend, array, dtype):
-    if dtype.kind == "b":
-        return backend.xp.nonzero(array)
-    if dtype.kind not in "iu":
-        raise DTypeError(f"index arrays must be integers or bools, got {dtype}")
-    return (array,)
 
 
 _ADVANCED = object()  # where an advanced (array or, beside arrays, int) index stood
@@ -218,11 +271,12 @@ def indexed_shape(shape, index):
     return tuple(rest[:at]) + tuple(picked) + tuple(rest[at:])
 
 
-def _getitem_infer(x, index):
-    return indexed_shape(x.shape, index), x.dtype
+def _getitem_infer(x, *arrays, index):
+    return indexed_shape(x.shape, _filled(index, arrays)), x.dtype
 
 
-def _getitem_generic(xp, x, index):
+def _getitem_generic(xp, x, *arrays, index):
+    index = _filled(index, arrays)
     # The standard allows integer arrays only next to integers; one 1-D array picking
     # along the first axis (x[rows]) is `take`.
     if len(index) == 1 and _is_array(index[0]) and len(x.shape) > 1 \
@@ -231,32 +285,43 @@ def _getitem_generic(xp, x, index):
     return x[index]
 
 
+def _getitem_ndarray(xp, x, *arrays, index):
+    return x[_filled(index, arrays) if arrays else index]
+
+
+def _getitem_vjp(ctx, g):
+    arrays = ctx.inputs[1:]
+    grad = scatter_add(g, *arrays, index=ctx.attrs["index"],
+                       shape=ctx.input_specs[0].shape)
+    return (grad,) + (None,) * len(arrays)
+
+
+# Its inputs: x, then the index arrays; the VJP reads only the arrays.
+_INDEX_ARRAYS = tuple(range(1, 256))
+
 getitem = define("gpugrad::getitem", infer=_getitem_infer, forward=_getitem_generic,
-                 returns_view=True,
-                 kernels={"numpy": lambda xp, x, index: x[index],
-                          "cupy": lambda xp, x, index: x[index]},
-                 vjp=lambda ctx, g: (scatter_add(g, index=ctx.attrs["index"],
-                                                 shape=ctx.input_specs[0].shape),))
+                 returns_view=True, saves=_INDEX_ARRAYS,
+                 kernels={"numpy": _getitem_ndarray, "cupy": _getitem_ndarray},
+                 vjp=_getitem_vjp)
 
 
 def index(x, key):
     """x[key] with the key normalized; errors name the op and the user's line."""
     try:
-        key = normalize_index(x, key)
+        key, arrays = normalize_index(x, key)
     except GpugradError as exc:
         raise _annotate(getitem, exc) from None
-    return apply(getitem, (x,), {"index": key})
+    if not arrays:  # ints and slices: the common case, one argument
+        return apply(getitem, (x,), {"index": key})
+    return apply(getitem, (x, *arrays), {"index": key})
 
 
-# scatter_add(g, index, shape): zeros of `shape` with g added at x[index], repeated
-# positions adding up. It is getitem's adjoint (and getitem is its own).
-def _has_arrays(index):
-    return any(_is_array(i) for i in index)
-
-
-def _scatter_generic(xp, g, index, shape):
+# scatter_add(g, *arrays, index, shape): zeros of `shape` with g added at x[index]
+# (index: a template, its slots filled by arrays), repeated positions adding up. It is
+# getitem's adjoint (and getitem is its own).
+def _scatter_generic(xp, g, *arrays, index, shape):
     out = xp.zeros(shape, dtype=g.dtype)
-    if not _has_arrays(index):
+    if not arrays:
         if any(i is None for i in index):  # setitem takes no new axes: drop them from g
             index = tuple(i for i in index if i is not None)
             g = xp.reshape(g, indexed_shape(shape, index))
@@ -266,34 +331,41 @@ def _scatter_generic(xp, g, index, shape):
     # an arange, and sum g into place with a one-hot matrix (fine for small arrays, which
     # is what this reference kernel is for).
     size = _size(shape)
-    positions = xp.reshape(_getitem_generic(xp, xp.reshape(xp.arange(size), shape), index),
-                           (-1,))
+    positions = xp.reshape(_getitem_generic(xp, xp.reshape(xp.arange(size), shape),
+                                            *arrays, index=index), (-1,))
     onehot = xp.astype(positions[:, None] == xp.arange(size)[None, :], g.dtype)
     return xp.reshape(xp.reshape(g, (1, -1)) @ onehot, shape)
 
 
-def _scatter_ufunc_at(xp, g, index, shape):
+def _scatter_ufunc_at(xp, g, *arrays, index, shape):
     # NumPy and CuPy: ufunc.at adds repeated positions up; plain assignment is faster
     # when the index has no arrays (no repeats possible).
     out = xp.zeros(shape, dtype=g.dtype)
-    if _has_arrays(index):
-        xp.add.at(out, index, g)
+    if arrays:
+        xp.add.at(out, _filled(index, arrays), g)
     else:
         out[index] = g
     return out
 
 
-def _scatter_infer(g, index, shape):
-    expected = indexed_shape(shape, index)
+def _scatter_infer(g, *arrays, index, shape):
+    expected = indexed_shape(shape, _filled(index, arrays))
     if tuple(g.shape) != tuple(expected):
         raise ShapeError(f"values of shape {tuple(g.shape)} do not fit the {expected} "
                          f"positions the index picks from shape {tuple(shape)}")
     return tuple(shape), g.dtype
 
 
+def _scatter_vjp(ctx, g):
+    arrays = ctx.inputs[1:]
+    return (apply(getitem, (g, *arrays), {"index": ctx.attrs["index"]}),) + \
+        (None,) * len(arrays)
+
+
 scatter_add = define("gpugrad::scatter_add", infer=_scatter_infer, forward=_scatter_generic,
+                     saves=_INDEX_ARRAYS,
                      kernels={"numpy": _scatter_ufunc_at, "cupy": _scatter_ufunc_at},
-                     vjp=lambda ctx, g: (apply(getitem, (g,), {"index": ctx.attrs["index"]}),))
+                     vjp=_scatter_vjp)
 
 
 # --- concat and stack -----------------------------------------------------------------------------
