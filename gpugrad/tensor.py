@@ -57,6 +57,8 @@ class Tensor:
 
     @grad.setter
     def grad(self, value):
+        if _state.capture is not None:  # inside gg.compile's trace: a .grad the plan sets
+            _state.capture.grad_assigned(self, value)
         self._grad = value
 
     def _mark_modified(self):

@@ -566,6 +566,54 @@ def test_a_backward_into_an_argument_adds_to_its_grad_and_says_how_to_avoid_retr
         compiled(gg.tensor([1.0, 1.0], requires_grad=True))
 
 
+@pytest.mark.parametrize("reset", ["None", "zeros"])
+def test_a_grad_set_inside_the_function_is_the_runs_own(reset):
+    def make():
+        w = gg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+
+        def step(x):
+            w.grad = None if reset == "None" else gg.zeros_like(w)  # not zero_grad()
+            (w * x).sum().backward()
+            return w.grad
+
+        return step
+
+    compiled, eager = gg.compile(make()), make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one plan: no new trace at any call
+        for k in (1.0, 2.0, 3.0):
+            x = gg.full((3,), k)
+            np.testing.assert_array_equal(compiled(x).numpy(), eager(x).numpy())
+
+
+def test_under_detect_anomaly_or_profile_the_function_runs_eagerly():
+    compiled = gg.compile(lambda x: (x.log() * 2.0).sum())
+    compiled(gg.ones(2))
+    compiled(gg.ones(2))  # a plan now
+    with gg.detect_anomaly(), pytest.raises(gg.AnomalyError, match="log"):
+        compiled(gg.tensor([1.0, -1.0]))
+    with gg.profile() as prof:
+        compiled(gg.ones(2))
+    assert "log" in prof.table()
+
+
+def test_a_new_default_device_traces_anew():
+    from gpugrad import backends
+
+    pytest.importorskip("array_api_strict")
+    compiled = gg.compile(lambda s: gg.ones(3) * s)
+    before = gg.tensor(2.0).device
+    assert compiled(gg.tensor(2.0)).device == before
+    saved = backends._default, backends._default_reason
+    try:
+        gg.set_default_device("array_api_strict")
+        with pytest.warns(gg.CompileWarning, match="default device .* -> array_api_strict"):
+            out = compiled(gg.tensor(2.0))
+        assert out.device == gg.device("array_api_strict")
+    finally:
+        backends._default, backends._default_reason = saved
+
+
 def test_retrace_false_raises_instead_of_tracing_anew():
     compiled = gg.compile(lambda x: x.exp(), retrace=False)
     compiled(gg.ones(3))

@@ -109,6 +109,15 @@ class Recorder:
                    "a .grad read or accumulated into changed from None or in shape",
                    key=("grad read", id(owner)))
 
+    def grad_assigned(self, owner, value):
+        """owner.grad = value inside the function: None clears it (as zero_grad does);
+        a tensor is this trace's gradient from then on, not one from before the call."""
+        if value is None:
+            self.cleared.add(owner)
+            self.grads.pop(owner, None)
+        else:
+            self.grads[owner] = value
+
     def random(self, tensor, draw):
         """A tensor of random numbers made inside the function: drawn anew on every run."""
         self.host.append(("feed", self.feed(tensor, "random", draw)))

@@ -16,6 +16,7 @@ import time
 import warnings
 from contextlib import contextmanager
 
+from .. import backends as _backends
 from .. import node as _node_module
 from ..mode import state
 from ..tensor import Tensor
@@ -80,6 +81,10 @@ class CompiledFunction:
         functools_wraps(self, fn)
 
     def __call__(self, *args, **kwargs):
+        if state.anomaly or state.profiler is not None:
+            # Under gg.detect_anomaly() or gg.profile() the function runs eagerly: a
+            # plan would skip the checks and leave the profile empty.
+            return self.fn(*args, **kwargs)
         fn = self.fn
         if kwargs or self._leaves_defaults_out(args):
             args, fn, key = self._keywords(args, kwargs)
@@ -274,8 +279,9 @@ def _collector_paused():
 
 def _key(args):
     """What a plan is made for: each tensor argument's shape, dtype, device and
-    requires_grad, every other argument's value, and the grad mode."""
-    parts = [state.grad_enabled]
+    requires_grad, every other argument's value, the grad mode and the default device
+    (where tensors made inside go)."""
+    parts = [(state.grad_enabled, _backends.default_device())]
     for a in args:
         if a.__class__ is Tensor:
             parts.append((a._data.shape, a._dtype, a._device, a._requires_grad))
@@ -334,8 +340,10 @@ def _difference(old, new):
     """In words, what differs between two keys."""
     if len(old) != len(new):
         return f"{len(new) - 1} arguments instead of {len(old) - 1}"
+    if old[0][0] != new[0][0]:
+        return "grad mode " + ("on" if new[0][0] else "off")
     if old[0] != new[0]:
-        return "grad mode " + ("on" if new[0] else "off")
+        return f"the default device {old[0][1]} -> {new[0][1]}"
     for i, (a, b) in enumerate(zip(old[1:], new[1:], strict=True)):
         if a != b and a[:2] == b[:2] == ("value", "keywords"):
             return f"keyword arguments {dict(a[2])} -> {dict(b[2])}"
