@@ -614,6 +614,18 @@ def test_a_new_default_device_traces_anew():
         backends._default, backends._default_reason = saved
 
 
+@pytest.mark.parametrize("bad", [[0, 1, 3, 1, 0, 2], [0, -1, 2, 1, 0, 2]])
+def test_class_indices_out_of_range_raise_on_every_run_as_in_eager_mode(bad):
+    (_, _, eager), (_, _, compiled) = eager_and_compiled("sgd")
+    for x, y in batches(2):
+        compiled(x, y), eager(x, y)
+    x, _ = batches(1)[0]
+    for step in (eager, compiled):  # -1 would pick the last class; 3 is past the end
+        with pytest.raises(gg.OutOfBoundsError, match=r"cross_entropy: class indices must "
+                                                      r"be in \[0, 3\)"):
+            step(x, gg.tensor(bad))
+
+
 def test_retrace_false_raises_instead_of_tracing_anew():
     compiled = gg.compile(lambda x: x.exp(), retrace=False)
     compiled(gg.ones(3))

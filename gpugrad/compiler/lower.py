@@ -164,6 +164,10 @@ def _ops(program, memory, ns, names, body, kernel_for=kernel_of):
         args = ", ".join(names[id(x)] for x in node.inputs)
         backend = node.device.backend
         target = memory.out.get(node)
+        first_of_group = not (node.meta and node.meta.get("group") in groups)
+        if node.op.plan_check is not None and backend.name == "numpy" and first_of_group:
+            ns[f"C{i}"] = _bound(node.op.plan_check, backend.xp, node.attrs)
+            body.append(f"C{i}({args})  # the values eager mode checks on the host")
         if node.meta and "group" in node.meta:
             group = node.meta["group"]
             if group not in groups:

@@ -7,7 +7,7 @@ give a finite loss, and its gradient is PyTorch's (p - t) / max(p (1 - p), 1e-12
 finite there too (the composite of log and clip would give 0/0 = NaN).
 """
 
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, OutOfBoundsError, ShapeError
 from . import elementwise as ew
 from .infer import elementwise
 from .registry import OpDef, define, plan_only
@@ -198,3 +198,18 @@ cross_entropy_with_grad = OpDef(
     forward=_ce_with_grad_forward,
     kernels={"numpy": _ce_with_grad_ndarray, "cupy": _ce_with_grad_fused},
     doc="(cross_entropy, cross_entropy_backward) sharing one softmax.")
+
+
+def _check_class_indices(xp, *arrays, label_smoothing=0.0):
+    """The class indices (the last input) are in [0, C) for logits (the one before) of
+    C classes: F.cross_entropy checks it on the host, which a compiled plan skips."""
+    logits, target = arrays[-2], arrays[-1]
+    classes = logits.shape[-1]
+    if target.size and bool(((target < 0) | (target >= classes)).any()):
+        raise OutOfBoundsError(f"cross_entropy: class indices must be in [0, {classes}) for "
+                               f"{classes} classes; got values from {int(target.min())} to "
+                               f"{int(target.max())}")
+
+
+for _op in (cross_entropy, cross_entropy_backward, cross_entropy_with_grad):
+    _op.plan_check = _check_class_indices

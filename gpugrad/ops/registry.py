@@ -25,6 +25,10 @@ class OpDef:
     """One op: everything the engine needs to run it forward and differentiate it."""
 
     is_leaf = False
+    # plan_check(xp, *arrays, **attrs): a check of its inputs' values that eager mode makes
+    # on the host before the op (class indices in range, say), for compiled plans on
+    # NumPy to make on every run (on a GPU it would wait for the device each time).
+    plan_check = None
 
     def __init__(self, name, *, infer, forward, vjp=None, saves=(), save_output=False,
                  promote=None, promote_args=None, kernels=None, differentiable=True,
