@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import gpugrad as gg
-from gpugrad.ops import conversion
+from gpugrad.ops import conversion, loss
 from gpugrad.ops import elementwise as ew
 from gpugrad.ops.shape import normalize_index
 
@@ -302,6 +302,10 @@ OPS = [
         Sample((Arg((3,), 0, 5, kind="int"),), lambda x: x.astype("float64"),
                lambda x: x.astype(np.float64), "int to float"),
     ], grad=False),
+    OpInfo("gpugrad::checked_class_indices", [  # what F.nll_loss records in a trace
+        Sample((Arg((4,), 0, 3, kind="int"),),
+               lambda y: loss.checked_class_indices(y, classes=3), lambda y: y, "values")],
+        grad=False),
     OpInfo("gpugrad::detach", [  # what Tensor.detach records inside gg.compile's trace
         Sample((Arg((2, 3)),), lambda x: conversion.detach(x), lambda x: x, "values")],
         grad=False),

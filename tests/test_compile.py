@@ -626,6 +626,16 @@ def test_class_indices_out_of_range_raise_on_every_run_as_in_eager_mode(bad):
             step(x, gg.tensor(bad))
 
 
+def test_nll_loss_checks_its_class_indices_on_every_run_too():
+    compiled = gg.compile(lambda z, y: F.nll_loss(F.log_softmax(z), y))
+    z = gg.randn(4, 3)
+    assert compiled(z, gg.tensor([0, 1, 2, 1])).item() == \
+        F.nll_loss(F.log_softmax(z), gg.tensor([0, 1, 2, 1])).item()
+    compiled(z, gg.tensor([2, 1, 0, 1]))  # a plan now
+    with pytest.raises(gg.OutOfBoundsError, match=r"nll_loss: class indices must be in"):
+        compiled(z, gg.tensor([0, -1, 2, 1]))  # as an index, -1 would pick the last class
+
+
 def test_retrace_false_raises_instead_of_tracing_anew():
     compiled = gg.compile(lambda x: x.exp(), retrace=False)
     compiled(gg.ones(3))

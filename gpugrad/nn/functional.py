@@ -5,6 +5,7 @@ logits of +-1000 in float32)."""
 from ..creation import arange
 from ..errors import DTypeError, OutOfBoundsError, ShapeError
 from ..functions import relu, sigmoid, tanh  # noqa: F401  (the same functions, as F.*)
+from ..mode import state as _state
 from ..ops import elementwise as ew
 from ..ops import loss as _loss
 from ..ops.infer import normalize_axes
@@ -97,6 +98,8 @@ def nll_loss(log_probs, class_index, reduction="mean"):
     """-log_probs[i, class_index[i]] for a batch of log-probabilities (N, C)."""
     _check_batch_of_rows("nll_loss", "log-probabilities", log_probs)
     class_index = _class_index("nll_loss", class_index, log_probs)
+    if _state.capture is not None:  # a compiled plan checks each run's indices
+        class_index = _loss.checked_class_indices(class_index, classes=log_probs.shape[-1])
     rows = arange(log_probs.shape[0], device=log_probs.device)
     return _reduce(-log_probs[rows, class_index], reduction)
 

@@ -213,3 +213,23 @@ def _check_class_indices(xp, *arrays, label_smoothing=0.0):
 
 for _op in (cross_entropy, cross_entropy_backward, cross_entropy_with_grad):
     _op.plan_check = _check_class_indices
+
+
+# Class indices as a value a compiled plan checks on every run (F.nll_loss, which picks
+# by indexing, inserts it inside gg.compile's trace only): eager mode checks on the host.
+def _checked_infer(target, *, classes):
+    return tuple(target.shape), target.dtype
+
+
+def _check_range(xp, target, *, classes):
+    if target.size and bool(((target < 0) | (target >= classes)).any()):
+        raise OutOfBoundsError(f"nll_loss: class indices must be in [0, {classes}) for "
+                               f"{classes} classes; got values from {int(target.min())} to "
+                               f"{int(target.max())}")
+
+
+checked_class_indices = define(
+    "gpugrad::checked_class_indices", infer=_checked_infer,
+    forward=lambda xp, target, *, classes: target, returns_view=True,
+    doc="The class indices themselves; compiled plans on NumPy check their range.")
+checked_class_indices.plan_check = _check_range
