@@ -101,14 +101,12 @@ class Tensor:
         if value and self._dtype.kind != "f":
             raise DTypeError(f"only floating-point tensors can require gradients, this one "
                              f"is {self._dtype}")
-        if not self.is_leaf and _state.capture is not None:
-            raise RuntimeError("requires_grad can only be changed on leaf tensors, and inside "
-                               "gg.compile's function detach() is an op, not a leaf: pass "
-                               "the tensor as an argument that requires grad, or take "
-                               "gg.grad(loss, [x]) with respect to it directly")
         if not self.is_leaf:
-            raise RuntimeError("requires_grad can only be changed on leaf tensors; use "
-                               ".detach() to get a leaf")
+            hint = ("; inside gg.compile's function detach() is an op, not a leaf: pass the "
+                    "tensor as an argument that requires grad, or take gg.grad(loss, [x]) "
+                    "with respect to it directly" if _state.capture is not None
+                    else "; use .detach() to get a leaf")
+            raise RuntimeError("requires_grad can only be changed on leaf tensors" + hint)
         self._requires_grad = value
         # Graphs already recorded keep the leaf as it was then; the next op makes a new
         # leaf node that knows the new setting.

@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import device_params
+from conftest import compile_quietly, device_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,13 +50,14 @@ def training_step(model, opt):
     return step
 
 
-def eager_and_compiled(name):
+def eager_and_compiled(name, cuda_graph=False):
     """Two alike models and optimisers: (model, optimiser, step) trained eagerly, and
-    the same through gg.compile."""
+    the same through gg.compile (with cuda_graph: its graph-ready plan, quietly)."""
     eager_model, eager_opt = model_and_optimiser(OPTIMISERS[name])
     model, opt = model_and_optimiser(OPTIMISERS[name])
+    step = training_step(model, opt)
     return ((eager_model, eager_opt, training_step(eager_model, eager_opt)),
-            (model, opt, gg.compile(training_step(model, opt))))
+            (model, opt, compile_quietly(step) if cuda_graph else gg.compile(step)))
 
 
 OPTIMISERS = {
@@ -228,11 +229,10 @@ def test_fusion_does_not_move_a_read_of_a_parameter_past_its_in_place_update(mon
         np.testing.assert_array_equal(compiled(x).numpy(), eager(x).numpy())
 
 
-def test_the_plan_reads_the_learning_rate_a_scheduler_sets_on_every_run():
-    eager_model, eager_opt = model_and_optimiser(OPTIMISERS["adam"])
-    model, opt = model_and_optimiser(OPTIMISERS["adam"])
-    eager, compiled = training_step(eager_model, eager_opt), gg.compile(training_step(model,
-                                                                                       opt))
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+def test_the_plan_reads_the_learning_rate_a_scheduler_sets_on_every_run(cuda_graph):
+    (eager_model, eager_opt, eager), (model, opt, compiled) = \
+        eager_and_compiled("adam", cuda_graph)
     schedules = [gg.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.1)
                  for o in (eager_opt, opt)]
     for x, y in batches(6):
@@ -241,6 +241,8 @@ def test_the_plan_reads_the_learning_rate_a_scheduler_sets_on_every_run():
             s.step()
     for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
         np.testing.assert_array_equal(p.numpy(), q.numpy())
+    if cuda_graph:  # the scalars reach the body in one vector: one group, one dtype
+        assert compiled.compiled.plan.run.slots.count("scalars") == 1
 
 
 @pytest.mark.filterwarnings("ignore:gg.compile.*CUDA graphs need")

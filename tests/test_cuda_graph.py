@@ -20,6 +20,7 @@ from test_compile import (
     OPTIMISERS,
     RNG,
     batches,
+    eager_and_compiled,
     model_and_optimiser,
     random_programs,
     run_program,
@@ -48,9 +49,8 @@ def test_a_graph_ready_plan_follows_eager_training_bit_for_bit(name, one_op_upda
                                                                monkeypatch):
     if one_op_update:  # the CUDA configuration: kernels/optim.cu's update, here its NumPy twin
         monkeypatch.setattr(fused_update, "FUSED_UPDATE_BACKENDS", ("cupy", "numpy"))
-    eager_model, eager_opt = model_and_optimiser(OPTIMISERS[name])
-    model, opt = model_and_optimiser(OPTIMISERS[name])
-    eager, step = training_step(eager_model, eager_opt), graph_ready(training_step(model, opt))
+    (eager_model, eager_opt, eager), (model, opt, step) = \
+        eager_and_compiled(name, cuda_graph=True)
     for x, y in batches(6):
         assert step(x, y).item() == eager(x, y).item()
     for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
@@ -144,19 +144,6 @@ def test_gradients_accumulated_across_runs_equal_eager_ones():
         x = gg.randn(5, 3)
         np.testing.assert_array_equal(step(x).numpy(), eager(x).numpy())
     np.testing.assert_array_equal(w.grad.numpy(), eager_w.grad.numpy())
-
-
-def test_host_scalars_a_scheduler_changes_reach_the_body_on_every_run():
-    eager_model, eager_opt = model_and_optimiser(OPTIMISERS["adam"])
-    model, opt = model_and_optimiser(OPTIMISERS["adam"])
-    eager, step = training_step(eager_model, eager_opt), graph_ready(training_step(model, opt))
-    schedules = [gg.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.1)
-                 for o in (eager_opt, opt)]
-    for x, y in batches(6):
-        assert step(x, y).item() == eager(x, y).item()
-        for s in schedules:
-            s.step()
-    assert static_plan(step).slots.count(SCALARS) == 1  # one vector: one group, one dtype
 
 
 @pytest.mark.parametrize("name", ["sgd momentum nesterov", "adam"])
@@ -276,9 +263,8 @@ def with_runner(step, device):
 
 
 def test_the_runner_warms_up_captures_once_then_replays_like_eager_training():
-    eager_model, eager_opt = model_and_optimiser(OPTIMISERS["adam"])
-    model, opt = model_and_optimiser(OPTIMISERS["adam"])
-    eager, step = training_step(eager_model, eager_opt), graph_ready(training_step(model, opt))
+    (eager_model, eager_opt, eager), (model, opt, step) = \
+        eager_and_compiled("adam", cuda_graph=True)
     data, device = batches(7), ReplayOnNumpy()
     assert step(*data[0]).item() == eager(*data[0]).item()  # the trace
     runner = with_runner(step, device)
@@ -291,9 +277,8 @@ def test_the_runner_warms_up_captures_once_then_replays_like_eager_training():
 
 
 def test_a_tensor_given_a_new_array_is_captured_anew():
-    eager_model, eager_opt = model_and_optimiser(OPTIMISERS["sgd momentum nesterov"])
-    model, opt = model_and_optimiser(OPTIMISERS["sgd momentum nesterov"])
-    eager, step = training_step(eager_model, eager_opt), graph_ready(training_step(model, opt))
+    (eager_model, eager_opt, eager), (model, opt, step) = \
+        eager_and_compiled("sgd momentum nesterov", cuda_graph=True)
     data = batches(6)
     step(*data[0]), eager(*data[0])
     device = ReplayOnNumpy()
@@ -311,9 +296,8 @@ def test_a_tensor_given_a_new_array_is_captured_anew():
 
 @pytest.mark.parametrize("problem", ["wrong", "fail"])
 def test_a_graph_that_fails_its_check_is_dropped_and_the_step_stands(problem):
-    eager_model, eager_opt = model_and_optimiser(OPTIMISERS["adamw"])
-    model, opt = model_and_optimiser(OPTIMISERS["adamw"])
-    eager, step = training_step(eager_model, eager_opt), graph_ready(training_step(model, opt))
+    (eager_model, eager_opt, eager), (model, opt, step) = \
+        eager_and_compiled("adamw", cuda_graph=True)
     data = batches(5)
     step(*data[0]), eager(*data[0])
     device = ReplayOnNumpy(**{problem: True})
@@ -332,9 +316,8 @@ def test_a_graph_that_fails_its_check_is_dropped_and_the_step_stands(problem):
 
 
 def test_a_replay_that_fails_leaves_the_plan_without_a_graph_and_the_step_runs():
-    eager_model, eager_opt = model_and_optimiser(OPTIMISERS["adam"])
-    model, opt = model_and_optimiser(OPTIMISERS["adam"])
-    eager, step = training_step(eager_model, eager_opt), graph_ready(training_step(model, opt))
+    (eager_model, eager_opt, eager), (model, opt, step) = \
+        eager_and_compiled("adam", cuda_graph=True)
     data = batches(6)
     step(*data[0]), eager(*data[0])
     runner = with_runner(step, ReplayOnNumpy(fail_after=3))  # two to check, one replay

@@ -180,14 +180,9 @@ class Recorder:
         total = g if prev is None else ew.add(prev, g)
         # The trace's gradient keeps its node, so that ops reading .grad later in the
         # function (an optimiser) are recorded as reading it.
+        # (Assigning .grad tells grad_assigned: it is this trace's gradient from now on.)
         tensor.grad = Tensor._wrap(total._data, total._dtype, total._device,
                                    total._requires_grad, total._node)  # create_graph
-        self.grads[tensor] = tensor.grad
-
-    def set_grad(self, tensor, g):
-        """tensor.grad becomes g, a value of the trace (e.g. an average over ranks)."""
-        tensor.grad = g
-        self.grads[tensor] = g
 
     def host_call(self, fn):
         """fn() is host work the function did (a scheduler's step): each run does it

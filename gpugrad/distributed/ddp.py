@@ -255,7 +255,7 @@ class DistributedDataParallel:
             if not isinstance(averaged, tuple):
                 averaged = (averaged,)
             for p, g in zip(bucket.params, averaged, strict=True):
-                state.capture.set_grad(p, g)
+                p.grad = g  # a value of the trace: what the plan stores in .grad
 
     def _average_op(self, bucket, index):
         op = self._ops.get(index)

@@ -184,9 +184,7 @@ class Module:
 
     def zero_grad(self):
         for p in self.parameters():
-            p.grad = None
-            if state.capture is not None:  # gg.compile's trace: the plan clears it too
-                state.capture.cleared.add(p)
+            p.grad = None  # (inside gg.compile's trace, the plan clears it too)
 
     def __repr__(self):
         lines = [f"{type(self).__name__}({self.extra_repr()}"]

@@ -15,7 +15,7 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     from ..mode import state
 
     if state.capture is not None:
-        return _clip_recorded(params, max_norm, eps, state.capture)
+        return _clip_recorded(params, max_norm, eps)
     total = math.sqrt(sum(float((g._data * g._data).sum()) for g in grads))
     scale = min(1.0, max_norm / (total + eps))
     if scale < 1.0:
@@ -26,7 +26,7 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     return total
 
 
-def _clip_recorded(params, max_norm, eps, recorder):
+def _clip_recorded(params, max_norm, eps):
     """Inside gg.compile's function: the same clipping as ops, so that every run of the
     plan computes its own norm (the eager path reads it on the host); returns the norm as
     a 0-d tensor. The scale is applied to every gradient (1 when the norm is within
@@ -45,5 +45,5 @@ def _clip_recorded(params, max_norm, eps, recorder):
         scale = minimum(max_norm / (total + eps), 1.0)
         for p in params:
             if p.grad is not None:
-                recorder.set_grad(p, p.grad * scale.astype(p.grad.dtype))
+                p.grad = p.grad * scale.astype(p.grad.dtype)
     return total

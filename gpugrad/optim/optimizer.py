@@ -51,9 +51,7 @@ class Optimizer:
     def zero_grad(self):
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None
-                if _mode.capture is not None:
-                    _mode.capture.cleared.add(p)
+                p.grad = None  # (inside gg.compile's trace, the plan clears it too)
 
     def step(self):
         if _mode.capture is not None:  # inside gg.compile's trace: record the update
