@@ -638,6 +638,92 @@ def test_nll_loss_checks_its_class_indices_on_every_run_too():
         compiled(z, gg.tensor([0, -1, 2, 1]))  # as an index, -1 would pick the last class
 
 
+def scheduled_step(model, opt):
+    """A training step that also steps a learning-rate schedule: host work of every run."""
+    step = training_step(model, opt)
+    schedule = gg.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+
+    def scheduled(x, y):
+        loss = step(x, y)
+        schedule.step()
+        return loss
+
+    return scheduled, schedule
+
+
+def training_state(model, opt, schedule):
+    """Everything a step changes: parameters, optimiser state (step counters included),
+    the schedule's epoch and learning rate."""
+    arrays = [p.numpy() for p in model.parameters()]
+    arrays += [np.asarray(v) for p in model.parameters() for v in opt.state[p].values()]
+    return arrays, schedule.last_epoch, schedule.get_last_lr()
+
+
+def assert_same_state(a, b):
+    (arrays_a, *rest_a), (arrays_b, *rest_b) = a, b
+    assert rest_a == rest_b
+    for x, y in zip(arrays_a, arrays_b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+@pytest.mark.parametrize("name", ["adam", "sgd momentum nesterov"])
+def test_a_compiled_step_that_raises_changes_nothing_as_an_eager_step(name, cuda_graph):
+    # The plan's host part (step counters, the schedule) runs before its kernels: a run
+    # failing before it wrote into a tensor takes that back, so skipping a bad batch
+    # trains on exactly as in eager mode.
+    runs = []
+    for make in ("eager", "compiled"):
+        model, opt = model_and_optimiser(OPTIMISERS[name])
+        step, schedule = scheduled_step(model, opt)
+        if make == "compiled":
+            step = compile_quietly(step, cuda_graph) if cuda_graph else gg.compile(step)
+        good = batches(5)
+        for x, y in good[:3]:
+            step(x, y)
+        before = training_state(model, opt, schedule)
+        with pytest.raises(gg.OutOfBoundsError):
+            step(good[3][0], gg.tensor([0, 1, 3, 1, 0, 2]))
+        assert_same_state(training_state(model, opt, schedule), before)
+        for x, y in good[3:]:
+            step(x, y)
+        runs.append(training_state(model, opt, schedule))
+    assert_same_state(*runs)
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+def test_an_interrupt_inside_a_compiled_step_before_any_update_changes_nothing(cuda_graph):
+    tripped = []
+
+    @gg.custom_op("test_compile::tripwire", replace=True)
+    def tripwire(x):  # Ctrl-C arriving while the forward pass runs
+        if tripped:
+            raise KeyboardInterrupt
+        return x
+
+    @tripwire.register_vjp
+    def _(ctx, grad):
+        return (grad,)
+
+    model, opt = model_and_optimiser(OPTIMISERS["adam"])
+    schedule = gg.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+
+    def step(x, y):
+        opt.zero_grad()
+        F.cross_entropy(tripwire(model(x)), y).backward()
+        opt.step()
+        schedule.step()
+
+    step = compile_quietly(step, cuda_graph) if cuda_graph else gg.compile(step)
+    for x, y in batches(3):
+        step(x, y)
+    before = training_state(model, opt, schedule)
+    tripped.append(True)
+    with pytest.raises(KeyboardInterrupt):
+        step(*batches(1)[0])
+    assert_same_state(training_state(model, opt, schedule), before)
+
+
 def test_retrace_false_raises_instead_of_tracing_anew():
     compiled = gg.compile(lambda x: x.exp(), retrace=False)
     compiled(gg.ones(3))

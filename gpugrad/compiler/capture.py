@@ -54,7 +54,9 @@ class Recorder:
         self.start_seq = start_seq  # nodes older than this were made before the trace
         self.leaves = {}  # leaf Node -> the Tensor it stands for
         self.feeds = {}  # leaf Node -> Feed, for leaves with a source other than a tensor
-        self.host = []  # ordered host work of each run: ("feed", node) / ("scalars", fn, {})
+        # the ordered host work of each run: ("feed", node), ("call", fn, undo),
+        # ("scalars", fn, {key: node}, undo); undo (or None) takes the work back
+        self.host = []
         self.grads = {}  # tensor -> the traced Tensor now in its .grad
         self.cleared = set()  # tensors whose .grad was set to None (zero_grad)
         self.assigns = {}  # tensor -> traced Tensor of its new values
@@ -131,10 +133,11 @@ class Recorder:
         self.feeds[node] = Feed(kind, source, key)
         return node
 
-    def scalars(self, compute, example, specs):
+    def scalars(self, compute, example, specs, undo=None):
         """0-d tensors of host scalars that `compute()` returns as a dict, computed anew
         on every run (a learning rate a scheduler changes, a bias correction); specs:
-        {key: (dtype, device)} of each tensor."""
+        {key: (dtype, device)} of each tensor; undo() takes back what compute() changed
+        (a step counter), for a run that fails before it changed any tensor."""
         from ..backends import device as as_device
         from ..tensor import Tensor
 
@@ -145,7 +148,7 @@ class Recorder:
             t = Tensor._wrap(device.backend.full((), value, dtype), dtype, device, False)
             nodes[key] = self.feed(t, "scalar", compute, key)
             tensors[key] = t
-        self.host.append(("scalars", compute, nodes))
+        self.host.append(("scalars", compute, nodes, undo))
         return tensors
 
     def guard(self, getter, reason, key=None):
@@ -184,10 +187,10 @@ class Recorder:
         tensor.grad = Tensor._wrap(total._data, total._dtype, total._device,
                                    total._requires_grad, total._node)  # create_graph
 
-    def host_call(self, fn):
+    def host_call(self, fn, undo=None):
         """fn() is host work the function did (a scheduler's step): each run does it
-        again, in the function's order."""
-        self.host.append(("call", fn))
+        again, in the function's order; undo() takes it back (see scalars)."""
+        self.host.append(("call", fn, undo))
 
     def assign(self, tensor, value):
         """tensor's values become value's (an in-place update)."""

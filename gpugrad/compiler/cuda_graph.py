@@ -22,6 +22,7 @@ A tensor the graph reads that holds another array than it did at the capture (a
 parameter given a new array, a .grad set from outside) is read through a new capture.
 """
 
+import contextlib
 import warnings
 
 from .static import COPY, FIXED, SCALARS, entered, lower_static
@@ -200,7 +201,8 @@ class CudaGraphRunner:
         _restore(fixed, before)
         kept = None
         try:
-            graph, outputs, kept = self.device.capture(static.body, buffers)
+            with _undo_disarmed(static.undo):  # the reference run was this call's step
+                graph, outputs, kept = self.device.capture(static.body, buffers)
             mismatch = None
             for launch in ("first", "second"):  # a graph must relaunch, not just launch
                 graph.launch()
@@ -254,6 +256,18 @@ def _why_cublas():
 
     why = cublas.unavailable()
     return f"; cuBLAS could not be called directly: {why}" if why else ""
+
+
+@contextlib.contextmanager
+def _undo_disarmed(undo):
+    if undo is None:
+        yield
+        return
+    undo.armed = False
+    try:
+        yield
+    finally:
+        undo.armed = True
 
 
 def _restore(arrays, saved):

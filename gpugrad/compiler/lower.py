@@ -25,9 +25,15 @@ def lower(program, memory, n_args):
     _guards(program, ns, body)
     leaves = program.leaves()
     _tensor_guards(leaves, ns, body)
+    start = len(body)
     _host(program, ns, names, body)
     _leaves(leaves, ns, names, body)
     _ops(program, memory, ns, names, body)
+    undo = host_undo(program)
+    if undo is not None:
+        ns["_U"] = undo
+        body[start:start] = ["_u = 0"]
+    body = taken_back_on_failure(body, start + 1, undo, "_U(_u)")
     results = _sinks(program, ns, names, body)
     body.append(f"return ({''.join(r + ', ' for r in results)})")
     context = _context(program)
@@ -64,6 +70,51 @@ def _tensor_guards(leaves, ns, body):
                     f"raise _Retrace(R{i})")
 
 
+class HostUndo:
+    """Takes a run's host work back (optimiser step counters, a scheduler's step) when
+    the run fails before it wrote into any tensor — a class index out of range, an
+    interrupt: the step then did not happen, as an eager step that raises changes
+    nothing. undo(n) takes back the first n host items, newest first. `armed` is off
+    while a CUDA graph captures the body: a capture that fails is not a failed step."""
+
+    def __init__(self, undos):
+        self.undos = undos  # per host item: a callable, or None
+        self.armed = True
+
+    def __call__(self, done):
+        if self.armed:
+            for undo in reversed(self.undos[:done]):
+                if undo is not None:
+                    undo()
+
+
+def host_undo(program):
+    """The program's HostUndo, or None when none of its host work can be taken back."""
+    undos = [None if item[0] == "feed" else item[-1] for item in program.host]
+    return HostUndo(undos) if any(u is not None for u in undos) else None
+
+
+COMMIT = "# -- commit: from here the run writes into tensors"
+
+
+def taken_back_on_failure(lines, start, undo, handler):
+    """lines with lines[start:] up to the COMMIT mark (or to the end) in a try block
+    whose failure runs `handler` (a line calling the HostUndo) and re-raises; the mark
+    itself stays as a comment. Without an undo, the lines as they were."""
+    end = lines.index(COMMIT) if COMMIT in lines else len(lines)
+    if undo is None or start >= end:
+        return lines
+    return (lines[:start] + ["try:"] + ["    " + line for line in lines[start:end]]
+            + ["except BaseException:  # nothing written yet: the host work is undone",
+               "    " + handler, "    raise"] + lines[end:])
+
+
+def _undo_mark(i, item, body):
+    """After host item i, when it can be taken back: how far a failing run undoes."""
+    if item[0] != "feed" and item[-1] is not None:
+        body.append(f"_u = {i + 1}")
+
+
 def host_call_or_draw(i, item, ns, names, body):
     """The code of host item i when it is a callback or a random draw (whose value is
     then named r{i}); False for a scalars item."""
@@ -84,15 +135,16 @@ def _host(program, ns, names, body):
     """The host work of each run, in the order the function did it."""
     for i, item in enumerate(program.host):
         if not host_call_or_draw(i, item, ns, names, body):
-            _, compute, nodes = item
+            compute, nodes = item[1], item[2]
             if not nodes:
                 ns[f"H{i}"] = compute
                 body.append(f"H{i}()")
-                continue
-            ns[f"H{i}"] = _converted(compute, nodes)
-            for key, node in nodes.items():
-                names[id(node)] = f"h{i}_{key}"
-            body.append(f"{''.join(f'h{i}_{key}, ' for key in nodes)}= H{i}()")
+            else:
+                ns[f"H{i}"] = _converted(compute, nodes)
+                for key, node in nodes.items():
+                    names[id(node)] = f"h{i}_{key}"
+                body.append(f"{''.join(f'h{i}_{key}, ' for key in nodes)}= H{i}()")
+        _undo_mark(i, item, body)
 
 
 def _converted(compute, nodes):
@@ -159,11 +211,15 @@ def _ops(program, memory, ns, names, body, kernel_for=kernel_of):
     for node in ops:
         if node.meta and "group" in node.meta:
             untaken[node.meta["group"]] = untaken.get(node.meta["group"], 0) + 1
+    committed = False
     for i, node in enumerate(ops):
         name = f"v{i}"
         args = ", ".join(names[id(x)] for x in node.inputs)
         backend = node.device.backend
         target = memory.out.get(node)
+        if not committed and target is not None and target.op.is_leaf:
+            body.append(COMMIT)  # the first write into a tensor's own array
+            committed = True
         first_of_group = not (node.meta and node.meta.get("group") in groups)
         if node.op.plan_check is not None and backend.name == "numpy" and first_of_group:
             ns[f"C{i}"] = _bound(node.op.plan_check, backend.xp, node.attrs)

@@ -176,9 +176,9 @@ def _host(host, copies, feeds):
             if item[1] in copies:
                 out.append(("feed", copies[item[1]]))
             else:  # an unused draw is still drawn: later draws stay those of eager runs
-                out.append(("call", feeds[item[1]].source))
+                out.append(("call", feeds[item[1]].source, None))
         else:
-            _, compute, nodes = item
+            _, compute, nodes, undo = item
             out.append(("scalars", compute,
-                        {key: copies[n] for key, n in nodes.items() if n in copies}))
+                        {key: copies[n] for key, n in nodes.items() if n in copies}, undo))
     return out

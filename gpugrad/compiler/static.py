@@ -30,14 +30,18 @@ import contextlib
 import numpy as np
 
 from .lower import (
+    COMMIT,
     Retrace,
     _guards,
     _leaves,
     _ops,
     _tensor_guards,
+    _undo_mark,
     host_call_or_draw,
+    host_undo,
     keep_apart,
     kernel_of,
+    taken_back_on_failure,
 )
 
 COPY, FIXED, SCALARS = "copy", "fixed", "scalars"
@@ -56,6 +60,7 @@ class StaticPlan:
         self.backend = backend
         self.context = backend.context  # a device other than the first: entered per run
         self.writes_args = False  # whether the body writes into an argument's array
+        self.undo = None  # the HostUndo of its host work (see lower.HostUndo), if any
 
     def inputs_on_device(self, inputs):
         """prepare's outputs with each host vector moved to the backend's device (one
@@ -85,7 +90,13 @@ def lower_static(program, memory, n_args, kernel_for=kernel_of):
     _guards(program, ns, prep)
     leaves = program.leaves()
     _tensor_guards(leaves, ns, prep)
+    start = len(prep)
     views = _host(program, ns, names, prep, slots, slot_names)
+    undo = host_undo(program)
+    if undo is not None:  # prepare takes back its own host work when a later part fails,
+        ns["_U"] = undo   # the body all of it when it fails before writing any tensor
+        prep.insert(start, "_u = 0")
+        prep = taken_back_on_failure(prep, start + 1, undo, "_U(_u)")
     for name, kind in _leaves(leaves, ns, names, prep):  # arguments: copied in; the
         slots.append(COPY if kind == "arg" else FIXED)  # rest must keep their arrays
         slot_names.append(name)
@@ -93,6 +104,9 @@ def lower_static(program, memory, n_args, kernel_for=kernel_of):
 
     body = list(views)
     _ops(program, memory, ns, names, body, kernel_for)
+    if COMMIT not in body:  # then the copies into the tensors' own arrays write first
+        body.append(COMMIT)
+    body = taken_back_on_failure(body, 0, undo, f"_U({len(program.host)})")
     outputs, finish, writes_args = _sinks(program, ns, names, body)
     body.append(f"return ({''.join(o + ', ' for o in outputs)})")
     n_results = sum(1 for s in program.sinks if s.kind == "result")
@@ -107,6 +121,7 @@ def lower_static(program, memory, n_args, kernel_for=kernel_of):
     plan = StaticPlan(ns["prepare"], ns["body"], ns["finish"], slots, n_results, source,
                       backend)
     plan.writes_args = writes_args
+    plan.undo = undo
     return plan
 
 
@@ -129,11 +144,12 @@ def _host(program, ns, names, prep, slots, slot_names):
                 slots.append(COPY)
                 slot_names.append(f"r{i}")
         else:
-            _, compute, nodes = item
+            compute, nodes = item[1], item[2]
             groups = _by_dtype(nodes)
             if not groups:
                 ns[f"H{i}"] = compute
                 prep.append(f"H{i}()")
+                _undo_mark(i, item, prep)
                 continue
             ns[f"H{i}"] = _vectors(compute, groups)
             vectors = [f"s{i}_{g}" for g in range(len(groups))]
@@ -144,6 +160,7 @@ def _host(program, ns, names, prep, slots, slot_names):
                 for k, key in enumerate(keys):
                     names[id(nodes[key])] = f"h{i}_{key}"
                     views.append(f"h{i}_{key} = {vector}[{k}]")
+        _undo_mark(i, item, prep)
     return views
 
 

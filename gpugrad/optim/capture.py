@@ -54,12 +54,16 @@ def _step_scalars(opt, group, params, recorder):
                 values[name] = scalars[key]
         return values
 
+    def retreat():  # a run that failed before changing any parameter: no step was taken
+        for p in params:
+            opt.state[p]["step"] -= 1
+
     example = advance()
     owner = {f"{key}_{i}": (i, key) for i, p in enumerate(params)
              for key in opt._scalars(group, opt.state[p]["step"])}
     specs = {name: (params[i].dtype, params[i].device) for name, (i, _) in owner.items()}
     per_param = [{} for _ in params]
-    for name, t in recorder.scalars(advance, example, specs).items():
+    for name, t in recorder.scalars(advance, example, specs, retreat).items():
         i, key = owner[name]
         per_param[i][key] = t
     return per_param

@@ -21,12 +21,19 @@ class LRScheduler:
         from ..mode import state
 
         if state.capture is not None:  # inside gg.compile's function: every run steps
-            state.capture.host_call(self._advance)
+            state.capture.host_call(self._advance, self._retreat)
         self._advance()
 
     def _advance(self):
+        self._before = self.last_epoch, self.get_last_lr()
         self.last_epoch += 1
         self._apply()
+
+    def _retreat(self):
+        """Take the last step back (a compiled run failed before it changed anything)."""
+        self.last_epoch, lrs = self._before
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
 
     def get_last_lr(self):
         return [g["lr"] for g in self.optimizer.param_groups]
