@@ -87,12 +87,13 @@ def _add_train(sub):
                        help="data-parallel over the processes of `mpiexec -n N gpugrad "
                        "train --distributed` (one GPU each where there are GPUs); "
                        "--batch-size stays the global batch; needs gpugrad[distributed]")
-    train.add_argument("--compile", action="store_true",
+    train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                        help="run the training step from a compiled plan (gg.compile): "
-                       "the same results, less Python per step")
+                       "the same results, less Python per step (default; --no-compile "
+                       "runs it eagerly, op by op)")
     train.add_argument("--cuda-graph", action="store_true",
                        help="replay the compiled step as a CUDA graph: one launch per step "
-                       "(implies --compile; on a CUDA device)")
+                       "(on a CUDA device; not with --no-compile)")
     train.set_defaults(run=_cmd_train)
     evaluate = sub.add_parser("evaluate", help="reload a checkpoint and report its test "
                               "accuracy")

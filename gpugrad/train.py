@@ -49,7 +49,7 @@ class Config:
     val_fraction: float = 0.1
     test_fraction: float = 0.2  # digits only: MNIST and npz bring their own test set
     distributed: bool = False  # one rank of an mpiexec job (see gpugrad.distributed)
-    compile: bool = False  # run the training step from a gg.compile plan
+    compile: bool = True  # run the training step from a gg.compile plan (else eagerly)
     cuda_graph: bool = False  # ... replayed as a CUDA graph (implies compile; CUDA only)
 
     def check(self):
@@ -63,7 +63,9 @@ class Config:
             self.lr = DEFAULT_LR[self.optimizer]
         if self.lr <= 0:
             raise ValueError(f"the learning rate must be positive, got {self.lr}")
-        self.compile = self.compile or self.cuda_graph
+        if self.cuda_graph and not self.compile:
+            raise ValueError("--cuda-graph replays the compiled step: it cannot go with "
+                             "--no-compile")
         return self
 
 

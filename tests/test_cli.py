@@ -34,6 +34,13 @@ def test_an_unknown_command_is_a_one_line_usage_error():
     assert "invalid choice" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_cuda_graph_without_the_compiled_step_is_a_one_line_error():
+    result = run("-m", "gpugrad.cli", "train", "--no-compile", "--cuda-graph")
+    assert result.returncode != 0
+    assert "--cuda-graph replays the compiled step" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_bench_quick_runs_and_prints_ratios():
     result = run("-m", "gpugrad.cli", "bench", "--quick")
     assert result.returncode == 0, result.stdout + result.stderr

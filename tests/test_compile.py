@@ -1182,14 +1182,14 @@ def test_compiled_random_programs_equal_eager_bit_for_bit(steps):
     assert memory.peak_bytes == plan.peak_bytes
 
 
-def test_gpugrad_train_compile_gives_the_same_run_as_eager_training(tmp_path):
+def test_gpugrad_train_compiles_by_default_and_gives_the_eager_run(tmp_path):
     from gpugrad.train import Config, run
 
     def train(name, **kw):
         config = Config(epochs=2, hidden=[16], out=str(tmp_path / name), **kw)
         return run(config, stream=open(tmp_path / f"{name}.log", "w"))  # noqa: SIM115
 
-    eager, compiled = train("eager"), train("compiled", compile=True)
+    eager, compiled = train("eager", compile=False), train("compiled")
     assert [e["train_loss"] for e in compiled["epochs"]] == \
         [e["train_loss"] for e in eager["epochs"]]
     assert compiled["test_accuracy"] == eager["test_accuracy"]
