@@ -724,6 +724,32 @@ def test_an_interrupt_inside_a_compiled_step_before_any_update_changes_nothing(c
     assert_same_state(training_state(model, opt, schedule), before)
 
 
+def test_at_most_max_plans_are_kept_the_least_recently_used_goes_first():
+    compiled = gg.compile(lambda x: x * 2, max_plans=2)
+    small, medium, large = gg.ones(1), gg.ones(2), gg.ones(3)
+    compiled(small)
+    with pytest.warns(gg.CompileWarning, match="tracing anew"):
+        compiled(medium)
+    compiled(small)  # used last: medium is now the least recently used
+    with pytest.warns(gg.CompileWarning) as caught:  # tracing anew, and:
+        np.testing.assert_array_equal(compiled(large).numpy(), [2, 2, 2])
+    assert any("max_plans=2 kinds of arguments are kept" in str(w.message) for w in caught)
+    assert [key[1][0] for key in compiled.plans] == [(1,), (3,)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # small runs its plan: no trace, no warning
+        compiled(small)
+    with pytest.warns(gg.CompileWarning, match="tracing anew") as caught:
+        compiled(medium)  # traced again; the full cache was said once already
+    assert not any("arguments are kept" in str(w.message) for w in caught)
+    assert len(compiled.plans) == 2 and len(compiled.log) == 4
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8"])
+def test_max_plans_must_be_a_positive_int_or_none(bad):
+    with pytest.raises(ValueError, match="max_plans must be a positive int or None"):
+        gg.compile(lambda x: x, max_plans=bad)
+
+
 def test_retrace_false_raises_instead_of_tracing_anew():
     compiled = gg.compile(lambda x: x.exp(), retrace=False)
     compiled(gg.ones(3))

@@ -300,6 +300,23 @@ def test_a_tensor_given_a_new_array_is_captured_anew():
     assert device.released == 1  # the first graph's memory, given back
 
 
+def test_a_dropped_plan_gives_its_graph_memory_back():
+    model, opt = model_and_optimiser(OPTIMISERS["sgd"])
+    step = compile_quietly(training_step(model, opt))
+    step.compiled.max_plans = 1
+    data, device = batches(4), ReplayOnNumpy()
+    step(*data[0])
+    runner = with_runner(step, device)
+    for x, y in data[1:]:
+        step(x, y)
+    assert runner.status == "captured"
+    x, y = batches(1, batch=3)[0]  # another batch size: a new plan, the old one dropped
+    with pytest.warns(gg.CompileWarning) as caught:  # tracing anew, and:
+        step(x, y)
+    assert any("max_plans=1 kinds of arguments are kept" in str(w.message) for w in caught)
+    assert runner.graph is None and device.released == 1
+
+
 @pytest.mark.parametrize("problem", ["wrong", "fail", "fail_in_body"])
 def test_a_graph_that_fails_its_check_is_dropped_and_the_step_stands(problem):
     # (a capture failing inside the body is not a failed step: its host work stands)

@@ -58,6 +58,12 @@ class Plan:
                    for a, (dtype, device) in zip(out, self.result_specs, strict=True)]
         return _unflatten(self.treedef, tensors)
 
+    def release(self):
+        """Give back what the plan holds beyond its arrays (a CUDA graph's memory)."""
+        release = getattr(self.run, "release", None)
+        if release is not None:
+            release()
+
     def __repr__(self):
         return (f"<gg.Plan: {len(self.program.op_nodes())} kernel calls "
                 f"({len(self.traced.op_nodes())} traced), peak {self.peak_bytes:,} bytes>")
@@ -65,17 +71,20 @@ class Plan:
 
 class CompiledFunction:
     """The callable gg.compile returns. `graph` / `traced_graph`: the latest plan's
-    DAG after / before the passes; `code`: its generated source; `plans`: every plan
-    made, by argument kind; `log`: why each trace happened."""
+    DAG after / before the passes; `code`: its generated source; `plans`: the plans
+    kept, by argument kind, least recently used first; `log`: why each trace happened."""
 
-    def __init__(self, fn, retrace=True, optimize=True, cuda_graph=False):
+    def __init__(self, fn, retrace=True, optimize=True, cuda_graph=False, max_plans=8):
         self.fn = fn
         self.retrace = retrace
         self.optimize = optimize
         self.cuda_graph = cuda_graph
+        self.max_plans = max_plans
         self.plans = {}
         self.log = []
         self._last = None
+        self._recent = None  # the plan of the latest call (kept last in self.plans)
+        self._warned_full = False
         self._signature = None  # read on the first call with keyword arguments
         self._binds = _UNKNOWN  # _defaults_count(fn), read on the first call
         functools_wraps(self, fn)
@@ -92,6 +101,9 @@ class CompiledFunction:
             key = _key(args)
         plan = self.plans.get(key)
         if plan is not None:
+            if plan is not self._recent:  # calls alternate between kinds: keep the order
+                self.plans[key] = self.plans.pop(key)  # of use, for dropping the oldest
+                self._recent = plan
             try:
                 return plan([a._data for a in args if a.__class__ is Tensor])
             except Retrace as exc:
@@ -139,8 +151,23 @@ class CompiledFunction:
         self.log.append(reason)
         result, plan = trace_and_compile(fn, args, self.optimize, self.cuda_graph)
         self.plans[key] = plan
-        self._last = key
+        self._last, self._recent = key, plan
+        if self.max_plans is not None and len(self.plans) > self.max_plans:
+            self._drop_oldest()
         return result
+
+    def _drop_oldest(self):
+        """Keep at most max_plans plans (each holds its constants, and on CUDA a graph's
+        memory): the least recently used goes, and the first time a warning says so."""
+        key = next(iter(self.plans))
+        self.plans.pop(key).release()
+        if not self._warned_full:
+            self._warned_full = True
+            warnings.warn(f"gg.compile({_name(self.fn)}): plans for max_plans="
+                          f"{self.max_plans} kinds of arguments are kept: the least "
+                          "recently used is dropped, and a kind without a plan traces anew "
+                          "(pad or bucket shapes, or raise max_plans)", CompileWarning,
+                          stacklevel=4)
 
     @property
     def plan(self):
@@ -174,7 +201,8 @@ def functools_wraps(wrapper, fn):
             pass
 
 
-def compile(fn=None, *, retrace=True, optimize=True, cuda_graph=False):  # noqa: A001
+def compile(fn=None, *, retrace=True, optimize=True, cuda_graph=False,  # noqa: A001
+            max_plans=8):
     """Compile fn (a training step, a forward pass) into a cached plan.
 
     The first call traces fn: it runs eagerly (its results are returned) while every op
@@ -189,16 +217,24 @@ def compile(fn=None, *, retrace=True, optimize=True, cuda_graph=False):  # noqa:
     (see gpugrad.compiler.cuda_graph; `step.plan.run.status` says whether it was). On
     another device the plan runs without a graph (a CompileWarning says so).
 
+    At most max_plans plans are kept (None: no limit); past that, the least recently
+    used one is dropped (a CompileWarning says so once).
+
     Inside fn: no reading values on the host (.item(), .numpy(): return the tensor
     instead); random numbers are drawn anew on every run; results come back without a
     graph (call backward inside fn). Usable as a decorator, with or without arguments.
     """
+    if max_plans is not None and (isinstance(max_plans, bool) or
+                                  not isinstance(max_plans, int) or max_plans < 1):
+        raise ValueError(f"gg.compile: max_plans must be a positive int or None, not "
+                         f"{max_plans!r}")
+    options = dict(retrace=retrace, optimize=optimize, cuda_graph=cuda_graph,
+                   max_plans=max_plans)
     if fn is None:
-        return lambda f: CompiledFunction(f, retrace=retrace, optimize=optimize,
-                                          cuda_graph=cuda_graph)
+        return lambda f: compile(f, **options)
     if not callable(fn):
         raise TypeError(f"gg.compile takes a function, not {type(fn).__name__}")
-    return CompiledFunction(fn, retrace=retrace, optimize=optimize, cuda_graph=cuda_graph)
+    return CompiledFunction(fn, **options)
 
 
 def trace_and_compile(fn, args, optimize=True, cuda_graph=False):

@@ -224,6 +224,10 @@ class CudaGraphRunner:
         self.status = "captured"
         return self._finish(outputs)
 
+    def release(self):
+        """Drop the graph and give back its memory (the plan itself is being dropped)."""
+        self._drop_graph()
+
     def _drop_graph(self):
         if self._kept is not None:
             self.device.release(self._kept)
