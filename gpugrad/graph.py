@@ -21,15 +21,20 @@ from .node import format_site, walk
 class Graph:
     """A recorded computation: nodes from inputs to outputs, viewable with networkx."""
 
-    def __init__(self, nodes, outputs, inputs=()):
-        from .viz.scopes import module_scopes, parameter_names
+    def __init__(self, nodes, outputs, inputs=(), calls=None):
+        """calls: the nn.Module calls the nodes were made in (see
+        gpugrad.viz.scopes.module_calls), where the nodes no longer carry them (a
+        compiled program); None: read off the nodes."""
+        from .viz.scopes import module_calls, module_scopes, parameter_names
 
         self._nodes = {n.seq: n for n in sorted(nodes, key=lambda n: n.seq)}
         self.outputs = [n.seq for n in outputs]
         self.inputs = [n.seq for n in inputs]
+        if calls is None:
+            calls = module_calls(self._nodes.values())
         # Named now, while the modules the nodes were made in are most likely alive.
-        self._scopes, self._scope_classes = module_scopes(self._nodes)
-        self._names = parameter_names(self._nodes)
+        self._scopes, self._scope_classes = module_scopes(self._nodes, calls)
+        self._names = parameter_names(self._nodes, calls)
         self._nx = None
 
     @classmethod

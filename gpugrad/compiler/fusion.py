@@ -124,7 +124,8 @@ def _group(root, readers, apart, position, written):
                 continue
             members[id(inp)] = inp
             work.append(inp)
-    return sorted(members.values(), key=lambda n: n.seq)
+    # (by place in the schedule: numbers need not be in order once passes made nodes)
+    return sorted(members.values(), key=lambda n: position[id(n)])
 
 
 def _make_fused(root, members):

@@ -1,14 +1,17 @@
 """Program: a traced function as a DAG of its own nodes, ready for the passes.
 
 The trace's nodes are copied (the passes rewrite them; the user's graph stays as it
-was). Leaves carry a Feed in `meta["feed"]`: where each run takes their value from.
-Sinks say what each run does with the values it computed: return them, store them in
-a `.grad`, write them back into a tensor, or hand them to an optimiser's state.
+was); a copy keeps its node's number (seq), so that the program's graphs name module
+scopes as the trace's graph does (see gpugrad.viz.scopes). Leaves carry a Feed in
+`meta["feed"]`: where each run takes their value from. Sinks say what each run does
+with the values it computed: return them, store them in a `.grad`, write them back into
+a tensor, or hand them to an optimiser's state.
 """
 
 from ..graph import Graph
 from ..node import Node
 from ..ops.registry import CONSTANT, INPUT
+from ..viz.scopes import module_calls
 from .capture import CompileError, Feed
 
 
@@ -39,13 +42,16 @@ class Sink:
 
 class Program:
     """nodes: every node in topological order (leaves and ops); sinks: list of Sink;
-    host: the host work of each run, in order (see Recorder.host)."""
+    host: the host work of each run, in order (see Recorder.host); calls: the nn.Module
+    calls of the trace (gpugrad.viz.scopes.module_calls), which give its graphs their
+    module scopes and parameter names."""
 
-    def __init__(self, nodes, sinks, host, guards):
+    def __init__(self, nodes, sinks, host, guards, calls=()):
         self.nodes = nodes
         self.sinks = sinks
         self.host = host
         self.guards = guards
+        self.calls = calls
 
     def op_nodes(self):
         return [n for n in self.nodes if not n.op.is_leaf]
@@ -68,7 +74,7 @@ class Program:
         results = [s.node for s in self.sinks if s.node is not None]
         args = sorted((n for n in self.leaves() if n.meta["feed"].kind == "arg"),
                       key=lambda n: n.meta["feed"].source)
-        return Graph(self.nodes, _unique(results), args)
+        return Graph(self.nodes, _unique(results), args, self.calls)
 
     def __repr__(self):
         return f"<Program: {len(self.op_nodes())} ops, {len(self.sinks)} sinks>"
@@ -102,7 +108,12 @@ def build(recorder, args, results):
     nodes = _walk_trace(roots, recorder.start_seq)
     copies = {}
     for node in nodes:
-        copies[node] = _copy(node, recorder, arg_index, copies)
+        copy = copies[node] = _copy(node, recorder, arg_index, copies)
+        # A copy keeps its node's number: the module calls' ranges are in the trace's
+        # numbers, and a node has the same id in the trace and in both compiled graphs.
+        copy.seq = node.seq
+    # Read off the trace now: the passes drop and merge nodes, marked outputs among them.
+    calls = module_calls(n for n in nodes if n.seq >= recorder.start_seq)
     program_sinks = []
     for entry in sinks:
         kind, target, value = entry[:3]
@@ -114,7 +125,7 @@ def build(recorder, args, results):
                 kind, target = "assign_arg", arg_index[home]
         program_sinks.append(Sink(kind, target, node, copies.get(home)))
     return Program(list(copies.values()), program_sinks,
-                   _host(recorder.host, copies, recorder.feeds), recorder.guards)
+                   _host(recorder.host, copies, recorder.feeds), recorder.guards, calls)
 
 
 def _walk_trace(roots, start_seq):
@@ -139,7 +150,9 @@ def _copy(node, recorder, arg_index, copies):
     if feed is not None:
         op = CONSTANT if feed.kind == "const" else INPUT
         copy = Node(op, (), node.attrs if op is CONSTANT else {}, node.shape, node.dtype,
-                    node.device, node.requires_grad, node.site)
+                    node.device, node.requires_grad, node.site,
+                    # a parameter is named through its tensor (viz.scopes.parameter_names)
+                    ref=node.ref if feed.kind == "tensor" else None)
         copy.meta = {"feed": feed}
         return copy
     copy = Node(node.op, tuple(copies[i] for i in node.inputs), node.attrs, node.shape,

@@ -7,14 +7,17 @@ inside the same call, counts in the caller). Calls nest, so their ranges nest: a
 over the ranges in order, with an explicit stack, names each call after the one around
 it ("MLP" at the top, "MLP.0" for its attribute "0") and gives each node the innermost
 call that contains it.
+
+A compiled program (gpugrad.compiler.program) keeps the trace's numbers on its nodes, but
+its passes merge and drop nodes, the marked outputs among them: it reads the calls off
+the trace once (module_calls) and hands them to its graphs.
 """
 
 
-def module_scopes(nodes):
+def module_scopes(nodes, calls):
     """({node seq: scope}, {path: module class name}) for `nodes` (seq -> Node, in
-    creation order); a scope is a tuple of paths, outermost first, e.g. ("MLP",
-    "MLP.0"), and () for a node made outside any module."""
-    calls = _calls(nodes)
+    creation order) made in `calls` (module_calls); a scope is a tuple of paths,
+    outermost first, e.g. ("MLP", "MLP.0"), and () for a node made outside any module."""
     named, classes = _name(calls)
     scopes = {}
     open_, i = [], 0
@@ -28,15 +31,16 @@ def module_scopes(nodes):
     return scopes, classes
 
 
-def _calls(nodes):
-    """[(start, end, module reference, class name)] of the calls marked on `nodes`, in
-    the order they began (a call returning several outputs ends at the last)."""
+def module_calls(nodes):
+    """[(start, end, module reference, class name)] of the calls marked on `nodes` (an
+    iterable of Nodes), in the order they began (a call returning several outputs ends
+    at the last)."""
     calls = {}
-    for seq, node in nodes.items():
+    for node in nodes:
         for start, ref, cls in node.marks or ():
             known = calls.get(start)
-            if known is None or seq > known[1]:
-                calls[start] = (start, seq, ref, cls)
+            if known is None or node.seq > known[1]:
+                calls[start] = (start, node.seq, ref, cls)
     return [calls[start] for start in sorted(calls)]
 
 
@@ -64,10 +68,10 @@ def _name(calls):
     return named, classes
 
 
-def parameter_names(nodes):
+def parameter_names(nodes, calls):
     """{leaf seq: "MLP.0.weight"} for the leaves of `nodes` that are parameters of a
-    module called in them, named from the outermost call that holds them."""
-    calls = _calls(nodes)
+    module called in `calls` (module_calls), named from the outermost call that holds
+    them."""
     owners = {}  # id(parameter) -> its full name
     for (_, _, ref, _), (_, _, scope) in zip(calls, _name(calls)[0], strict=True):
         module = ref()
