@@ -21,19 +21,23 @@ from .node import format_site, walk
 class Graph:
     """A recorded computation: nodes from inputs to outputs, viewable with networkx."""
 
-    def __init__(self, nodes, outputs, inputs=(), calls=None):
+    def __init__(self, nodes, outputs, inputs=(), calls=None, ordered=False):
         """calls: the nn.Module calls the nodes were made in (see
         gpugrad.viz.scopes.module_calls), where the nodes no longer carry them (a
-        compiled program); None: read off the nodes."""
+        compiled program); None: read off the nodes. ordered: `nodes` are in a
+        topological order to keep (a compiled program's, whose passes make nodes with
+        later numbers); otherwise numbers, which are creation order, give the order."""
         from .viz.scopes import module_calls, module_scopes, parameter_names
 
-        self._nodes = {n.seq: n for n in sorted(nodes, key=lambda n: n.seq)}
+        by_number = sorted(nodes, key=lambda n: n.seq)
+        self._nodes = {n.seq: n for n in (nodes if ordered else by_number)}
         self.outputs = [n.seq for n in outputs]
         self.inputs = [n.seq for n in inputs]
         if calls is None:
             calls = module_calls(self._nodes.values())
         # Named now, while the modules the nodes were made in are most likely alive.
-        self._scopes, self._scope_classes = module_scopes(self._nodes, calls)
+        self._scopes, self._scope_classes = module_scopes({n.seq: n for n in by_number},
+                                                          calls)
         self._names = parameter_names(self._nodes, calls)
         self._nx = None
 
@@ -122,7 +126,9 @@ class Graph:
                     role = (f"constant {node.attrs['value']!r}" if "value" in node.attrs
                             else "constant")  # an array gg.compile folded
                 else:
-                    role = "input" + (" (requires grad)" if node.requires_grad else "")
+                    name = self._names.get(seq)
+                    role = "input" + (f" {name}" if name else "") + \
+                        (" (requires grad)" if node.requires_grad else "")
                 lines.append(f"%{local[seq]}: {spec} = {role}")
                 continue
             args = ", ".join(f"%{local[i.seq]}" for i in node.inputs)

@@ -3,6 +3,7 @@ after the passes) carry what an eager graph carries: the nn.Module call each for
 was made in, the names of the parameters and the user's line of each op, so that the
 viewers draw them alike (module clusters in DOT, module frames in the HTML viewer)."""
 
+import re
 import shutil
 import subprocess
 
@@ -199,3 +200,16 @@ def test_the_html_viewer_frames_the_modules_of_a_compiled_step():
     assert [path for _, path in framed] == ["MLP.0", "MLP.1", "MLP.2"]
     assert {node["name"] for node in data["nodes"] if node["name"]} == {
         "MLP.0.weight", "MLP.0.bias", "MLP.2.weight", "MLP.2.bias"}
+
+
+def test_a_listing_names_parameters_and_uses_only_lines_above():
+    # The passes append the leaves they make (a folded constant); a listing still reads
+    # top to bottom, every %k defined before it is used.
+    compiled = compiled_step(mlp())
+    for graph in (eager_graph(mlp()), compiled.graph):
+        listing = str(graph).splitlines()
+        assert any(line.endswith("= input MLP.0.weight (requires grad)") for line in listing)
+        for k, line in enumerate(listing[:-1]):
+            assert line.startswith(f"%{k}: ")
+            used = [int(u) for u in re.findall(r"%(\d+)", line.split("=", 1)[1])]
+            assert all(u < k for u in used), line

@@ -74,10 +74,27 @@ class Program:
         results = [s.node for s in self.sinks if s.node is not None]
         args = sorted((n for n in self.leaves() if n.meta["feed"].kind == "arg"),
                       key=lambda n: n.meta["feed"].source)
-        return Graph(self.nodes, _unique(results), args, self.calls)
+        return Graph(_leaves_before_readers(self.nodes), _unique(results), args, self.calls,
+                     ordered=True)
 
     def __repr__(self):
         return f"<Program: {len(self.op_nodes())} ops, {len(self.sinks)} sinks>"
+
+
+def _leaves_before_readers(nodes):
+    """nodes with each leaf no later than its first reader: a run names every leaf before
+    its kernels, so the passes may append the leaves they make (a folded constant), but a
+    listing reads best in dependency order."""
+    placed, out = set(), []
+    for node in nodes:
+        for inp in node.inputs:
+            if inp.op.is_leaf and id(inp) not in placed:
+                placed.add(id(inp))
+                out.append(inp)
+        if id(node) not in placed:
+            placed.add(id(node))
+            out.append(node)
+    return out
 
 
 def _unique(nodes):
