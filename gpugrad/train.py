@@ -16,9 +16,12 @@ one process takes with the same seed and --batch-size, which stays the global ba
 import csv
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -249,9 +252,10 @@ def run(config, stream=sys.stderr):
                             "seconds": seconds, "samples_per_second": seen / seconds})
             progress.close(f"loss {loss:.4f}  acc {acc:6.2%}  val loss {val_loss:.4f}  "
                            f"val acc {val_acc:6.2%}  {seen / seconds:,.0f} samples/s")
-            if out:
-                save_checkpoint(out, model, optimizer, scaler, config, n_classes, epoch)
-            saved_epoch = epoch
+            with interrupts_deferred():  # the checkpoint and the record of it, together
+                if out:
+                    save_checkpoint(out, model, optimizer, scaler, config, n_classes, epoch)
+                saved_epoch = epoch
     except KeyboardInterrupt:
         interrupted = True
         # The run's results are those of the last checkpoint: an epoch cut short, or one
@@ -280,6 +284,28 @@ def finish(model, splits, history, config, out, device, n_classes, interrupted, 
         write_metrics(results, out)
     print(f"run folder: {out}", file=stream)
     return results
+
+
+@contextmanager
+def interrupts_deferred():
+    """Ctrl-C inside the block takes effect at its end. A checkpoint written just before
+    an interrupt must also be the epoch the run reports: otherwise the file could hold
+    epoch n+1 while the run kept n epochs of metrics. (Signals reach only the main
+    thread's handler: elsewhere the block runs as it is.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            if callable(previous):
+                previous(signal.SIGINT, pending[0])
+            else:  # SIG_DFL or SIG_IGN set outside Python: what Ctrl-C would have done
+                signal.raise_signal(signal.SIGINT)
 
 
 # --- files ----------------------------------------------------------------------------------------

@@ -137,6 +137,20 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path):
     assert saved["epoch"] == len(metrics["epochs"]) >= 1
 
 
+def test_ctrl_c_while_a_checkpoint_is_recorded_takes_effect_once_it_is():
+    # Between writing checkpoint.npz and noting its epoch, an interrupt would leave the
+    # file one epoch ahead of the run's metrics; inside the block it waits for its end.
+    from gpugrad.train import interrupts_deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+            done.append("recorded")
+    assert done == ["recorded"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_the_same_seed_gives_the_same_run(tmp_path):
     runs = []
     for name in ("a", "b"):
