@@ -51,7 +51,7 @@ class Tensor:
     def grad(self):
         """The gradient backward() accumulated here (a Tensor), or None."""
         g = self._grad
-        if g is not None and _state.capture is not None:  # inside gg.compile's trace
+        if _state.capture is not None:  # inside gg.compile's trace (None is read too)
             _state.capture.read_grad(self, g)
         return g
 

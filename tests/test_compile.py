@@ -1223,3 +1223,157 @@ def test_gpugrad_train_compiles_by_default_and_gives_the_eager_run(tmp_path):
     assert [e["train_loss"] for e in graph_ready["epochs"]] == \
         [e["train_loss"] for e in eager["epochs"]]
     assert "--cuda-graph: the step runs on cpu" in (tmp_path / "graph-ready.log").read_text()
+
+
+class RunsOut(gg.optim.lr_scheduler.LRScheduler):
+    """A schedule given as a list: stepping past its end raises IndexError."""
+
+    def __init__(self, opt, lrs):
+        self.lrs = lrs
+        super().__init__(opt)
+
+    def lr_at(self, base_lr, epoch):
+        return self.lrs[epoch]
+
+
+def gradients(model):
+    return [None if p.grad is None else p.grad.numpy() for p in model.parameters()]
+
+
+def compiled_if(compiled, fn, cuda_graph):
+    """fn itself, or fn through gg.compile (its graph-ready plan with cuda_graph)."""
+    if not compiled:
+        return fn
+    return compile_quietly(fn, cuda_graph) if cuda_graph else gg.compile(fn)
+
+
+def run_failing_at_the_forward_pass(compiled, cuda_graph):
+    """Three steps, then one whose class indices are out of range: the state it leaves."""
+    model, opt = model_and_optimiser(OPTIMISERS["adam"])
+    first = gg.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    later = gg.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
+
+    def step(x, y):
+        first.step()
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        later.step()
+        later.step()
+        loss.backward()
+        opt.step()
+
+    step = compiled_if(compiled, step, cuda_graph)
+    good = batches(4)
+    for x, y in good[:3]:
+        step(x, y)
+    with pytest.raises(gg.OutOfBoundsError):
+        step(good[3][0], gg.tensor([0, 1, 3, 1, 0, 2]))
+    assert all(g is None for g in gradients(model))  # zero_grad came first
+    return training_state(model, opt, first), later.last_epoch, later.get_last_lr()
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+def test_a_failed_run_keeps_what_the_function_did_before_the_failure_as_eager_mode(
+        cuda_graph):
+    # A scheduler stepped first and the zero_grad before the forward pass happened in
+    # an eager call whose forward pass raises; the two steps of a scheduler stepped
+    # after the forward pass did not (each is taken back, in turn).
+    eager = run_failing_at_the_forward_pass(False, cuda_graph)
+    compiled = run_failing_at_the_forward_pass(True, cuda_graph)
+    assert_same_state(eager[0], compiled[0])
+    assert eager[1:] == compiled[1:]
+
+
+def run_until_the_schedule_runs_out(compiled, cuda_graph):
+    model, opt = model_and_optimiser(OPTIMISERS["sgd momentum nesterov"])
+    schedule = RunsOut(opt, [0.1, 0.05, 0.02])
+    step = training_step(model, opt)
+
+    def scheduled(x, y):
+        loss = step(x, y)
+        schedule.step()
+        return loss
+
+    scheduled = compiled_if(compiled, scheduled, cuda_graph)
+    good = batches(3)
+    for x, y in good[:2]:
+        scheduled(x, y)
+    with pytest.raises(IndexError):
+        scheduled(*good[2])
+    return training_state(model, opt, schedule), gradients(model)
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+def test_a_schedule_running_out_after_the_update_leaves_the_update_as_eager_mode(cuda_graph):
+    # The scheduler's step comes after the optimiser's: an eager call has updated the
+    # model when the schedule raises, so the plan does that host call after its writes.
+    eager = run_until_the_schedule_runs_out(False, cuda_graph)
+    compiled = run_until_the_schedule_runs_out(True, cuda_graph)
+    assert_same_state(eager[0], compiled[0])
+    for a, b in zip(eager[1], compiled[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def train_with_the_update_apart(compiled, cuda_graph):
+    """Gradients from one function, the update in another, called first of all."""
+    model, opt = model_and_optimiser(OPTIMISERS["adam"])
+
+    def accumulate(x, y):
+        F.cross_entropy(model(x), y).backward()
+
+    def update():
+        opt.step()
+        opt.zero_grad()
+
+    accumulate = compiled_if(compiled, accumulate, cuda_graph)
+    update = compiled_if(compiled, update, cuda_graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gg.CompileWarning)  # tracing anew, once
+        update()  # nothing to do yet
+        for x, y in batches(4):
+            accumulate(x, y)
+            update()
+    return [p.numpy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+def test_an_update_traced_before_any_gradient_existed_traces_anew_once_one_does(cuda_graph):
+    # The trace of the first update() skipped every parameter (no .grad yet): a plan
+    # doing nothing must not be reused once gradients exist.
+    eager = train_with_the_update_apart(False, cuda_graph)
+    compiled = train_with_the_update_apart(True, cuda_graph)
+    for a, b in zip(eager, compiled, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_with_retrace_false_a_failed_guard_keeps_the_plan_for_when_it_holds_again():
+    model, _ = model_and_optimiser(OPTIMISERS["sgd"])
+    forward = gg.compile(lambda x: model(x).detach(), retrace=False)
+    x = gg.ones((2, 5))
+    expected = forward(x).numpy()
+    model.eval()
+    for _ in range(2):  # the guard's reason, every time
+        with pytest.raises(gg.CompileError, match="switched between train.. and eval"):
+            forward(x)
+    assert forward.plan is not None  # the plan is still there ...
+    model.train()
+    np.testing.assert_array_equal(forward(x).numpy(), expected)  # ... and serves again
+
+
+def test_the_plan_of_a_function_whose_new_trace_failed_is_refused_with_a_reason():
+    model, _ = model_and_optimiser(OPTIMISERS["sgd"])
+    fail = []
+
+    def forward(x):
+        if fail:
+            raise ValueError("the function itself failed")
+        return model(x).detach()
+
+    compiled = gg.compile(forward)
+    compiled(gg.ones((2, 5)))
+    model.eval()  # the plan's guard fails: it is dropped and the function traced anew
+    fail.append(True)
+    with pytest.warns(gg.CompileWarning), pytest.raises(ValueError):
+        compiled(gg.ones((2, 5)))
+    with pytest.raises(gg.CompileError, match="no plan yet"):
+        compiled.plan  # noqa: B018 - was a KeyError

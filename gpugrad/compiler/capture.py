@@ -18,6 +18,8 @@ from ..node import format_site, user_site
 
 _GRAD_SET = ("a .grad accumulated into was None when traced and holds a gradient now "
              "(zero the gradients inside the function, or before every call)")
+_GRAD_READ = ("a .grad read was None when traced and holds a gradient now (the plan did "
+              "without it: zero the gradients inside the function, or before every call)")
 _ARGUMENT_GRAD = ("a backward() into an argument traces anew at every call: compute it "
                   "with gg.grad(loss, [x]) inside the function and return it")
 
@@ -59,6 +61,11 @@ class Recorder:
         self.host = []
         self.grads = {}  # tensor -> the traced Tensor now in its .grad
         self.cleared = set()  # tensors whose .grad was set to None (zero_grad)
+        self.cleared_first = []  # (host items before, tensor) of those cleared before
+        # any op or other host work than first calls (see lower.HostUndo)
+        self.ops = 0  # the ops recorded so far
+        self.writes_from = None  # len(host) when the first write into a tensor was traced
+        self.first_calls = 0  # how many host items are calls made before anything else
         self.assigns = {}  # tensor -> traced Tensor of its new values
         self.states = []  # (setter, traced Tensor, feed leaf Node or None)
         self.guards = []  # (getter, expected value, reason)
@@ -72,6 +79,7 @@ class Recorder:
     def note_leaves(self, args):
         """The tensors an op read: remember those that enter the trace as leaves."""
         start = self.start_seq
+        self.ops += 1
         for a in args:
             node = a._node
             if node.op.is_leaf or node.seq < start:
@@ -100,7 +108,12 @@ class Recorder:
         """owner.grad (g) was read inside the function. A gradient from before the call
         (zero_grad never ran, or backward happened in another function) is a leaf that
         every run reads from owner.grad anew: the tensor itself, so that each of the
-        function's uses of it (an optimiser's, a returned `old = w.grad`) reads it."""
+        function's uses of it (an optimiser's, a returned `old = w.grad`) reads it.
+        None from before the call is a guard: what the function did without that
+        gradient (an optimiser skipping the parameter) holds only while it is None."""
+        if g is None:
+            self.guard_none_grad(owner, _GRAD_READ)
+            return
         node = g._node
         if node is not None and not node.op.is_leaf and node.seq >= self.start_seq:
             return  # a value of this trace
@@ -111,10 +124,22 @@ class Recorder:
                    "a .grad read or accumulated into changed from None or in shape",
                    key=("grad read", id(owner)))
 
+    def guard_none_grad(self, owner, reason):
+        """owner.grad is None at the call's start, as when traced (unless the function
+        itself cleared or set it, or owner is an argument's copy, never read again)."""
+        if owner in self.cleared or owner in self.grads or id(owner) in self.argument_copies:
+            return
+        self.guard(lambda t=owner: t.grad is None, reason, key=("grad was None", id(owner)))
+
     def grad_assigned(self, owner, value):
         """owner.grad = value inside the function: None clears it (as zero_grad does);
         a tensor is this trace's gradient from then on, not one from before the call."""
         if value is None:
+            if not (self.ops or len(self.host) > self.first_calls or self.grads
+                    or owner in self.cleared or id(owner) in self.argument_copies):
+                # before any op or host work (zero_grad first): then a run that fails
+                # anywhere before its writes leaves this .grad None too, as eager does
+                self.cleared_first.append((len(self.host), owner))
             self.cleared.add(owner)
             self.grads.pop(owner, None)
         else:
@@ -167,17 +192,14 @@ class Recorder:
         from ..ops.registry import node_of
         from ..tensor import Tensor
 
-        prev = tensor.grad  # a gradient from before the call is fed (see read_grad)
         if id(tensor) in self.argument_copies:
             # A plan stores gradients into the tensors it was traced with; an argument
             # is another tensor at every call: such a plan is never reused.
             self.guard(itertools.count().__next__, _ARGUMENT_GRAD,
                        key=("argument grad", id(tensor)))
-        elif prev is None and tensor not in self.cleared and tensor not in self.grads:
-            # None when the call began: the plan sets .grad, as eager does only while
-            # nothing is there to add to; a .grad left from before traces anew.
-            self.guard(lambda t=tensor: t.grad is None, _GRAD_SET,
-                       key=("grad was None", id(tensor)))
+        elif tensor._grad is None:  # (guarded here first, to say "accumulated into")
+            self.guard_none_grad(tensor, _GRAD_SET)
+        prev = tensor.grad  # a gradient from before the call is fed (see read_grad)
         if g._node is None or g._node.op.is_leaf:
             self.leaves.setdefault(node_of(g), g)
         total = g if prev is None else ew.add(prev, g)
@@ -190,6 +212,8 @@ class Recorder:
     def host_call(self, fn, undo=None):
         """fn() is host work the function did (a scheduler's step): each run does it
         again, in the function's order; undo() takes it back (see scalars)."""
+        if not self.ops and len(self.host) == self.first_calls:
+            self.first_calls += 1  # before any op: eager mode did it whatever fails later
         self.host.append(("call", fn, undo))
 
     def assign(self, tensor, value):
@@ -205,6 +229,7 @@ class Recorder:
             return
         if leaf is not None:
             self._assigned_leaves.add(leaf)
+        self._writing()
         self.assigns[tensor] = value
         if value._node is None:
             self.leaves.setdefault(node_of(value), value)
@@ -213,8 +238,15 @@ class Recorder:
 
     def state(self, setter, value, feed_node=None):
         """An optimiser's new state array: setter(array) stores it after each run."""
+        self._writing()
         self.states.append((setter, value, feed_node))
         setter(value._data)
+
+    def _writing(self):
+        """A write into a tensor (or optimiser state) is traced: host work recorded
+        from now on came after it in the function (see program.split_host)."""
+        if self.writes_from is None:
+            self.writes_from = len(self.host)
 
     # --- the trace -----------------------------------------------------------------------
     def grad_sinks(self):

@@ -107,8 +107,7 @@ class CompiledFunction:
             try:
                 return plan([a._data for a in args if a.__class__ is Tensor])
             except Retrace as exc:
-                del self.plans[key]
-                return self._trace(key, args, str(exc), fn)
+                return self._guard_failed(key, args, str(exc), fn)
         reason = "first call" if self._last is None else _difference(self._last, key)
         return self._trace(key, args, reason, fn)
 
@@ -141,6 +140,17 @@ class CompiledFunction:
             key += (("value", "keywords", keywords),)
         return args, functools.partial(self.fn, **rest) if rest else self.fn, key
 
+    def _guard_failed(self, key, args, reason, fn):
+        """A plan's guard failed (a module switched to eval(), a parameter frozen): trace
+        anew in its place. With retrace=False the plan stays: it serves again once what
+        it guards is back (train() again)."""
+        if not self.retrace:
+            raise CompileError(f"gg.compile({_name(self.fn)}): would trace anew "
+                               f"({reason}), and retrace=False")
+        self.plans.pop(key).release()
+        self._recent = None  # until the trace makes its successor
+        return self._trace(key, args, reason, fn)
+
     def _trace(self, key, args, reason, fn):
         if self._last is not None and not self.retrace:
             raise CompileError(f"gg.compile({_name(self.fn)}): would trace anew "
@@ -171,9 +181,11 @@ class CompiledFunction:
 
     @property
     def plan(self):
-        if self._last is None:
-            raise CompileError("the function has not been called yet: nothing is traced")
-        return self.plans[self._last]
+        """The plan the latest call ran (or traced)."""
+        if self._recent is None:
+            raise CompileError("no plan yet: the function has not been called, or its "
+                               "latest trace failed")
+        return self._recent
 
     @property
     def graph(self):

@@ -27,14 +27,14 @@ def lower(program, memory, n_args):
     _tensor_guards(leaves, ns, body)
     start = len(body)
     _host(program, ns, names, body)
+    kernels_from = len(body)
     _leaves(leaves, ns, names, body)
     _ops(program, memory, ns, names, body)
-    undo = host_undo(program)
-    if undo is not None:
-        ns["_U"] = undo
-        body[start:start] = ["_u = 0"]
-    body = taken_back_on_failure(body, start + 1, undo, "_U(_u)")
+    undo = host_undo(program, ns)
+    body = taken_back_on_failure(body, kernels_from, undo, "_U()")
+    body = taken_back_on_failure(body, start, undo, "_UH(_u)", end=kernels_from)
     results = _sinks(program, ns, names, body)
+    host_after(program, ns, body)
     body.append(f"return ({''.join(r + ', ' for r in results)})")
     context = _context(program)
     head = f"def run({', '.join(f'a{i}' for i in range(n_args))}):"
@@ -71,48 +71,91 @@ def _tensor_guards(leaves, ns, body):
 
 
 class HostUndo:
-    """Takes a run's host work back (optimiser step counters, a scheduler's step) when
-    the run fails before it wrote into any tensor — a class index out of range, an
-    interrupt: the step then did not happen, as an eager step that raises changes
-    nothing. undo(n) takes back the first n host items, newest first. `armed` is off
-    while a CUDA graph captures the body: a capture that fails is not a failed step."""
+    """Takes a run's host work back when the run fails before it wrote into any tensor,
+    so that it leaves what an eager call failing at the same point leaves:
 
-    def __init__(self, undos):
+    - a kernel failing (a class index out of range, an interrupt during the forward
+      pass) — (): the host work is taken back, but for the host calls the function made
+      before anything else (a scheduler's step at its start: eager mode did it), and the
+      .grad the function cleared before any op (zero_grad) is None again;
+    - host item k failing (a schedule that ran out) — host_failed(k): the function did
+      items [0, k) before it, so they stay; unless a write into a tensor came before
+      item k in the function, which the run, having run no kernel, cannot redo: then
+      they are taken back, and the step did not happen. A .grad cleared before item k
+      is None again.
+
+    `armed` is off while a CUDA graph captures the body: a capture that fails is not a
+    failed step."""
+
+    def __init__(self, undos, first_calls, writes_from, cleared):
         self.undos = undos  # per host item: a callable, or None
+        self.first_calls = first_calls  # how many host items are calls made first
+        self.writes_from = writes_from  # the first host item after a write, or None
+        self.cleared = cleared
         self.armed = True
 
-    def __call__(self, done):
+    def kernels_failed(self):
         if self.armed:
-            for undo in reversed(self.undos[:done]):
-                if undo is not None:
-                    undo()
+            self._undo(self.first_calls, len(self.undos))
+            self._clear(len(self.undos))
+
+    def host_failed(self, k):
+        if self.armed:
+            if self.writes_from is not None and k >= self.writes_from:
+                self._undo(0, k)
+            self._clear(k)
+
+    def _undo(self, start, stop):
+        for undo in reversed(self.undos[start:stop]):
+            if undo is not None:
+                undo()
+
+    def _clear(self, done):
+        """The .grad cleared once `done` host items or fewer were done (zero_grad)."""
+        for after, tensor in self.cleared:
+            if after <= done:
+                tensor.grad = None
 
 
-def host_undo(program):
-    """The program's HostUndo, or None when none of its host work can be taken back."""
+def host_undo(program, ns):
+    """The program's HostUndo, bound in ns as _U (kernels failed) and _UH (host item
+    _u failed); None when a failing run has nothing to take back."""
     undos = [None if item[0] == "feed" else item[-1] for item in program.host]
-    return HostUndo(undos) if any(u is not None for u in undos) else None
+    if not (any(u is not None for u in undos) or program.cleared):
+        return None
+    undo = HostUndo(undos, program.first_calls, program.writes_from, program.cleared)
+    ns["_U"], ns["_UH"] = undo.kernels_failed, undo.host_failed
+    return undo
+
+
+def host_after(program, ns, lines):
+    """The host calls done after the run's writes (Program.host_after)."""
+    for i, item in enumerate(program.host_after):
+        ns[f"HA{i}"] = item[1]
+        lines.append(f"HA{i}()  # after the writes, as the function did it")
 
 
 COMMIT = "# -- commit: from here the run writes into tensors"
 
 
-def taken_back_on_failure(lines, start, undo, handler):
-    """lines with lines[start:] up to the COMMIT mark (or to the end) in a try block
+def taken_back_on_failure(lines, start, undo, handler, end=None):
+    """lines with lines[start:end] (end: the COMMIT mark, or the end) in a try block
     whose failure runs `handler` (a line calling the HostUndo) and re-raises; the mark
-    itself stays as a comment. Without an undo, the lines as they were."""
-    end = lines.index(COMMIT) if COMMIT in lines else len(lines)
+    itself stays as a comment. A handler reading _u (host items done) gets `_u = 0`
+    first. Without an undo, the lines as they were."""
+    if end is None:
+        end = lines.index(COMMIT) if COMMIT in lines else len(lines)
     if undo is None or start >= end:
         return lines
-    return (lines[:start] + ["try:"] + ["    " + line for line in lines[start:end]]
+    first = ["_u = 0"] if "_u" in handler else []
+    return (lines[:start] + first + ["try:"] + ["    " + line for line in lines[start:end]]
             + ["except BaseException:  # nothing written yet: the host work is undone",
                "    " + handler, "    raise"] + lines[end:])
 
 
-def _undo_mark(i, item, body):
-    """After host item i, when it can be taken back: how far a failing run undoes."""
-    if item[0] != "feed" and item[-1] is not None:
-        body.append(f"_u = {i + 1}")
+def _undo_mark(i, body):
+    """After host item i: how many a failing host item finds done."""
+    body.append(f"_u = {i + 1}")
 
 
 def host_call_or_draw(i, item, ns, names, body):
@@ -144,7 +187,7 @@ def _host(program, ns, names, body):
                 for key, node in nodes.items():
                     names[id(node)] = f"h{i}_{key}"
                 body.append(f"{''.join(f'h{i}_{key}, ' for key in nodes)}= H{i}()")
-        _undo_mark(i, item, body)
+        _undo_mark(i, body)
 
 
 def _converted(compute, nodes):

@@ -42,16 +42,24 @@ class Sink:
 
 class Program:
     """nodes: every node in topological order (leaves and ops); sinks: list of Sink;
-    host: the host work of each run, in order (see Recorder.host); calls: the nn.Module
-    calls of the trace (gpugrad.viz.scopes.module_calls), which give its graphs their
-    module scopes and parameter names."""
+    host: the host work of each run before its kernels, in order (see Recorder.host);
+    host_after: host calls done after its writes (see split_host); first_calls,
+    writes_from, cleared: what a run failing before its writes keeps or does again
+    (see lower.HostUndo); calls: the nn.Module calls of the trace
+    (gpugrad.viz.scopes.module_calls), which give its graphs their module scopes and
+    parameter names."""
 
-    def __init__(self, nodes, sinks, host, guards, calls=()):
+    def __init__(self, nodes, sinks, host, guards, calls=(), host_after=(), first_calls=0,
+                 writes_from=None, cleared=()):
         self.nodes = nodes
         self.sinks = sinks
         self.host = host
         self.guards = guards
         self.calls = calls
+        self.host_after = list(host_after)
+        self.first_calls = first_calls
+        self.writes_from = writes_from
+        self.cleared = list(cleared)
 
     def op_nodes(self):
         return [n for n in self.nodes if not n.op.is_leaf]
@@ -141,8 +149,25 @@ def build(recorder, args, results):
             if home in arg_index:  # an argument: each run writes into that call's array
                 kind, target = "assign_arg", arg_index[home]
         program_sinks.append(Sink(kind, target, node, copies.get(home)))
-    return Program(list(copies.values()), program_sinks,
-                   _host(recorder.host, copies, recorder.feeds), recorder.guards, calls)
+    host, after = split_host(_host(recorder.host, copies, recorder.feeds),
+                             recorder.writes_from)
+    return Program(list(copies.values()), program_sinks, host, recorder.guards, calls,
+                   after, recorder.first_calls, recorder.writes_from, recorder.cleared_first)
+
+
+def split_host(host, writes_from):
+    """(before, after) the run's kernels: host calls the function made after it wrote into
+    a tensor (a scheduler's step after the optimiser's), with no host work after them,
+    run once the run's writes are done. Their values feed no kernel of the run, and a
+    call that raises (a schedule that ran out) then leaves the step's update in place,
+    as in eager mode. Host work before a later scalar or draw stays first: it may set
+    what they read (a scheduler's learning rate)."""
+    if writes_from is None:
+        return host, []
+    start = len(host)
+    while start > writes_from and host[start - 1][0] == "call":
+        start -= 1
+    return host[:start], host[start:]
 
 
 def _walk_trace(roots, start_seq):

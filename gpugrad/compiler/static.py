@@ -37,6 +37,7 @@ from .lower import (
     _ops,
     _tensor_guards,
     _undo_mark,
+    host_after,
     host_call_or_draw,
     host_undo,
     keep_apart,
@@ -92,11 +93,8 @@ def lower_static(program, memory, n_args, kernel_for=kernel_of):
     _tensor_guards(leaves, ns, prep)
     start = len(prep)
     views = _host(program, ns, names, prep, slots, slot_names)
-    undo = host_undo(program)
-    if undo is not None:  # prepare takes back its own host work when a later part fails,
-        ns["_U"] = undo   # the body all of it when it fails before writing any tensor
-        prep.insert(start, "_u = 0")
-        prep = taken_back_on_failure(prep, start + 1, undo, "_U(_u)")
+    undo = host_undo(program, ns)  # prepare: for a host item failing; the body: for a
+    prep = taken_back_on_failure(prep, start, undo, "_UH(_u)")  # kernel, before its writes
     for name, kind in _leaves(leaves, ns, names, prep):  # arguments: copied in; the
         slots.append(COPY if kind == "arg" else FIXED)  # rest must keep their arrays
         slot_names.append(name)
@@ -106,7 +104,7 @@ def lower_static(program, memory, n_args, kernel_for=kernel_of):
     _ops(program, memory, ns, names, body, kernel_for)
     if COMMIT not in body:  # then the copies into the tensors' own arrays write first
         body.append(COMMIT)
-    body = taken_back_on_failure(body, 0, undo, f"_U({len(program.host)})")
+    body = taken_back_on_failure(body, 0, undo, "_U()")
     outputs, finish, writes_args = _sinks(program, ns, names, body)
     body.append(f"return ({''.join(o + ', ' for o in outputs)})")
     n_results = sum(1 for s in program.sinks if s.kind == "result")
@@ -149,7 +147,7 @@ def _host(program, ns, names, prep, slots, slot_names):
             if not groups:
                 ns[f"H{i}"] = compute
                 prep.append(f"H{i}()")
-                _undo_mark(i, item, prep)
+                _undo_mark(i, prep)
                 continue
             ns[f"H{i}"] = _vectors(compute, groups)
             vectors = [f"s{i}_{g}" for g in range(len(groups))]
@@ -160,7 +158,7 @@ def _host(program, ns, names, prep, slots, slot_names):
                 for k, key in enumerate(keys):
                     names[id(nodes[key])] = f"h{i}_{key}"
                     views.append(f"h{i}_{key} = {vector}[{k}]")
-        _undo_mark(i, item, prep)
+        _undo_mark(i, prep)
     return views
 
 
@@ -247,6 +245,7 @@ def _sinks(program, ns, names, body):
             finish.append(f"Q{i}._mark_modified()")
         elif sink.kind == "state":
             finish.append(f"Q{i}({o})")
+    host_after(program, ns, finish)
     if copies:
         written = set(homes.values()) | {s.home for s in writes_args if s.home is not None}
         kept = outputs[:len(results)]

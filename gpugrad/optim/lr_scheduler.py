@@ -20,20 +20,35 @@ class LRScheduler:
     def step(self):
         from ..mode import state
 
-        if state.capture is not None:  # inside gg.compile's function: every run steps
-            state.capture.host_call(self._advance, self._retreat)
-        self._advance()
+        if state.capture is None:
+            self._advance()
+            return
+        # Inside gg.compile's function: every run steps, and a run that fails before it
+        # changed anything takes its step back
+        advance, retreat = self._undoable_step()
+        state.capture.host_call(advance, retreat)
+        advance()
 
     def _advance(self):
-        self._before = self.last_epoch, self.get_last_lr()
         self.last_epoch += 1
         self._apply()
 
-    def _retreat(self):
-        """Take the last step back (a compiled run failed before it changed anything)."""
-        self.last_epoch, lrs = self._before
-        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
-            group["lr"] = lr
+    def _undoable_step(self):
+        """(advance, retreat) of one step() call in a compiled function: retreat restores
+        what that call's advance found (each call keeps its own: a function stepping
+        twice is taken back step by step)."""
+        before = []
+
+        def advance():
+            before[:] = [self.last_epoch, self.get_last_lr()]
+            self._advance()
+
+        def retreat():
+            self.last_epoch, lrs = before
+            for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+                group["lr"] = lr
+
+        return advance, retreat
 
     def get_last_lr(self):
         return [g["lr"] for g in self.optimizer.param_groups]
