@@ -149,7 +149,7 @@ def taken_back_on_failure(lines, start, undo, handler, end=None):
         return lines
     first = ["_u = 0"] if "_u" in handler else []
     return (lines[:start] + first + ["try:"] + ["    " + line for line in lines[start:end]]
-            + ["except BaseException:  # nothing written yet: the host work is undone",
+            + ["except BaseException:  # nothing written yet: see HostUndo",
                "    " + handler, "    raise"] + lines[end:])
 
 
