@@ -29,15 +29,14 @@ class Graph:
         later numbers); otherwise numbers, which are creation order, give the order."""
         from .viz.scopes import module_calls, module_scopes, parameter_names
 
-        by_number = sorted(nodes, key=lambda n: n.seq)
-        self._nodes = {n.seq: n for n in (nodes if ordered else by_number)}
+        by_number = {n.seq: n for n in sorted(nodes, key=lambda n: n.seq)}
+        self._nodes = {n.seq: n for n in nodes} if ordered else by_number
         self.outputs = [n.seq for n in outputs]
         self.inputs = [n.seq for n in inputs]
         if calls is None:
             calls = module_calls(self._nodes.values())
         # Named now, while the modules the nodes were made in are most likely alive.
-        self._scopes, self._scope_classes = module_scopes({n.seq: n for n in by_number},
-                                                          calls)
+        self._scopes, self._scope_classes = module_scopes(by_number, calls)
         self._names = parameter_names(self._nodes, calls)
         self._nx = None
 

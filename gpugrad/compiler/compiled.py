@@ -142,13 +142,11 @@ class CompiledFunction:
 
     def _guard_failed(self, key, args, reason, fn):
         """A plan's guard failed (a module switched to eval(), a parameter frozen): trace
-        anew in its place. With retrace=False the plan stays: it serves again once what
-        it guards is back (train() again)."""
-        if not self.retrace:
-            raise CompileError(f"gg.compile({_name(self.fn)}): would trace anew "
-                               f"({reason}), and retrace=False")
-        self.plans.pop(key).release()
-        self._recent = None  # until the trace makes its successor
+        anew in its place. With retrace=False the plan stays (_trace raises): it serves
+        again once what it guards is back (train() again)."""
+        if self.retrace:
+            self.plans.pop(key).release()
+            self._recent = None  # until the trace makes its successor
         return self._trace(key, args, reason, fn)
 
     def _trace(self, key, args, reason, fn):

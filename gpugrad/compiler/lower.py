@@ -26,11 +26,11 @@ def lower(program, memory, n_args):
     leaves = program.leaves()
     _tensor_guards(leaves, ns, body)
     start = len(body)
-    _host(program, ns, names, body)
+    undo = host_undo(program, ns)
+    _host(program, ns, names, body, marked=undo is not None)
     kernels_from = len(body)
     _leaves(leaves, ns, names, body)
     _ops(program, memory, ns, names, body)
-    undo = host_undo(program, ns)
     body = taken_back_on_failure(body, kernels_from, undo, "_U()")
     body = taken_back_on_failure(body, start, undo, "_UH(_u)", end=kernels_from)
     results = _sinks(program, ns, names, body)
@@ -153,9 +153,11 @@ def taken_back_on_failure(lines, start, undo, handler, end=None):
                "    " + handler, "    raise"] + lines[end:])
 
 
-def _undo_mark(i, body):
-    """After host item i: how many a failing host item finds done."""
-    body.append(f"_u = {i + 1}")
+def undo_mark(i, body, marked):
+    """After host item i, where a run can take host work back: how many items a failing
+    host item finds done."""
+    if marked:
+        body.append(f"_u = {i + 1}")
 
 
 def host_call_or_draw(i, item, ns, names, body):
@@ -174,8 +176,9 @@ def host_call_or_draw(i, item, ns, names, body):
     return False
 
 
-def _host(program, ns, names, body):
-    """The host work of each run, in the order the function did it."""
+def _host(program, ns, names, body, marked):
+    """The host work of each run, in the order the function did it (marked: with
+    undo_mark after each item)."""
     for i, item in enumerate(program.host):
         if not host_call_or_draw(i, item, ns, names, body):
             compute, nodes = item[1], item[2]
@@ -187,7 +190,7 @@ def _host(program, ns, names, body):
                 for key, node in nodes.items():
                     names[id(node)] = f"h{i}_{key}"
                 body.append(f"{''.join(f'h{i}_{key}, ' for key in nodes)}= H{i}()")
-        _undo_mark(i, body)
+        undo_mark(i, body, marked)
 
 
 def _converted(compute, nodes):

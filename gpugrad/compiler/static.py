@@ -36,13 +36,13 @@ from .lower import (
     _leaves,
     _ops,
     _tensor_guards,
-    _undo_mark,
     host_after,
     host_call_or_draw,
     host_undo,
     keep_apart,
     kernel_of,
     taken_back_on_failure,
+    undo_mark,
 )
 
 COPY, FIXED, SCALARS = "copy", "fixed", "scalars"
@@ -92,8 +92,8 @@ def lower_static(program, memory, n_args, kernel_for=kernel_of):
     leaves = program.leaves()
     _tensor_guards(leaves, ns, prep)
     start = len(prep)
-    views = _host(program, ns, names, prep, slots, slot_names)
     undo = host_undo(program, ns)  # prepare: for a host item failing; the body: for a
+    views = _host(program, ns, names, prep, slots, slot_names, undo is not None)
     prep = taken_back_on_failure(prep, start, undo, "_UH(_u)")  # kernel, before its writes
     for name, kind in _leaves(leaves, ns, names, prep):  # arguments: copied in; the
         slots.append(COPY if kind == "arg" else FIXED)  # rest must keep their arrays
@@ -132,7 +132,7 @@ def _indent(lines):
     return ["    " + line for line in lines] or ["    pass"]
 
 
-def _host(program, ns, names, prep, slots, slot_names):
+def _host(program, ns, names, prep, slots, slot_names, marked):
     """The host work of each run (as lower._host does), with host scalars packed into
     vectors; returns the body's lines that take each scalar out of its vector."""
     views = []
@@ -147,18 +147,17 @@ def _host(program, ns, names, prep, slots, slot_names):
             if not groups:
                 ns[f"H{i}"] = compute
                 prep.append(f"H{i}()")
-                _undo_mark(i, prep)
-                continue
-            ns[f"H{i}"] = _vectors(compute, groups)
-            vectors = [f"s{i}_{g}" for g in range(len(groups))]
-            prep.append(f"{''.join(v + ', ' for v in vectors)}= H{i}()")
-            for vector, (_, keys) in zip(vectors, groups, strict=True):
-                slots.append(SCALARS)
-                slot_names.append(vector)
-                for k, key in enumerate(keys):
-                    names[id(nodes[key])] = f"h{i}_{key}"
-                    views.append(f"h{i}_{key} = {vector}[{k}]")
-        _undo_mark(i, prep)
+            else:
+                ns[f"H{i}"] = _vectors(compute, groups)
+                vectors = [f"s{i}_{g}" for g in range(len(groups))]
+                prep.append(f"{''.join(v + ', ' for v in vectors)}= H{i}()")
+                for vector, (_, keys) in zip(vectors, groups, strict=True):
+                    slots.append(SCALARS)
+                    slot_names.append(vector)
+                    for k, key in enumerate(keys):
+                        names[id(nodes[key])] = f"h{i}_{key}"
+                        views.append(f"h{i}_{key} = {vector}[{k}]")
+        undo_mark(i, prep, marked)
     return views
 
 
