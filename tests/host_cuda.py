@@ -94,9 +94,12 @@ class HostModule:
         library = launcher.with_suffix(".so")
         launcher.write_text(_launcher_source(source_path.resolve(), self.signatures))
         # -ffp-contract=off: no multiply-add fusing, as the kernels' rounding requires.
-        subprocess.run([COMPILER, "-std=c++20", "-O1", "-ffp-contract=off", "-fPIC",
-                        "-shared", "-Wall", "-Werror", "-o", str(library), str(launcher)],
-                       check=True, capture_output=True, text=True, timeout=300)
+        result = subprocess.run([COMPILER, "-std=c++20", "-O1", "-ffp-contract=off", "-fPIC",
+                                 "-shared", "-Wall", "-Werror", "-o", str(library),
+                                 str(launcher)], capture_output=True, text=True, timeout=300)
+        if result.returncode:
+            raise RuntimeError(f"g++ could not compile {source_path} for the CPU:\n"
+                               f"{result.stderr}")
         self._library = ctypes.CDLL(str(library))
         self._functions = {}
         for name, params in self.signatures.items():

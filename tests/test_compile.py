@@ -971,21 +971,25 @@ def cuda_translation_unit(name, steps, n, ctype):
                     reason="nvcc is not installed (no CUDA toolkit)")
 def test_every_fusible_op_and_a_training_steps_chains_compile_as_cuda(tmp_path):
     nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
-    ops = [(((name, (0, 1)[:arity(name)]),), arity(name)) for name in fusion.C_EXPRESSIONS]
-    model, opt = model_and_optimiser(OPTIMISERS["adam"])
-    compiled = gg.compile(training_step(model, opt))
-    compiled(*batches(1)[0])
-    chains = [(n.attrs["steps"], len(n.inputs)) for n in fused_nodes(compiled.plan.program)]
-    assert chains  # Adam's update is made of such chains
-    every = ops + chains
     source = tmp_path / "fused.cu"
     source.write_text("\n".join(cuda_translation_unit(f"{i}_{ctype}", steps, n, ctype)
-                                for i, (steps, n) in enumerate(every)
+                                for i, (steps, n) in enumerate(fusion_chains())
                                 for ctype in ("float", "double")))
     result = subprocess.run([nvcc, "--ptx", "-arch=sm_80", "-Werror", "all-warnings",
                              str(source), "-o", str(tmp_path / "fused.ptx")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def fusion_chains():
+    """(steps, n): every fusible op alone, and the chains of a compiled Adam training step."""
+    alone = [(((name, (0, 1)[:arity(name)]),), arity(name)) for name in fusion.C_EXPRESSIONS]
+    model, opt = model_and_optimiser(OPTIMISERS["adam"])
+    step = gg.compile(training_step(model, opt))
+    step(*batches(1)[0])
+    chains = [(n.attrs["steps"], len(n.inputs)) for n in fused_nodes(step.plan.program)]
+    assert chains  # Adam's update is made of such chains
+    return alone + chains
 
 
 def arity(name):

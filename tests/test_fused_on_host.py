@@ -9,7 +9,8 @@ CuPy's place. So without a GPU this checks
   test_fused.py runs on a GPU (on shapes with fewer rows);
 - every launch's arguments against the kernel's C signature (count, order, dtypes): on a
   GPU a float64 passed for a float parameter misreads every later argument;
-- the kernels' block reductions and grid-stride loops at sizes the cases do not reach.
+- the kernels' block reductions and grid-stride loops at sizes the cases do not reach;
+- the elementwise kernels gg.compile's fusion pass writes for CuPy, against NumPy.
 What only a GPU shows stays with the gpu-marked tests: NVRTC (nvcc --ptx in test_fused.py
 covers the sources), CuPy's own launch, races between blocks, CUDA's exp/log.
 """
@@ -19,9 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from host_cuda import COMPILER, HostModule
+from test_compile import fusion_chains
 from test_fused import CASE_PARAMS, DTYPES, KERNELS, assert_fused_agrees, run_case
 
 from gpugrad.backends import fused
+from gpugrad.compiler import fusion
 
 pytestmark = pytest.mark.skipif(COMPILER is None, reason="g++ is not installed")
 
@@ -167,3 +170,68 @@ def test_a_shuffle_in_a_partial_warp_is_an_error(modules):
             "softmax_xent_forward_f32", 1, 48,
             (np.zeros((1, 4), np.float32), np.zeros(1, np.int64), np.empty(1, np.float32),
              np.empty(1, np.float32), np.int64(1), np.int64(4), np.float32(0)))
+
+
+# === the compiler's generated elementwise kernels ===========================================
+# On CuPy, gg.compile's fusion pass runs a chain of elementwise ops as one ElementwiseKernel
+# whose body it writes from each op's C expression (compiler/fusion.py). Here each body
+# runs in a kernel shaped like CuPy's, on values where C and NumPy could part: NaN, signed
+# zeros, infinities, negatives under log and sqrt, ties at relu's kink.
+SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -2.5, 0.75, 3.0]
+TRANSCENDENTAL = ("gpugrad::exp", "gpugrad::log", "gpugrad::tanh")
+C_TYPES = {np.float32: "float", np.float64: "double"}
+
+
+def elementwise_unit(name, steps, n, ctype):
+    """A CUDA kernel `name`(x0, ..., out, count) with the fusion body at each element:
+    inputs read into locals x0.. of type T, the result assigned to `y`, as in CuPy's."""
+    loads = " ".join(f"const T x{k} = p{k}[i];" for k in range(n))
+    params = "".join(f"const {ctype}* p{k}, " for k in range(n)) + f"{ctype}* out, long long count"
+    args = "".join(f"p{k}, " for k in range(n)) + "out, count"
+    body = "".join(f"        {line}\n" for line in fusion.cuda_body(steps, n).splitlines())
+    return (f"namespace unit_{name} {{\ntypedef {ctype} T;\n"
+            f"__device__ void run({params}) {{\n"
+            "    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;"
+            " i < count; i += (long long)blockDim.x * gridDim.x) {\n"
+            f"        {loads}\n        T& y = out[i];\n{body}    }}\n}}\n}}\n"
+            f'extern "C" __global__ void {name}({params}) {{ unit_{name}::run({args}); }}\n')
+
+
+def chain_inputs(n, dtype):
+    """n arrays holding every combination of SPECIAL values (for n <= 2), else random
+    values with the special ones mixed in."""
+    rng = np.random.default_rng(6)
+    if n <= 2:
+        grid = np.meshgrid(*[np.array(SPECIAL)] * n, indexing="ij")
+        return [g.ravel().astype(dtype) for g in grid]
+    arrays = [rng.standard_normal(64) for _ in range(n)]
+    for k, a in enumerate(arrays):
+        a[k::n + 3][:len(SPECIAL)] = SPECIAL[:len(a[k::n + 3])]
+    return [np.abs(a).astype(dtype) if k == n - 1 else a.astype(dtype)
+            for k, a in enumerate(arrays)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fusion_kernels_compute_what_numpy_computes_step_by_step(dtype, tmp_path):
+    chains = fusion_chains()
+    source = tmp_path / "fusion.cu"
+    source.write_text("\n".join(elementwise_unit(f"chain_{i}", steps, n, C_TYPES[dtype])
+                                for i, (steps, n) in enumerate(chains)))
+    module = HostModule(source, tmp_path)
+    with np.errstate(all="ignore"):
+        for i, (steps, n) in enumerate(chains):
+            inputs = chain_inputs(n, dtype)
+            want = fusion._step_by_step(np, *inputs, steps=steps)
+            got = np.empty_like(inputs[0])
+            module.launch(f"chain_{i}", 1, 64, (*inputs, got, np.int64(got.size)))
+            what = fusion.describe(steps, n)
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=what)
+            if any(name in TRANSCENDENTAL for name, _ in steps):
+                # The C library's exp/log/tanh and NumPy's own: both within an ulp or two.
+                np.testing.assert_array_max_ulp(np.nan_to_num(got), np.nan_to_num(want),
+                                                maxulp=4)
+            else:  # the same IEEE operations: the same bits, the sign of zero included
+                keep = ~np.isnan(want)
+                np.testing.assert_array_equal(np.signbit(got[keep]), np.signbit(want[keep]),
+                                              err_msg=what)
+                np.testing.assert_array_equal(got[keep], want[keep], err_msg=what)
