@@ -87,13 +87,36 @@ def test_a_compiled_step_graph_names_the_parameters_as_the_eager_graph_does():
     names = {f"MLP.{name}" for name, _ in model.named_parameters()}
     assert set(parameter_leaves(eager)) == names
     for graph in (compiled.traced_graph, compiled.graph):
-        leaves = parameter_leaves(graph)
+        leaves = {name: data for name, data in parameter_leaves(graph).items()
+                  if data["requires_grad"]}
         assert set(leaves) == names
-        assert all(data["kind"] == "input" and data["requires_grad"]
-                   for data in leaves.values())
+        assert all(data["kind"] == "input" for data in leaves.values())
         # A leaf sits where its readers meet (gg.Graph's rule): the optimiser reads
         # the parameters too, so here that is outside the modules.
         assert all(data["scope"] == () for data in leaves.values())
+
+
+def test_what_belongs_to_a_parameter_is_named_after_it():
+    # The optimiser's state and the update's host scalars are leaves of a plan too.
+    model = mlp()
+    compiled = compiled_step(model)
+    params = [f"MLP.{name}" for name, _ in model.named_parameters()]
+    expected = ({f"{p}.{key}" for p in params for key in ("exp_avg", "exp_avg_sq")}
+                | {f"Adam {key} of {p}" for p in params for key in ("step_size", "sqrt_bias2")})
+    for graph in (compiled.traced_graph, compiled.graph):
+        assert set(parameter_leaves(graph)) - set(params) == expected
+
+    # An update compiled on its own, which calls no module: its place in the optimiser
+    # names a parameter, as in opt.state_dict().
+    opt = gg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = batch()
+    F.cross_entropy(model(x), y).backward()
+    update = gg.compile(opt.step)
+    update()
+    update()
+    assert set(parameter_leaves(update.graph)) == (
+        {f"param {i}.momentum_buffer" for i in range(4)}
+        | {f"SGD {key} of param {i}" for i in range(4) for key in ("lr", "dampening")})
 
 
 def test_each_op_of_a_compiled_graph_carries_the_users_line():
@@ -198,8 +221,8 @@ def test_the_html_viewer_frames_the_modules_of_a_compiled_step():
     framed = [(node["op"], paths[node["scope"]]) for node in data["nodes"]
               if node["scope"] >= 0]
     assert [path for _, path in framed] == ["MLP.0", "MLP.1", "MLP.2"]
-    assert {node["name"] for node in data["nodes"] if node["name"]} == {
-        "MLP.0.weight", "MLP.0.bias", "MLP.2.weight", "MLP.2.bias"}
+    assert {node["name"] for node in data["nodes"] if node["name"]} >= {
+        "MLP.0.weight", "MLP.0.bias", "MLP.2.weight", "MLP.2.bias", "MLP.0.weight.exp_avg"}
 
 
 def test_a_listing_names_parameters_and_uses_only_lines_above():

@@ -36,14 +36,21 @@ class Feed:
     tensor), "state" (an optimiser's state array, through a getter), "scalar" (one value
     of a dict of host scalars computed on each run), "random" (a fresh draw), "const"
     (an array fixed at compile time).
+
+    about: for drawings, what the value belongs to, as (tensor, text, fallback) with "{}"
+    in text standing for the tensor's name: (w, "{}.exp_avg", "param 0") is drawn
+    "MLP.0.weight.exp_avg", or "param 0.exp_avg" where no module call names w
+    (gpugrad.viz.scopes.parameter_names; fallback None: no name then); None for values
+    that need no name.
     """
 
-    __slots__ = ("kind", "source", "key")
+    __slots__ = ("kind", "source", "key", "about")
 
-    def __init__(self, kind, source, key=None):
+    def __init__(self, kind, source, key=None, about=None):
         self.kind = kind
         self.source = source
         self.key = key
+        self.about = about
 
     def __repr__(self):
         return f"<feed {self.kind}>"
@@ -119,7 +126,7 @@ class Recorder:
             return  # a value of this trace
         if self.grads.get(owner) is g or node in self.feeds:
             return
-        self.feed(g, "grad", owner)
+        self.feed(g, "grad", owner, about=(owner, "{}.grad", None))
         self.guard(lambda t=owner: t.grad is not None and t.grad.shape,
                    "a .grad read or accumulated into changed from None or in shape",
                    key=("grad read", id(owner)))
@@ -149,20 +156,22 @@ class Recorder:
         """A tensor of random numbers made inside the function: drawn anew on every run."""
         self.host.append(("feed", self.feed(tensor, "random", draw)))
 
-    def feed(self, tensor, kind, source, key=None):
-        """Make `tensor` a leaf whose value comes from `source` on every run."""
+    def feed(self, tensor, kind, source, key=None, about=None):
+        """Make `tensor` a leaf whose value comes from `source` on every run (about: see
+        Feed)."""
         from ..ops.registry import node_of
 
         node = node_of(tensor)
         self.leaves[node] = tensor
-        self.feeds[node] = Feed(kind, source, key)
+        self.feeds[node] = Feed(kind, source, key, about)
         return node
 
-    def scalars(self, compute, example, specs, undo=None):
+    def scalars(self, compute, example, specs, undo=None, about=None):
         """0-d tensors of host scalars that `compute()` returns as a dict, computed anew
         on every run (a learning rate a scheduler changes, a bias correction); specs:
         {key: (dtype, device)} of each tensor; undo() takes back what compute() changed
-        (a step counter), for a run that fails before it changed any tensor."""
+        (a step counter), for a run that fails before it changed any tensor; about:
+        {key: what the scalar belongs to} (see Feed), where known."""
         from ..backends import device as as_device
         from ..tensor import Tensor
 
@@ -171,7 +180,7 @@ class Recorder:
             dtype, device = specs[key]
             device = as_device(device)
             t = Tensor._wrap(device.backend.full((), value, dtype), dtype, device, False)
-            nodes[key] = self.feed(t, "scalar", compute, key)
+            nodes[key] = self.feed(t, "scalar", compute, key, (about or {}).get(key))
             tensors[key] = t
         self.host.append(("scalars", compute, nodes, undo))
         return tensors

@@ -62,8 +62,10 @@ def _step_scalars(opt, group, params, recorder):
     owner = {f"{key}_{i}": (i, key) for i, p in enumerate(params)
              for key in opt._scalars(group, opt.state[p]["step"])}
     specs = {name: (params[i].dtype, params[i].device) for name, (i, _) in owner.items()}
+    about = {name: (params[i], f"{type(opt).__name__} {key} of {{}}", _position(opt, params[i]))
+             for name, (i, key) in owner.items()}
     per_param = [{} for _ in params]
-    for name, t in recorder.scalars(advance, example, specs, retreat).items():
+    for name, t in recorder.scalars(advance, example, specs, retreat, about).items():
         i, key = owner[name]
         per_param[i][key] = t
     return per_param
@@ -76,7 +78,8 @@ def _captured_update(opt, group, p, scalar_t, recorder):
         if key == "step":
             continue
         t = Tensor._wrap(array, p.dtype, p.device, False)
-        feeds[key] = recorder.feed(t, "state", _getter(opt, p, key))
+        feeds[key] = recorder.feed(t, "state", _getter(opt, p, key),
+                                   about=(p, f"{{}}.{key}", _position(opt, p)))
         arrays[key] = t
     fused = fused_update_for(opt, group, p)
     with no_grad():
@@ -88,6 +91,13 @@ def _captured_update(opt, group, p, scalar_t, recorder):
     for key, t in new.items():
         recorder.state(_setter(opt, p, key), t, feeds.get(key))
     recorder.assign(p, value)
+
+
+def _position(opt, p):
+    """A parameter's name where no module names it: its place in the optimiser, as
+    opt.state_dict() numbers it ("param 0")."""
+    every = [q for group in opt.param_groups for q in group["params"]]
+    return f"param {next(i for i, q in enumerate(every) if q is p)}"
 
 
 def _getter(opt, p, key):

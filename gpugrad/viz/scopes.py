@@ -71,7 +71,9 @@ def _name(calls):
 def parameter_names(nodes, calls):
     """{leaf seq: "MLP.0.weight"} for the leaves of `nodes` that are parameters of a
     module called in `calls` (module_calls), named from the outermost call that holds
-    them."""
+    them; in a compiled program, also the leaves that belong to a parameter (its .grad,
+    its optimiser state "MLP.0.weight.exp_avg", the update's host scalars), from their
+    feed's `about` (gpugrad.compiler.capture.Feed)."""
     owners = {}  # id(parameter) -> its full name
     for (_, _, ref, _), (_, _, scope) in zip(calls, _name(calls)[0], strict=True):
         module = ref()
@@ -84,4 +86,10 @@ def parameter_names(nodes, calls):
         tensor = node.ref() if node.op.is_leaf and node.ref is not None else None
         if tensor is not None and id(tensor) in owners:
             names[seq] = owners[id(tensor)]
+        about = getattr((node.meta or {}).get("feed"), "about", None)
+        if about is not None:
+            owner, text, fallback = about
+            name = owners.get(id(owner), fallback)
+            if name is not None:
+                names[seq] = text.format(name)
     return names
