@@ -9,7 +9,7 @@ import numpy as np
 from . import dtypes
 from .backends import default_device, transfer
 from .backends import device as as_device
-from .errors import DTypeError
+from .errors import DTypeError, ShapeError
 from .tensor import Tensor
 
 
@@ -61,10 +61,18 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     return _finish(dev.backend.from_host(host, dt), dt, dev, requires_grad)
 
 
-def _shape(shape):
+def _shape(shape, keyword=None):
+    """The shape from zeros(2, 3), zeros((2, 3)) or zeros(shape=(2, 3))."""
+    if keyword is not None:
+        if shape:
+            raise TypeError("give the shape as arguments or as shape=, not both")
+        shape = keyword if isinstance(keyword, (tuple, list)) else (keyword,)
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return tuple(int(d) for d in shape)
+    out = tuple(int(d) for d in shape)
+    if any(d < 0 for d in out):
+        raise ShapeError(f"a shape cannot have negative sizes, got {out}")
+    return out
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
@@ -78,12 +86,12 @@ def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
     return _finish(dev.backend.full(shape, fill_value, dtype), dtype, dev, requires_grad)
 
 
-def zeros(*shape, dtype=None, device=None, requires_grad=False):
-    return full(_shape(shape), 0.0, dtype=dtype, device=device, requires_grad=requires_grad)
+def zeros(*dims, shape=None, dtype=None, device=None, requires_grad=False):
+    return full(_shape(dims, shape), 0.0, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def ones(*shape, dtype=None, device=None, requires_grad=False):
-    return full(_shape(shape), 1.0, dtype=dtype, device=device, requires_grad=requires_grad)
+def ones(*dims, shape=None, dtype=None, device=None, requires_grad=False):
+    return full(_shape(dims, shape), 1.0, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def zeros_like(t, dtype=None, requires_grad=False):
@@ -108,19 +116,19 @@ def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=Fals
     return _finish(dev.backend.arange(start, stop, step, dtype), dtype, dev, requires_grad)
 
 
-def randn(*shape, dtype=None, device=None, requires_grad=False):
+def randn(*dims, shape=None, dtype=None, device=None, requires_grad=False):
     """Standard normal samples (float32 unless dtype says), drawn on the device."""
     dtype = dtypes.as_dtype(dtype) or dtypes.DEFAULT_FLOAT
     dev = as_device(device)
-    return _random(dev, lambda: dev.backend.normal(_shape(shape), dtype), dtype,
+    return _random(dev, lambda: dev.backend.normal(_shape(dims, shape), dtype), dtype,
                    requires_grad)
 
 
-def rand(*shape, dtype=None, device=None, requires_grad=False):
+def rand(*dims, shape=None, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1) (float32 unless dtype says), drawn on the device."""
     dtype = dtypes.as_dtype(dtype) or dtypes.DEFAULT_FLOAT
     dev = as_device(device)
-    return _random(dev, lambda: dev.backend.uniform(_shape(shape), dtype), dtype,
+    return _random(dev, lambda: dev.backend.uniform(_shape(dims, shape), dtype), dtype,
                    requires_grad)
 
 

@@ -71,8 +71,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0,
     Full mode compares the whole Jacobian, row by row (one backward per output element)
     against central differences (one pair of evaluations per input element). Fast mode
     compares a single random projection u^T J v (one backward, one pair of evaluations
-    per input). Inputs must be float64. Returns True, or raises GradcheckError (returns
-    False with raise_exception=False).
+    per input). It works in float64: an input of another float dtype that requires grad
+    (float32, the default) is checked as a float64 copy, since finite differences in
+    float32 are noise. Returns True, or raises GradcheckError (returns False with
+    raise_exception=False).
     """
     inputs = [x if isinstance(x, Tensor) else tensor(x) for x in
               (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
@@ -85,10 +87,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0,
             f"gradcheck: no input requires grad (inputs: {listed}), so there is nothing to "
             "check; pass float64 tensors with requires_grad=True, e.g. "
             "gg.tensor(values, dtype='float64', requires_grad=True)")
-    for i in diff:
-        if inputs[i].dtype != np.float64:
-            raise DTypeError(f"gradcheck needs float64 inputs (input {i} is "
-                             f"{inputs[i].dtype}); finite differences in float32 are noise")
+    inputs = [_in_float64(x) if i in diff else x for i, x in enumerate(inputs)]
     n_out = _flat_outputs(fn, inputs).size
     rng = np.random.default_rng(seed)
     projections = [rng.standard_normal(n_out)] if fast else list(np.eye(n_out))
@@ -111,6 +110,15 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0,
                                  "\n".join(failures))
         return False
     return True
+
+
+def _in_float64(x):
+    """x itself if float64, else a float64 leaf copy that requires grad."""
+    if x.dtype == np.float64:
+        return x
+    if x.dtype.kind != "f":
+        raise DTypeError(f"gradcheck: an input of dtype {x.dtype} cannot have a gradient")
+    return x.detach().astype("float64").requires_grad_()
 
 
 def _directional(fn, inputs, which, u, eps):

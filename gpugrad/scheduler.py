@@ -25,12 +25,14 @@ def backward(outputs, grad_outputs=None, retain_graph=None, create_graph=False):
     _run(outputs, grad_outputs, None, retain_graph, create_graph, False)
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+def grad(outputs, inputs, grad_outputs=None, create_graph=False, *, retain_graph=None,
          allow_unused=False):
     """The gradients of `outputs` with respect to `inputs`, as a list of Tensors.
 
     Leaves' .grad are left alone. An input the outputs do not depend on raises, or gives
-    None with allow_unused=True.
+    None with allow_unused=True. retain_graph (None: as create_graph) keeps the graph for
+    another backward pass, as PyTorch's; it and allow_unused are keywords only, so that
+    the fourth argument is create_graph, in the order of gpugrad's contract.
     """
     outputs = _as_list(outputs)
     single = isinstance(inputs, Tensor)
@@ -69,10 +71,13 @@ def _root_grads(outputs, grad_outputs, caller):
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
     else:
-        grad_outputs = _as_list(grad_outputs)
+        # One array (a Tensor, or a host array as backward(grad=) takes) is one gradient,
+        # not a sequence of gradients.
+        single = isinstance(grad_outputs, Tensor) or hasattr(grad_outputs, "__array__")
+        grad_outputs = [grad_outputs] if single else list(grad_outputs)
         if len(grad_outputs) != len(outputs):
-            raise GraphError(f"{len(grad_outputs)} output gradients for {len(outputs)} "
-                             "outputs")
+            raise GraphError(f"{caller}: {len(grad_outputs)} output gradients for "
+                             f"{len(outputs)} outputs (at {format_site(user_site(1))})")
     grads = []
     for out, g in zip(outputs, grad_outputs, strict=True):
         if not out.requires_grad:
@@ -99,8 +104,8 @@ def _root_grads(outputs, grad_outputs, caller):
 
                 g = tensor(g, dtype=out._dtype, device=out._device)
             if g.shape != out.shape:
-                raise ShapeError(f"the gradient has shape {g.shape} but the output has shape "
-                                 f"{out.shape}")
+                raise ShapeError(f"{caller}: the gradient has shape {g.shape} but the output "
+                                 f"has shape {out.shape} (at {format_site(user_site(1))})")
             if g._device is not out._device:
                 raise DeviceError(f"the gradient is on {g._device} but the output is on "
                                   f"{out._device}; move it with .to()")

@@ -383,8 +383,15 @@ class Tensor:
         return self.reshape(-1)
 
     def transpose(self, *axes):
-        """NumPy style: no axes reverses them; otherwise a full permutation of the axes
-        (separate ints or one tuple). To swap two axes, use swapaxes."""
+        """No axes reverses them (NumPy's and .T); two axes as separate ints swap them,
+        as PyTorch's transpose(dim0, dim1) does; otherwise a full permutation of the axes
+        (separate ints, or one tuple) as in NumPy.
+
+        So a matrix's transpose(0, 1) is its transpose, as a PyTorch user means it, never
+        the identity permutation NumPy would read there (nobody asks for that); a
+        permutation of three or more axes, and a tuple, read as in NumPy."""
+        if len(axes) == 2 and all(isinstance(a, int) for a in axes):
+            return self.swapaxes(*axes)
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         ndim = self.ndim
@@ -396,7 +403,7 @@ class Tensor:
         return _apply(_shape.transpose, (self,), {"axes": axes})
 
     def swapaxes(self, axis1, axis2):
-        """Swap two axes (PyTorch's transpose(dim0, dim1))."""
+        """Swap two axes (what transpose(axis1, axis2) does too)."""
         perm = list(range(self.ndim))
         i, j = _shape.normalize_axis_for(self, axis1), _shape.normalize_axis_for(self, axis2)
         perm[i], perm[j] = perm[j], perm[i]

@@ -240,6 +240,38 @@ def test_grad_with_grad_outputs_weights_a_non_scalar_output():
     assert_close(g, 2 * np.array([1.0, 2.0, 3.0]) * v)
 
 
+def test_grad_takes_create_graph_fourth_and_retain_graph_by_keyword():
+    # gg.grad(outputs, inputs, grad_outputs=None, create_graph=False): the contract's order.
+    x = leaf([1.0, 2.0])
+    (g,) = gg.grad((x ** 3).sum(), [x], None, True)
+    assert g.requires_grad  # differentiable: create_graph it was
+    (gg_,) = gg.grad(g.sum(), [x])
+    assert_close(gg_, 6 * np.array([1.0, 2.0]))
+    y = (x * x).sum()
+    gg.grad(y, [x], retain_graph=True)
+    assert_close(gg.grad(y, [x])[0], [2.0, 4.0])  # the graph was kept for this one
+    with pytest.raises(TypeError):
+        gg.grad(y, [x], None, False, True)  # retain_graph is a keyword
+
+
+def test_one_host_array_is_one_output_gradient():
+    # grad_outputs may be one NumPy array for one output, as backward's grad may.
+    x = leaf([1.0, 2.0])
+    v = np.array([[3.0, 4.0]])
+    (g,) = gg.grad(x[None] * x[None], [x], grad_outputs=v)
+    assert_close(g, 2 * np.array([1.0, 2.0]) * v[0])
+
+
+def test_a_wrong_output_gradient_names_the_call_and_the_users_line():
+    x = leaf([1.0, 2.0])
+    with pytest.raises(gg.ShapeError, match=r"backward\(\): the gradient has shape \(3,\) "
+                       r"but the output has shape \(2,\) \(at .*test_autograd.py:\d+\)"):
+        (x * 2).backward(gg.ones(3))
+    with pytest.raises(gg.GraphError, match=r"gg.grad: 2 output gradients for 1 outputs "
+                       r"\(at .*test_autograd.py:\d+\)"):
+        gg.grad(x * 2, [x], grad_outputs=[gg.ones(2), gg.ones(2)])
+
+
 def test_grad_with_several_outputs_sums_their_vector_jacobian_products():
     x = leaf([1.0, 2.0])
     y1, y2 = x * 3.0, x * x

@@ -70,6 +70,8 @@ def test_asking_for_cuda_without_a_gpu_is_a_device_error_with_the_reason():
                         "except gg.DeviceError as e:\n    print('DeviceError', e)",
                         GPUGRAD_DEVICE="cuda")
     assert result.returncode == 0 and "DeviceError" in result.stdout
+    # The error says where the choice came from, and how to fall back.
+    assert "GPUGRAD_DEVICE=cuda" in result.stdout and "GPUGRAD_DEVICE=auto" in result.stdout
 
 
 HAS_CUPY = importlib.util.find_spec("cupy") is not None

@@ -34,6 +34,17 @@ def test_an_unknown_command_is_a_one_line_usage_error():
     assert "invalid choice" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_malformed_number_is_a_one_line_usage_error():
+    for option, value, expected in [("--hidden", "abc", "must be a positive integer"),
+                                    ("--epochs", "1.5", "must be a positive integer"),
+                                    ("--lr", "fast", "must be a positive number"),
+                                    ("--seed", "x", "must be an integer >= 0")]:
+        result = run("-m", "gpugrad.cli", "train", option, value)
+        assert result.returncode == 2, (option, result.stderr)
+        assert f"{expected}, got '{value}'" in result.stderr
+        assert "Traceback" not in result.stderr and "_positive" not in result.stderr
+
+
 def test_a_cuda_graph_without_the_compiled_step_is_a_one_line_error():
     result = run("-m", "gpugrad.cli", "train", "--no-compile", "--cuda-graph")
     assert result.returncode != 0

@@ -91,16 +91,23 @@ def test_tensors_pickle_through_their_values():
     assert back.dtype == np.float64 and back.numpy().tolist() == [[2.0, 4.0]]
 
 
-def test_transpose_is_numpy_style_and_checks_its_axes():
+def test_transpose_permutes_as_numpy_and_swaps_two_axes_as_pytorch():
     x = gg.zeros((2, 3, 4))
     assert x.transpose().shape == (4, 3, 2)
     assert x.transpose(1, 2, 0).shape == (3, 4, 2)
     assert x.transpose((0, -1, 1)).shape == (2, 4, 3)
     assert x.swapaxes(0, 2).shape == (4, 3, 2)
-    assert gg.zeros((2, 3)).transpose(0, 1).shape == (2, 3)  # the identity permutation
-    for bad in [(0, 5), (0, 4, 2), (0, 0, 1)]:
+    # Two axes swap, as PyTorch's transpose(dim0, dim1): a matrix's transpose(0, 1) is
+    # its transpose, not NumPy's identity permutation; as one tuple it is a permutation.
+    assert x.transpose(0, 1).shape == x.transpose(-3, -2).shape == (3, 2, 4)
+    m = gg.tensor([[1.0, 2.0, 3.0]])
+    assert m.transpose(0, 1).numpy().tolist() == [[1.0], [2.0], [3.0]]
+    assert m.transpose((0, 1)).shape == (1, 3)
+    for bad in [(0, 4, 2), (0, 0, 1), ((0, 5, 1),)]:
         with pytest.raises(gg.ShapeError, match="permutation"):
             x.transpose(*bad)
+    with pytest.raises(gg.ShapeError, match="axis 5 is out of range for 3"):
+        x.transpose(0, 5)
 
 
 def test_setting_requires_grad_again_changes_nothing():
@@ -262,3 +269,14 @@ def test_in_place_updates_keep_the_parameter_and_need_no_grad():
         w += 1.0
     with gg.no_grad(), pytest.raises(gg.ShapeError, match="in-place"):
         w += gg.ones((2, 2))
+
+
+def test_creation_takes_the_shape_as_sizes_a_tuple_or_shape_and_refuses_negative_sizes():
+    for make in (gg.zeros, gg.ones, gg.randn, gg.rand):
+        assert make(2, 3).shape == make((2, 3)).shape == make(shape=(2, 3)).shape == (2, 3)
+        assert make(shape=4).shape == (4,)
+        with pytest.raises(gg.ShapeError, match="negative sizes"):
+            make(2, -1)
+        with pytest.raises(TypeError, match="not both"):
+            make(2, shape=(2,))
+    assert gg.full(shape=(2,), fill_value=7.0).numpy().tolist() == [7.0, 7.0]

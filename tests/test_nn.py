@@ -377,6 +377,19 @@ def test_linear_has_weight_out_by_in_and_bias_out():
     assert lin(gg.randn(3, 4)).shape == (3, 7)
 
 
+@pytest.mark.parametrize("sizes", [(0, 2), (3, -1)])
+def test_linear_refuses_sizes_below_one(sizes):
+    with pytest.raises(ValueError, match="Linear needs positive sizes"):
+        nn.Linear(*sizes)
+
+
+def test_softmax_layer_takes_axis_or_dim():
+    x = gg.randn(3, 4)
+    by_dim, by_axis = nn.Softmax(dim=0)(x).numpy(), nn.Softmax(axis=0)(x).numpy()
+    np.testing.assert_array_equal(by_dim, by_axis)
+    np.testing.assert_allclose(by_dim.sum(axis=0), np.ones(4), rtol=1e-6)
+
+
 def test_linear_without_bias_has_only_a_weight():
     lin = nn.Linear(4, 2, bias=False)
     assert lin.bias is None

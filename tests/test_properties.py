@@ -352,6 +352,18 @@ def test_gradcheck_rejects_a_wrong_vjp():
         gg.gradcheck(lambda t: wrong(t), [x])
 
 
+def test_gradcheck_checks_float32_inputs_as_float64_copies():
+    # Tensors are float32 by default: gradcheck takes them and works in float64, where
+    # finite differences are accurate; the caller's tensor is left as it was.
+    x = gg.randn(2, 3, requires_grad=True)
+    assert gg.gradcheck(lambda t: (t * t.sigmoid()).sum(axis=1), [x]) is True
+    assert x.dtype == np.float32 and x.grad is None
+    double_right = gg.custom_op("test_properties::double_for_float32")(lambda x: 2.0 * x)
+    double_right.register_vjp(lambda ctx, grad: (grad * 3.0,))  # wrong: still caught
+    with pytest.raises(gg.GradcheckError):
+        gg.gradcheck(double_right, [x])
+
+
 @pytest.mark.parametrize("inputs", [
     [gg.randn(3)],
     [np.linspace(-1.0, 1.0, 3)],

@@ -150,7 +150,11 @@ def _resolve_default():
         dev = device(choice)
     except DeviceError as exc:
         raise DeviceError(f"GPUGRAD_DEVICE={choice!r} is not a device: {exc}") from None
-    _check_usable(dev)  # a CUDA device that cannot be used says so now, with the reason
+    try:
+        _check_usable(dev)  # a CUDA device that cannot be used says so now, with the reason
+    except DeviceError as exc:
+        raise DeviceError(f"GPUGRAD_DEVICE={choice}: {exc} (unset it, or set "
+                          "GPUGRAD_DEVICE=auto to fall back to the CPU)") from None
     return dev, f"GPUGRAD_DEVICE={choice}"
 
 

@@ -16,6 +16,9 @@ class Linear(Module):
         if init not in INITIALISERS:
             raise ValueError(f"unknown init {init!r}; use one of {sorted(INITIALISERS)}")
         self.in_features, self.out_features = int(in_features), int(out_features)
+        if self.in_features < 1 or self.out_features < 1:
+            raise ValueError(f"Linear needs positive sizes, got in_features={in_features}, "
+                             f"out_features={out_features}")
         weight = INITIALISERS[init]((self.out_features, self.in_features), dtype, device)
         self.weight = weight.detach().requires_grad_()
         self.bias = zeros(self.out_features, dtype=weight.dtype, device=weight.device,
@@ -74,9 +77,9 @@ class Tanh(Module):
 
 
 class Softmax(Module):
-    def __init__(self, axis=-1):
+    def __init__(self, axis=-1, *, dim=None):
         super().__init__()
-        self.axis = axis
+        self.axis = axis if dim is None else dim  # dim=: PyTorch's word, as F.softmax takes
 
     def forward(self, x):
         from .functional import softmax
