@@ -8,7 +8,7 @@ has used yet). Every operator and method is one call into the op registry's disp
 import numpy as np
 
 from . import dtypes
-from .errors import DTypeError, ShapeError
+from .errors import DTypeError, GpugradError, ShapeError
 from .node import next_seq
 
 
@@ -509,6 +509,14 @@ def _reduce(op, x, axis, keepdims, dim, keepdim):
         axis = dim
     if isinstance(axis, list):
         axis = tuple(axis)
+    if axis is not None and not x._data.shape:
+        # A 0-d tensor: axis 0 (or -1), as PyTorch allows, reduces its one element, as
+        # axis=None does; the kernels (NumPy's mean, max, ...) know no axis 0 there.
+        try:
+            _red.normalize_axes(axis, 0)
+        except GpugradError as exc:
+            raise _annotate(op, exc) from None
+        axis = None
     return _apply(op, (x,), {"axis": axis, "keepdims": _keepdims(keepdims, keepdim)})
 
 

@@ -87,11 +87,14 @@ def binary_cross_entropy(prob, target, reduction="mean"):
 
 
 def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
-    """BCE of sigmoid(logits), computed as softplus(x) - x t: stable for any logit, and
-    its gradient is exactly sigmoid(x) - t."""
+    """BCE of sigmoid(logits): softplus(x) - x t, computed as x (1 - t) + softplus(-x)
+    where x >= 0, so that a confident right answer keeps its small loss (no x - x
+    cancellation): finite and accurate for any logit, and its gradient is sigmoid(x) - t."""
     target = _target_like(target, logits)
     _check_same_shape("binary_cross_entropy_with_logits", logits, target)
-    return _reduce(softplus(logits) - logits * target, reduction)
+    loss = ew.where(logits >= 0, logits * (1 - target) + softplus(-logits),
+                    softplus(logits) - logits * target)
+    return _reduce(loss, reduction)
 
 
 def nll_loss(log_probs, class_index, reduction="mean"):

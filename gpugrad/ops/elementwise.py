@@ -41,7 +41,9 @@ def _mul_vjp(ctx, g):
 def _div_vjp(ctx, g):
     a, b = ctx.inputs
     need_a, need_b = ctx.needs_input_grad
-    return (g / b if need_a else None), (-g * a / (b * b) if need_b else None)
+    # -g a / b^2 as -g (a / b / b), as PyTorch: b * b overflows (|b| > 1e154 in float64,
+    # 1.8e19 in float32) or underflows to 0 long before the quotient does.
+    return (g / b if need_a else None), (-g * (a / b / b) if need_b else None)
 
 
 def _pow_vjp(ctx, g):
@@ -165,11 +167,20 @@ clip = _unary("clip", _clip_forward, _clip_vjp, saves=(0,), infer=_numeric_unary
 
 def clip_values(x, lo=None, hi=None):
     """x clipped to [lo, hi]; an integer tensor with a float bound is clipped as float32
-    (the dtype a float scalar gives an integer tensor)."""
+    (the dtype a float scalar gives an integer tensor). NumPy scalar bounds act as the
+    Python numbers they hold (np.float64(0.5) must not widen a float32 result)."""
+    lo, hi = _python_number(lo), _python_number(hi)
     if isinstance(x, Tensor) and x.dtype.kind != "f" and \
             any(isinstance(b, float) for b in (lo, hi)):
         x = x.astype(dtypes.DEFAULT_FLOAT)
     return apply(clip, (x,), {"lo": lo, "hi": hi})
+
+
+def _python_number(value):
+    """A NumPy scalar (or 0-d array) as its Python number; anything else as it is."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value
 
 
 def _logaddexp_vjp(ctx, g):

@@ -67,7 +67,7 @@ def normalize_axes(axis, ndim):
             a = operator.index(a)  # ints, NumPy ints; not floats
         except TypeError:
             raise ShapeError(f"axis must be an int or a tuple of ints, got {axis!r}") from None
-        if not -ndim <= a < max(ndim, 1):
+        if not -max(ndim, 1) <= a < max(ndim, 1):  # a 0-d tensor takes 0 and -1 (PyTorch)
             raise ShapeError(f"axis {a} is out of range for a tensor of {ndim} dimension(s)")
         out.append(a % ndim if ndim else 0)
     if len(set(out)) != len(out):

@@ -1,0 +1,112 @@
+"""Numerical corners, against PyTorch: what precision and dtypes do at the edges.
+
+- clip with NumPy scalar bounds keeps the tensor's dtype (the bound acts as the number
+  it holds, as a Python number does);
+- both binary cross-entropies keep the small losses of confident answers in float32
+  (no cancellation in softplus(x) - x t; log1p(-p) for log(1 - p));
+- a quotient's gradient with respect to the divisor neither overflows nor underflows
+  where the quotient does not (a / b / b, not a / b^2);
+- reductions of a 0-d tensor take axis 0 and -1, as PyTorch's do.
+"""
+
+import numpy as np
+import pytest
+
+import gpugrad as gg
+import gpugrad.nn.functional as F
+
+torch = pytest.importorskip("torch")
+tF = torch.nn.functional
+
+
+@pytest.mark.parametrize("lo, hi", [(np.float64(0.5), 2.0), (None, np.float64(2.5)),
+                                    (np.float32(0.5), np.float64(2.5)),
+                                    (np.array(0.5), np.int64(2))])
+def test_clip_with_numpy_scalar_bounds_keeps_the_tensors_dtype(lo, hi):
+    x = gg.tensor(np.array([0.0, 1.0, 2.0, 3.0], np.float32), requires_grad=True)
+    y = x.clip(lo, hi)
+    assert y.dtype == np.float32 and y.numpy().dtype == np.float32
+    (y * y).sum().backward()
+    assert x.grad.dtype == np.float32 and x.grad.numpy().dtype == np.float32
+    t = torch.tensor([0.0, 1.0, 2.0, 3.0], requires_grad=True)
+    (t.clamp(None if lo is None else float(lo), float(hi)) ** 2).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy())
+
+
+def test_clip_of_an_integer_tensor_with_a_numpy_float_bound_is_float32():
+    y = gg.tensor([0, 1, 2, 3]).clip(np.float32(0.5), 2)
+    assert y.dtype == np.float32 and y.numpy().dtype == np.float32
+    assert y.numpy().tolist() == [0.5, 1.0, 2.0, 2.0]
+
+
+def test_bce_with_logits_keeps_small_losses_of_confident_answers_in_float32():
+    z = np.array([0.0, 5.0, 10.0, 15.0, 30.0, -30.0, -10.0, 1e4, -1e4, 2.0], np.float32)
+    y = np.array([1, 1, 1, 1, 1, 0, 0, 0, 1, 0.3], np.float32)
+    gz = gg.tensor(z, requires_grad=True)
+    loss = F.binary_cross_entropy_with_logits(gz, gg.tensor(y), reduction="none")
+    loss.sum().backward()
+    z64, y64 = z.astype(np.float64), y.astype(np.float64)
+    exact = np.maximum(z64, 0) - z64 * y64 + np.log1p(np.exp(-np.abs(z64)))
+    np.testing.assert_allclose(loss.numpy(), exact, rtol=1e-6)
+    tz = torch.tensor(z, requires_grad=True)
+    tF.binary_cross_entropy_with_logits(tz, torch.tensor(y), reduction="none").sum().backward()
+    np.testing.assert_allclose(gz.grad.numpy(), tz.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_bce_with_logits_second_derivative_matches_torch():
+    z = np.array([-3.0, -0.5, 0.0, 0.5, 3.0, 40.0])
+    y = np.array([0.0, 1.0, 0.5, 0.0, 1.0, 1.0])
+    gz = gg.tensor(z, requires_grad=True)
+    (g,) = gg.grad(F.binary_cross_entropy_with_logits(gz, gg.tensor(y)), [gz], create_graph=True)
+    (h,) = gg.grad((g * g).sum(), [gz])
+    tz = torch.tensor(z, requires_grad=True)
+    (tg,) = torch.autograd.grad(tF.binary_cross_entropy_with_logits(tz, torch.tensor(y)), [tz],
+                                create_graph=True)
+    (th,) = torch.autograd.grad((tg * tg).sum(), [tz])
+    np.testing.assert_allclose(g.numpy(), tg.detach().numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(h.numpy(), th.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name, ref", [("sum", torch.sum), ("mean", torch.mean),
+                                       ("max", torch.amax), ("min", torch.amin)])
+@pytest.mark.parametrize("axis", [0, -1, (0,)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_reductions_of_a_0d_tensor_along_axis_0_or_minus_1_as_pytorch(name, ref, axis, keepdims):
+    x = gg.tensor(np.array(2.5), requires_grad=True)
+    y = getattr(x, name)(axis=axis, keepdims=keepdims)
+    t = torch.tensor(2.5, dtype=torch.float64, requires_grad=True)
+    r = ref(t, dim=axis, keepdim=keepdims)
+    assert y.shape == tuple(r.shape) and y.item() == r.item()
+    (y * 3.0).backward()
+    (r * 3.0).backward()
+    assert x.grad.item() == t.grad.item()
+
+
+def test_argmax_and_softmax_of_a_0d_tensor():
+    x = gg.tensor(np.array(2.5), requires_grad=True)
+    assert x.argmax(axis=0).item() == 0 and x.argmin(axis=-1).item() == 0
+    assert F.softmax(x, axis=0).item() == 1.0 and F.log_softmax(x).item() == 0.0
+    with pytest.raises(gg.ShapeError):
+        x.sum(axis=1)
+
+
+@pytest.mark.parametrize("dtype, a, b", [("float64", 1e-200, 1e-200), ("float64", 1e200, 1e200),
+                                         ("float32", 1e-23, 1e-23), ("float32", 1e30, 1e20)])
+def test_the_divisors_gradient_does_not_square_the_divisor_first(dtype, a, b):
+    ga = gg.tensor(np.array([a], dtype), requires_grad=True)
+    gb = gg.tensor(np.array([b], dtype), requires_grad=True)
+    (ga / gb).sum().backward()
+    ta = torch.tensor(np.array([a], dtype), requires_grad=True)
+    tb = torch.tensor(np.array([b], dtype), requires_grad=True)
+    (ta / tb).sum().backward()
+    assert np.isfinite(gb.grad.numpy()).all() and gb.grad.numpy()[0] != 0
+    np.testing.assert_allclose(gb.grad.numpy(), tb.grad.numpy(), rtol=1e-6)
+
+
+def test_bce_on_small_probabilities_keeps_float32_precision():
+    p = np.array([1e-3, 1e-4, 1e-6, 3e-8, 0.0, 1.0, 0.5], np.float32)
+    t = np.array([0, 0, 0, 0, 0, 0, 0.2], np.float32)
+    got = F.binary_cross_entropy(gg.tensor(p), gg.tensor(t), reduction="none").numpy()
+    want = tF.binary_cross_entropy(torch.tensor(p), torch.tensor(t), reduction="none").numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-6)
