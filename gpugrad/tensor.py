@@ -8,7 +8,7 @@ has used yet). Every operator and method is one call into the op registry's disp
 import numpy as np
 
 from . import dtypes
-from .errors import DTypeError, GpugradError, ShapeError
+from .errors import DTypeError, GpugradError, GraphError, ShapeError
 from .node import next_seq
 
 
@@ -20,8 +20,10 @@ class Tensor:
     # before then can no longer differentiate with it (registry.run_vjp checks).
     # _base: the tensor whose array this one may share (a view op's input, a detach()'s
     # source), whose in-place changes are this one's too; None for most.
+    # _made_by: the op that made a tensor without recording it (set by the op dispatch
+    # only then; unset on leaves), so that .graph can say why there is no graph.
     __slots__ = ("_data", "_dtype", "_device", "_requires_grad", "_node", "_grad",
-                 "_version", "_base", "__weakref__")
+                 "_version", "_base", "_made_by", "__weakref__")
     __array_ufunc__ = None  # ndarray + Tensor goes to Tensor.__radd__, not to NumPy
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -127,9 +129,18 @@ class Tensor:
 
     @property
     def graph(self):
-        """The recorded graph that produced this tensor, as a gg.Graph."""
+        """The recorded graph that produced this tensor, as a gg.Graph. Ops are recorded
+        where an input requires grad (or under gg.trace); a tensor an op made without
+        that has no graph, and asking for one is a GraphError that says how to get one."""
         from .graph import Graph
 
+        made_by = getattr(self, "_made_by", None) if self._node is None else None
+        if made_by is not None:
+            raise _annotate(".graph", GraphError(
+                f"no graph was recorded for this tensor: {made_by.display_name} made it "
+                "from inputs none of which requires grad (or under gg.no_grad()); create "
+                "an input with requires_grad=True, or record the computation with "
+                "gg.trace(fn, *inputs)"))
         return Graph.from_outputs([self])
 
     # --- leaving the graph or the device ----------------------------------------------------------

@@ -78,6 +78,25 @@ def test_trace_records_a_whole_function_without_requires_grad():
     assert all(d["shape"] == (2, 3) and d["dtype"] == "float64" for d in inputs)
 
 
+def test_a_result_made_with_nothing_recorded_says_how_to_get_its_graph():
+    # Ops record their graph where an input requires grad; a result of ops without it
+    # has none, and .graph says so (it was a lone "input" node) and names gg.trace.
+    x = gg.randn(3)
+    y = (x * 2).sum()
+    with pytest.raises(gg.GraphError, match=r"^\.graph: no graph was recorded for this "
+                       r"tensor: sum made it .*gg\.trace\(fn, \*inputs\).*test_graph.py"):
+        _ = y.graph
+    w = gg.randn(3, requires_grad=True)
+    with gg.no_grad():
+        z = w * 2
+    with pytest.raises(gg.GraphError, match="mul made it"):
+        _ = z.graph
+    assert [n["op"] for _, n in x.graph.nx.nodes(data=True)] == ["input"]  # a leaf: itself
+    traced = gg.trace(lambda a: (a * 2).sum(), x)
+    assert sorted(n["op"] for _, n in traced.nx.nodes(data=True)) == [
+        "constant", "input", "mul", "sum"]
+
+
 def test_trace_shows_constants_and_a_readable_text_dump():
     g = gg.trace(lambda a: a * 2.0, gg.ones(3))
     text = str(g)

@@ -191,6 +191,8 @@ def apply(op, args, attrs):
         _watch(op, args, attrs, result, requires_grad, backend)
     elif requires_grad:
         _record(op, args, attrs, result, requires_grad)
+    if result._node is None:
+        result._made_by = op  # made with nothing recorded: t.graph says so, not "input"
     return result
 
 
