@@ -207,16 +207,18 @@ def evaluate(model, x, y, device, batch_size=1024):
 
 
 # --- the run --------------------------------------------------------------------------------------
-def run(config, stream=sys.stderr):
-    """Train as `config` says; returns the results dict also written to metrics.json."""
+def run(config, stream=sys.stderr, results=sys.stdout):
+    """Train as `config` says; returns the results dict also written to metrics.json.
+    Progress goes to `stream`, the outcome (test accuracy, run folder) to `results`, so
+    that `gpugrad train > log` keeps the outcome and still shows the progress."""
     config.check()
     gg.manual_seed(config.seed)
     team = start_distributed(config.device) if config.distributed else None
     device = team.device if team else gg.device(config.device)
     scaler, splits = prepare(config)  # bad data fails here, before any folder is made
     out = config.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    if team and not team.is_main:
-        out, stream = None, team.output(stream)  # only rank 0 prints and writes files
+    if team and not team.is_main:  # only rank 0 prints and writes files
+        out, stream, results = None, team.output(stream), team.output(results)
     else:
         os.makedirs(out, exist_ok=True)
     n_classes = num_classes(splits)
@@ -264,10 +266,12 @@ def run(config, stream=sys.stderr):
         print(f"\ninterrupted: keeping the checkpoint of epoch {saved_epoch}", file=stream)
         if saved_epoch and out:  # the model may be mid-step: evaluate the last saved one
             load_into(model, gg.load(os.path.join(out, "checkpoint.npz"), device=device))
-    return finish(model, splits, history, config, out, device, n_classes, interrupted, stream)
+    return finish(model, splits, history, config, out, device, n_classes, interrupted, stream,
+                  results)
 
 
-def finish(model, splits, history, config, out, device, n_classes, interrupted, stream):
+def finish(model, splits, history, config, out, device, n_classes, interrupted, stream,
+           outcome):
     results = {"config": asdict(config), "epochs": history, "interrupted": interrupted}
     if history:
         test_loss, test_acc, predicted = evaluate(model, *splits["test"], device)
@@ -277,12 +281,12 @@ def finish(model, splits, history, config, out, device, n_classes, interrupted, 
                        confusion_matrix=confusion.tolist(), precision=precision.tolist(),
                        recall=recall.tolist())
         print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) on "
-              f"{len(predicted)} samples", file=stream)
+              f"{len(predicted)} samples", file=outcome)
         if out:
             write_plots(history, confusion, out, stream)
     if out:
         write_metrics(results, out)
-    print(f"run folder: {out}", file=stream)
+    print(f"run folder: {out}", file=outcome)
     return results
 
 

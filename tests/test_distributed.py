@@ -229,7 +229,7 @@ def test_gpugrad_train_distributed_matches_a_single_process_run(tmp_path):
     # rank 0 alone speaks and writes the run folder
     assert distributed.stderr.count("gpugrad train: digits") == 1
     assert "batch 64 over 2 processes" in distributed.stderr
-    assert distributed.stderr.count("test accuracy") == 1
+    assert distributed.stdout.count("test accuracy") == 1
     two, one = (gg.load(tmp_path / run / "checkpoint.npz") for run in ("two", "one"))
     for key, value in one["model"].items():
         np.testing.assert_allclose(two["model"][key].numpy(), value.numpy(), atol=1e-5,

@@ -44,7 +44,10 @@ def test_metrics_record_every_epoch_and_the_test_result(small_run):
     assert metrics["test_accuracy"] > 0.7  # three short epochs; the default run does more
     assert len(metrics["confusion_matrix"]) == 10
     assert sum(map(sum, metrics["confusion_matrix"])) == 359
-    assert f"test accuracy {metrics['test_accuracy']:.2%}" in result.stderr
+    # The outcome on stdout (`gpugrad train > log` keeps it), the progress on stderr.
+    assert f"test accuracy {metrics['test_accuracy']:.2%}" in result.stdout
+    assert f"run folder: {out}" in result.stdout
+    assert "epoch   3/3" in result.stderr and "test accuracy" not in result.stderr
 
 
 def test_evaluate_reloads_the_checkpoint_and_agrees(small_run):
