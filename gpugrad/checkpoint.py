@@ -111,6 +111,8 @@ def save(obj, path):
     arrays = {}
     index = {"format": FORMAT, "root": _flatten(obj, "", arrays)}
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):  # said for the path asked for, not the temporary one
+        raise FileNotFoundError(f"cannot save to {path}: no folder {folder}")
     fd, tmp = _create_temporary(folder)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -160,7 +162,19 @@ def load(path, device=None):
     with archive:
         if _INDEX not in archive.files:
             raise ValueError(f"{path} is a .npz file but not a gpugrad checkpoint")
-        index = json.loads(str(archive[_INDEX]))
-        if index.get("format") != FORMAT:
-            raise ValueError(f"{path}: unknown checkpoint format {index.get('format')!r}")
-        return _unflatten(index["root"], archive, device)
+        try:
+            index = json.loads(str(archive[_INDEX]))
+        except ValueError as exc:
+            raise ValueError(f"{path} is not a readable checkpoint (its index: "
+                             f"{type(exc).__name__}: {exc})") from None
+        found = index.get("format") if isinstance(index, dict) else None
+        if found != FORMAT:
+            raise ValueError(f"{path}: unknown checkpoint format {found!r} (this gpugrad "
+                             f"reads {FORMAT!r})")
+        try:
+            return _unflatten(index["root"], archive, device)
+        except (ValueError, KeyError, TypeError, AttributeError, OSError, EOFError) as exc:
+            # A damaged or crafted file (an index that is not JSON, or names a missing
+            # array; an object array NumPy refuses to load without pickle): say which.
+            raise ValueError(f"{path} is not a readable checkpoint "
+                             f"({type(exc).__name__}: {exc})") from None

@@ -78,6 +78,33 @@ def test_bad_files_say_what_is_wrong(tmp_path):
         gg.load(tmp_path / "plain.npz")
 
 
+def index_entry(text):
+    return {"__gpugrad_index__": np.array(text)}
+
+
+@pytest.mark.parametrize("arrays, reason", [
+    (index_entry("{not json"), "JSONDecodeError"),
+    (index_entry('{"format": "gpugrad-checkpoint-9", "root": {}}'),
+     "unknown checkpoint format 'gpugrad-checkpoint-9'"),
+    (index_entry('{"format": "gpugrad-checkpoint-1", "root": {"tensor": "gone"}}'),
+     "KeyError"),
+    ({**index_entry('{"format": "gpugrad-checkpoint-1", "root": {"array": "o"}}'),
+      "o": np.array([{"a": 1}], dtype=object)}, "pickle"),
+], ids=["index not JSON", "another format", "a missing array", "an object array"])
+def test_a_damaged_or_crafted_checkpoint_is_refused_naming_the_file(tmp_path, arrays, reason):
+    path = tmp_path / "crafted.npz"
+    np.savez(path, **arrays)  # written without gg.save: what a damaged file may hold
+    with pytest.raises(ValueError, match="crafted.npz") as info:
+        gg.load(path)
+    assert reason in str(info.value)
+
+
+def test_saving_into_a_missing_folder_names_the_path_asked_for(tmp_path):
+    path = tmp_path / "nowhere" / "ck.npz"
+    with pytest.raises(FileNotFoundError, match=f"cannot save to {path}: no folder"):
+        gg.save({"w": gg.ones(2)}, path)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="file modes and the umask are POSIX")
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_a_checkpoint_gets_the_mode_any_new_file_gets_under_the_umask(tmp_path, umask):

@@ -86,6 +86,8 @@ def test_summary_counts_parameters_flops_and_bytes(capsys):
     printed = capsys.readouterr().out
     assert "67 parameters" in printed and "test_viz.py:" in printed
     assert np.isclose(totals["flops"], sum(r["flops"] for r in result["rows"]))
+    # After the printed table, an interactive session echoes one line, not every row.
+    assert repr(result) == "<graph summary: 5 ops, 67 parameters; keys 'totals', 'rows'>"
 
 
 def test_diff_names_what_changed_between_two_graphs():

@@ -36,6 +36,16 @@ def _recorded(node):
             "stats": meta.get("stats"), "grad_stats": meta.get("grad_stats")}
 
 
+class Summary(dict):
+    """summary()'s result: {"totals": {...}, "rows": [...]}. Its repr is one line, so that
+    an interactive session, which has just printed the table, does not echo the rows."""
+
+    def __repr__(self):
+        totals = self["totals"]
+        return (f"<graph summary: {totals['ops']} ops, {totals['parameters']:,} parameters; "
+                "keys 'totals', 'rows'>")
+
+
 def summary(graph, print_table=False, stats=False, memory=False):
     """A dict of totals and per-op rows; with print_table, also printed as a table, with
     columns of value and gradient statistics (stats) and of memory (memory)."""
@@ -71,7 +81,7 @@ def summary(graph, print_table=False, stats=False, memory=False):
               "estimated_peak_bytes": input_bytes + 2 * param_bytes + activations + largest,
               "saved_bytes": sum(r["saved_bytes"] or 0 for r in rows),
               "nonfinite": nonfinite, "zero_grad": zero_grad}
-    result = {"totals": totals, "rows": rows}
+    result = Summary(totals=totals, rows=rows)
     if print_table:
         print(format_summary(result, stats=stats, memory=memory))
     return result
