@@ -8,7 +8,7 @@ has used yet). Every operator and method is one call into the op registry's disp
 import numpy as np
 
 from . import dtypes
-from .errors import DTypeError, GpugradError, GraphError, ShapeError
+from .errors import DeviceError, DTypeError, GpugradError, GraphError, ShapeError
 from .node import next_seq
 
 
@@ -59,6 +59,8 @@ class Tensor:
 
     @grad.setter
     def grad(self, value):
+        if value is not None:
+            _check_grad_fits(self, value)
         if _state.capture is not None:  # inside gg.compile's trace: a .grad the plan sets
             _state.capture.grad_assigned(self, value)
         self._grad = value
@@ -511,6 +513,22 @@ def _is_device_name(target):
         return True
     return isinstance(target, str) and target.split(":")[0].strip().lower() in (
         "cpu", "cuda", "array_api_strict")
+
+
+def _check_grad_fits(t, g):
+    """A .grad assigned by hand is a Tensor of t's shape, dtype and device, as the
+    optimisers and the backward's accumulation take it to be (PyTorch checks the same)."""
+    if not isinstance(g, Tensor):
+        raise TypeError(f".grad must be a Tensor or None, not {type(g).__name__}")
+    if g.shape != t.shape:
+        raise _annotate(".grad", ShapeError(
+            f"the assigned gradient has shape {g.shape}, the tensor {t.shape}"))
+    if g._dtype is not t._dtype:
+        raise _annotate(".grad", DTypeError(
+            f"the assigned gradient is {g._dtype}, the tensor {t._dtype}"))
+    if g._device is not t._device:
+        raise _annotate(".grad", DeviceError(
+            f"the assigned gradient is on {g._device}, the tensor on {t._device}"))
 
 
 def _reduce(op, x, axis, keepdims, dim, keepdim):

@@ -48,12 +48,31 @@ def test_frozen_parameters_are_kept_by_the_optimiser_and_left_alone():
     assert np.array_equal(model[0].weight.numpy(), before)
 
 
+@pytest.mark.parametrize("bad_grad, error, says", [
+    (lambda: gg.tensor([1.0]), gg.ShapeError, "has shape (1,), the tensor (3,)"),
+    (lambda: gg.tensor([1.0, 2.0, 3.0], dtype="float64"), gg.DTypeError,
+     "is float64, the tensor float32"),
+    (lambda: gg.ones(3, device="array_api_strict"), gg.DeviceError,
+     "is on array_api_strict, the tensor on cpu"),
+], ids=["shape", "dtype", "device"])
+def test_a_gradient_that_does_not_fit_is_refused_where_it_is_assigned(bad_grad, error, says):
+    # As PyTorch: .grad must be what backward would have made (it would otherwise be
+    # broadcast, cast or copied silently by the optimiser), said at the assigning line.
+    b = gg.tensor([1.0, 1.0, 1.0], requires_grad=True)
+    with pytest.raises(error, match=r"^\.grad: the assigned gradient ") as excinfo:
+        b.grad = bad_grad()
+    assert says in str(excinfo.value) and "test_training_edges.py" in str(excinfo.value)
+    assert b.grad is None
+    with pytest.raises(TypeError, match="must be a Tensor or None"):
+        b.grad = np.ones(3)
+
+
 def test_a_step_with_a_bad_gradient_changes_no_parameter():
     a = gg.tensor([1.0, 1.0], requires_grad=True)
     b = gg.tensor([1.0, 1.0, 1.0], requires_grad=True)
     opt = gg.optim.AdamW([a, b], lr=0.1, weight_decay=0.5)
     a.grad = gg.tensor([1.0, 1.0])
-    b.grad = gg.tensor([1.0])  # would broadcast silently
+    b._grad = gg.tensor([1.0])  # past .grad's own check: the optimiser checks again
     with pytest.raises(gg.ShapeError, match="gradient of shape"):
         opt.step()
     assert a.numpy().tolist() == [1.0, 1.0] and b.numpy().tolist() == [1.0, 1.0, 1.0]
@@ -87,7 +106,7 @@ def test_a_gradient_that_does_not_match_its_parameter_is_refused_and_nothing_cha
     state_before = {k: v.numpy().copy() if isinstance(v, gg.Tensor) else v
                     for k, v in opt.state_dict()["state"][1].items()}
 
-    a.grad, b.grad = gg.ones(2), bad_grad()
+    a.grad, b._grad = gg.ones(2), bad_grad()  # past .grad's own check (the test above)
     with pytest.raises(error) as excinfo:
         opt.step()
 

@@ -325,10 +325,10 @@ def _sinks(program, ns, names, body):
         elif sink.kind == "grad":
             ns[f"Q{i}"] = sink.target
             if value is None:
-                body.append(f"Q{i}.grad = None")
+                body.append(f"Q{i}._grad = None")
                 continue
             ns[f"QD{i}"], ns[f"QV{i}"] = sink.node.dtype, sink.node.device
-            body.append(f"Q{i}.grad = _wrap({value}, QD{i}, QV{i}, False)")
+            body.append(f"Q{i}._grad = _wrap({value}, QD{i}, QV{i}, False)")
         elif sink.kind == "assign":
             ns[f"Q{i}"] = sink.target
             if not sink.in_place:

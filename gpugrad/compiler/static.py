@@ -224,7 +224,7 @@ def _sinks(program, ns, names, body):
             continue
         if sink.kind == "grad" and sink.node is None:
             ns[f"Q{i}"] = sink.target
-            finish.append(f"Q{i}.grad = None")
+            finish.append(f"Q{i}._grad = None")
             continue
         value = names[id(sink.node)]
         home = homes.get(sink)
@@ -238,7 +238,7 @@ def _sinks(program, ns, names, body):
         ns[f"Q{i}"] = sink.target
         if sink.kind == "grad":
             ns[f"QD{i}"], ns[f"QV{i}"] = sink.node.dtype, sink.node.device
-            finish.append(f"Q{i}.grad = _wrap({o}, QD{i}, QV{i}, False)")
+            finish.append(f"Q{i}._grad = _wrap({o}, QD{i}, QV{i}, False)")
         elif sink.kind == "assign":
             finish.append(f"if Q{i}._data is not {o}: Q{i}._data = {o}")
             finish.append(f"Q{i}._mark_modified()")

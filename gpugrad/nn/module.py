@@ -233,8 +233,8 @@ def move_tensor(t, dest):
     if t.device is dest:
         return
     t._data = transfer(t._data, t.device, dest)
+    t._device = dest
     t._mark_modified()
     if t.grad is not None:
         t.grad = t.grad.detach().to(dest)
-    t._device = dest
     t._node = None  # its next use records a leaf on the new device
