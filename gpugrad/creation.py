@@ -78,6 +78,8 @@ def _shape(shape, keyword=None):
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
     """A tensor of `shape` filled with `fill_value` (float32 unless dtype says)."""
     shape = _shape(shape if isinstance(shape, (tuple, list)) else (shape,))
+    if isinstance(fill_value, np.generic):  # a NumPy scalar is the number it holds
+        fill_value = fill_value.item()
     if dtype is None:
         dtype = dtypes.scalar_dtype(fill_value, dtypes.bool_) \
             if not isinstance(fill_value, float) else dtypes.DEFAULT_FLOAT
@@ -109,16 +111,25 @@ def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=Fals
     if stop is None:
         start, stop = 0, start
     if dtype is None:
-        ints = all(isinstance(v, int) for v in (start, stop, step))
+        ints = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
         dtype = dtypes.int64 if ints else dtypes.DEFAULT_FLOAT
     dtype = dtypes.as_dtype(dtype)
     dev = as_device(device)
     return _finish(dev.backend.arange(start, stop, step, dtype), dtype, dev, requires_grad)
 
 
+def _float_dtype(name, dtype):
+    """dtype (default float32) for random draws, which only a float dtype holds."""
+    dtype = dtypes.as_dtype(dtype) or dtypes.DEFAULT_FLOAT
+    if dtype.kind != "f":
+        raise DTypeError(f"{name} draws floats: dtype {dtype} cannot hold them (draw, "
+                         "then .astype(...))")
+    return dtype
+
+
 def randn(*dims, shape=None, dtype=None, device=None, requires_grad=False):
     """Standard normal samples (float32 unless dtype says), drawn on the device."""
-    dtype = dtypes.as_dtype(dtype) or dtypes.DEFAULT_FLOAT
+    dtype = _float_dtype("randn", dtype)
     dev = as_device(device)
     return _random(dev, lambda: dev.backend.normal(_shape(dims, shape), dtype), dtype,
                    requires_grad)
@@ -126,7 +137,7 @@ def randn(*dims, shape=None, dtype=None, device=None, requires_grad=False):
 
 def rand(*dims, shape=None, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1) (float32 unless dtype says), drawn on the device."""
-    dtype = dtypes.as_dtype(dtype) or dtypes.DEFAULT_FLOAT
+    dtype = _float_dtype("rand", dtype)
     dev = as_device(device)
     return _random(dev, lambda: dev.backend.uniform(_shape(dims, shape), dtype), dtype,
                    requires_grad)

@@ -403,10 +403,11 @@ class Tensor:
         So a matrix's transpose(0, 1) is its transpose, as a PyTorch user means it, never
         the identity permutation NumPy would read there (nobody asks for that); a
         permutation of three or more axes, and a tuple, read as in NumPy."""
-        if len(axes) == 2 and all(isinstance(a, int) for a in axes):
-            return self.swapaxes(*axes)
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
+        elif len(axes) == 2 and all(isinstance(a, (int, np.integer)) for a in axes):
+            return self.swapaxes(int(axes[0]), int(axes[1]))
+        axes = tuple(int(a) if isinstance(a, np.integer) else a for a in axes)
         ndim = self.ndim
         if not axes:
             axes = tuple(range(ndim - 1, -1, -1))
@@ -534,7 +535,7 @@ def _check_grad_fits(t, g):
 def _reduce(op, x, axis, keepdims, dim, keepdim):
     if dim is not None:
         if axis is not None:
-            raise TypeError("give axis= or dim=, not both")
+            raise _annotate(op, TypeError("give axis= or dim=, not both"))
         axis = dim
     if isinstance(axis, list):
         axis = tuple(axis)

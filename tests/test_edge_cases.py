@@ -280,3 +280,23 @@ def test_creation_takes_the_shape_as_sizes_a_tuple_or_shape_and_refuses_negative
         with pytest.raises(TypeError, match="not both"):
             make(2, shape=(2,))
     assert gg.full(shape=(2,), fill_value=7.0).numpy().tolist() == [7.0, 7.0]
+
+
+def test_numpy_scalars_act_as_the_numbers_they_hold_in_creation_and_axes():
+    assert gg.full((2,), np.float32(1.5)).numpy().tolist() == [1.5, 1.5]
+    assert gg.full((2,), np.int64(2)).dtype == np.int64
+    assert gg.arange(np.int64(3)).dtype == np.int64
+    assert gg.zeros((2, 3)).transpose(np.int64(1), np.int64(0)).shape == (3, 2)
+    assert gg.zeros((2, 3, 4)).transpose(np.int64(2), 0, 1).shape == (4, 2, 3)
+
+
+@pytest.mark.parametrize("draw", [gg.randn, gg.rand])
+def test_random_draws_refuse_a_dtype_that_cannot_hold_them(draw):
+    with pytest.raises(gg.DTypeError, match="draws floats: dtype int64"):
+        draw(2, dtype="int64")  # it gave zeros
+
+
+def test_conflicting_axis_and_dim_name_the_reduction_and_the_line():
+    with pytest.raises(TypeError, match=r"^sum: give axis= or dim=, not both \(at .*"
+                       r"test_edge_cases.py"):
+        gg.zeros((2, 2)).sum(axis=0, dim=1)

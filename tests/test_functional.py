@@ -226,16 +226,19 @@ def test_losses_default_to_the_mean_reduction():
 
 
 @pytest.mark.parametrize("loss", ["mse_loss", "binary_cross_entropy",
-                                  "binary_cross_entropy_with_logits", "cross_entropy"])
+                                  "binary_cross_entropy_with_logits", "cross_entropy",
+                                  "nll_loss"])
 @pytest.mark.parametrize("reduction", ["avg", "Mean", "", None])
 def test_an_unknown_reduction_is_a_value_error(loss, reduction):
-    """reduction must be one of "mean", "sum", "none"; anything else raises ValueError."""
+    """reduction must be one of "mean", "sum", "none"; anything else raises ValueError
+    naming the loss and the line."""
     p = gg.tensor([[0.2, 0.7], [0.6, 0.4]])
-    if loss == "cross_entropy":
+    if loss in ("cross_entropy", "nll_loss"):
         target = gg.tensor(np.array([0, 1], dtype=np.int64))
     else:
         target = gg.tensor([[0.0, 1.0], [1.0, 0.0]])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=rf"^{loss}: reduction must be one of .* \(at "
+                       r".*test_functional.py"):
         getattr(F, loss)(p, target, reduction=reduction)
 
 

@@ -6,7 +6,8 @@
   (no cancellation in softplus(x) - x t; log1p(-p) for log(1 - p));
 - a quotient's gradient with respect to the divisor neither overflows nor underflows
   where the quotient does not (a / b / b, not a / b^2);
-- reductions of a 0-d tensor take axis 0 and -1, as PyTorch's do.
+- reductions of a 0-d tensor take axis 0 and -1, as PyTorch's do;
+- clip takes tensor bounds, with clamp's gradients.
 """
 
 import numpy as np
@@ -110,3 +111,22 @@ def test_bce_on_small_probabilities_keeps_float32_precision():
     want = tF.binary_cross_entropy(torch.tensor(p), torch.tensor(t), reduction="none").numpy()
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_clip_takes_tensor_bounds_as_pytorchs_clamp_does():
+    # Broadcast against x; the gradient goes to x inside [lo, hi] (bounds included) and
+    # to the bound that was taken elsewhere.
+    values, lows, weights = [-1.0, 0.5, 3.0, 1.0], [0.0, 0.0, 0.0, 1.0], [1.0, 2.0, 3.0, 4.0]
+    x = gg.tensor(values, dtype="float64", requires_grad=True)
+    lo = gg.tensor(lows, dtype="float64", requires_grad=True)
+    hi = gg.tensor(2.0, dtype="float64", requires_grad=True)
+    y = x.clip(lo, hi)
+    (y * gg.tensor(weights, dtype="float64")).sum().backward()
+    tx, tlo, thi = (torch.tensor(v, dtype=torch.float64, requires_grad=True)
+                    for v in (values, lows, 2.0))
+    ty = tx.clamp(tlo, thi)
+    (ty * torch.tensor(weights, dtype=torch.float64)).sum().backward()
+    np.testing.assert_array_equal(y.numpy(), ty.detach().numpy())
+    for mine, theirs in ((x, tx), (lo, tlo), (hi, thi)):
+        np.testing.assert_array_equal(mine.grad.numpy(), theirs.grad.numpy())
+    assert x.clip(None, 0.5).numpy().tolist() == x.clip(None, gg.tensor(0.5)).numpy().tolist()

@@ -51,9 +51,13 @@ def _reduce(loss, reduction):
         return loss.mean()
     if reduction == "sum":
         return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return loss  # "none" (_check_reduction refused anything else before any work)
+
+
+def _check_reduction(name, reduction):
+    if reduction not in REDUCTIONS:
+        raise _annotate(name, ValueError(f"reduction must be one of {REDUCTIONS}, got "
+                                         f"{reduction!r}"))
 
 
 def _check_same_shape(name, a, b):
@@ -72,6 +76,7 @@ def _target_like(target, ref):
 
 def mse_loss(pred, target, reduction="mean"):
     """Mean squared error (pred - target)^2."""
+    _check_reduction("mse_loss", reduction)
     target = _target_like(target, pred)
     _check_same_shape("mse_loss", pred, target)
     diff = pred - target
@@ -81,6 +86,7 @@ def mse_loss(pred, target, reduction="mean"):
 def binary_cross_entropy(prob, target, reduction="mean"):
     """-(t log p + (1 - t) log(1 - p)) for probabilities p; logs clamped at -100 and the
     gradient as in PyTorch, so p of exactly 0 or 1 stays finite. Prefer the logits form."""
+    _check_reduction("binary_cross_entropy", reduction)
     target = _target_like(target, prob)
     _check_same_shape("binary_cross_entropy", prob, target)
     return _reduce(_loss.binary_cross_entropy(prob, target), reduction)
@@ -90,6 +96,7 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
     """BCE of sigmoid(logits): softplus(x) - x t, computed as x (1 - t) + softplus(-x)
     where x >= 0, so that a confident right answer keeps its small loss (no x - x
     cancellation): finite and accurate for any logit, and its gradient is sigmoid(x) - t."""
+    _check_reduction("binary_cross_entropy_with_logits", reduction)
     target = _target_like(target, logits)
     _check_same_shape("binary_cross_entropy_with_logits", logits, target)
     loss = ew.where(logits >= 0, logits * (1 - target) + softplus(-logits),
@@ -99,6 +106,7 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
 
 def nll_loss(log_probs, class_index, reduction="mean"):
     """-log_probs[i, class_index[i]] for a batch of log-probabilities (N, C)."""
+    _check_reduction("nll_loss", reduction)
     _check_batch_of_rows("nll_loss", "log-probabilities", log_probs)
     class_index = _class_index("nll_loss", class_index, log_probs)
     if _state.capture is not None:  # a compiled plan checks each run's indices
@@ -111,9 +119,9 @@ def cross_entropy(logits, class_index, label_smoothing=0.0, reduction="mean"):
     """Softmax cross-entropy of logits (N, C) against class indices (N,), with optional
     label smoothing (the target puts 1 - s on the class and s / C on every class)."""
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        raise _annotate("cross_entropy", ValueError(
+            f"label_smoothing must be in [0, 1], got {label_smoothing}"))
+    _check_reduction("cross_entropy", reduction)
     _check_batch_of_rows("cross_entropy", "logits", logits)
     class_index = _class_index("cross_entropy", class_index, logits)
     attrs = {"label_smoothing": float(label_smoothing)} if label_smoothing else {}

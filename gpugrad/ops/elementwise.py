@@ -170,10 +170,24 @@ def clip_values(x, lo=None, hi=None):
     (the dtype a float scalar gives an integer tensor). NumPy scalar bounds act as the
     Python numbers they hold (np.float64(0.5) must not widen a float32 result)."""
     lo, hi = _python_number(lo), _python_number(hi)
+    if isinstance(lo, Tensor) or isinstance(hi, Tensor):
+        return _clip_by_tensors(x, lo, hi)
     if isinstance(x, Tensor) and x.dtype.kind != "f" and \
             any(isinstance(b, float) for b in (lo, hi)):
         x = x.astype(dtypes.DEFAULT_FLOAT)
     return apply(clip, (x,), {"lo": lo, "hi": hi})
+
+
+def _clip_by_tensors(x, lo, hi):
+    """clip with tensor bounds (broadcast against x, as PyTorch's clamp takes them): the
+    bound where x is past it, else x, which keeps the gradient at a bound as clip does;
+    a bound's own gradient is where it was taken."""
+    y = x
+    if lo is not None:
+        y = where(y < lo, lo, y)
+    if hi is not None:
+        y = where(y > hi, hi, y)
+    return y
 
 
 def _python_number(value):
