@@ -3,6 +3,8 @@ NumPy scalars, higher derivatives through reductions, and what errors say."""
 
 import copy
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -300,3 +302,32 @@ def test_conflicting_axis_and_dim_name_the_reduction_and_the_line():
     with pytest.raises(TypeError, match=r"^sum: give axis= or dim=, not both \(at .*"
                        r"test_edge_cases.py"):
         gg.zeros((2, 2)).sum(axis=0, dim=1)
+
+
+QUIET_SCRIPT = """
+import numpy as np, gpugrad as gg
+x = gg.tensor([0.0, -1.0, 1000.0], requires_grad=True)
+(x.log() + x.exp() + x / 0.0 + x.sqrt()).sum().backward()
+step = gg.compile(lambda a: (a.log() * a).exp())
+step(x.detach()); step(x.detach())
+with gg.detect_anomaly():
+    try:
+        gg.tensor([0.0]).log()
+    except FloatingPointError as e:
+        print("anomaly:", str(e).split(":")[0])
+try:
+    np.log(np.zeros(1))
+except RuntimeWarning as e:
+    print("own numpy:", e)
+"""
+
+
+def test_floating_point_warnings_of_gpugrads_kernels_stay_quiet():
+    # log(0), 0/0, exp overflow: inf and nan are the answer, as in PyTorch (NumPy would
+    # warn from gpugrad's own line); gg.detect_anomaly() is how to find them. Run as a
+    # user's script with RuntimeWarnings made errors: only the user's own NumPy warns.
+    result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c",
+                             QUIET_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "anomaly: log", "own numpy: divide by zero encountered in log"]

@@ -1,8 +1,18 @@
 """The NumPy backend: the CPU, and the reference every other backend is checked against."""
 
+import warnings
+
 import numpy as np
 
 from .base import Backend, HostRandomMixin
+
+# NumPy reports a log(0), a 0/0 or an overflow as a RuntimeWarning from the line that
+# called the ufunc: a line of gpugrad's kernels, not the user's. As in PyTorch and JAX,
+# the values (inf, nan) speak for themselves, and gg.detect_anomaly() names the op and the
+# user's line. Only those warnings, and only where gpugrad's own code made them.
+warnings.filterwarnings(
+    "ignore", message=r"(divide by zero|invalid value|overflow|underflow) encountered",
+    category=RuntimeWarning, module=r"gpugrad(\.|$)")
 
 
 class NumpyBackend(HostRandomMixin, Backend):

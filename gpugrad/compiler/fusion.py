@@ -198,7 +198,7 @@ def chain_source(steps, n):
 
     last_read = _last_reads(steps)
     names = _value_names(steps, n)
-    namespace = {"xp": numpy}
+    namespace = {"xp": numpy, "__name__": __name__}  # warnings name this module
     lines = []
     for j, (name, args) in enumerate(steps):
         op = REGISTRY[name]

@@ -19,7 +19,7 @@ class Retrace(Exception):
 
 def lower(program, memory, n_args):
     """(source text, namespace) of `def run(a0, a1, ...)`, returning the results."""
-    ns = {"_Retrace": Retrace, "_wrap": Tensor._wrap}
+    ns = {"_Retrace": Retrace, "_wrap": Tensor._wrap, "__name__": __name__}  # for warnings
     names = {}
     body = []
     _guards(program, ns, body)

@@ -82,7 +82,7 @@ class StaticPlan:
 def lower_static(program, memory, n_args, kernel_for=kernel_of):
     """The StaticPlan of a Program and its memory plan."""
     backend = program.backend()
-    ns = {"_Retrace": Retrace, "_copyto": backend.xp.copyto}
+    ns = {"_Retrace": Retrace, "_copyto": backend.xp.copyto, "__name__": __name__}
     from ..tensor import Tensor
 
     ns["_wrap"] = Tensor._wrap
