@@ -7,7 +7,9 @@
 - a quotient's gradient with respect to the divisor neither overflows nor underflows
   where the quotient does not (a / b / b, not a / b^2);
 - reductions of a 0-d tensor take axis 0 and -1, as PyTorch's do;
-- clip takes tensor bounds, with clamp's gradients.
+- clip takes tensor bounds, with clamp's gradients;
+- a 0-d tensor is weak in dtype promotion, as in PyTorch (float32[3] * float64[] is
+  float32), unless it is of a higher kind (int64[3] * float32[] is float32).
 """
 
 import numpy as np
@@ -130,3 +132,33 @@ def test_clip_takes_tensor_bounds_as_pytorchs_clamp_does():
     for mine, theirs in ((x, tx), (lo, tlo), (hi, thi)):
         np.testing.assert_array_equal(mine.grad.numpy(), theirs.grad.numpy())
     assert x.clip(None, 0.5).numpy().tolist() == x.clip(None, gg.tensor(0.5)).numpy().tolist()
+
+
+DTYPES = ["bool", "int32", "int64", "float32", "float64"]
+
+
+@pytest.mark.parametrize("shapes", [((3,), ()), ((), (3,)), ((), ()), ((3,), (3,))],
+                         ids=["shaped-0d", "0d-shaped", "0d-0d", "shaped-shaped"])
+def test_mixed_dtypes_meet_where_pytorchs_do(shapes):
+    ops = {"mul": (lambda a, b: a * b, lambda a, b: a * b),
+           "div": (lambda a, b: a / b, lambda a, b: a / b),
+           "maximum": (gg.maximum, torch.maximum),
+           "where": (lambda a, b: gg.where(gg.tensor(True), a, b),
+                     lambda a, b: torch.where(torch.tensor(True), a, b))}
+    for a in DTYPES:
+        for b in DTYPES:
+            x, y = gg.ones(shapes[0], dtype=a), gg.ones(shapes[1], dtype=b)
+            tx = torch.ones(shapes[0], dtype=getattr(torch, a))
+            ty = torch.ones(shapes[1], dtype=getattr(torch, b))
+            for name, (mine, theirs) in ops.items():
+                expected = str(theirs(tx, ty).dtype).removeprefix("torch.")
+                assert mine(x, y).dtype.name == expected, (name, a, b)
+
+
+def test_a_0d_tensor_of_another_float_dtype_gets_its_gradient_in_its_own_dtype():
+    x = gg.tensor(np.array([1.0, 2.0, 3.0], np.float32), requires_grad=True)
+    w = gg.tensor(np.array(0.5), requires_grad=True)  # float64, 0-d: a weak operand
+    y = (x * w).sum()
+    y.backward()
+    assert (y.dtype, x.grad.dtype, w.grad.dtype) == (np.float32, np.float32, np.float64)
+    assert w.grad.item() == 6.0 and x.grad.numpy().tolist() == [0.5, 0.5, 0.5]

@@ -346,10 +346,7 @@ def _promote(op, args):
     """Cast the promoted arguments to the dtype the op computes in."""
     group = op.promote_args
     indices = range(len(args)) if group is None else group
-    common = None
-    for i in indices:
-        dt = args[i]._dtype
-        common = dt if common is None else dtypes.promote(common, dt)
+    common = _common_dtype([args[i] for i in indices])
     if op.promote == "float":
         common = dtypes.to_float(common)
     elif op.promote == "accumulate" and common.kind in "biu":
@@ -359,6 +356,28 @@ def _promote(op, args):
         if args[i]._dtype is not common:
             args[i] = cast_tensor(args[i], common)
     return args
+
+
+def _common_dtype(tensors):
+    """The dtype tensors of several dtypes meet in, by PyTorch's rule: the tensors with
+    dimensions decide, unless a 0-d one is of a higher kind (bool < integer < float), and
+    then the 0-d ones decide. So float32[3] * float64[] is float32 (a 0-d tensor is
+    weak, as a Python number is), and int64[3] * float64[] is float64."""
+    shaped = zero_d = None
+    for t in tensors:
+        dt = t._dtype
+        if len(t._data.shape):
+            shaped = dt if shaped is None else dtypes.promote(shaped, dt)
+        else:
+            zero_d = dt if zero_d is None else dtypes.promote(zero_d, dt)
+    if shaped is None:
+        return zero_d
+    if zero_d is None or _KIND_RANK[zero_d.kind] <= _KIND_RANK[shaped.kind]:
+        return shaped
+    return zero_d
+
+
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2}
 
 
 def cast_tensor(t, dtype):
