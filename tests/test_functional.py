@@ -389,3 +389,21 @@ def test_losses_run_on_every_device_and_match_torch(device):
         tl.backward()
         assert gx.grad.device == device
         assert_matches(gx.grad, tx.grad)
+
+
+@pytest.mark.parametrize("probabilities, example", [([1.5, 0.2], "1.5"), ([0.5, float("nan")],
+                                                                          "nan")])
+def test_bce_on_probabilities_refuses_values_outside_0_1_eagerly_and_compiled(
+        probabilities, example):
+    # As PyTorch: outside [0, 1] the loss would be silently wrong (negative for 1.5), and
+    # a NaN would vanish into the clamped log.
+    target = gg.tensor([1.0, 0.0])
+    with pytest.raises(ValueError, match=rf"^binary_cross_entropy: probabilities must be in "
+                       rf"\[0, 1\]; 1 of 2 are not, e.g. {example} .*test_functional.py"):
+        F.binary_cross_entropy(gg.tensor(probabilities), target)
+    step = gg.compile(F.binary_cross_entropy)
+    good = step(gg.tensor([0.5, 0.2]), target)
+    assert good.item() == F.binary_cross_entropy(gg.tensor([0.5, 0.2]), target).item()
+    with pytest.raises(ValueError, match="probabilities must be in"):
+        step(gg.tensor(probabilities), target)  # the plan checks every run's values
+    assert F.binary_cross_entropy(gg.tensor([0.0, 1.0]), target).item() == 100.0  # the ends

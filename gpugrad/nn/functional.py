@@ -89,6 +89,11 @@ def binary_cross_entropy(prob, target, reduction="mean"):
     _check_reduction("binary_cross_entropy", reduction)
     target = _target_like(target, prob)
     _check_same_shape("binary_cross_entropy", prob, target)
+    try:
+        _loss.check_probabilities(prob.device.backend.xp, prob._data)
+    except ValueError as exc:
+        raise _annotate("binary_cross_entropy", ValueError(
+            str(exc).removeprefix("binary_cross_entropy: "))) from None
     return _reduce(_loss.binary_cross_entropy(prob, target), reduction)
 
 

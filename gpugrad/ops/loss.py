@@ -48,6 +48,21 @@ binary_cross_entropy = define("gpugrad::binary_cross_entropy", infer=elementwise
                               promote="float")
 
 
+def check_probabilities(xp, p, *rest):
+    """p (the first input) holds probabilities, in [0, 1]. F.binary_cross_entropy checks
+    on the host, as PyTorch does: outside [0, 1] the loss is silently wrong (negative,
+    say), and a NaN would vanish into the clamped log (a loss of 100)."""
+    outside = ~((p >= 0) & (p <= 1))
+    if p.size and bool(xp.any(outside)):
+        count = int(xp.sum(outside))
+        raise ValueError(f"binary_cross_entropy: probabilities must be in [0, 1]; {count} of "
+                         f"{p.size} are not, e.g. {float(p[outside][0])} (use "
+                         "binary_cross_entropy_with_logits on scores)")
+
+
+binary_cross_entropy.plan_check = check_probabilities
+
+
 # --- softmax cross-entropy with class indices, per sample ------------------------------
 # loss_i = -(1 - s) log p[i, y_i] - s mean_c log p[i, c], p = softmax(logits_i), s the
 # label smoothing. Its gradient is the lecture's g_i (softmax - target distribution).
