@@ -757,6 +757,30 @@ def test_retrace_false_raises_instead_of_tracing_anew():
         compiled(gg.ones(3, dtype="float64"))
 
 
+def test_changing_an_optimisers_hyper_parameter_traces_anew_and_follows_eager():
+    # The plan holds momentum, betas, weight decay as constants, guarded; lr is read on
+    # every run. A change (or a key added to the group) traces anew, saying why.
+    (eager_model, eager_opt, eager), (model, opt, compiled) = eager_and_compiled(
+        "sgd momentum nesterov")
+    data = batches(4)
+    for step, (x, y) in enumerate(data):
+        if step == 2:
+            for o in (eager_opt, opt):
+                o.param_groups[0]["momentum"] = 0.5
+                o.param_groups[0]["lr"] = 0.05  # read anew: no retrace for it alone
+            with pytest.warns(gg.CompileWarning, match="an optimiser hyper-parameter changed"):
+                compiled(x, y)
+            eager(x, y)
+            continue
+        assert compiled(x, y).item() == eager(x, y).item()
+    assert len(compiled.log) == 2
+    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    opt.param_groups[0]["maximize"] = False  # an entry the plan did not know
+    with pytest.warns(gg.CompileWarning, match="an optimiser hyper-parameter changed"):
+        compiled(*data[0])
+
+
 def test_the_plan_reads_the_current_values_of_the_tensors_it_uses():
     model = nn.Linear(3, 2)
     compiled = gg.compile(lambda x: model(x).sum())

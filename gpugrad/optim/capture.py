@@ -24,11 +24,19 @@ def captured_step(opt, recorder):
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             continue
-        recorder.guard(lambda g=group: opt._static(g), "an optimiser hyper-parameter "
+        recorder.guard(_hyper_parameters(opt, group), "an optimiser hyper-parameter "
                        "changed", key=("optimiser group", id(group)))
         for p, scalars in zip(params, _step_scalars(opt, group, params, recorder),
                               strict=True):
             _captured_update(opt, group, p, scalars, recorder)
+
+
+def _hyper_parameters(opt, group):
+    """A guard's getter of the group's hyper-parameters the plan holds as constants
+    (opt._static's keys): their values, and how many entries the group has (so that one
+    added or removed shows too). A tuple, not _static's dict, as it runs on every call."""
+    keys = tuple(opt._static(group))
+    return lambda: (len(group), *map(group.get, keys))
 
 
 def _step_scalars(opt, group, params, recorder):
