@@ -10,6 +10,7 @@ from . import dtypes
 from .backends import default_device, transfer
 from .backends import device as as_device
 from .errors import DTypeError, ShapeError
+from .mode import state as _state
 from .tensor import Tensor
 
 
@@ -17,7 +18,10 @@ def _finish(data, dtype, dev, requires_grad):
     if requires_grad and dtype.kind != "f":
         raise DTypeError(f"only floating-point tensors can require gradients, not {dtype} "
                          "(pass dtype='float32' or use float values)")
-    return Tensor._wrap(data, dtype, dev, bool(requires_grad))
+    t = Tensor._wrap(data, dtype, dev, bool(requires_grad))
+    if _state.capture is not None:  # made inside gg.compile's trace: new at every call
+        _state.capture.made(t)
+    return t
 
 
 def _device_array(data):
@@ -157,5 +161,8 @@ def _random(dev, draw, dtype, requires_grad):
 def manual_seed(seed):
     """Seed every device's random generator: the same seed gives the same numbers."""
     from .backends import seed_all
+    from .mode import state
 
     seed_all(seed)
+    if state.capture is not None:  # gg.compile's trace: every run seeds again, here
+        state.capture.host_call(lambda: seed_all(seed))

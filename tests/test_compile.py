@@ -1405,3 +1405,90 @@ def test_the_plan_of_a_function_whose_new_trace_failed_is_refused_with_a_reason(
         compiled(gg.ones((2, 5)))
     with pytest.raises(gg.CompileError, match="no plan yet"):
         compiled.plan  # noqa: B018 - was a KeyError
+
+
+def test_a_compiled_function_called_inside_another_ones_trace_runs_inline():
+    w = gg.tensor(RNG.standard_normal((3, 3)).astype("float32"))
+    inner = gg.compile(lambda x: (x @ w).tanh())
+
+    def outer_fn(x):
+        return inner(x) * 2.0
+
+    outer = gg.compile(outer_fn)
+    inner(gg.ones((2, 3)))  # inner has a plan of its own: outer must not freeze its result
+    for _ in range(3):
+        x = gg.tensor(RNG.standard_normal((2, 3)).astype("float32"))
+        np.testing.assert_array_equal(outer(x).numpy(), outer_fn(x).numpy())
+
+
+def test_manual_seed_inside_the_function_seeds_every_run():
+    def fn(x):
+        gg.manual_seed(0)
+        return x * gg.rand(3), gg.randn(2)
+
+    compiled = gg.compile(fn)
+    x = gg.ones(3)
+    for _ in range(3):
+        for a, b in zip(compiled(x), fn(x), strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_tensor_passed_twice_and_updated_through_one_name_is_updated_by_the_trace():
+    def fn(a, b):
+        with gg.no_grad():
+            a += b
+
+    compiled = gg.compile(fn)
+    for _ in range(3):
+        x, y = gg.tensor([1.0, 2.0]), gg.tensor([1.0, 2.0])
+        fn(x, x)
+        compiled(y, y)
+        np.testing.assert_array_equal(y.numpy(), x.numpy())
+
+
+def test_gg_trace_of_a_compiled_function_records_its_ops():
+    w = gg.tensor(RNG.standard_normal((3, 3)).astype("float32"), requires_grad=True)
+
+    def fn(x):
+        return (x @ w).tanh().sum()
+
+    compiled = gg.compile(fn)
+    x = gg.ones((2, 3))
+    with pytest.warns(gg.CompileWarning, match="requires grad"):
+        compiled(x), compiled(x)  # a plan exists (its result comes without a graph)
+    assert gg.trace(compiled, x).op_counts() == gg.trace(fn, x).op_counts()
+
+
+def test_a_tensor_the_function_makes_starts_anew_at_every_run():
+    # New at every eager call: a plan feeds the values it was made with, never what the
+    # previous run left in it (a buffer filled in place accumulated across calls).
+    def fill(x):
+        buf = gg.zeros(3)
+        with gg.no_grad():
+            buf += x
+        return buf
+
+    def subtract(x):
+        t = gg.tensor([5.0, 5.0, 5.0])
+        with gg.no_grad():
+            t -= x
+        return t * 2
+
+    x = gg.tensor([1.0, 2.0, 3.0])
+    for fn in (fill, subtract):
+        compiled = gg.compile(fn)
+        for _ in range(3):
+            np.testing.assert_array_equal(compiled(x).numpy(), fn(x).numpy())
+
+
+def test_a_leaf_the_function_makes_with_requires_grad_does_not_retrace():
+    def fn(x):
+        w = gg.ones(3, requires_grad=True)  # its .grad is None at every eager call
+        (w * x).sum().backward()
+        return w.grad
+
+    compiled = gg.compile(fn)
+    x = gg.tensor([1.0, 2.0, 3.0])
+    for _ in range(3):
+        np.testing.assert_array_equal(compiled(x).numpy(), fn(x).numpy())
+    assert len(compiled.log) == 1

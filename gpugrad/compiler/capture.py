@@ -80,6 +80,10 @@ class Recorder:
         self.differentiated = False  # whether a backward ran inside the function
         self.arguments = set()  # ids of the tensors passed as arguments (traced as copies)
         self.argument_copies = set()  # ids of those copies
+        # id -> (tensor, its array as made) of the tensors the function made itself
+        # (gg.zeros, gg.tensor, ...): new at every eager call, so a plan feeds each
+        # run that array, never what the previous run left in the tensor
+        self.created = {}
         self._guard_keys = set()
 
     # --- reads ---------------------------------------------------------------------------
@@ -134,7 +138,8 @@ class Recorder:
     def guard_none_grad(self, owner, reason):
         """owner.grad is None at the call's start, as when traced (unless the function
         itself cleared or set it, or owner is an argument's copy, never read again)."""
-        if owner in self.cleared or owner in self.grads or id(owner) in self.argument_copies:
+        if owner in self.cleared or owner in self.grads or id(owner) in self.argument_copies \
+                or id(owner) in self.created:  # (made by the function: None at each call)
             return
         self.guard(lambda t=owner: t.grad is None, reason, key=("grad was None", id(owner)))
 
@@ -151,6 +156,11 @@ class Recorder:
             self.grads.pop(owner, None)
         else:
             self.grads[owner] = value
+
+    def made(self, tensor):
+        """tensor was made inside the function (see self.created)."""
+        backend = tensor._device.backend
+        self.created[id(tensor)] = (tensor, backend.astype(tensor._data, tensor._dtype))
 
     def random(self, tensor, draw):
         """A tensor of random numbers made inside the function: drawn anew on every run."""
@@ -230,9 +240,11 @@ class Recorder:
         from ..ops.registry import node_of
 
         leaf = tensor._node
-        if leaf is not None and not leaf.op.is_leaf and leaf.seq >= self.start_seq:
-            # A value of this trace (a .grad backward made, say): it now stands for the
-            # new value, for every later reader and sink, as its array does in eager mode.
+        if (leaf is not None and not leaf.op.is_leaf and leaf.seq >= self.start_seq) or \
+                id(tensor) in self.created:
+            # A value of this trace (a .grad backward made, say, or a tensor the function
+            # made): it now stands for the new value, for every later reader and sink, as
+            # its array does in eager mode; nothing outlives the run.
             tensor._data, tensor._node = value._data, value._node
             tensor._mark_modified()
             return

@@ -90,9 +90,12 @@ class CompiledFunction:
         functools_wraps(self, fn)
 
     def __call__(self, *args, **kwargs):
-        if state.anomaly or state.profiler is not None:
+        if state.special:
             # Under gg.detect_anomaly() or gg.profile() the function runs eagerly: a
-            # plan would skip the checks and leave the profile empty.
+            # plan would skip the checks and leave the profile empty. Under gg.trace, or
+            # inside another compiled function's trace, it runs inline, so that its ops
+            # are recorded (a plan run there would leave its result a lone leaf, frozen
+            # into the outer plan).
             return self.fn(*args, **kwargs)
         fn = self.fn
         if kwargs or self._leaves_defaults_out(args):
@@ -251,12 +254,12 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
     """Run fn once under capture; return (its results, the Plan)."""
     start_time = time.perf_counter()
     recorder = Recorder(next(_node_module._sequence))
-    traced_args, aliases = [], {}
+    traced_args, aliases, given = [], {}, {}
     for a in args:
         if a.__class__ is Tensor:  # a leaf of the trace, whatever made it
             copy = Tensor._wrap(a._data, a._dtype, a._device, a._requires_grad)
             copy._grad = a._grad  # a backward inside adds to it, as in eager mode
-            aliases[copy] = a
+            aliases[copy], given[copy] = a, a._data
             recorder.arguments.add(id(a))
             recorder.argument_copies.add(id(copy))
             traced_args.append(copy)
@@ -268,7 +271,8 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
     for copy, original in aliases.items():
         if copy.grad is not None:
             original.grad = copy.grad
-        if copy._data is not original._data:  # updated in place inside the function
+        if copy._data is not given[copy]:  # updated in place inside the function (not
+            # merely another copy of a tensor passed twice, f(x, x), left as it was)
             original._data = copy._data
             original._mark_modified()
     tensors, treedef = _flatten(result)

@@ -218,6 +218,9 @@ def _feed_of(node, recorder, arg_index):
         raise CompileError(f"internal: the trace reads a value of {node!r} it cannot find")
     if node.op is CONSTANT:
         return Feed("const", tensor._data)
+    made = recorder.created.get(id(tensor))
+    if made is not None and made[0] is tensor:  # the function made it: its array as made
+        return Feed("const", made[1])
     return Feed("tensor", tensor)
 
 
