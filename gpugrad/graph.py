@@ -166,8 +166,14 @@ class Graph:
         return to_html(self, path, title=title, collapse=collapse)
 
     def _repr_html_(self):
-        """Jupyter shows the viewer inline."""
-        return self.to_html()
+        """Jupyter shows the viewer inline, inside an iframe: the viewer's page styles
+        (body, table) and element ids stay in it, so the notebook keeps its layout and
+        several graphs in one notebook each work."""
+        import html
+
+        return ('<iframe srcdoc="' + html.escape(self.to_html(), quote=True) + '" '
+                'style="width: 100%; height: 640px; border: 1px solid #ddd;" '
+                'sandbox="allow-scripts"></iframe>')
 
     def to_json(self, path=None):
         """Node-link JSON (networkx's format), for any graph tool."""

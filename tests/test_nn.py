@@ -512,6 +512,27 @@ def test_sequential_supports_len_indexing_and_iteration():
     assert all(a is b for a, b in zip(list(seq), layers, strict=True))
 
 
+def test_sequential_refuses_what_is_not_a_module():
+    """A list, a function or None would be skipped silently, leaving an identity model
+    with no parameters; PyTorch raises TypeError too."""
+    for bad in ([nn.Linear(2, 2), nn.ReLU()], (nn.ReLU(),), lambda x: x, None):
+        with pytest.raises(TypeError, match="Sequential takes Modules"):
+            nn.Sequential(bad)
+    with pytest.raises(TypeError, match=r"Sequential\(\*layers\)"):
+        nn.Sequential([nn.ReLU()])
+
+
+def test_sequential_takes_an_ordered_dict_of_named_modules():
+    from collections import OrderedDict
+
+    seq = nn.Sequential(OrderedDict([("fc", nn.Linear(3, 4)), ("act", nn.ReLU())]))
+    assert len(seq) == 2 and isinstance(seq[1], nn.ReLU)
+    assert [n for n, _ in seq.named_parameters()] == ["fc.weight", "fc.bias"]
+    assert seq(gg.ones((2, 3))).shape == (2, 4)
+    with pytest.raises(ValueError, match="no '.'"):
+        nn.Sequential({"a.b": nn.ReLU()})
+
+
 def test_sequential_names_parameters_by_position():
     seq = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     assert [(n, tuple(p.shape)) for n, p in seq.named_parameters()] == [

@@ -208,3 +208,33 @@ def test_a_10000_node_model_opens_collapsed_and_expands_on_demand(browser, tmp_p
     page.fill("#search", "Sequential.50")
     assert page.inner_text("#count") == "98 match(es)"
     page.screenshot(path=str(tmp_path / "model.png"))
+
+
+def test_graphs_shown_inline_in_a_notebook_keep_to_themselves(browser, tmp_path):
+    """A notebook puts each output's HTML into its own page: two graphs there must each
+    draw, and the viewer's page styles must not restyle the notebook."""
+    import json
+
+    first = training_graph()
+    x = gg.randn(3, requires_grad=True)
+    second = (x.exp() * 2).sum().graph
+    outputs = json.dumps([first._repr_html_(), second._repr_html_()]).replace("</", "<\\/")
+    notebook = tmp_path / "notebook.html"
+    notebook.write_text(
+        "<!DOCTYPE html><html><body><div id=o0></div><div id=o1></div><script>"
+        f"{outputs}.forEach((h, i) => {{ const d = document.getElementById('o' + i);"
+        " d.innerHTML = h; d.querySelectorAll('script').forEach(s => {"
+        " const n = document.createElement('script'); n.textContent = s.textContent;"
+        " s.replaceWith(n); }); });</script></body></html>")
+    page, requests = open_page(browser, notebook)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.reload()
+    page.wait_for_timeout(300)
+    frames = [f for f in page.frames if f != page.main_frame]
+    assert len(frames) == 2
+    counts = sorted(f.locator("g.node").count() for f in frames)
+    assert counts == sorted([len(second), len(first)])
+    assert page.evaluate("getComputedStyle(document.body).display") == "block"
+    assert not errors
+    assert all(r.startswith(("file:", "about:")) for r in requests)

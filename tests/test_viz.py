@@ -206,11 +206,23 @@ def test_dot_with_both_passes_ties_each_gradient_to_its_op():
     svg = graphviz_svg(dot)
     needing = [seq for seq in graph if graph.node(seq).requires_grad]
     for seq in needing:  # one gradient node each, tied by a dashed edge to its op
-        assert f"  b{seq} [label=\"grad of {graph.node(seq).name}" in dot
+        label = graph.nx.nodes[seq].get("name") or graph.node(seq).name
+        assert f"  b{seq} [label=\"grad of {label}" in dot
         assert re.search(rf"  n{seq} -> b{seq} \[style=dashed", dot)
     assert dot.count("style=dashed") == len(needing)
     assert svg.count("grad of linear") == 2 and "grad of relu" in svg
     assert not any(f"b{seq} " in dot for seq in graph if not graph.node(seq).requires_grad)
+
+
+def test_gradient_nodes_of_parameters_carry_the_parameters_names():
+    """As the forward node and the viewer do: "grad of MLP.0.weight", not "grad of
+    input" for every parameter alike."""
+    graph, model = training_step_graph()
+    dot = graph.to_dot(passes="both")
+    for name, _ in model.named_parameters():
+        assert f'[label="grad of MLP.{name}' in dot
+    assert '[label="grad of input' not in dot  # the data needs no gradient node
+    del model
 
 
 @needs_dot

@@ -42,8 +42,20 @@ class Sequential(Module):
 
     def __init__(self, *modules):
         super().__init__()
-        for i, module in enumerate(modules):
-            setattr(self, str(i), module)
+        if len(modules) == 1 and isinstance(modules[0], dict):  # Sequential(OrderedDict(...))
+            items = [(str(name), module) for name, module in modules[0].items()]
+        else:
+            items = [(str(i), module) for i, module in enumerate(modules)]
+        for name, module in items:
+            if not isinstance(module, Module):
+                hint = " (unpack a list: Sequential(*layers))" \
+                    if isinstance(module, (list, tuple)) else ""
+                raise TypeError(f"Sequential takes Modules, got a {type(module).__name__} "
+                                f"as its entry {name!r}{hint}")
+            if not name or "." in name:
+                raise ValueError(f"Sequential: a module name must be non-empty and have no "
+                                 f"'.', got {name!r}")
+            setattr(self, name, module)
 
     def __len__(self):
         return len(self.children())

@@ -140,7 +140,7 @@ def _add_backward(g, style, place, alias, tie, statements, edges):
     dashed edges from each forward node to its gradient node."""
     for seq in gradient_nodes(g):
         data = g.nodes[seq]
-        label = f"grad of {data['op']}"
+        label = f"grad of {data.get('name') or data['op']}"  # a parameter: its name
         spec = style.spec(data)
         if spec:
             label += f"\\n{spec}"
