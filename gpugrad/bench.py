@@ -927,7 +927,7 @@ def _record(workload, framework, metric, value, unit):
 # --- the command -------------------------------------------------------------------------------
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog="python -m gpugrad.bench",
+        prog="gpugrad bench",
         description="gpugrad's eager overhead, deep-chain cost and MLP training step beside "
                     "PyTorch and NumPy.")
     parser.add_argument("--quick", action="store_true",

@@ -25,7 +25,7 @@ def _cmd_train(args):
                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     optimizer=args.optimizer, device=args.device, seed=args.seed,
                     out=args.out, distributed=args.distributed, compile=args.compile,
-                    cuda_graph=args.cuda_graph)
+                    cuda_graph=args.cuda_graph, overwrite=args.overwrite)
     if args.distributed:
         from .distributed import abort_on_error
 
@@ -92,6 +92,9 @@ def _add_train(sub):
     train.add_argument("--seed", type=_seed, default=0)
     train.add_argument("--out", metavar="DIR", default=None,
                        help="run folder (default runs/<date-time>)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="write into an --out folder that holds a run already (else "
+                       "refused: its checkpoint and metrics would be lost)")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel over the processes of `mpiexec -n N gpugrad "
                        "train --distributed` (one GPU each where there are GPUs); "
@@ -168,13 +171,25 @@ def _import_function(spec, option):
     return getattr(importlib.import_module(module_name), name)
 
 
+VIZ_FORMATS = ("svg", "png", "pdf", "html", "dot")
+
+
 def _cmd_viz(args):
     import gpugrad as gg
 
+    out = args.out
+    kind = out.rsplit(".", 1)[-1].lower()
+    if kind not in VIZ_FORMATS:
+        raise ValueError(f"--out {out}: the extension says the format; use one of "
+                         + ", ".join(f".{f}" for f in VIZ_FORMATS))
     if args.function:
         fn = _import_function(args.function, "--function")
         shapes = [tuple(int(d) for d in s.split(",") if d) for s in args.shapes]
-        graph = gg.trace(fn, *[gg.randn(*shape) for shape in shapes])
+        try:
+            graph = gg.trace(fn, *[gg.randn(*shape) for shape in shapes])
+        except TypeError as exc:  # most often: as many --shapes as the function's inputs
+            raise ValueError(f"{args.function} on {len(shapes)} input(s) of --shapes "
+                             f"{' '.join(args.shapes) or '(none)'}: {exc}") from None
     else:
         from .nn import MLP
         from .nn import functional as F
@@ -183,8 +198,6 @@ def _cmd_viz(args):
         model = MLP(sizes)
         labels = gg.tensor([i % sizes[-1] for i in range(args.batch)])
         graph = F.cross_entropy(model(gg.randn(args.batch, sizes[0])), labels).graph
-    out = args.out
-    kind = out.rsplit(".", 1)[-1].lower()
     if kind == "html":
         graph.to_html(out)
     elif kind == "dot":
@@ -226,7 +239,9 @@ def build_parser():
                      "the format")
     viz.set_defaults(run=_cmd_viz)
     ops = sub.add_parser("ops", help="list the ops (built-in and plugins), or check one")
-    ops.add_argument("action", choices=["list", "check"])
+    ops.add_argument("action", choices=["list", "check"],
+                     help="list: every op, where it comes from and the devices with a "
+                     "kernel; check NAME: run gg.testing.opcheck on the op")
     ops.add_argument("name", nargs="?", help="the op to check, e.g. mylib::swish")
     ops.set_defaults(run=_cmd_ops)
     bench = sub.add_parser("bench", help="benchmarks against PyTorch (see --help)",
@@ -243,9 +258,9 @@ def main(argv=None):
         args.rest = extra + args.rest  # its own options, parsed by the benchmark
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if not getattr(args, "run", None):
-        parser.print_help()
-        return 0
+    if not getattr(args, "run", None):  # no command: a usage error, as argparse's are
+        parser.print_help(sys.stderr)
+        return 2
     try:
         return args.run(args)
     except KeyboardInterrupt:

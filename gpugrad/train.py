@@ -54,6 +54,7 @@ class Config:
     distributed: bool = False  # one rank of an mpiexec job (see gpugrad.distributed)
     compile: bool = True  # run the training step from a gg.compile plan (else eagerly)
     cuda_graph: bool = False  # ... replayed as a CUDA graph (implies compile; CUDA only)
+    overwrite: bool = False  # write into an --out folder that holds a run already
 
     def check(self):
         if self.optimizer not in DEFAULT_LR:
@@ -134,8 +135,9 @@ class Progress:
         self.stream.flush()
 
     def close(self, summary):
+        # On a terminal, spaces wipe what is left of the longer progress bar.
         self.stream.write(("\r" if self.live else "") + f"{self.label} {summary}" +
-                          " " * 8 + "\n")
+                          (" " * 8 if self.live else "") + "\n")
         self.stream.flush()
 
 
@@ -220,6 +222,7 @@ def run(config, stream=sys.stderr, results=sys.stdout):
     if team and not team.is_main:  # only rank 0 prints and writes files
         out, stream, results = None, team.output(stream), team.output(results)
     else:
+        refuse_to_overwrite(out, config.overwrite)
         os.makedirs(out, exist_ok=True)
     n_classes = num_classes(splits)
     x_train, y_train = splits["train"]
@@ -268,6 +271,18 @@ def run(config, stream=sys.stderr, results=sys.stdout):
             load_into(model, gg.load(os.path.join(out, "checkpoint.npz"), device=device))
     return finish(model, splits, history, config, out, device, n_classes, interrupted, stream,
                   results)
+
+
+RUN_FILES = ("checkpoint.npz", "metrics.json")
+
+
+def refuse_to_overwrite(out, overwrite):
+    """A run folder that holds a run already is not written over unless asked: its
+    checkpoint and metrics would be lost."""
+    found = [name for name in RUN_FILES if os.path.exists(os.path.join(out, name))]
+    if found and not overwrite:
+        raise ValueError(f"{out} holds a run already ({', '.join(found)}): choose another "
+                         "--out, or pass --overwrite to replace it")
 
 
 def finish(model, splits, history, config, out, device, n_classes, interrupted, stream,

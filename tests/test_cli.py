@@ -28,6 +28,17 @@ def test_info_says_which_backend_and_why():
     assert "default_device:" in result.stdout and "reason:" in result.stdout
 
 
+def test_no_command_is_a_usage_error_that_lists_the_commands():
+    result = run("-m", "gpugrad.cli")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "COMMAND" in result.stderr and "train" in result.stderr
+
+
+def test_the_benchmarks_help_names_the_command_to_type():
+    result = run("-m", "gpugrad.cli", "bench", "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: gpugrad bench")
+
+
 def test_an_unknown_command_is_a_one_line_usage_error():
     result = run("-m", "gpugrad.cli", "frobnicate")
     assert result.returncode == 2

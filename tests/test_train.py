@@ -2,6 +2,7 @@
 the same accuracy after reloading, one-line errors, and a clean stop on Ctrl-C."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,6 +57,28 @@ def test_evaluate_reloads_the_checkpoint_and_agrees(small_run):
     result = gpugrad("evaluate", str(out / "checkpoint.npz"))
     assert result.returncode == 0, result.stderr
     assert f"test accuracy {metrics['test_accuracy']:.2%}" in result.stdout
+
+
+def test_a_run_folder_holding_a_run_is_not_written_over_unless_asked(small_run, tmp_path):
+    out, _ = small_run
+    before = (out / "metrics.json").read_text()
+    result = gpugrad("train", "--epochs", "1", "--hidden", "8", "--out", str(out))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{out} holds a run already (checkpoint.npz, metrics.json)" in result.stderr
+    assert "--overwrite" in result.stderr
+    assert (out / "metrics.json").read_text() == before  # nothing lost
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    result = gpugrad("train", "--epochs", "1", "--hidden", "8", "--out", str(again),
+                     "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads((again / "metrics.json").read_text())["epochs"]) == 1
+
+
+def test_progress_lines_in_a_log_end_without_padding(small_run):
+    _, result = small_run
+    epochs = [line for line in result.stderr.splitlines() if line.startswith("epoch")]
+    assert len(epochs) == 3 and all(line == line.rstrip() for line in epochs)
 
 
 def test_the_checkpoint_holds_the_model_and_the_settings(small_run):

@@ -60,10 +60,12 @@ def test_without_graphviz_render_says_how_to_install_it(tmp_path):
 
 def test_node_link_json_holds_every_node_and_edge(tmp_path):
     graph, _ = training_step_graph()
-    data = json.loads(graph.to_json(tmp_path / "g.json"))
+    assert graph.to_json(tmp_path / "g.json") == tmp_path / "g.json"  # the path, as render
+    assert graph.to_html(tmp_path / "g.html") == tmp_path / "g.html"
+    data = json.loads((tmp_path / "g.json").read_text())
     assert len(data["nodes"]) == len(graph) and len(data["edges"]) == graph.nx.number_of_edges()
     assert {n["op"] for n in data["nodes"]} >= {"linear", "relu", "cross_entropy", "mean"}
-    assert json.loads((tmp_path / "g.json").read_text()) == data
+    assert json.loads(graph.to_json()) == data  # without a path: the text
 
 
 def test_graphml_reads_back_with_networkx(tmp_path):
@@ -143,6 +145,14 @@ def test_gpugrad_viz_errors_are_one_line(tmp_path):
                      str(tmp_path / "x.svg"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "nowhere_module" in result.stderr
+    (tmp_path / "mymodel.py").write_text("def layer(x, w):\n    return (x @ w).tanh()\n")
+    result = run_cli("viz", "--function", "mymodel:layer", "--shapes", "3,4", "--out",
+                     str(tmp_path / "layer.dot"), env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "mymodel:layer on 1 input(s) of --shapes 3,4: " in result.stderr  # needs two
+    result = run_cli("viz", "--out", str(tmp_path / "x.txt"))
+    assert result.returncode == 1
+    assert "use one of .svg, .png, .pdf, .html, .dot" in result.stderr
 
 
 def test_the_estimated_peak_memory_of_a_step_is_close_to_the_measured_one():

@@ -15,16 +15,18 @@ def _plain(value):
 
 
 def to_json(graph, path=None):
-    """The graph as node-link JSON (networkx's format); written to `path` if given. Nodes
-    carry their attributes (see gpugrad.graph), what gg.profile recorded included (stats
-    as {"min", "max", "mean", "norm", "nan", "inf", "zeros", "size"}); the graph carries
-    "scopes", {module scope path: class name}."""
+    """The graph as node-link JSON (networkx's format): its text, or, given `path`,
+    written there and the path returned. Nodes carry their attributes (see
+    gpugrad.graph), what gg.profile recorded included (stats as {"min", "max", "mean",
+    "norm", "nan", "inf", "zeros", "size"}); the graph carries "scopes", {module scope
+    path: class name}."""
     data = nx.node_link_data(graph.refresh(), edges="edges")
     text = json.dumps(data, default=_plain, indent=1)
-    if path is not None:
-        with open(path, "w") as f:
-            f.write(text)
-    return text
+    if path is None:
+        return text
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 
 def to_graphml(graph, path):

@@ -523,12 +523,14 @@ def page_data(graph, collapse=None):
 
 
 def to_html(graph, path=None, title="gpugrad graph", collapse=None):
-    """The self-contained viewer page as text; written to `path` if given. collapse:
-    open with every module scope collapsed (None: when the graph has more than
+    """The self-contained viewer page: its text, or, given `path`, written there and the
+    path returned (as render does: a REPL then echoes the path, not megabytes of page).
+    collapse: open with every module scope collapsed (None: when the graph has more than
     COLLAPSE_ABOVE nodes)."""
     data = json.dumps(page_data(graph, collapse)).replace("</", "<\\/")  # safe in <script>
     page = _PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
-    if path is not None:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(page)
-    return page
+    if path is None:
+        return page
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(page)
+    return path
