@@ -330,7 +330,7 @@ def test_dropout_draws_a_new_mask_on_every_run_like_eager_training(cuda_graph):
         assert step.plan.run.slots.count("copy") == 3
 
 
-def test_switching_between_train_and_eval_traces_anew_for_the_new_mode():
+def test_switching_between_train_and_eval_traces_once_for_each_mode():
     gg.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
     forward = gg.compile(lambda x: model(x))
@@ -342,10 +342,13 @@ def test_switching_between_train_and_eval_traces_anew_for_the_new_mode():
                           "eval"):
             np.testing.assert_array_equal(forward(x).numpy(), model(x).numpy())  # no dropout
         np.testing.assert_array_equal(forward(x).numpy(), model(x).numpy())
-        model.train()
-        with pytest.warns(gg.CompileWarning, match="switched between train.. and eval"):
+        for _ in range(2):  # back and forth: each mode's plan was kept
+            model.train()
             dropped = forward(x).numpy()
-    assert (dropped == 0).any()  # half the elements, drawn anew: some are zero
+            assert (dropped == 0).any()  # half the elements, drawn anew: some are zero
+            model.eval()
+            np.testing.assert_array_equal(forward(x).numpy(), model(x).numpy())
+    assert len(forward.log) == 2 and len(forward.plans) == 1  # one kind, two variants
 
 
 def test_gradients_returned_by_gg_grad_inside_the_function():
@@ -1492,3 +1495,27 @@ def test_a_leaf_the_function_makes_with_requires_grad_does_not_retrace():
     for _ in range(3):
         np.testing.assert_array_equal(compiled(x).numpy(), fn(x).numpy())
     assert len(compiled.log) == 1
+
+
+def test_accumulating_gradients_with_zero_grad_outside_traces_once_per_pattern():
+    # forward and backward compiled; the caller steps and clears every third call: the
+    # plan for ".grad None" and the one for ".grad set" both stay, used in turn.
+    (eager_model, eager_opt, _), (model, opt, _) = eager_and_compiled("adam")
+
+    def accumulate(m):
+        def fn(x, y):
+            F.cross_entropy(m(x), y).backward()
+        return fn
+
+    eager, compiled = accumulate(eager_model), gg.compile(accumulate(model))
+    with pytest.warns(gg.CompileWarning, match="grad") as traced_anew:
+        for i, (x, y) in enumerate(batches(12)):
+            eager(x, y)
+            compiled(x, y)
+            if i % 3 == 2:
+                for o in (eager_opt, opt):
+                    o.step()
+                    o.zero_grad()
+    assert len(traced_anew) == 1 and len(compiled.log) == 2  # each pattern traced once
+    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())

@@ -69,10 +69,17 @@ class Plan:
                 f"({len(self.traced.op_nodes())} traced), peak {self.peak_bytes:,} bytes>")
 
 
+# Plans kept for one kind of arguments whose guards differ (a module in train() or eval(),
+# a .grad None or not): enough for the patterns that alternate, few enough that a guard
+# that never holds again (a value read afresh at every call) cannot pile plans up.
+MAX_VARIANTS = 4
+
+
 class CompiledFunction:
     """The callable gg.compile returns. `graph` / `traced_graph`: the latest plan's
     DAG after / before the passes; `code`: its generated source; `plans`: the plans
-    kept, by argument kind, least recently used first; `log`: why each trace happened."""
+    kept, by argument kind (least recently used first), each a list of variants whose
+    guards differ (most recently used first); `log`: why each trace happened."""
 
     def __init__(self, fn, retrace=True, optimize=True, cuda_graph=False, max_plans=8):
         self.fn = fn
@@ -102,17 +109,32 @@ class CompiledFunction:
             args, fn, key = self._keywords(args, kwargs)
         else:
             key = _key(args)
-        plan = self.plans.get(key)
-        if plan is not None:
-            if plan is not self._recent:  # calls alternate between kinds: keep the order
-                self.plans[key] = self.plans.pop(key)  # of use, for dropping the oldest
-                self._recent = plan
+        variants = self.plans.get(key)
+        if variants is None:
+            reason = "first call" if self._last is None else _difference(self._last, key)
+            return self._trace(key, args, reason, fn)
+        arrays = [a._data for a in args if a.__class__ is Tensor]
+        reason = None
+        for plan in variants:  # the most recently used first; a guard fails before any work
             try:
-                return plan([a._data for a in args if a.__class__ is Tensor])
+                result = plan(arrays)
             except Retrace as exc:
-                return self._guard_failed(key, args, str(exc), fn)
-        reason = "first call" if self._last is None else _difference(self._last, key)
+                reason = reason or str(exc)
+                continue
+            if plan is not self._recent:
+                self._used(key, plan)
+            return result
         return self._trace(key, args, reason, fn)
+
+    def _used(self, key, plan):
+        """plan (of key) ran: first among its key's variants, its key the most recently
+        used (calls alternating between kinds keep the order, for dropping the oldest)."""
+        variants = self.plans.pop(key)
+        if variants[0] is not plan:
+            variants.remove(plan)
+            variants.insert(0, plan)
+        self.plans[key] = variants
+        self._recent = plan
 
     def _leaves_defaults_out(self, args):
         """Whether fn(*args) takes defaults for parameters left out: then the call is
@@ -143,15 +165,6 @@ class CompiledFunction:
             key += (("value", "keywords", keywords),)
         return args, functools.partial(self.fn, **rest) if rest else self.fn, key
 
-    def _guard_failed(self, key, args, reason, fn):
-        """A plan's guard failed (a module switched to eval(), a parameter frozen): trace
-        anew in its place. With retrace=False the plan stays (_trace raises): it serves
-        again once what it guards is back (train() again)."""
-        if self.retrace:
-            self.plans.pop(key).release()
-            self._recent = None  # until the trace makes its successor
-        return self._trace(key, args, reason, fn)
-
     def _trace(self, key, args, reason, fn):
         if self._last is not None and not self.retrace:
             raise CompileError(f"gg.compile({_name(self.fn)}): would trace anew "
@@ -160,8 +173,16 @@ class CompiledFunction:
             warnings.warn(f"gg.compile({_name(self.fn)}): tracing anew: {reason}",
                           CompileWarning, stacklevel=3)
         self.log.append(reason)
+        self._recent = None  # until the trace makes its plan
         result, plan = trace_and_compile(fn, args, self.optimize, self.cuda_graph)
-        self.plans[key] = plan
+        # A plan whose guard failed (a module in eval(), .grad None or not) stays beside
+        # the new one, as one more variant of its key: the calls that alternate between
+        # the two (a .grad cleared every k steps) then trace only once each.
+        variants = self.plans.pop(key, [])
+        variants.insert(0, plan)
+        if len(variants) > MAX_VARIANTS:
+            variants.pop().release()
+        self.plans[key] = variants
         self._last, self._recent = key, plan
         if self.max_plans is not None and len(self.plans) > self.max_plans:
             self._drop_oldest()
@@ -171,7 +192,8 @@ class CompiledFunction:
         """Keep at most max_plans plans (each holds its constants, and on CUDA a graph's
         memory): the least recently used goes, and the first time a warning says so."""
         key = next(iter(self.plans))
-        self.plans.pop(key).release()
+        for plan in self.plans.pop(key):
+            plan.release()
         if not self._warned_full:
             self._warned_full = True
             warnings.warn(f"gg.compile({_name(self.fn)}): plans for max_plans="
@@ -230,8 +252,11 @@ def compile(fn=None, *, retrace=True, optimize=True, cuda_graph=False,  # noqa: 
     (see gpugrad.compiler.cuda_graph; `step.plan.run.status` says whether it was). On
     another device the plan runs without a graph (a CompileWarning says so).
 
-    At most max_plans plans are kept (None: no limit); past that, the least recently
-    used one is dropped (a CompileWarning says so once).
+    At most max_plans kinds of arguments keep plans (None: no limit); past that, the
+    least recently used kind's are dropped (a CompileWarning says so once). A plan whose
+    guard fails (a module switched to eval(), a .grad None where it was set) stays
+    beside the one traced anew, up to MAX_VARIANTS per kind: calls that alternate
+    between the two run from plans after one trace each.
 
     Inside fn: no reading values on the host (.item(), .numpy(): return the tensor
     instead); random numbers are drawn anew on every run; results come back without a
