@@ -63,6 +63,19 @@ def test_mismatched_lengths_and_bad_batch_sizes_are_errors():
         DataLoader(np.zeros((3, 2)), batch_size=0)
 
 
+@pytest.mark.parametrize("batch_size", [2.5, 4.0, True, "4", None])
+def test_a_batch_size_that_is_not_an_integer_is_refused(batch_size):
+    """int(2.5) would give batches of 2 without a word; PyTorch refuses floats too."""
+    with pytest.raises(TypeError, match="batch_size must be an integer"):
+        DataLoader(*numbered(10), batch_size=batch_size)
+
+
+def test_a_numpy_integer_batch_size_is_fine():
+    loader = DataLoader(*numbered(10), batch_size=np.int64(4))
+    assert type(loader.batch_size) is int
+    assert [xb.shape[0] for xb, _ in loader] == [4, 4, 2]
+
+
 def test_a_split_is_a_disjoint_cover():
     x, y = numbered(100)
     (xt, yt), (xv, yv) = gg.data.train_val_split(x, y, val_fraction=0.25, seed=1)

@@ -10,6 +10,10 @@ What is checked:
 * Linear against torch.nn.Linear (forward and gradients), its initialisers' statistics
   against their closed forms, reproducibility under gg.manual_seed.
 * Sequential, the activation modules, Dropout, MLP.
+* Editing Sequential and ModuleList (append, extend, insert, s[i] = m, del, slices)
+  names the modules as PyTorch does; ModuleList/ModuleDict register their modules; a
+  plain list or dict of modules as an attribute is an error; shared submodules and
+  cycles are walked once; sizes must be integers; Dropout(p=1).
 * End to end: an MLP with sigmoid hidden units learns XOR by full-batch gradient descent.
 
 Expected values come from PyTorch, NumPy or closed forms, never from gpugrad itself.
@@ -718,6 +722,352 @@ def test_mlp_gradients_reach_every_parameter():
     for name, p in mlp.named_parameters():
         assert p.grad is not None, name
         assert p.grad.shape == p.shape, name
+
+
+# --------------------------------------------------------------------------------------
+# Editing a Sequential, ModuleList, ModuleDict: as PyTorch does it
+# --------------------------------------------------------------------------------------
+
+
+def layout(container):
+    """What an edit must get right: the state-dict keys (the names the modules are held
+    under) and the modules' classes in order."""
+    return list(container.state_dict()), [type(m).__name__ for m in container]
+
+
+def edit_a_sequential(lib):
+    """The same edits with torch.nn or gpugrad.nn as `lib`: the layout after each."""
+    s = lib.Sequential(lib.Linear(2, 3), lib.ReLU(), lib.Linear(3, 4))
+    seen = [layout(s[1:]), layout(s[::2]), layout(s[-2:])]  # slices keep the names
+    s.append(lib.Linear(4, 5))
+    seen.append(layout(s))
+    s.extend([lib.Tanh(), lib.Linear(5, 6)])
+    seen.append(layout(s))
+    s.insert(1, lib.Sigmoid())
+    seen.append(layout(s))
+    s.insert(-1, lib.ReLU())
+    seen.append(layout(s))
+    s[0] = lib.Linear(2, 3, bias=False)
+    seen.append(layout(s))
+    s[-1] = lib.Linear(5, 7)
+    seen.append(layout(s))
+    del s[2]  # the later ones are renumbered
+    seen.append(layout(s))
+    del s[-3:]
+    seen.append(layout(s))
+    seen.append((len(s), layout(s[1:])))
+    return seen
+
+
+def test_editing_a_sequential_names_its_modules_as_pytorch_does():
+    torch = pytest.importorskip("torch")
+    assert edit_a_sequential(nn) == edit_a_sequential(torch.nn)
+
+
+def test_a_sequential_slice_keeps_the_names_and_the_module_objects():
+    """s[1:] of Linear, ReLU, Linear holds the same ReLU and Linear, as "1" and "2":
+    its state dict loads into the original's last layer by name."""
+    s = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))
+    tail = s[1:]
+    assert isinstance(tail, nn.Sequential) and len(tail) == 2
+    assert tail[0] is s[1] and tail[1] is s[2] and tail[-1] is s[2]
+    assert list(tail.state_dict()) == ["2.weight", "2.bias"]
+    assert tail(gg.ones((1, 3))).shape == (1, 4)
+
+
+def test_appending_to_a_slice_keeps_every_module():
+    """s[1:] holds "1" and "2"; PyTorch's append names the new module "2" and so drops
+    the Linear held there. Here it takes the next free number."""
+    s = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))
+    tail = s[1:].append(nn.Tanh())
+    assert [type(m).__name__ for m in tail] == ["ReLU", "Linear", "Tanh"]
+    assert [n for n, _ in tail.named_children()] == ["1", "2", "3"]
+
+
+def test_sequential_edits_refuse_what_is_not_a_module_and_bad_positions():
+    s = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    for edit in (lambda: s.append([nn.ReLU()]), lambda: s.insert(0, None),
+                 lambda: s.extend([nn.ReLU(), "relu"]), lambda: s.__setitem__(0, 3)):
+        with pytest.raises(TypeError, match="takes a Module"):
+            edit()
+    assert len(s) == 2  # extend added nothing: its second entry was refused first
+    with pytest.raises(IndexError, match="out of range"):
+        s[2] = nn.ReLU()
+    with pytest.raises(IndexError, match="out of range"):
+        s.insert(3, nn.ReLU())
+    with pytest.raises(IndexError, match="out of range"):
+        del s[-3]
+    with pytest.raises(ValueError, match="attribute"):
+        nn.Sequential({"forward": nn.ReLU()})  # would shadow Sequential.forward
+
+
+def test_an_edited_sequential_computes_with_its_new_modules():
+    """Sequential(Linear) extended by Tanh then a Linear inserted at 0: x -> tanh(L1(L0 x))."""
+    first, second = nn.Linear(3, 4), nn.Linear(2, 3)
+    s = nn.Sequential(first).extend([nn.Tanh()]).insert(0, second)
+    x = np.random.default_rng(40).standard_normal((5, 2)).astype(np.float32)
+    W0, b0, W1, b1 = (values(p) for p in s.parameters())
+    assert s[0] is second and s[1] is first
+    np.testing.assert_allclose(values(s(gg.tensor(x))), np.tanh((x @ W0.T + b0) @ W1.T + b1),
+                               rtol=1e-5, atol=1e-6)
+
+
+def edit_a_module_list(lib):
+    """The same edits with torch.nn or gpugrad.nn as `lib`: the layout after each."""
+    layers = lib.ModuleList([lib.Linear(2, 3), lib.ReLU()])
+    seen = [layout(layers)]
+    layers.append(lib.Linear(3, 4))
+    layers.extend([lib.Tanh(), lib.Linear(4, 5)])
+    seen.append(layout(layers))
+    layers.insert(0, lib.Sigmoid())
+    layers.insert(3, lib.ReLU())  # (PyTorch's ModuleList.insert fails on a negative index)
+    seen.append(layout(layers))
+    layers[1] = lib.Linear(2, 6)
+    layers[-1] = lib.Linear(4, 7)
+    seen.append(layout(layers))
+    del layers[0]
+    seen.append(layout(layers))
+    seen.append(layout(layers[2:]))  # a slice is numbered from 0
+    seen.append(layout(layers[::-2]))
+    return seen
+
+
+def test_editing_a_module_list_names_its_modules_as_pytorch_does():
+    torch = pytest.importorskip("torch")
+    assert edit_a_module_list(nn) == edit_a_module_list(torch.nn)
+
+
+class Stack(nn.Module):
+    """Linear layers in a ModuleList and heads in a ModuleDict, chosen in forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 4)])
+        self.heads = nn.ModuleDict({"cls": nn.Linear(4, 2), "reg": nn.Linear(4, 1)})
+
+    def forward(self, x, head="cls"):
+        for layer in self.layers:
+            x = layer(x)
+        return self.heads[head](x)
+
+
+STACK_PARAMS = ["layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias",
+                "heads.cls.weight", "heads.cls.bias", "heads.reg.weight", "heads.reg.bias"]
+
+
+def test_module_list_and_dict_register_their_modules():
+    """Their parameters are the model's, named by position and key, in the state dict,
+    reached by train()/eval(), and trained by an optimiser given model.parameters()."""
+    gg.manual_seed(41)
+    m = Stack()
+    assert [n for n, _ in m.named_parameters()] == STACK_PARAMS
+    assert list(m.state_dict()) == STACK_PARAMS
+    assert m.parameters()[0] is m.layers[0].weight
+    assert m.eval().layers[1].training is False and m.heads["reg"].training is False
+    assert m.train().layers[1].training is True
+
+    opt = gg.optim.SGD(m.parameters(), lr=0.1)
+    before = [values(p) for p in m.parameters()]
+    m(gg.randn(5, 3), head="reg").sum().backward()
+    opt.step()
+    changed = [not np.array_equal(values(p), b) for p, b in zip(m.parameters(), before,
+                                                                strict=True)]
+    assert changed == [True] * 4 + [False] * 2 + [True] * 2  # the cls head took no part
+
+
+def test_a_module_list_state_dict_loads_into_a_fresh_model():
+    a, b = Stack(), Stack()
+    b.load_state_dict(a.state_dict())
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        np.testing.assert_array_equal(values(p), values(q), err_msg=name)
+
+
+@pytest.mark.skipif(not HAS_STRICT, reason="array-api-strict is not installed")
+def test_to_moves_the_modules_of_a_module_list_and_dict():
+    m = Stack().to("array_api_strict")
+    assert all(p.device == "array_api_strict" for p in m.parameters())
+    assert m(gg.randn(2, 3, device="array_api_strict")).device == "array_api_strict"
+
+
+def test_module_list_behaves_as_a_list():
+    a, b, c = nn.Linear(1, 1), nn.ReLU(), nn.Tanh()
+    layers = nn.ModuleList([a, b])
+    assert len(layers) == 2 and list(layers) == [a, b]
+    assert layers[0] is a and layers[-1] is b and layers[np.int64(1)] is b
+    assert layers.append(c) is layers and layers[2] is c
+    assert layers.pop(0) is a and list(layers) == [b, c]
+    layers.insert(-1, a)  # before the last one, as list.insert does
+    assert list(layers) == [b, a, c]
+    del layers[1]
+    assert [n for n, _ in layers.named_children()] == ["0", "1"]
+    assert len(nn.ModuleList()) == 0
+    with pytest.raises(IndexError):
+        layers[2]
+    with pytest.raises(TypeError, match="iterable"):
+        layers.extend(nn.ReLU())
+    with pytest.raises(TypeError, match="takes a Module"):
+        nn.ModuleList([nn.ReLU(), 3])
+    with pytest.raises(NotImplementedError, match="forward"):
+        layers(gg.ones(1))  # the owner's forward says how to use them
+
+
+def test_module_dict_behaves_as_a_dict():
+    cls, reg, aux = nn.Linear(4, 2), nn.Linear(4, 1), nn.ReLU()
+    heads = nn.ModuleDict({"cls": cls, "reg": reg})
+    assert len(heads) == 2 and list(heads) == ["cls", "reg"] and heads.keys() == ["cls", "reg"]
+    assert heads.values() == [cls, reg] and heads.items() == [("cls", cls), ("reg", reg)]
+    assert heads["reg"] is reg and "cls" in heads and "aux" not in heads and 3 not in heads
+    heads.update([("aux", aux), ("cls", reg)])  # pairs; an existing key is replaced
+    assert heads.items() == [("cls", reg), ("reg", reg), ("aux", aux)]
+    heads.update(nn.ModuleDict({"more": nn.Tanh()}))
+    assert heads.keys() == ["cls", "reg", "aux", "more"]
+    del heads["reg"]
+    assert heads.pop("aux") is aux and heads.keys() == ["cls", "more"]
+    with pytest.raises(KeyError):
+        heads["reg"]
+    heads.clear()
+    assert len(heads) == 0 and heads.state_dict() == {}
+
+
+@pytest.mark.parametrize("key, error", [
+    ("update", ValueError), ("training", ValueError), ("forward", ValueError),
+    ("a.b", ValueError), ("", ValueError), (1, TypeError)])
+def test_module_dict_refuses_keys_that_cannot_name_a_module(key, error):
+    """As PyTorch: a key must be a str, without '.', not an attribute of the dict (its
+    methods, `training`) - here, before anything is added."""
+    heads = nn.ModuleDict({"ok": nn.ReLU()})
+    with pytest.raises(error):
+        heads.update({"fine": nn.ReLU(), key: nn.ReLU()})
+    assert heads.keys() == ["ok"]
+    with pytest.raises(TypeError, match="takes a Module"):
+        heads["x"] = 3
+    with pytest.raises(TypeError, match="pairs"):
+        heads.update([nn.ReLU()])
+
+
+@pytest.mark.parametrize("container", [
+    lambda: [nn.Linear(2, 2), nn.ReLU()], lambda: (nn.Linear(2, 2),),
+    lambda: {"head": nn.Linear(2, 2)}, lambda: [[nn.Linear(2, 2)], 3]])
+def test_a_plain_list_or_dict_of_modules_as_an_attribute_is_an_error(container):
+    """A plain container hides its modules from parameters(), so an optimiser would never
+    train them: the error says what to use instead, and nothing is assigned."""
+    m = nn.Module()
+    fix = "ModuleDict" if isinstance(container(), dict) else "ModuleList"
+    with pytest.raises(TypeError, match=f"use nn.{fix}"):
+        m.layers = container()
+    assert not hasattr(m, "layers")
+    m.sizes, m.names = [3, 4], {"a": 1}  # containers without modules stay plain attributes
+    assert m.sizes == [3, 4] and m.parameters() == []
+
+
+# --------------------------------------------------------------------------------------
+# Shared submodules and cycles
+# --------------------------------------------------------------------------------------
+
+
+class Cyclic(nn.Module):
+    """A child holding its parent: a back reference that makes the module graph cyclic."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Linear(2, 2)
+        self.c.parent = self
+
+    def forward(self, x):
+        return self.c(x)
+
+
+def test_a_module_graph_with_a_cycle_is_walked_once():
+    """Each module once (a memo of those seen, as PyTorch's named_modules); the walks
+    are bounded here first, so that an endless one fails instead of hanging."""
+    import itertools
+
+    m = Cyclic()
+    assert list(itertools.islice(m.named_modules(), 10)) == [("", m), ("c", m.c)]
+    assert list(itertools.islice(m.named_parameters(), 10)) == [
+        ("c.weight", m.c.weight), ("c.bias", m.c.bias)]
+    assert m.modules() == [m, m.c] and m.parameters() == [m.c.weight, m.c.bias]
+    assert m.eval().c.training is False and m.train().c.training is True
+    assert list(m.state_dict()) == ["c.weight", "c.bias"]
+    m.load_state_dict(Cyclic().state_dict())
+    assert "(parent): <cycle: the Cyclic above>" in repr(m)
+    m.zero_grad()
+
+
+def test_a_shared_submodule_is_listed_once_and_keyed_under_both_names_as_in_torch():
+    """named_modules/named_parameters list a shared module once (its first name); the
+    state dict keys it under each name, as PyTorch's does, so that either loads the
+    other's."""
+    torch = pytest.importorskip("torch")
+
+    def build(lib):
+        outer = lib.Module()
+        outer.a = lib.Sequential(lib.Linear(2, 2))
+        outer.b = outer.a[0]  # the same Linear, under a second name
+        return outer
+
+    ours, theirs = build(nn), build(torch.nn)
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    assert [n for n, _ in ours.named_parameters()] == \
+        [n for n, _ in theirs.named_parameters()] == ["a.0.weight", "a.0.bias"]
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [n for n, _ in ours.named_children()] == ["a", "b"]
+
+
+# --------------------------------------------------------------------------------------
+# Sizes, Dropout(p=1), zero_grad(set_to_none=False)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Linear(2.5, 3), lambda: nn.Linear(2, 3.0), lambda: nn.Linear(True, 3),
+    lambda: nn.MLP([4, 2.5, 1]), lambda: nn.Linear("2", 3)])
+def test_sizes_that_are_not_integers_are_refused(make):
+    """int(2.5) would make a layer of 2 without a word; PyTorch refuses floats too."""
+    with pytest.raises(TypeError, match="must be an integer"):
+        make()
+
+
+def test_numpy_integer_sizes_are_fine():
+    lin = nn.Linear(np.int64(3), np.int32(2))
+    assert lin.weight.shape == (2, 3) and type(lin.in_features) is int
+    assert nn.MLP(np.array([4, 3, 1]))(gg.ones((2, 4))).shape == (2, 1)
+
+
+def test_dropout_with_p_one_zeroes_everything_in_training_and_nothing_in_eval():
+    """As PyTorch: p=1 is allowed; every element (and its gradient) is zero in training,
+    the input passes unchanged in eval mode."""
+    d = nn.Dropout(1.0)
+    x = gg.tensor(np.random.default_rng(42).standard_normal((20, 30)), requires_grad=True)
+    y = d(x)
+    np.testing.assert_array_equal(values(y), np.zeros((20, 30)))
+    y.sum().backward()
+    np.testing.assert_array_equal(values(x.grad), np.zeros((20, 30)))
+    np.testing.assert_array_equal(values(d.eval()(x)), values(x))
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0001, float("nan")])
+def test_dropout_refuses_p_outside_zero_to_one(p):
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        nn.Dropout(p)
+
+
+def test_module_zero_grad_can_zero_in_place():
+    """set_to_none=False: each .grad is the same tensor, now zeros (detached), as in
+    PyTorch; a .grad that was None stays None."""
+    m = TwoLayer()
+    m(gg.randn(4, 3)).sum().backward()
+    m.post.shift.grad = None
+    grads = [p.grad for p in m.parameters()]
+    m.zero_grad(set_to_none=False)
+    for p, g in zip(m.parameters(), grads, strict=True):
+        if g is None:
+            assert p.grad is None
+            continue
+        assert p.grad is g and not g.requires_grad
+        np.testing.assert_array_equal(values(g), np.zeros(p.shape))
+    m(gg.randn(4, 3)).sum().backward()  # the next backward adds to the zeros
+    assert all(p.grad is not None for p in m.parameters())
 
 
 # --------------------------------------------------------------------------------------

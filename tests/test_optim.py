@@ -6,7 +6,8 @@ after every one of 10 steps (``rtol=1e-10``). Around it: grads of None are skipp
 (their state does not advance either), zero_grad() sets grads to None, param_groups
 carry the learning rate that step() uses, clip_grad_norm_ matches
 torch.nn.utils.clip_grad_norm_, and StepLR/CosineAnnealingLR match torch's schedulers
-over 20 epochs.
+over 20 epochs. Also as in torch: add_param_group, zero_grad(set_to_none=False), repr,
+an lr put into a group checked at step(), and schedules resumed from state dicts.
 
 Expected values come from PyTorch or closed forms, never from gpugrad itself. The whole
 file is skipped where PyTorch is not installed.
@@ -266,6 +267,170 @@ def test_a_learning_rate_changed_mid_training_follows_torch(name, config):
 
 
 # --------------------------------------------------------------------------------------
+# add_param_group, zero_grad(set_to_none=False), repr, learning rates put into groups
+# --------------------------------------------------------------------------------------
+
+
+def run_with_a_group_added(lib, problem, name, config, group, at_step=4):
+    """Train [W] alone, then from step `at_step` also b and V through add_param_group:
+    the parameters after every step."""
+    params = problem.gg_params() if lib is gg else problem.torch_params()
+    loss = Problem.gg_loss if lib is gg else Problem.torch_loss
+    opt = getattr(lib.optim, name)(params[:1], **config)
+    after = []
+    for step, (x, y) in enumerate(problem.batches, start=1):
+        if step == at_step:
+            opt.add_param_group({"params": params[1:], **group})
+        opt.zero_grad()
+        loss(params, x, y).backward()
+        opt.step()
+        after.append([np.array(p.detach().numpy(), dtype=np.float64) for p in params])
+    return opt, after
+
+
+@pytest.mark.parametrize("name, config", OPTIMIZERS)
+@pytest.mark.parametrize("group", [{}, {"lr": 0.002}], ids=["defaults", "own-lr"])
+def test_a_param_group_added_mid_training_follows_torch(name, config, group):
+    """The new group takes the optimiser's defaults where the dict is silent, its own
+    lr where given; b and V start moving at step 4, exactly as in PyTorch."""
+    problem = Problem(seed=6)
+    gopt, ours = run_with_a_group_added(gg, problem, name, config, group)
+    _, theirs = run_with_a_group_added(torch, problem, name, config, group)
+    for step, (mine, ref) in enumerate(zip(ours, theirs, strict=True), start=1):
+        for i, (a, b) in enumerate(zip(mine, ref, strict=True)):
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL,
+                                       err_msg=f"parameter {i} after step {step}")
+    np.testing.assert_array_equal(ours[2][1], problem.init[1])  # not trained before
+    added = gopt.param_groups[1]
+    assert added["lr"] == group.get("lr", config["lr"])
+    assert {k: v for k, v in added.items() if k not in ("params", "lr")} == \
+        {k: v for k, v in gopt.defaults.items() if k != "lr"}
+
+
+def test_add_param_group_refuses_a_parameter_already_there():
+    """As PyTorch: one parameter in two groups would be updated twice per step. Also
+    refused: a set (its order, which state_dict numbers by, changes between runs), a
+    list instead of a dict, a non-leaf tensor. Nothing is added by a refused group."""
+    W, b, V = Problem().gg_params()
+    opt = gg.optim.SGD([W], lr=0.1)
+    for bad in ({"params": [b, W]}, {"params": [b, b]}, {"params": W}):
+        with pytest.raises(ValueError, match="more than once"):
+            opt.add_param_group(bad)
+    with pytest.raises(TypeError, match="ordered"):
+        opt.add_param_group({"params": {b}})
+    with pytest.raises(TypeError, match="dict"):
+        opt.add_param_group([b])
+    with pytest.raises(ValueError, match="leaf"):
+        opt.add_param_group({"params": [b * 2]})
+    assert len(opt.param_groups) == 1
+    opt.add_param_group({"params": b})  # one tensor: a group of one, as PyTorch
+    assert opt.param_groups[1]["params"] == [b]
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_zero_grad_without_set_to_none_zeros_the_same_grads_like_torch(name):
+    """set_to_none=False: every .grad is the same tensor as before, now zeros; a grad
+    that was None stays None - as torch's; the next step then follows torch's too."""
+    problem = Problem(seed=7)
+    gps, tps = problem.gg_params(), problem.torch_params()
+    gopt, topt = getattr(gg.optim, name)(gps, lr=0.05), getattr(torch.optim, name)(tps, lr=0.05)
+    x, y = problem.batches[0]
+    Problem.gg_loss(gps, x, y, use=(0,)).backward()  # b and V: no gradient
+    Problem.torch_loss(tps, x, y, use=(0,)).backward()
+    held = gps[0].grad
+    gopt.zero_grad(set_to_none=False)
+    topt.zero_grad(set_to_none=False)
+    assert gps[0].grad is held
+    np.testing.assert_array_equal(values(held), tps[0].grad.numpy())
+    assert [p.grad is None for p in gps] == [p.grad is None for p in tps] == \
+        [False, True, True]
+    for step, (x, y) in enumerate(problem.batches[1:4], start=2):
+        gopt.zero_grad(set_to_none=False)
+        Problem.gg_loss(gps, x, y).backward()
+        gopt.step()
+        topt.zero_grad(set_to_none=False)
+        Problem.torch_loss(tps, x, y).backward()
+        topt.step()
+        assert_same_params(gps, tps, step)
+
+
+def test_repr_shows_each_groups_hyper_parameters_as_torch_prints_them():
+    W, b, _ = Problem().gg_params()
+    opt = gg.optim.SGD([W], lr=0.1, momentum=0.9)
+    opt.add_param_group({"params": [b], "lr": 0.01})
+    assert repr(opt) == "\n".join([
+        "SGD (", "Parameter Group 0", "    dampening: 0.0", "    lr: 0.1",
+        "    momentum: 0.9", "    nesterov: False", "    weight_decay: 0.0",
+        "Parameter Group 1", "    dampening: 0.0", "    lr: 0.01", "    momentum: 0.9",
+        "    nesterov: False", "    weight_decay: 0.0", ")"])
+    assert repr(gg.optim.Adam([W])).splitlines()[:3] == [
+        "Adam (", "Parameter Group 0", "    betas: (0.9, 0.999)"]
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+@pytest.mark.parametrize("lr", [-0.1, float("nan"), float("inf")])
+def test_a_bad_learning_rate_put_into_a_group_is_refused_at_the_next_step(name, lr):
+    """The constructor refuses it; one set in param_groups afterwards (by hand, by a
+    schedule) is refused by step(), naming the group, before anything changes."""
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        getattr(gg.optim, name)(Problem().gg_params(), lr=lr)
+    problem = Problem(seed=8)
+    params = problem.gg_params()
+    opt = getattr(gg.optim, name)(params[:2], lr=0.1)
+    opt.add_param_group({"params": params[2:]})
+    Problem.gg_loss(params, *problem.batches[0]).backward()
+    opt.step()
+    state = {id(p): dict(s) for p, s in opt.state.items()}
+    before = [values(p) for p in params]
+    opt.param_groups[1]["lr"] = lr
+    with pytest.raises(ValueError, match=f"parameter group 1 has lr={lr}"):
+        opt.step()
+    for p, b in zip(params, before, strict=True):
+        np.testing.assert_array_equal(values(p), b)
+    assert all(opt.state[p]["step"] == state[id(p)]["step"] == 1 for p in params)
+    with pytest.raises(ValueError, match="parameter group 2"):  # the one it would be
+        opt.add_param_group({"params": [gg.zeros(2, requires_grad=True)], "lr": lr})
+    assert len(opt.param_groups) == 2
+
+
+def test_a_compiled_step_sees_an_added_group_and_a_bad_learning_rate():
+    """gg.compile's plan holds the groups it was traced with: a group added later traces
+    anew (else its parameters would never move), and so does an lr turned NaN, which the
+    new trace's step refuses - the same as eager, step for step."""
+    problem = Problem(seed=9)
+
+    def train(compiled):
+        params = problem.gg_params()
+        opt = gg.optim.SGD(params[:1], lr=0.05, momentum=0.9)
+
+        def step(x, y):
+            W, b, V = params
+            opt.zero_grad()
+            loss = (((x @ W.T + b).tanh() @ V.T - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        run = gg.compile(step) if compiled else step
+        for i, (x, y) in enumerate(problem.batches[:6]):
+            if i == 3:
+                opt.add_param_group({"params": params[1:], "lr": 0.01})
+            run(gg.tensor(x), gg.tensor(y))
+        opt.param_groups[1]["lr"] = float("nan")
+        with pytest.raises(ValueError, match="parameter group 1 has lr=nan"):
+            run(*(gg.tensor(a) for a in problem.batches[6]))
+        return [values(p) for p in params]
+
+    with pytest.warns(gg.CompileWarning) as warned:
+        compiled = train(True)
+    reasons = " | ".join(str(w.message) for w in warned)
+    assert "a parameter group or parameter was added" in reasons
+    assert "a learning rate became negative or not finite" in reasons
+    for a, b in zip(compiled, train(False), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------
 # clip_grad_norm_
 # --------------------------------------------------------------------------------------
 
@@ -398,3 +563,103 @@ def test_a_scheduler_drives_the_optimiser_like_torch():
         topt.step()
         ts.step()
         assert_same_params(gps, tps, step)
+
+
+def scheduled_run(lib, make_sched, epochs, resume_at=None, tmp_path=None, lr=0.1):
+    """The lr of each epoch of a run with two param groups (the second at lr / 10);
+    with resume_at, the run stops after that epoch, saves the optimiser's and the
+    scheduler's state dicts (gg.save for gpugrad, torch.save for torch), and a new
+    optimiser and scheduler load them and go on."""
+    def fresh():
+        if lib is gg:
+            a, b = gg.zeros(2, dtype="float64", requires_grad=True), gg.zeros(1, dtype="float64",
+                                                                             requires_grad=True)
+        else:
+            a, b = torch.zeros(2, dtype=torch.float64, requires_grad=True), \
+                torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        opt = lib.optim.SGD([{"params": [a]}, {"params": [b], "lr": lr / 10}], lr=lr,
+                            momentum=0.9)
+        return opt, make_sched(lib.optim.lr_scheduler, opt)
+
+    opt, sched = fresh()
+    lrs = []
+    for epoch in range(epochs):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+        if epoch + 1 == resume_at:
+            path = tmp_path / f"{lib.__name__}.ckpt"
+            state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+            gg.save(state, path) if lib is gg else torch.save(state, path)
+            state = gg.load(path) if lib is gg else torch.load(path)
+            opt, sched = fresh()  # a new process, say: the first epoch's lr again
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+    return lrs
+
+
+@pytest.mark.parametrize("make", SCHEDULERS)
+@pytest.mark.parametrize("resume_at", [1, 4, 9])
+def test_a_resumed_schedule_goes_on_with_the_same_learning_rates(make, resume_at, tmp_path):
+    """Stopped after epoch `resume_at`, saved with gg.save, loaded into a new optimiser
+    and scheduler: the learning rates of every later epoch are those of the run that
+    never stopped, and of torch's run resumed the same way."""
+    whole = scheduled_run(gg, make, 16)
+    resumed = scheduled_run(gg, make, 16, resume_at, tmp_path)
+    theirs = scheduled_run(torch, make, 16, resume_at, tmp_path)
+    np.testing.assert_allclose(resumed, whole, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(resumed, theirs, rtol=1e-10, atol=1e-15)
+    assert whole[-1] != whole[0]  # the schedule moves: agreeing is not a given
+
+
+def test_schedulers_keep_initial_lr_in_the_param_groups_as_torch_does():
+    """initial_lr is what a schedule starts from: it travels in the optimiser's state
+    dict, so that a scheduler made after loading it does not restart from a decayed lr."""
+    ours = gg.optim.SGD([gg.zeros(1, requires_grad=True)], lr=0.3)
+    theirs = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
+    for opt, lib in ((ours, gg), (theirs, torch)):
+        sched = lib.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+        for _ in range(3):
+            opt.step()
+            sched.step()
+    assert ours.param_groups[0]["initial_lr"] == theirs.param_groups[0]["initial_lr"] == 0.3
+    assert ours.param_groups[0]["lr"] == theirs.param_groups[0]["lr"] == 0.3 / 8
+    assert ours.state_dict()["param_groups"][0]["initial_lr"] == 0.3
+    again = gg.optim.lr_scheduler.StepLR(ours, 1, gamma=0.5, last_epoch=2)
+    assert again.base_lrs == [0.3] and again.get_last_lr() == [0.3 / 8]
+
+
+def test_resuming_at_a_last_epoch_needs_the_initial_lr_as_in_torch():
+    for lib in (gg, torch):
+        p = lib.zeros(1, requires_grad=True)
+        with pytest.raises(KeyError, match="initial_lr"):
+            lib.optim.lr_scheduler.StepLR(lib.optim.SGD([p], lr=0.1), 2, last_epoch=3)
+
+
+@pytest.mark.parametrize("make", SCHEDULERS)
+def test_a_scheduler_state_dict_is_plain_numbers_and_lists(make):
+    """JSON takes it as it is (so gg.save stores it without pickle); loading a state
+    dict of another shape is refused."""
+    import json
+
+    opt = gg.optim.SGD([gg.zeros(1, requires_grad=True)], lr=0.1)
+    sched = make(gg.optim.lr_scheduler, opt)
+    sched.step()
+    state = sched.state_dict()
+    assert json.loads(json.dumps(state)) == state
+    assert state["last_epoch"] == 1 and state["base_lrs"] == [0.1]
+    with pytest.raises(ValueError, match="2 learning rates"):
+        sched.load_state_dict({**state, "base_lrs": [0.1, 0.2]})
+    with pytest.raises(ValueError, match="unexpected keys"):
+        sched.load_state_dict({**state, "warmup": 3})
+
+
+def test_a_group_added_after_the_scheduler_is_named_at_its_next_step():
+    """The schedule knows the groups it was made with: a later one is an error that says
+    what to do, not a zip() failure (nor, as in torch, a group left unscheduled)."""
+    opt = gg.optim.SGD([gg.zeros(1, requires_grad=True)], lr=0.1)
+    sched = gg.optim.lr_scheduler.StepLR(opt, 2)
+    opt.add_param_group({"params": [gg.zeros(1, requires_grad=True)]})
+    with pytest.raises(ValueError, match="make the scheduler after add_param_group"):
+        sched.step()
+    assert sched.last_epoch == 0 and opt.param_groups[0]["lr"] == 0.1  # no step was taken

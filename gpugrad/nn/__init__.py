@@ -1,7 +1,18 @@
 """gpugrad.nn: modules (layers, models), initialisers and, in nn.functional, losses."""
 
 from . import functional, init  # noqa: F401
-from .layers import MLP, Dropout, Linear, ReLU, Sequential, Sigmoid, Softmax, Tanh  # noqa: F401
+from .layers import (  # noqa: F401
+    MLP,
+    Dropout,
+    Linear,
+    ModuleDict,
+    ModuleList,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 from .module import Module  # noqa: F401
 from .utils import clip_grad_norm_  # noqa: F401
 

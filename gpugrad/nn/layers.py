@@ -1,10 +1,13 @@
-"""Layers: Linear, Sequential, activations, Dropout, and MLP."""
+"""Layers: Linear, the containers (Sequential, ModuleList, ModuleDict), activations,
+Dropout, and MLP."""
+
+import operator
 
 from ..creation import rand, zeros
 from ..ops import elementwise as ew
 from ..ops.linalg import linear, matmul
 from .init import INITIALISERS
-from .module import Module
+from .module import Module, check_child_name, replace_children
 
 
 class Linear(Module):
@@ -15,7 +18,8 @@ class Linear(Module):
         super().__init__()
         if init not in INITIALISERS:
             raise ValueError(f"unknown init {init!r}; use one of {sorted(INITIALISERS)}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = _whole(in_features, "Linear's in_features")
+        self.out_features = _whole(out_features, "Linear's out_features")
         if self.in_features < 1 or self.out_features < 1:
             raise ValueError(f"Linear needs positive sizes, got in_features={in_features}, "
                              f"out_features={out_features}")
@@ -37,8 +41,116 @@ class Linear(Module):
                f"bias={self.bias is not None}"
 
 
-class Sequential(Module):
-    """Modules applied one after another; indexable, iterable."""
+def _whole(value, what):
+    """A size given as an int (or a NumPy int): int(2.5) would cut it to 2 without a
+    word. Floats, 3.0 too, and bools are refused, as PyTorch refuses them."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{what} must be an integer, got {value!r} "
+                        f"({type(value).__name__})")
+    return operator.index(value)
+
+
+def _module_or_error(owner, how, module):
+    if not isinstance(module, Module):
+        raise TypeError(f"{type(owner).__name__}.{how} takes a Module, got a "
+                        f"{type(module).__name__}")
+    return module
+
+
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: submodules in order, held as attributes
+    under their names ("0", "1", ... unless given), so that they are registered like any
+    other submodule; indexable (negative indices too), iterable, editable in place."""
+
+    def __len__(self):
+        return len(self._named_children_in_order())
+
+    def __iter__(self):
+        return iter([m for _, m in self._named_children_in_order()])
+
+    def __getitem__(self, index):
+        items = self._named_children_in_order()
+        if isinstance(index, slice):
+            return self._slice(items[index])
+        return items[_position(self, index, len(items))][1]
+
+    def __setitem__(self, index, module):
+        if isinstance(index, slice):
+            raise TypeError(f"{type(self).__name__} takes one module at a time: assign "
+                            "s[i] = module")
+        _module_or_error(self, "__setitem__", module)
+        items = self._named_children_in_order()
+        setattr(self, items[_position(self, index, len(items))][0], module)  # same name
+
+    def __delitem__(self, index):
+        modules = [m for _, m in self._named_children_in_order()]
+        if isinstance(index, slice):
+            del modules[index]
+        else:
+            del modules[_position(self, index, len(modules))]
+        self._renumber(modules)  # as PyTorch: "0", "1", ... again
+
+    def append(self, module):
+        _module_or_error(self, "append", module)
+        setattr(self, self._free_name(), module)
+        return self
+
+    def extend(self, modules):
+        if not hasattr(modules, "__iter__"):
+            raise TypeError(f"{type(self).__name__}.extend takes an iterable of Modules, "
+                            f"got a {type(modules).__name__}")
+        modules = [_module_or_error(self, "extend", m) for m in modules]  # all or none
+        for module in modules:
+            setattr(self, self._free_name(), module)
+        return self
+
+    def insert(self, index, module):
+        """Put `module` before position `index` (len(self): at the end), renumbering."""
+        _module_or_error(self, "insert", module)
+        modules = [m for _, m in self._named_children_in_order()]
+        index = operator.index(index)
+        if not -len(modules) <= index <= len(modules):
+            raise IndexError(f"{type(self).__name__}.insert: index {index} is out of range "
+                             f"for {len(modules)} modules")
+        modules.insert(index, module)
+        self._renumber(modules)
+        return self
+
+    def pop(self, index):
+        module = self[index]
+        del self[index]
+        return module
+
+    def _named_children_in_order(self):
+        return [(k, getattr(self, k)) for k, kind in self._order.items() if kind == "module"]
+
+    def _renumber(self, modules):
+        replace_children(self, [(str(i), m) for i, m in enumerate(modules)])
+
+    def _free_name(self):
+        """The name of an appended module: its position, as in PyTorch, unless a module
+        holds that name already (a slice keeps its names: s[1:] holds "1" and "2", and
+        PyTorch's append would replace "2"); then the next number free."""
+        n = len(self)
+        while self._order.get(str(n)) == "module":
+            n += 1
+        return str(n)
+
+
+def _position(owner, index, n):
+    """index as a position in [0, n), counting from the end when negative."""
+    i = operator.index(index)  # ints and NumPy ints; a float or str is a TypeError
+    if not -n <= i < n:
+        raise IndexError(f"{type(owner).__name__} index {index} is out of range for "
+                         f"{n} modules")
+    return i % n
+
+
+class Sequential(_ModuleSequence):
+    """Modules applied one after another; indexable, iterable, editable (append, extend,
+    insert, s[i] = m, del s[i]). A slice is a Sequential of the same module objects
+    under their names here (s[1:] of three Linears has "1.weight" and "2.weight"), as
+    in PyTorch."""
 
     def __init__(self, *modules):
         super().__init__()
@@ -52,25 +164,105 @@ class Sequential(Module):
                     if isinstance(module, (list, tuple)) else ""
                 raise TypeError(f"Sequential takes Modules, got a {type(module).__name__} "
                                 f"as its entry {name!r}{hint}")
-            if not name or "." in name:
-                raise ValueError(f"Sequential: a module name must be non-empty and have no "
-                                 f"'.', got {name!r}")
+            check_child_name(self, name)
             setattr(self, name, module)
 
-    def __len__(self):
-        return len(self.children())
-
-    def __getitem__(self, index):
-        picked = self.children()[index]
-        return Sequential(*picked) if isinstance(index, slice) else picked
-
-    def __iter__(self):
-        return iter(self.children())
+    def _slice(self, items):
+        return Sequential(dict(items))
 
     def forward(self, x):
         for module in self.children():
             x = module(x)
         return x
+
+
+class ModuleList(_ModuleSequence):
+    """A list of submodules, registered as "0", "1", ...: their parameters are the
+    model's (model.layers.0.weight), train()/eval() and .to() reach them. It has no
+    forward: the owner's forward decides how to use them. A slice is a new ModuleList
+    of the same modules, numbered from 0, as in PyTorch."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def _slice(self, items):
+        return ModuleList([m for _, m in items])
+
+
+class ModuleDict(Module):
+    """A dict of submodules, registered under their keys (str, without '.'): their
+    parameters are the model's (model.heads.cls.weight), train()/eval() and .to() reach
+    them. Keys keep their insertion order. It has no forward."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key):
+        if key not in self:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __setitem__(self, key, module):
+        _module_or_error(self, "__setitem__", module)
+        check_child_name(self, key)
+        setattr(self, key, module)
+
+    def __delitem__(self, key):
+        if key not in self:
+            raise KeyError(key)
+        delattr(self, key)
+
+    def __len__(self):
+        return len(self.keys())
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __contains__(self, key):
+        return isinstance(key, str) and self._order.get(key) == "module"
+
+    def keys(self):
+        return [k for k, kind in self._order.items() if kind == "module"]
+
+    def values(self):
+        return [getattr(self, k) for k in self.keys()]
+
+    def items(self):
+        return [(k, getattr(self, k)) for k in self.keys()]
+
+    def pop(self, key):
+        module = self[key]
+        del self[key]
+        return module
+
+    def clear(self):
+        replace_children(self, [])
+
+    def update(self, modules):
+        """Add or replace modules from a mapping (a dict, a ModuleDict) or an iterable of
+        (key, module) pairs; all are checked before any is added."""
+        if hasattr(modules, "keys") and hasattr(modules, "__getitem__"):
+            pairs = [(key, modules[key]) for key in modules.keys()]
+        elif hasattr(modules, "__iter__") and not isinstance(modules, Module):
+            pairs = [_pair(entry) for entry in modules]
+        else:
+            raise TypeError("ModuleDict.update takes a mapping or an iterable of (key, "
+                            f"module) pairs, got a {type(modules).__name__}")
+        for key, module in pairs:
+            _module_or_error(self, "update", module)
+            check_child_name(self, key)
+        for key, module in pairs:
+            setattr(self, key, module)
+
+
+def _pair(entry):
+    if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+        raise TypeError(f"ModuleDict.update takes (key, module) pairs, got {entry!r}")
+    return tuple(entry)
 
 
 class ReLU(Module):
@@ -101,17 +293,19 @@ class Softmax(Module):
 
 class Dropout(Module):
     """Zeroes each element with probability p in training, scaling the rest by 1/(1-p);
-    the identity in eval mode."""
+    the identity in eval mode. p=1 zeroes everything (and the gradient), as in PyTorch."""
 
     def __init__(self, p=0.5):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
         self.p = float(p)
 
     def forward(self, x):
         if not self.training or self.p == 0.0:
             return x
+        if self.p == 1.0:  # nothing kept, and no 1/(1-p): a mask of False, not drawn
+            return ew.where(zeros(x.shape, dtype="bool", device=x.device), x, 0.0)
         keep = rand(*x.shape, dtype=x.dtype, device=x.device) >= self.p
         return ew.where(keep, x * (1.0 / (1.0 - self.p)), 0.0)
 
@@ -130,7 +324,7 @@ class MLP(Sequential):
 
     def __init__(self, sizes, activation="relu", output=None, dropout=0.0, init=None,
                  dtype=None, device=None):
-        sizes = [int(s) for s in sizes]
+        sizes = [_whole(s, "an MLP's layer size") for s in sizes]
         if len(sizes) < 2:
             raise ValueError(f"an MLP needs at least an input and an output size, got {sizes}")
         if activation not in ACTIVATIONS:

@@ -38,6 +38,8 @@ class Module:
             order[name] = "param" if value.requires_grad else "buffer"
         elif isinstance(value, Module):
             order[name] = "module"
+        elif isinstance(value, (list, tuple, dict)) and _holds_a_module(value):
+            raise TypeError(_unregistered_container(self, name, value))
         elif value is None and name in order:
             pass  # e.g. bias=None: keeps its place, yields nothing
         else:
@@ -87,24 +89,30 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     # --- walking the tree (iteratively) ------------------------------------------------
-    def named_modules(self, prefix=""):
-        """(name, module) for this module and every submodule, depth first."""
-        stack = [(prefix, self)]
-        while stack:
-            name, module = stack.pop()
-            yield name, module
-            children = [(f"{name}.{key}" if name else key, getattr(module, key))
-                        for key, kind in module._order.items() if kind == "module"]
-            stack.extend(reversed([(n, m) for n, m in children if m is not None]))
+    def named_modules(self, prefix="", remove_duplicate=True):
+        """(name, module) for this module and every submodule, depth first. A module held
+        in two places, or one that holds a module above it (a cycle), is listed once,
+        under its first name, as PyTorch's named_modules does; remove_duplicate=False
+        lists it under every name, cutting only the cycles."""
+        return _walk(self, prefix, every_path=not remove_duplicate)
 
     def modules(self):
         return [m for _, m in self.named_modules()]
 
+    def named_children(self):
+        """(attribute name, module) of the direct submodules, each module once."""
+        seen = set()
+        for key, kind in self._order.items():
+            module = getattr(self, key)
+            if kind == "module" and module is not None and id(module) not in seen:
+                seen.add(id(module))
+                yield key, module
+
     def children(self):
         return [getattr(self, k) for k, kind in self._order.items() if kind == "module"]
 
-    def _named_tensors(self, kinds):
-        for prefix, module in self.named_modules():
+    def _named_tensors(self, kinds, every_path=False):
+        for prefix, module in _walk(self, "", every_path):
             for key, kind in module._order.items():
                 if kind in kinds:
                     value = getattr(module, key)
@@ -113,30 +121,29 @@ class Module:
 
     def named_parameters(self):
         """(name, parameter) pairs, e.g. ("0.weight", ...), in definition order."""
-        seen = set()
-        for name, p in self._named_tensors(("param",)):
-            if id(p) not in seen:  # a parameter shared by two layers counts once
-                seen.add(id(p))
-                yield name, p
+        return _first_of_each(self._named_tensors(("param",)))
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self):
-        return self._named_tensors(("buffer",))
+        return _first_of_each(self._named_tensors(("buffer",)))
 
     # --- state ----------------------------------------------------------------------------
     def state_dict(self):
         """{name: tensor} of every parameter and buffer: copies, so a later optimiser
         step (which updates parameters in place) does not change a state dict taken
         before it."""
-        return {name: _copy(t) for name, t in self._named_tensors(("param", "buffer"))}
+        # Every name of a submodule held in two places, as PyTorch keys it (so that its
+        # state dicts load here and ours there); a cycle is cut.
+        return {name: _copy(t) for name, t in self._named_tensors(("param", "buffer"),
+                                                                   every_path=True)}
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy values from `state_dict` into this module's tensors, on their devices and
         in their dtypes. Raises StateDictError listing every missing, unexpected and
         mis-shaped key; nothing is changed unless everything fits."""
-        own = dict(self._named_tensors(("param", "buffer")))
+        own = dict(self._named_tensors(("param", "buffer"), every_path=True))
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         updates, mismatched = [], []
@@ -182,20 +189,11 @@ class Module:
             move_tensor(t, dest)
         return self
 
-    def zero_grad(self):
-        for p in self.parameters():
-            p.grad = None  # (inside gg.compile's trace, the plan clears it too)
+    def zero_grad(self, set_to_none=True):
+        zero_grads(self.parameters(), set_to_none)
 
     def __repr__(self):
-        lines = [f"{type(self).__name__}({self.extra_repr()}"]
-        children = [(k, getattr(self, k)) for k, kind in self._order.items()
-                    if kind == "module"]
-        if not children:
-            return lines[0] + ")"
-        for key, child in children:
-            body = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({key}): {body}")
-        return "\n".join(lines) + "\n)"
+        return _tree_repr(self)
 
     def extra_repr(self):
         return ""
@@ -238,3 +236,155 @@ def move_tensor(t, dest):
     if t.grad is not None:
         t.grad = t.grad.detach().to(dest)
     t._node = None  # its next use records a leaf on the new device
+
+
+def _walk(root, prefix, every_path):
+    """(name, module) for root and its submodules, depth first, with a stack (no
+    recursion: a tree may be deep, or hold a cycle). Without every_path a memo lists each
+    module once, at its first name, as PyTorch's named_modules does; with it a module is
+    listed at every path that reaches it, and a path stops where it would enter a module
+    already on it (a cycle, such as `self.c.parent = self`)."""
+    seen = set()
+    stack = [(prefix, root, frozenset((id(root),)))]
+    while stack:
+        name, module, path = stack.pop()
+        if not every_path:
+            if id(module) in seen:  # reached again, after a sibling's subtree reached it
+                continue
+            seen.add(id(module))
+        yield name, module
+        children = []
+        for key, kind in module._order.items():
+            child = getattr(module, key) if kind == "module" else None
+            if child is None or id(child) in (path if every_path else seen):
+                continue
+            children.append((f"{name}.{key}" if name else key, child,
+                             path | {id(child)} if every_path else path))
+        stack.extend(reversed(children))
+
+
+def _first_of_each(named):
+    """The (name, tensor) pairs of `named`, each tensor once: a parameter shared by two
+    layers is trained (and counted) once, under its first name."""
+    seen = set()
+    for name, t in named:
+        if id(t) not in seen:
+            seen.add(id(t))
+            yield name, t
+
+
+def _holds_a_module(value):
+    """Whether a list, tuple or dict holds a Module, also inside nested ones."""
+    stack, seen = [value], set()
+    while stack:
+        container = stack.pop()
+        if id(container) in seen:
+            continue
+        seen.add(id(container))
+        for item in container.values() if isinstance(container, dict) else container:
+            if isinstance(item, Module):
+                return True
+            if isinstance(item, (list, tuple, dict)):
+                stack.append(item)
+    return False
+
+
+def _unregistered_container(owner, name, value):
+    """The error for `self.name = [modules...]`: a plain container would hide the modules
+    from parameters(), state_dict(), train()/eval() and .to(), so an optimiser given
+    model.parameters() would never train them."""
+    kind = type(value).__name__
+    fix = "nn.ModuleDict({...})" if isinstance(value, dict) else "nn.ModuleList([...])"
+    return (f"{type(owner).__name__}.{name}: a {kind} holding Modules is not registered "
+            "(their parameters would be missing from parameters(), state_dict() and the "
+            f"optimiser, and train()/eval()/.to() would skip them); use {fix}")
+
+
+def check_child_name(owner, name):
+    """A name under which a container (Sequential, ModuleDict) holds a submodule as an
+    attribute: a non-empty str without '.' (the separator of state-dict keys), not
+    already an attribute of another kind (ModuleDict({"forward": ...}) would shadow the
+    method, as PyTorch refuses too)."""
+    what = type(owner).__name__
+    if not isinstance(name, str):
+        raise TypeError(f"{what}: a module name must be a str, got {type(name).__name__} "
+                        f"{name!r}")
+    if not name or "." in name:
+        raise ValueError(f"{what}: a module name must be non-empty and have no '.', got "
+                         f"{name!r}")
+    if owner._order.get(name) != "module" and (hasattr(owner, name) or
+                                               name in ("_called", "_tag")):
+        raise ValueError(f"{what}: {name!r} cannot name a module: it is an attribute of "
+                         f"the {what} itself")
+
+
+def replace_children(owner, items):
+    """Make `items` ((name, module) pairs) owner's submodules, in that order: how a
+    container renumbers its modules after an insert or a delete."""
+    for key in [k for k, kind in owner._order.items() if kind == "module"]:
+        delattr(owner, key)
+    for name, module in items:
+        setattr(owner, name, module)
+
+
+def zero_grads(params, set_to_none=True):
+    """Clear each tensor's .grad: to None (the default, as in PyTorch: the next backward
+    stores its gradient rather than adding it to zeros), or, with set_to_none=False, to
+    zeros in the same grad tensor, as PyTorch does (code holding `g = p.grad` sees the
+    zeros). A .grad that is None stays None either way."""
+    for p in params:
+        if set_to_none:
+            p.grad = None  # (inside gg.compile's trace, the plan clears it too)
+        elif p.grad is not None:
+            _zero_grad_in_place(p)
+
+
+def _zero_grad_in_place(p):
+    g = p.grad
+    if state.capture is not None:
+        # A plan records writes into the tensors it reads, not into a .grad from before
+        # the call: zeros the function makes are given to .grad on every run instead.
+        from ..creation import zeros
+
+        p.grad = zeros(shape=g.shape, dtype=g.dtype, device=g.device)
+        return
+    # A fresh array, not zeros written into g's: backward may have handed one gradient
+    # array to several tensors, which must not change with it.
+    g._data = g.device.backend.full(g.shape, 0, g.dtype)
+    g._base = None  # (it shares no array any more)
+    g._node = None  # detached from the graph that made it, as PyTorch detaches it
+    g._requires_grad = False
+    g._mark_modified()
+
+
+def _tree_repr(root):
+    """The module tree as PyTorch prints it: each module on a line, its submodules
+    indented below it; built with a stack (no recursion over the tree). A module that
+    holds one above it (a cycle) names it instead of printing it again."""
+    lines = []
+    stack = [(0, "", root, frozenset())]
+    while stack:
+        entry = stack.pop()
+        if isinstance(entry, str):  # the closing line of a module with submodules
+            lines.append(entry)
+            continue
+        depth, label, module, above = entry
+        indent = "  " * depth
+        if module is None or id(module) in above:
+            what = "None" if module is None else \
+                f"<cycle: the {type(module).__name__} above>"
+            lines.append(f"{indent}{label}{what}")
+            continue
+        head = f"{indent}{label}{type(module).__name__}(" + \
+            module.extra_repr().replace("\n", "\n" + indent)
+        children = [(k, getattr(module, k)) for k, kind in module._order.items()
+                    if kind == "module"]
+        if not children:
+            lines.append(head + ")")
+            continue
+        lines.append(head)
+        stack.append(indent + ")")
+        inner = above | {id(module)}
+        stack.extend((depth + 1, f"({key}): ", child, inner)
+                     for key, child in reversed(children))
+    return "\n".join(lines)

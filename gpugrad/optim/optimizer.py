@@ -8,8 +8,10 @@ place (p = scale p - delta), which spares a full-size temporary per parameter.
 """
 
 import math
+import numbers
 
 from ..mode import state as _mode
+from ..nn.module import zero_grads
 from ..tensor import Tensor
 
 
@@ -33,31 +35,53 @@ class Optimizer:
         params = list(params)
         if not params:
             raise ValueError("the optimiser got an empty parameter list")
-        groups = params if isinstance(params[0], dict) else [{"params": params}]
-        self.param_groups = []
-        for group in groups:
-            group = {**defaults, **group, "params": list(group["params"])}
-            for p in group["params"]:
-                if not isinstance(p, Tensor) or not p.is_leaf or p.dtype.kind != "f":
-                    raise ValueError("optimisers take leaf floating-point tensors (a "
-                                     "model's parameters)")
-            self.param_groups.append(group)
-        every = [id(p) for g in self.param_groups for p in g["params"]]
-        if len(every) != len(set(every)):
-            raise ValueError("a parameter appears more than once in the optimiser's groups")
         self.defaults = defaults
+        self.param_groups = []
         self.state = {}  # parameter -> dict of arrays and counters
+        for group in params if isinstance(params[0], dict) else [{"params": params}]:
+            self.add_param_group(group)
 
-    def zero_grad(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                p.grad = None  # (inside gg.compile's trace, the plan clears it too)
+    def add_param_group(self, param_group):
+        """Train more parameters, with their own hyper-parameters where the dict gives
+        them (say a layer unfrozen for fine-tuning, at a smaller lr); the others are the
+        optimiser's defaults, as in PyTorch. A parameter already in a group is refused:
+        two updates per step would apply to it."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"a parameter group is a dict with a 'params' entry, got a "
+                            f"{type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError("a parameter group needs a 'params' entry")
+        params = param_group["params"]
+        if isinstance(params, (set, frozenset)):
+            raise TypeError("a parameter group's params must be ordered (a list): a set's "
+                            "order, which state_dict() numbers them by, changes between runs")
+        params = [params] if isinstance(params, Tensor) else list(params)
+        for p in params:
+            if not isinstance(p, Tensor) or not p.is_leaf or p.dtype.kind != "f":
+                raise ValueError("optimisers take leaf floating-point tensors (a "
+                                 "model's parameters)")
+        group = {**self.defaults, **param_group, "params": params}
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+        _check_lr(self, group, len(self.param_groups))
+        ids = [id(p) for p in params]
+        taken = {id(p) for g in self.param_groups for p in g["params"]}
+        if len(set(ids)) != len(ids) or taken.intersection(ids):
+            raise ValueError("a parameter appears more than once in the optimiser's groups")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none=True):
+        """Clear the parameters' gradients: to None, or with set_to_none=False to zeros
+        in place (see nn.module.zero_grads)."""
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self):
         if _mode.capture is not None:  # inside gg.compile's trace: record the update
             from .capture import captured_step
 
+            self._guard_groups(_mode.capture)
             return captured_step(self, _mode.capture)
+        self._check_lrs()
         self._check_grads()
         pending = []
         for group in self.param_groups:
@@ -76,6 +100,25 @@ class Optimizer:
             p._data -= delta
             p._mark_modified()
             self.state[p] = new_state
+
+    def _guard_groups(self, recorder):
+        """A compiled step is for the groups it was traced with: a group added (or a
+        parameter put into one) traces anew, and so does a learning rate that turned
+        invalid, so that the trace's step refuses it (lr itself is read on every run)."""
+        self._check_lrs()
+        groups = self.param_groups
+        recorder.guard(lambda: tuple(len(g["params"]) for g in groups),
+                       "a parameter group or parameter was added to the optimiser",
+                       key=("optimiser groups", id(self)))
+        recorder.guard(lambda: all(_valid_lr(g.get("lr")) for g in groups),
+                       "a learning rate became negative or not finite",
+                       key=("optimiser lr", id(self)))
+
+    def _check_lrs(self):
+        """Every group's lr checked before anything changes: one put into param_groups
+        by hand (or by a schedule) bypassed the constructor's check."""
+        for index, group in enumerate(self.param_groups):
+            _check_lr(self, group, index)
 
     def _check_grads(self):
         """Every gradient checked before any parameter or state changes (see _check_grad)."""
@@ -101,6 +144,14 @@ class Optimizer:
         """The hyper-parameters a compiled step depends on as constants (all but lr):
         a change of one makes the plan trace anew."""
         return {k: v for k, v in group.items() if k not in ("params", "lr")}
+
+    def __repr__(self):
+        """As PyTorch prints an optimiser: each group's hyper-parameters, sorted."""
+        lines = [f"{type(self).__name__} ("]
+        for index, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {index}")
+            lines.extend(f"    {key}: {group[key]}" for key in sorted(group) if key != "params")
+        return "\n".join(lines + [")"])
 
     def state_dict(self):
         """Hyper-parameters and state (arrays as tensors), keyed by parameter position:
@@ -140,6 +191,20 @@ class Optimizer:
         self.state = state
 
 
+def _valid_lr(lr):
+    return isinstance(lr, numbers.Real) and not isinstance(lr, bool) and \
+        math.isfinite(lr) and lr >= 0
+
+
+def _check_lr(opt, group, index):
+    """A learning rate must be a finite number >= 0: a negative one climbs the loss,
+    and NaN or inf turns every parameter into NaN at the first step."""
+    lr = group.get("lr")
+    if not _valid_lr(lr):
+        raise ValueError(f"{type(opt).__name__}: parameter group {index} has lr={lr!r}; a "
+                         "learning rate must be a finite number >= 0")
+
+
 def _check_grad(opt, p, position):
     """A gradient that could not update p in place as it is (another shape would
     broadcast, another dtype would be cast silently, another device copied) is refused
@@ -171,8 +236,9 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
                  dampening=0.0):
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError("lr, momentum and weight_decay must be >= 0")
+        if not _valid_lr(lr) or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"lr must be a finite number >= 0 (got {lr!r}), momentum and "
+                             "weight_decay >= 0")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum needs momentum > 0 and no dampening")
         super().__init__(params, {"lr": lr, "momentum": momentum,
@@ -209,8 +275,9 @@ class Adam(Optimizer):
     decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        if lr < 0 or eps < 0 or weight_decay < 0:
-            raise ValueError("lr, eps and weight_decay must be >= 0")
+        if not _valid_lr(lr) or eps < 0 or weight_decay < 0:
+            raise ValueError(f"lr must be a finite number >= 0 (got {lr!r}), eps and "
+                             "weight_decay >= 0")
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
