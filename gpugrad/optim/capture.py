@@ -8,9 +8,12 @@ parameter group; the other
 hyper-parameters are constants of the plan, guarded: changing one traces anew.
 """
 
+import math
+
 from ..mode import no_grad
 from ..tensor import Tensor
 from .fused_update import fused_update_for
+from .optimizer import _check_lr
 
 
 def captured_step(opt, recorder):
@@ -20,13 +23,13 @@ def captured_step(opt, recorder):
     state = opt.state
     recorder.guard(lambda: opt.state is state, "the optimiser's state was replaced "
                    "(load_state_dict)", key=("optimiser state", id(opt)))
-    for group in opt.param_groups:
+    for index, group in enumerate(opt.param_groups):
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             continue
         recorder.guard(_hyper_parameters(opt, group), "an optimiser hyper-parameter "
                        "changed", key=("optimiser group", id(group)))
-        for p, scalars in zip(params, _step_scalars(opt, group, params, recorder),
+        for p, scalars in zip(params, _step_scalars(opt, index, params, recorder),
                               strict=True):
             _captured_update(opt, group, p, scalars, recorder)
 
@@ -39,9 +42,12 @@ def _hyper_parameters(opt, group):
     return lambda: (len(group), *map(group.get, keys))
 
 
-def _step_scalars(opt, group, params, recorder):
+def _step_scalars(opt, index, params, recorder):
     """Every parameter's step counter advanced, and the scalars that follow from it, in
-    one host call per group and run: [{name: 0-d tensor}] in the order of params."""
+    one host call per group and run: [{name: 0-d tensor}] in the order of params. The
+    group's lr is checked first, as an eager step checks it: one made negative or NaN
+    since the trace fails the run before it advanced anything (see HostUndo)."""
+    group = opt.param_groups[index]
     for p in params:
         state = opt.state.get(p) or opt._initial_state(group, p)
         state.setdefault("step", 0)
@@ -51,6 +57,9 @@ def _step_scalars(opt, group, params, recorder):
     names = [[(key, f"{key}_{i}") for key in keys] for i in range(len(params))]
 
     def advance():  # on every run: kept lean (a small step's plan is ~50 us in all)
+        lr = group["lr"]
+        if lr.__class__ is not float or not 0.0 <= lr < math.inf:  # (the common case)
+            _check_lr(opt, group, index)  # raises if it is not a valid number
         values = {}
         last_step = scalars = None
         for p, pairs in zip(params, names, strict=True):

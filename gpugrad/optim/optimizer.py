@@ -103,16 +103,13 @@ class Optimizer:
 
     def _guard_groups(self, recorder):
         """A compiled step is for the groups it was traced with: a group added (or a
-        parameter put into one) traces anew, and so does a learning rate that turned
-        invalid, so that the trace's step refuses it (lr itself is read on every run)."""
+        parameter put into one) traces anew. (lr is read on every run, and checked there:
+        see optim.capture.)"""
         self._check_lrs()
         groups = self.param_groups
         recorder.guard(lambda: tuple(len(g["params"]) for g in groups),
                        "a parameter group or parameter was added to the optimiser",
                        key=("optimiser groups", id(self)))
-        recorder.guard(lambda: all(_valid_lr(g.get("lr")) for g in groups),
-                       "a learning rate became negative or not finite",
-                       key=("optimiser lr", id(self)))
 
     def _check_lrs(self):
         """Every group's lr checked before anything changes: one put into param_groups
