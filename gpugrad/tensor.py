@@ -20,8 +20,9 @@ class Tensor:
     # before then can no longer differentiate with it (registry.run_vjp checks).
     # _base: the tensor whose array this one may share (a view op's input, a detach()'s
     # source), whose in-place changes are this one's too; None for most.
-    # _made_by: the op that made a tensor without recording it (set by the op dispatch
-    # only then; unset on leaves), so that .graph can say why there is no graph.
+    # _made_by: what made a tensor without recording it (the op, set by the op dispatch
+    # only then, or a compiled plan; unset on leaves), so that .graph can say why there
+    # is no graph.
     __slots__ = ("_data", "_dtype", "_device", "_requires_grad", "_node", "_grad",
                  "_version", "_base", "_made_by", "__weakref__")
     __array_ufunc__ = None  # ndarray + Tensor goes to Tensor.__radd__, not to NumPy
@@ -137,6 +138,10 @@ class Tensor:
         from .graph import Graph
 
         made_by = getattr(self, "_made_by", None) if self._node is None else None
+        if isinstance(made_by, str):  # a compiled plan's result
+            raise _annotate(".graph", GraphError(
+                f"no graph was recorded for this tensor: {made_by} returned it, and a "
+                "plan records nothing; its .graph and .traced_graph draw the plan"))
         if made_by is not None:
             raise _annotate(".graph", GraphError(
                 f"no graph was recorded for this tensor: {made_by.display_name} made it "

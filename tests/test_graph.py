@@ -97,6 +97,16 @@ def test_a_result_made_with_nothing_recorded_says_how_to_get_its_graph():
         "constant", "input", "mul", "sum"]
 
 
+def test_a_compiled_functions_result_points_to_the_plans_graph():
+    w = gg.tensor([1.0, 2.0])
+    step = gg.compile(lambda x: (x * w).sum())
+    for _ in range(2):  # the traced call and a plan's run alike
+        with pytest.raises(gg.GraphError, match=r"gg\.compile\(.*<lambda>\) returned it.*"
+                           r"\.graph and \.traced_graph draw the plan"):
+            _ = step(gg.ones(2)).graph
+    assert step.graph.op_counts() == {"mul": 1, "sum": 1}
+
+
 def test_trace_shows_constants_and_a_readable_text_dump():
     g = gg.trace(lambda a: a * 2.0, gg.ones(3))
     text = str(g)

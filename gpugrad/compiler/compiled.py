@@ -46,6 +46,7 @@ class Plan:
         self.treedef = treedef
         self.result_specs = result_specs
         self.compile_seconds = seconds
+        self.origin = "a compiled function"  # named by trace_and_compile
 
     @property
     def peak_bytes(self):
@@ -54,8 +55,11 @@ class Plan:
 
     def __call__(self, arrays):
         out = self.run(*arrays)
-        tensors = [Tensor._wrap(a, dtype, device, False)
-                   for a, (dtype, device) in zip(out, self.result_specs, strict=True)]
+        tensors = []
+        for a, (dtype, device) in zip(out, self.result_specs, strict=True):
+            t = Tensor._wrap(a, dtype, device, False)
+            t._made_by = self.origin  # its .graph says to look at the plan's
+            tensors.append(t)
         return _unflatten(self.treedef, tensors)
 
     def release(self):
@@ -322,10 +326,14 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
             run = namespace["run"]
     plan = Plan(run, source, program, traced, memory, stats, treedef,
                 [(t._dtype, t._device) for t in tensors], time.perf_counter() - start_time)
+    plan.origin = f"gg.compile({_name(fn)})"
     if ready is not None:  # a graph-ready plan writes into the arrays it reads: results
         # of this call (a .grad, a parameter) must not be those arrays
         tensors = [Tensor._wrap(t._data.copy(), t._dtype, t._device, False) for t in tensors]
-    return _unflatten(treedef, [t.detach() for t in tensors]), plan
+    results = [t.detach() for t in tensors]
+    for t in results:
+        t._made_by = plan.origin  # as the plan's runs return them: without a graph
+    return _unflatten(treedef, results), plan
 
 
 def _detach_grads(recorder):
