@@ -137,17 +137,18 @@ class Tensor:
         that has no graph, and asking for one is a GraphError that says how to get one."""
         from .graph import Graph
 
-        made_by = getattr(self, "_made_by", None) if self._node is None else None
+        made_by = getattr(self, "_made_by", None) \
+            if self._node is None and not self._requires_grad else None  # (a leaf: itself)
         if isinstance(made_by, str):  # a compiled plan's result
             raise _annotate(".graph", GraphError(
                 f"no graph was recorded for this tensor: {made_by} returned it, and a "
                 "plan records nothing; its .graph and .traced_graph draw the plan"))
         if made_by is not None:
             raise _annotate(".graph", GraphError(
-                f"no graph was recorded for this tensor: {made_by.display_name} made it "
-                "from inputs none of which requires grad (or under gg.no_grad()); create "
-                "an input with requires_grad=True, or record the computation with "
-                "gg.trace(fn, *inputs)"))
+                f"no graph was recorded for this tensor: {made_by.display_name} made it, "
+                "and ops are recorded only where a gradient can flow (an input requires "
+                "grad, the op has a gradient and a float result, gg.no_grad() is off); "
+                "gg.trace(fn, *inputs) records any computation"))
         return Graph.from_outputs([self])
 
     # --- leaving the graph or the device ----------------------------------------------------------

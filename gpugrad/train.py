@@ -209,10 +209,13 @@ def evaluate(model, x, y, device, batch_size=1024):
 
 
 # --- the run --------------------------------------------------------------------------------------
-def run(config, stream=sys.stderr, results=sys.stdout):
+def run(config, stream=None, results=None):
     """Train as `config` says; returns the results dict also written to metrics.json.
-    Progress goes to `stream`, the outcome (test accuracy, run folder) to `results`, so
-    that `gpugrad train > log` keeps the outcome and still shows the progress."""
+    Progress goes to `stream` (default: sys.stderr at the call), the outcome (test
+    accuracy, run folder) to `results` (default: sys.stdout), so that `gpugrad train >
+    log` keeps the outcome and still shows the progress."""
+    stream = sys.stderr if stream is None else stream
+    results = sys.stdout if results is None else results
     config.check()
     gg.manual_seed(config.seed)
     team = start_distributed(config.device) if config.distributed else None

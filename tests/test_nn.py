@@ -991,7 +991,9 @@ def test_a_module_graph_with_a_cycle_is_walked_once():
     assert list(m.state_dict()) == ["c.weight", "c.bias"]
     m.load_state_dict(Cyclic().state_dict())
     assert "(parent): <cycle: the Cyclic above>" in repr(m)
-    m.zero_grad()
+    m.c.weight.grad = gg.ones(m.c.weight.shape)
+    m.zero_grad()  # walks the cycle once, too
+    assert m.c.weight.grad is None
 
 
 def test_a_shared_submodule_is_listed_once_and_keyed_under_both_names_as_in_torch():
@@ -1066,8 +1068,13 @@ def test_module_zero_grad_can_zero_in_place():
             continue
         assert p.grad is g and not g.requires_grad
         np.testing.assert_array_equal(values(g), np.zeros(p.shape))
-    m(gg.randn(4, 3)).sum().backward()  # the next backward adds to the zeros
-    assert all(p.grad is not None for p in m.parameters())
+    x = gg.randn(4, 3)
+    m(x).sum().backward()  # the next backward adds to the zeros: a fresh backward's grads
+    zeroed = [values(p.grad) for p in m.parameters()]
+    m.zero_grad()
+    m(x).sum().backward()
+    for got, fresh in zip(zeroed, m.parameters(), strict=True):
+        np.testing.assert_array_equal(got, values(fresh.grad))
 
 
 # --------------------------------------------------------------------------------------

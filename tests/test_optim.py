@@ -684,3 +684,21 @@ def test_a_compiled_adam_step_refusing_a_bad_lr_advances_no_counter():
     with pytest.raises(ValueError, match="parameter group 0 has lr=-0.1"):
         compiled(gg.tensor([1.0, -1.0]))
     assert values(w).tolist() == before and opt.state[w]["step"] == 3  # as if not called
+
+
+def test_a_compiled_step_checks_the_lr_of_a_group_without_gradients_too():
+    w, frozen = gg.tensor([1.0, 2.0], requires_grad=True), gg.tensor([3.0], requires_grad=True)
+    opt = gg.optim.SGD([{"params": [w]}, {"params": [frozen]}], lr=0.1)
+
+    def step(x):
+        opt.zero_grad()
+        (w * x).sum().backward()  # frozen gets no gradient: its group is skipped
+        opt.step()
+
+    compiled = gg.compile(step)
+    compiled(gg.ones(2))
+    compiled(gg.ones(2))
+    opt.param_groups[1]["lr"] = float("nan")
+    for run in (step, compiled):  # eager refuses it; so does the plan's run
+        with pytest.raises(ValueError, match="parameter group 1 has lr=nan"):
+            run(gg.ones(2))

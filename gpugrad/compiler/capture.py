@@ -9,7 +9,9 @@ state, the scalars computed on the host on every step (learning rate, bias
 corrections), and random draws — each of which a plan must redo on every run.
 """
 
+import collections
 import itertools
+import sys
 from contextlib import contextmanager
 
 from ..errors import GpugradError
@@ -82,8 +84,11 @@ class Recorder:
         self.argument_copies = set()  # ids of those copies
         # id -> (tensor, its array as made) of the tensors the function made itself
         # (gg.zeros, gg.tensor, ...): new at every eager call, so a plan feeds each
-        # run that array, never what the previous run left in the tensor
+        # run that array, never what the previous run left in the tensor - unless
+        # something outside still holds one after the call (see settle_created)
         self.created = {}
+        self._created_writes = {}  # id -> (latest value, len(host) then) of those
+        self._created_guards = {}  # id -> (tensor, reason): .grad guards left out
         self._guard_keys = set()
 
     # --- reads ---------------------------------------------------------------------------
@@ -138,8 +143,10 @@ class Recorder:
     def guard_none_grad(self, owner, reason):
         """owner.grad is None at the call's start, as when traced (unless the function
         itself cleared or set it, or owner is an argument's copy, never read again)."""
-        if owner in self.cleared or owner in self.grads or id(owner) in self.argument_copies \
-                or id(owner) in self.created:  # (made by the function: None at each call)
+        if owner in self.cleared or owner in self.grads or id(owner) in self.argument_copies:
+            return
+        if id(owner) in self.created:  # made by the function: None at each call
+            self._created_guards.setdefault(id(owner), (owner, reason))
             return
         self.guard(lambda t=owner: t.grad is None, reason, key=("grad was None", id(owner)))
 
@@ -161,6 +168,40 @@ class Recorder:
         """tensor was made inside the function (see self.created)."""
         backend = tensor._device.backend
         self.created[id(tensor)] = (tensor, backend.astype(tensor._data, tensor._dtype))
+
+    def settle_created(self, results):
+        """After the function returned: a tensor it made that something else still holds
+        (stored on an object, in a global) lives on between calls, as in eager mode, so
+        a plan reads it as any tensor, writes its in-place updates back, and guards its
+        .grad. Only a tensor nothing but the trace holds is made anew at every run.
+        Decided by counting references: one the trace cannot account for keeps the
+        tensor alive, which is always a correct reading (only a slower one)."""
+        ours = collections.Counter(id(t) for t in self.leaves.values())
+        ours.update(id(t) for t in self.grads)
+        ours.update(id(t) for t in self.cleared)
+        ours.update(id(t) for _, t in self.cleared_first)
+        ours.update(id(t) for t in results)  # the flat list, and each one's container:
+        ours.update(id(t) for t in results)  # (the result itself where it is one tensor)
+        for key, (tensor, _) in list(self.created.items()):
+            # references: the entry here, `tensor` and getrefcount's own argument
+            if sys.getrefcount(tensor) > 3 + ours[key]:
+                self._lives_on(key, tensor)
+
+    def _lives_on(self, key, tensor):
+        """A tensor the function made turns out to outlive the call: read and written
+        as any tensor the function uses."""
+        del self.created[key]
+        write = self._created_writes.pop(key, None)
+        if write is not None:
+            value, position = write
+            self.assigns[tensor] = value
+            self.writes_from = position if self.writes_from is None else \
+                min(self.writes_from, position)
+            tensor._node = None  # a leaf again after the call, as eager's update leaves it
+        guard = self._created_guards.pop(key, None)
+        if guard is not None:
+            owner, reason = guard
+            self.guards.append((lambda t=owner: t.grad is None, True, reason))
 
     def random(self, tensor, draw):
         """A tensor of random numbers made inside the function: drawn anew on every run."""
@@ -245,6 +286,10 @@ class Recorder:
             # A value of this trace (a .grad backward made, say, or a tensor the function
             # made): it now stands for the new value, for every later reader and sink, as
             # its array does in eager mode; nothing outlives the run.
+            if id(tensor) in self.created:
+                previous = self._created_writes.get(id(tensor))
+                self._created_writes[id(tensor)] = (
+                    value, previous[1] if previous else len(self.host))
             tensor._data, tensor._node = value._data, value._node
             tensor._mark_modified()
             return

@@ -305,6 +305,7 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
             original._data = copy._data
             original._mark_modified()
     tensors, treedef = _flatten(result)
+    recorder.settle_created(tensors)
     if not recorder.differentiated and any(t._requires_grad for t in tensors):
         warnings.warn("gg.compile: the function returns a tensor that requires grad; "
                       "compiled results come without a graph — call backward() inside "

@@ -219,7 +219,7 @@ def _feed_of(node, recorder, arg_index):
     if node.op is CONSTANT:
         return Feed("const", tensor._data)
     made = recorder.created.get(id(tensor))
-    if made is not None and made[0] is tensor:  # the function made it: its array as made
+    if made is not None:  # the function made it, and only the call held it: as made
         return Feed("const", made[1])
     return Feed("tensor", tensor)
 

@@ -23,15 +23,21 @@ def captured_step(opt, recorder):
     state = opt.state
     recorder.guard(lambda: opt.state is state, "the optimiser's state was replaced "
                    "(load_state_dict)", key=("optimiser state", id(opt)))
+    positions = {id(p): i for i, p in enumerate(q for g in opt.param_groups
+                                                 for q in g["params"])}
+    idle = [(i, g) for i, g in enumerate(opt.param_groups)
+            if all(p.grad is None for p in g["params"])]
+    if idle:  # groups the update skips: their lr is checked all the same, as eagerly
+        recorder.host_call(lambda: [_check_lr(opt, g, i) for i, g in idle])
     for index, group in enumerate(opt.param_groups):
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             continue
         recorder.guard(_hyper_parameters(opt, group), "an optimiser hyper-parameter "
                        "changed", key=("optimiser group", id(group)))
-        for p, scalars in zip(params, _step_scalars(opt, index, params, recorder),
-                              strict=True):
-            _captured_update(opt, group, p, scalars, recorder)
+        for p, scalars in zip(params, _step_scalars(opt, index, params, recorder,
+                                                    positions), strict=True):
+            _captured_update(opt, group, p, scalars, recorder, positions)
 
 
 def _hyper_parameters(opt, group):
@@ -42,7 +48,7 @@ def _hyper_parameters(opt, group):
     return lambda: (len(group), *map(group.get, keys))
 
 
-def _step_scalars(opt, index, params, recorder):
+def _step_scalars(opt, index, params, recorder, positions):
     """Every parameter's step counter advanced, and the scalars that follow from it, in
     one host call per group and run: [{name: 0-d tensor}] in the order of params. The
     group's lr is checked first, as an eager step checks it: one made negative or NaN
@@ -79,8 +85,8 @@ def _step_scalars(opt, index, params, recorder):
     owner = {f"{key}_{i}": (i, key) for i, p in enumerate(params)
              for key in opt._scalars(group, opt.state[p]["step"])}
     specs = {name: (params[i].dtype, params[i].device) for name, (i, _) in owner.items()}
-    about = {name: (params[i], f"{type(opt).__name__} {key} of {{}}", _position(opt, params[i]))
-             for name, (i, key) in owner.items()}
+    about = {name: (params[i], f"{type(opt).__name__} {key} of {{}}",
+                    f"param {positions[id(params[i])]}") for name, (i, key) in owner.items()}
     per_param = [{} for _ in params]
     for name, t in recorder.scalars(advance, example, specs, retreat, about).items():
         i, key = owner[name]
@@ -88,15 +94,17 @@ def _step_scalars(opt, index, params, recorder):
     return per_param
 
 
-def _captured_update(opt, group, p, scalar_t, recorder):
+def _captured_update(opt, group, p, scalar_t, recorder, positions):
     state = opt.state[p]
     arrays, feeds = {}, {}
     for key, array in state.items():
         if key == "step":
             continue
         t = Tensor._wrap(array, p.dtype, p.device, False)
+        # named after p; where no module call names it, by its place in the optimiser
+        # ("param 0"), as opt.state_dict() numbers it
         feeds[key] = recorder.feed(t, "state", _getter(opt, p, key),
-                                   about=(p, f"{{}}.{key}", _position(opt, p)))
+                                   about=(p, f"{{}}.{key}", f"param {positions[id(p)]}"))
         arrays[key] = t
     fused = fused_update_for(opt, group, p)
     with no_grad():
@@ -108,13 +116,6 @@ def _captured_update(opt, group, p, scalar_t, recorder):
     for key, t in new.items():
         recorder.state(_setter(opt, p, key), t, feeds.get(key))
     recorder.assign(p, value)
-
-
-def _position(opt, p):
-    """A parameter's name where no module names it: its place in the optimiser, as
-    opt.state_dict() numbers it ("param 0")."""
-    every = [q for group in opt.param_groups for q in group["params"]]
-    return f"param {next(i for i, q in enumerate(every) if q is p)}"
 
 
 def _getter(opt, p, key):

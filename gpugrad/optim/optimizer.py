@@ -106,8 +106,7 @@ class Optimizer:
         parameter put into one) traces anew. (lr is read on every run, and checked there:
         see optim.capture.)"""
         self._check_lrs()
-        groups = self.param_groups
-        recorder.guard(lambda: tuple(len(g["params"]) for g in groups),
+        recorder.guard(lambda: tuple(len(g["params"]) for g in self.param_groups),
                        "a parameter group or parameter was added to the optimiser",
                        key=("optimiser groups", id(self)))
 
