@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -173,7 +174,8 @@ def load(path, device=None):
                              f"reads {FORMAT!r})")
         try:
             return _unflatten(index["root"], archive, device)
-        except (ValueError, KeyError, TypeError, AttributeError, OSError, EOFError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OSError, EOFError,
+                zipfile.BadZipFile, zlib.error) as exc:  # (a damaged member, too)
             # A damaged or crafted file (an index that is not JSON, or names a missing
             # array; an object array NumPy refuses to load without pickle): say which.
             raise ValueError(f"{path} is not a readable checkpoint "

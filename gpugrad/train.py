@@ -220,12 +220,13 @@ def run(config, stream=None, results=None):
     gg.manual_seed(config.seed)
     team = start_distributed(config.device) if config.distributed else None
     device = team.device if team else gg.device(config.device)
-    scaler, splits = prepare(config)  # bad data fails here, before any folder is made
-    out = config.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    out = config.out or new_run_folder()
     if team and not team.is_main:  # only rank 0 prints and writes files
         out, stream, results = None, team.output(stream), team.output(results)
     else:
-        refuse_to_overwrite(out, config.overwrite)
+        refuse_to_overwrite(out, config.overwrite)  # before the data's loading and checks
+    scaler, splits = prepare(config)  # bad data fails here, before any folder is made
+    if out:
         os.makedirs(out, exist_ok=True)
     n_classes = num_classes(splits)
     x_train, y_train = splits["train"]
@@ -295,6 +296,16 @@ def warn_if_threads_oversubscribed(on_this_node, stream):
 
 
 RUN_FILES = ("checkpoint.npz", "metrics.json")
+
+
+def new_run_folder():
+    """runs/<date-time>, with -2, -3, ... after it where two runs start in one second."""
+    base = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    out, n = base, 1
+    while os.path.exists(out):
+        n += 1
+        out = f"{base}-{n}"
+    return out
 
 
 def refuse_to_overwrite(out, overwrite):

@@ -99,6 +99,17 @@ def test_a_damaged_or_crafted_checkpoint_is_refused_naming_the_file(tmp_path, ar
     assert reason in str(info.value)
 
 
+def test_a_checkpoint_with_a_damaged_member_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "ck.npz"
+    gg.save({"w": gg.ones(1000)}, path)
+    data = bytearray(path.read_bytes())
+    middle = data.index(b"\x93NUMPY", data.index(b"\x93NUMPY") + 1) + 200  # inside w
+    data[middle:middle + 8] = b"garbage!"
+    path.write_bytes(bytes(data))  # a stored member: its CRC no longer matches
+    with pytest.raises(ValueError, match="ck.npz is not a readable checkpoint"):
+        gg.load(path)
+
+
 def test_saving_into_a_missing_folder_names_the_path_asked_for(tmp_path):
     path = tmp_path / "nowhere" / "ck.npz"
     with pytest.raises(FileNotFoundError, match=f"cannot save to {path}: no folder"):

@@ -206,3 +206,13 @@ def test_processes_sharing_the_cores_are_told_how_to_share_them(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     warn_if_threads_oversubscribed(2, said)  # the launching shell saw to it
     assert said.getvalue() == ""
+
+
+def test_two_runs_started_in_one_second_get_two_folders(tmp_path, monkeypatch):
+    from gpugrad.train import new_run_folder
+
+    monkeypatch.chdir(tmp_path)
+    first = new_run_folder()
+    (tmp_path / first).mkdir(parents=True)
+    second = new_run_folder()
+    assert second.startswith(first) and second != first  # (unless the second ticked over)

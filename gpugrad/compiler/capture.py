@@ -89,6 +89,7 @@ class Recorder:
         self.created = {}
         self._created_writes = {}  # id -> (latest value, len(host) then) of those
         self._created_guards = {}  # id -> (tensor, reason): .grad guards left out
+        self.single_use = False  # a guard that never holds again: the plan serves no run
         self._guard_keys = set()
 
     # --- reads ---------------------------------------------------------------------------
@@ -255,6 +256,7 @@ class Recorder:
         if id(tensor) in self.argument_copies:
             # A plan stores gradients into the tensors it was traced with; an argument
             # is another tensor at every call: such a plan is never reused.
+            self.single_use = True
             self.guard(itertools.count().__next__, _ARGUMENT_GRAD,
                        key=("argument grad", id(tensor)))
         elif tensor._grad is None:  # (guarded here first, to say "accumulated into")

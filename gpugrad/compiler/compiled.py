@@ -47,6 +47,7 @@ class Plan:
         self.result_specs = result_specs
         self.compile_seconds = seconds
         self.origin = "a compiled function"  # named by trace_and_compile
+        self.reusable = True  # False: a guard of it never holds again (see _trace)
 
     @property
     def peak_bytes(self):
@@ -182,7 +183,12 @@ class CompiledFunction:
         # A plan whose guard failed (a module in eval(), .grad None or not) stays beside
         # the new one, as one more variant of its key: the calls that alternate between
         # the two (a .grad cleared every k steps) then trace only once each.
-        variants = self.plans.pop(key, [])
+        variants = []
+        for old in self.plans.pop(key, []):  # (a plan no run can use is not kept)
+            if old.reusable:
+                variants.append(old)
+            else:
+                old.release()
         variants.insert(0, plan)
         if len(variants) > MAX_VARIANTS:
             variants.pop().release()
@@ -328,6 +334,7 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
     plan = Plan(run, source, program, traced, memory, stats, treedef,
                 [(t._dtype, t._device) for t in tensors], time.perf_counter() - start_time)
     plan.origin = f"gg.compile({_name(fn)})"
+    plan.reusable = not recorder.single_use
     if ready is not None:  # a graph-ready plan writes into the arrays it reads: results
         # of this call (a .grad, a parameter) must not be those arrays
         tensors = [Tensor._wrap(t._data.copy(), t._dtype, t._device, False) for t in tensors]
