@@ -11,6 +11,7 @@ from .backends import default_device, transfer
 from .backends import device as as_device
 from .errors import DTypeError, ShapeError
 from .mode import state as _state
+from .spec import whole_number
 from .tensor import Tensor
 
 
@@ -73,7 +74,7 @@ def _shape(shape, keyword=None):
         shape = keyword if isinstance(keyword, (tuple, list)) else (keyword,)
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    out = tuple(int(d) for d in shape)
+    out = tuple(whole_number(d, "a size in a shape") for d in shape)
     if any(d < 0 for d in out):
         raise ShapeError(f"a shape cannot have negative sizes, got {out}")
     return out

@@ -1,6 +1,7 @@
 """Spec: what is known of a tensor without its values (shape, dtype, device); and
 array_namespace, the array library an array belongs to."""
 
+import operator
 from typing import NamedTuple
 
 
@@ -23,3 +24,11 @@ def array_namespace(*arrays):
     if module == "array_api_strict":
         return as_device("array_api_strict").backend.xp
     raise TypeError(f"not an array gpugrad knows: {type(arrays[0]).__name__}")
+
+
+def whole_number(value, what):
+    """A size given as an int (or a NumPy int), as an int: int(2.5) would cut it to 2
+    without a word. Floats (3.0 too) and bools are refused, as PyTorch refuses them."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{what} must be an integer, got {value!r} ({type(value).__name__})")
+    return operator.index(value)

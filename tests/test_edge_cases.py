@@ -281,6 +281,8 @@ def test_creation_takes_the_shape_as_sizes_a_tuple_or_shape_and_refuses_negative
             make(2, -1)
         with pytest.raises(TypeError, match="not both"):
             make(2, shape=(2,))
+        with pytest.raises(TypeError, match="must be an integer, got 2.5"):
+            make(2.5)  # int() would cut it to 2 without a word
     assert gg.full(shape=(2,), fill_value=7.0).numpy().tolist() == [7.0, 7.0]
 
 

@@ -1,13 +1,13 @@
 """Batches for training: a DataLoader over arrays, a train/validation split, and
 standardisation with statistics from the training set only."""
 
-import operator
 
 import numpy as np
 
 from ..backends import device as as_device
 from ..backends import host_generator
 from ..creation import tensor
+from ..spec import whole_number
 from ..tensor import Tensor
 
 
@@ -21,16 +21,12 @@ class DataLoader:
 
     def __init__(self, x, y=None, batch_size=32, shuffle=False, seed=None, drop_last=False,
                  device=None):
-        # An int or a NumPy int: int(2.5) would give batches of 2 without a word; floats
-        # (3.0 too) and bools are refused, as PyTorch's DataLoader refuses them.
-        if isinstance(batch_size, bool) or not hasattr(type(batch_size), "__index__"):
-            raise TypeError(f"batch_size must be an integer, got {batch_size!r} "
-                            f"({type(batch_size).__name__})")
+        batch_size = whole_number(batch_size, "batch_size")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = as_device(device)
         self.x, self.y = samples_on(x, y, self.device)
-        self.batch_size = operator.index(batch_size)
+        self.batch_size = batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
         # Without a seed of its own, the order follows gg.manual_seed.
         self._rng = np.random.default_rng(host_generator().integers(2**63) if seed is None

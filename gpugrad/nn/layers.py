@@ -6,6 +6,7 @@ import operator
 from ..creation import rand, zeros
 from ..ops import elementwise as ew
 from ..ops.linalg import linear, matmul
+from ..spec import whole_number
 from .init import INITIALISERS
 from .module import Module, check_child_name, replace_children
 
@@ -18,8 +19,8 @@ class Linear(Module):
         super().__init__()
         if init not in INITIALISERS:
             raise ValueError(f"unknown init {init!r}; use one of {sorted(INITIALISERS)}")
-        self.in_features = _whole(in_features, "Linear's in_features")
-        self.out_features = _whole(out_features, "Linear's out_features")
+        self.in_features = whole_number(in_features, "Linear's in_features")
+        self.out_features = whole_number(out_features, "Linear's out_features")
         if self.in_features < 1 or self.out_features < 1:
             raise ValueError(f"Linear needs positive sizes, got in_features={in_features}, "
                              f"out_features={out_features}")
@@ -39,15 +40,6 @@ class Linear(Module):
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, " \
                f"bias={self.bias is not None}"
-
-
-def _whole(value, what):
-    """A size given as an int (or a NumPy int): int(2.5) would cut it to 2 without a
-    word. Floats, 3.0 too, and bools are refused, as PyTorch refuses them."""
-    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
-        raise TypeError(f"{what} must be an integer, got {value!r} "
-                        f"({type(value).__name__})")
-    return operator.index(value)
 
 
 def _module_or_error(owner, how, module):
@@ -324,7 +316,7 @@ class MLP(Sequential):
 
     def __init__(self, sizes, activation="relu", output=None, dropout=0.0, init=None,
                  dtype=None, device=None):
-        sizes = [_whole(s, "an MLP's layer size") for s in sizes]
+        sizes = [whole_number(s, "an MLP's layer size") for s in sizes]
         if len(sizes) < 2:
             raise ValueError(f"an MLP needs at least an input and an output size, got {sizes}")
         if activation not in ACTIVATIONS:
