@@ -1107,3 +1107,11 @@ def test_mlp_with_sigmoid_hidden_units_learns_xor_by_gradient_descent():
     accuracy = ((prob > 0.5) == (labels > 0.5)).mean()
     assert accuracy == 1.0, prob
     assert final_loss < 0.1 < first_loss
+
+
+def test_children_lists_each_submodule_once_and_a_shared_layer_still_runs_twice():
+    shared = nn.Linear(2, 2)
+    seq = nn.Sequential(shared, nn.ReLU(), shared)
+    assert seq.children() == [shared, seq[1]]  # as PyTorch's children()
+    x = gg.randn(3, 2)
+    np.testing.assert_array_equal(seq(x).numpy(), shared(seq[1](shared(x))).numpy())

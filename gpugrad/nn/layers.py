@@ -163,7 +163,7 @@ class Sequential(_ModuleSequence):
         return Sequential(dict(items))
 
     def forward(self, x):
-        for module in self.children():
+        for module in self:  # every entry in order: a module held twice runs twice
             x = module(x)
         return x
 

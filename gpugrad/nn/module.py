@@ -109,7 +109,8 @@ class Module:
                 yield key, module
 
     def children(self):
-        return [getattr(self, k) for k, kind in self._order.items() if kind == "module"]
+        """The direct submodules, each once, as PyTorch's children()."""
+        return [m for _, m in self.named_children()]
 
     def _named_tensors(self, kinds, every_path=False):
         for prefix, module in _walk(self, "", every_path):
