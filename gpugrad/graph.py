@@ -160,8 +160,8 @@ class Graph:
         """A self-contained HTML viewer (no network): layers, pan and zoom, search, a
         node's details on a click, the backward pass beside the forward, module scopes
         that collapse into one box (collapse=None: collapsed when the graph has more than
-        2,000 nodes; True or False to choose). Written to `path` (returned), or the page's
-        text without one."""
+        2,000 nodes; True or False to choose). Returns the page's text (its repr one
+        line), also written to `path` if given."""
         from .viz import to_html
 
         return to_html(self, path, title=title, collapse=collapse)
@@ -177,8 +177,8 @@ class Graph:
                 'sandbox="allow-scripts"></iframe>')
 
     def to_json(self, path=None):
-        """Node-link JSON (networkx's format), for any graph tool: written to `path`
-        (returned), or the text without one."""
+        """Node-link JSON (networkx's format), for any graph tool: its text, also written
+        to `path` if given."""
         from .viz import to_json
 
         return to_json(self, path)

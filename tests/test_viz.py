@@ -60,9 +60,13 @@ def test_without_graphviz_render_says_how_to_install_it(tmp_path):
 
 def test_node_link_json_holds_every_node_and_edge(tmp_path):
     graph, _ = training_step_graph()
-    assert graph.to_json(tmp_path / "g.json") == tmp_path / "g.json"  # the path, as render
-    assert graph.to_html(tmp_path / "g.html") == tmp_path / "g.html"
-    data = json.loads((tmp_path / "g.json").read_text())
+    text = graph.to_json(tmp_path / "g.json")
+    assert text == (tmp_path / "g.json").read_text()
+    page = graph.to_html(tmp_path / "g.html")
+    assert page == (tmp_path / "g.html").read_text() and "<svg" in page
+    # At a prompt, the returned text shows as one line, not the whole page.
+    assert repr(page) == f"<HTML page: {len(page):,} characters, written to {tmp_path / 'g.html'}>"
+    data = json.loads(text)
     assert len(data["nodes"]) == len(graph) and len(data["edges"]) == graph.nx.number_of_edges()
     assert {n["op"] for n in data["nodes"]} >= {"linear", "relu", "cross_entropy", "mean"}
     assert json.loads(graph.to_json()) == data  # without a path: the text

@@ -15,18 +15,31 @@ def _plain(value):
 
 
 def to_json(graph, path=None):
-    """The graph as node-link JSON (networkx's format): its text, or, given `path`,
-    written there and the path returned. Nodes carry their attributes (see
-    gpugrad.graph), what gg.profile recorded included (stats as {"min", "max", "mean",
-    "norm", "nan", "inf", "zeros", "size"}); the graph carries "scopes", {module scope
-    path: class name}."""
+    """The graph as node-link JSON (networkx's format): its text (a str with a one-line
+    repr), written to `path` if given. Nodes carry their attributes (see gpugrad.graph),
+    what gg.profile recorded included (stats as {"min", "max", "mean", "norm", "nan",
+    "inf", "zeros", "size"}); the graph carries "scopes", {module scope path: class
+    name}."""
     data = nx.node_link_data(graph.refresh(), edges="edges")
     text = json.dumps(data, default=_plain, indent=1)
-    if path is None:
-        return text
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    if path is not None:
+        with open(path, "w") as f:
+            f.write(text)
+    return Text(text, "JSON", path)
+
+
+class Text(str):
+    """A page or document as text, as a str in every way but its repr: one line, so
+    that `g.to_html("g.html")` typed at a prompt does not print the whole page."""
+
+    def __new__(cls, text, kind, path=None):
+        self = super().__new__(cls, text)
+        self.kind, self.path = kind, path
+        return self
+
+    def __repr__(self):
+        where = f", written to {self.path}" if self.path is not None else ""
+        return f"<{self.kind}: {len(self):,} characters{where}>"
 
 
 def to_graphml(graph, path):

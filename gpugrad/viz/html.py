@@ -17,6 +17,8 @@ page for what is visible (a linear pass, no recursion), each time a box opens or
 import html
 import json
 
+from .export import Text
+
 COLLAPSE_ABOVE = 2000  # nodes; larger graphs open with every module scope collapsed
 
 _PAGE = """<!DOCTYPE html>
@@ -523,14 +525,13 @@ def page_data(graph, collapse=None):
 
 
 def to_html(graph, path=None, title="gpugrad graph", collapse=None):
-    """The self-contained viewer page: its text, or, given `path`, written there and the
-    path returned (as render does: a REPL then echoes the path, not megabytes of page).
-    collapse: open with every module scope collapsed (None: when the graph has more than
-    COLLAPSE_ABOVE nodes)."""
+    """The self-contained viewer page's text (a str whose repr is one line, so that a
+    REPL does not echo megabytes of page), written to `path` if given. collapse: open
+    with every module scope collapsed (None: when the graph has more than COLLAPSE_ABOVE
+    nodes)."""
     data = json.dumps(page_data(graph, collapse)).replace("</", "<\\/")  # safe in <script>
     page = _PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
-    if path is None:
-        return page
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
-    return path
+    if path is not None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(page)
+    return Text(page, "HTML page", path)
