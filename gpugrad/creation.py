@@ -83,8 +83,7 @@ def _shape(shape, keyword=None):
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
     """A tensor of `shape` filled with `fill_value` (float32 unless dtype says)."""
     shape = _shape(shape if isinstance(shape, (tuple, list)) else (shape,))
-    if isinstance(fill_value, np.generic):  # a NumPy scalar is the number it holds
-        fill_value = fill_value.item()
+    fill_value = dtypes.python_number(fill_value)
     if dtype is None:
         dtype = dtypes.scalar_dtype(fill_value, dtypes.bool_) \
             if not isinstance(fill_value, float) else dtypes.DEFAULT_FLOAT

@@ -86,3 +86,12 @@ def host_dtype(array, from_python):
     if dt.kind in "OUSV" or dt.kind == "c":
         raise DTypeError(f"cannot make a tensor of dtype {dt}")
     return as_dtype(dt)
+
+
+def python_number(value):
+    """A NumPy scalar (or 0-d NumPy array) as the Python number it holds, which then
+    takes a tensor's dtype as a Python number does (np.float64(0.5) must not widen a
+    float32 result); anything else as it is."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value

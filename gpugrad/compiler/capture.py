@@ -166,9 +166,9 @@ class Recorder:
             self.grads[owner] = value
 
     def made(self, tensor):
-        """tensor was made inside the function (see self.created)."""
-        backend = tensor._device.backend
-        self.created[id(tensor)] = (tensor, backend.astype(tensor._data, tensor._dtype))
+        """tensor was made inside the function (see self.created). Its array stays as
+        made: an in-place update inside the trace gives the tensor a new one (assign)."""
+        self.created[id(tensor)] = (tensor, tensor._data)
 
     def settle_created(self, results):
         """After the function returned: a tensor it made that something else still holds

@@ -36,7 +36,7 @@ class Plan:
     """One compiled version of a function: for one kind of arguments."""
 
     def __init__(self, run, source, program, traced, memory, pass_stats, treedef,
-                 result_specs, seconds):
+                 result_specs, seconds, origin="a compiled function", reusable=True):
         self.run = run
         self.code = source
         self.program = program
@@ -46,8 +46,8 @@ class Plan:
         self.treedef = treedef
         self.result_specs = result_specs
         self.compile_seconds = seconds
-        self.origin = "a compiled function"  # named by trace_and_compile
-        self.reusable = True  # False: a guard of it never holds again (see _trace)
+        self.origin = origin  # what its results' .graph names: "gg.compile(step)"
+        self.reusable = reusable  # False: a guard of it never holds again (see _trace)
 
     @property
     def peak_bytes(self):
@@ -199,8 +199,9 @@ class CompiledFunction:
         return result
 
     def _drop_oldest(self):
-        """Keep at most max_plans plans (each holds its constants, and on CUDA a graph's
-        memory): the least recently used goes, and the first time a warning says so."""
+        """Keep plans for at most max_plans kinds of arguments (each plan holds its
+        constants, and on CUDA a graph's memory): the least recently used kind's go, and
+        the first time a warning says so."""
         key = next(iter(self.plans))
         for plan in self.plans.pop(key):
             plan.release()
@@ -332,9 +333,8 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
             exec(builtins.compile(source, f"<gg.compile {_name(fn)}>", "exec"), namespace)
             run = namespace["run"]
     plan = Plan(run, source, program, traced, memory, stats, treedef,
-                [(t._dtype, t._device) for t in tensors], time.perf_counter() - start_time)
-    plan.origin = f"gg.compile({_name(fn)})"
-    plan.reusable = not recorder.single_use
+                [(t._dtype, t._device) for t in tensors], time.perf_counter() - start_time,
+                origin=f"gg.compile({_name(fn)})", reusable=not recorder.single_use)
     if ready is not None:  # a graph-ready plan writes into the arrays it reads: results
         # of this call (a .grad, a parameter) must not be those arrays
         tensors = [Tensor._wrap(t._data.copy(), t._dtype, t._device, False) for t in tensors]

@@ -157,11 +157,8 @@ def _class_index(name, class_index, ref):
             f"class indices of shape {tuple(class_index.shape)} for a batch of "
             f"{ref.shape[0]} (input of shape {tuple(ref.shape)}); expected shape "
             f"({ref.shape[0]},)"))
-    classes = ref.shape[-1]
-    data = class_index._data
-    xp = class_index.device.backend.xp
-    if class_index.size and bool(xp.any((data < 0) | (data >= classes))):  # one read
-        raise _annotate(name, OutOfBoundsError(
-            f"class indices must be in [0, {classes}) for {classes} classes; got values "
-            f"from {int(xp.min(data))} to {int(xp.max(data))}"))
+    wrong = _loss.class_indices_outside(class_index.device.backend.xp, class_index._data,
+                                        ref.shape[-1])
+    if wrong:
+        raise _annotate(name, OutOfBoundsError(wrong))
     return class_index

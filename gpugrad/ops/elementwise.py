@@ -169,7 +169,7 @@ def clip_values(x, lo=None, hi=None):
     """x clipped to [lo, hi]; an integer tensor with a float bound is clipped as float32
     (the dtype a float scalar gives an integer tensor). NumPy scalar bounds act as the
     Python numbers they hold (np.float64(0.5) must not widen a float32 result)."""
-    lo, hi = _python_number(lo), _python_number(hi)
+    lo, hi = dtypes.python_number(lo), dtypes.python_number(hi)
     if isinstance(lo, Tensor) or isinstance(hi, Tensor):
         return _clip_by_tensors(x, lo, hi)
     if isinstance(x, Tensor) and x.dtype.kind != "f" and \
@@ -188,13 +188,6 @@ def _clip_by_tensors(x, lo, hi):
     if hi is not None:
         y = where(y > hi, hi, y)
     return y
-
-
-def _python_number(value):
-    """A NumPy scalar (or 0-d array) as its Python number; anything else as it is."""
-    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
-        return value.item()
-    return value
 
 
 def _logaddexp_vjp(ctx, g):

@@ -222,15 +222,21 @@ cross_entropy_with_grad = OpDef(
     doc="(cross_entropy, cross_entropy_backward) sharing one softmax.")
 
 
+def class_indices_outside(xp, target, classes):
+    """What is wrong with class indices `target` for `classes` classes (outside [0,
+    classes)), in words, or None: one read of the array on the host."""
+    if target.size and bool(xp.any((target < 0) | (target >= classes))):
+        return (f"class indices must be in [0, {classes}) for {classes} classes; got values "
+                f"from {int(xp.min(target))} to {int(xp.max(target))}")
+    return None
+
+
 def _check_class_indices(xp, *arrays, label_smoothing=0.0):
     """The class indices (the last input) are in [0, C) for logits (the one before) of
     C classes: F.cross_entropy checks it on the host, which a compiled plan skips."""
-    logits, target = arrays[-2], arrays[-1]
-    classes = logits.shape[-1]
-    if target.size and bool(((target < 0) | (target >= classes)).any()):
-        raise OutOfBoundsError(f"cross_entropy: class indices must be in [0, {classes}) for "
-                               f"{classes} classes; got values from {int(target.min())} to "
-                               f"{int(target.max())}")
+    wrong = class_indices_outside(xp, arrays[-1], arrays[-2].shape[-1])
+    if wrong:
+        raise OutOfBoundsError(f"cross_entropy: {wrong}")
 
 
 for _op in (cross_entropy, cross_entropy_backward, cross_entropy_with_grad):
@@ -244,10 +250,9 @@ def _checked_infer(target, *, classes):
 
 
 def _check_range(xp, target, *, classes):
-    if target.size and bool(((target < 0) | (target >= classes)).any()):
-        raise OutOfBoundsError(f"nll_loss: class indices must be in [0, {classes}) for "
-                               f"{classes} classes; got values from {int(target.min())} to "
-                               f"{int(target.max())}")
+    wrong = class_indices_outside(xp, target, classes)
+    if wrong:
+        raise OutOfBoundsError(f"nll_loss: {wrong}")
 
 
 checked_class_indices = define(

@@ -191,7 +191,7 @@ def apply(op, args, attrs):
         _watch(op, args, attrs, result, requires_grad, backend)
     elif requires_grad:
         _record(op, args, attrs, result, requires_grad)
-    if result._node is None:
+    else:
         result._made_by = op  # made with nothing recorded: t.graph says so, not "input"
     return result
 
@@ -205,6 +205,8 @@ def _watch(op, args, attrs, result, requires_grad, backend):
         _record(op, args, attrs, result, requires_grad)
         if state.capture is not None:
             state.capture.note_leaves(args)
+    else:
+        result._made_by = op  # (as in apply)
     if state.profiler is not None:
         state.profiler.forward(op, result, args)
 
