@@ -145,6 +145,7 @@ def _cmd_ops(args):
     if samples is None:
         raise ValueError(f"{args.name} has attributes without defaults; check it from "
                          "Python with gg.testing.opcheck(op, inputs, attrs)")
+    _check_samples_suit(op, samples)
     try:
         report = opcheck(op, samples)
     except OpcheckError as exc:
@@ -153,6 +154,23 @@ def _cmd_ops(args):
     for check, result in report.items():
         print(f"{args.name}: {check}: {result}")
     return 0
+
+
+def _check_samples_suit(op, samples):
+    """The default samples (float64 (3, 4) arrays) run through the op once: an op that
+    needs other inputs (matmul, reshape, where) is not checkable from here, which is not
+    a failed check."""
+    import numpy as np
+
+    from .creation import tensor
+
+    try:
+        op(*[tensor(s, dtype=np.float64) for s in samples])
+    except Exception as exc:
+        raise ValueError(
+            f"{op.name} does not take the default samples ({len(samples)} float64 "
+            f"array(s) of shape (3, 4)): {exc}; check it from Python with "
+            "gg.testing.opcheck(op, inputs, attrs)") from None
 
 
 def _import_function(spec, option):

@@ -4,7 +4,6 @@ import numpy as np
 
 from .creation import tensor
 from .errors import DTypeError, GpugradError, GradcheckError
-from .mode import no_grad
 from .scheduler import grad as autograd_grad
 from .tensor import Tensor
 
@@ -19,17 +18,22 @@ def _outputs(fn, inputs):
 
 
 def _flat_outputs(fn, inputs):
-    with no_grad():
-        return np.concatenate([o.numpy().astype(np.float64).ravel()
-                               for o in _outputs(fn, inputs)])
+    # With gradients on: fn may compute gradients itself (gg.grad with create_graph),
+    # which is how second derivatives are checked.
+    return np.concatenate([o.numpy().astype(np.float64).ravel()
+                           for o in _outputs(fn, inputs)])
 
 
 def _perturbed(inputs, which, delta):
-    """Inputs with `delta` (a host array) added to input `which` (same device)."""
+    """Inputs with `delta` (a host array) added to input `which` (same device), wherever
+    that tensor is passed: f(x, x) moves both arguments, as x moving does."""
     out = list(inputs)
     x = inputs[which]
-    moved = x.numpy() + delta.reshape(x.shape)
-    out[which] = tensor(moved, dtype=x.dtype, device=x.device, requires_grad=True)
+    moved = tensor(x.numpy() + delta.reshape(x.shape), dtype=x.dtype, device=x.device,
+                   requires_grad=True)
+    for j, y in enumerate(inputs):
+        if y is x:
+            out[j] = moved
     return out
 
 
@@ -87,7 +91,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0,
             f"gradcheck: no input requires grad (inputs: {listed}), so there is nothing to "
             "check; pass float64 tensors with requires_grad=True, e.g. "
             "gg.tensor(values, dtype='float64', requires_grad=True)")
-    inputs = [_in_float64(x) if i in diff else x for i, x in enumerate(inputs)]
+    copies = {}  # one float64 copy per tensor, however often it is passed
+    inputs = [copies.setdefault(id(x), _in_float64(x)) if i in diff else x
+              for i, x in enumerate(inputs)]
     n_out = _flat_outputs(fn, inputs).size
     rng = np.random.default_rng(seed)
     projections = [rng.standard_normal(n_out)] if fast else list(np.eye(n_out))

@@ -16,7 +16,14 @@ def array_namespace(*arrays):
     kernels see it: write kernels against it and they run on every backend."""
     from .backends import device as as_device
 
-    module = type(arrays[0]).__module__.split(".")[0]
+    if not arrays:
+        raise TypeError("array_namespace needs at least one array")
+    modules = {type(a).__module__.split(".")[0] for a in arrays}
+    if len(modules) > 1:
+        kinds = ", ".join(sorted({f"{type(a).__module__}.{type(a).__name__}" for a in arrays}))
+        raise TypeError(f"arrays of different libraries ({kinds}) have no common "
+                        "namespace; a kernel gets arrays of one device")
+    module = modules.pop()
     if module == "numpy":
         return as_device("cpu").backend.xp
     if module == "cupy":

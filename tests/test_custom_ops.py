@@ -72,6 +72,15 @@ def test_it_runs_on_every_device_through_the_array_namespace():
     assert x.grad.device == "array_api_strict"
 
 
+def test_array_namespace_needs_arrays_of_one_library():
+    array_api_strict = pytest.importorskip("array_api_strict")
+    assert gg.array_namespace(np.ones(2), np.zeros(3)) is np
+    with pytest.raises(TypeError, match="at least one array"):
+        gg.array_namespace()
+    with pytest.raises(TypeError, match="different libraries"):
+        gg.array_namespace(np.ones(2), array_api_strict.ones(2))
+
+
 def test_a_per_device_kernel_replaces_the_generic_forward_there():
     calls = []
 
@@ -119,6 +128,55 @@ def test_a_kernel_returning_the_wrong_shape_dtype_or_device_names_the_op():
         liar(x, mode="dtype")
     with pytest.raises(gg.DeviceError, match="not an array of array_api_strict"):
         liar(gg.ones(2, device="array_api_strict"), mode="device")
+
+
+@pytest.mark.parametrize("dtype", ["float64", np.float64, np.dtype("float64")],
+                         ids=["name", "type", "dtype"])
+def test_a_shape_rule_may_give_its_dtype_as_a_name_type_or_dtype(dtype):
+    @gg.custom_op("test_custom::widen", replace=True)
+    def widen(x):
+        return gg.array_namespace(x).astype(x, "float64")
+
+    @widen.register_shape
+    def _(x):
+        return gg.Spec(x.shape, dtype, x.device)
+
+    y = widen(gg.ones(2, requires_grad=True))
+    assert y.dtype == np.dtype("float64") and isinstance(y.dtype, np.dtype)
+    assert (y + 1.0).numpy().tolist() == [2.0, 2.0]  # later ops read the dtype
+
+
+def test_a_kernel_returning_a_dtype_gpugrad_lacks_is_refused_at_the_op():
+    @gg.custom_op("test_custom::to_complex", replace=True)
+    def to_complex(x):
+        return x.astype("complex64")
+
+    with pytest.raises(gg.DTypeError, match="test_custom::to_complex: the kernel returned "
+                                            "dtype complex64, which gpugrad does not support"):
+        to_complex(gg.ones(2))
+
+
+def test_calls_that_cannot_work_name_the_op():
+    swish = make_swish("test_custom::calls")
+    with pytest.raises(TypeError, match="test_custom::calls takes at least one tensor"):
+        swish()
+    with pytest.raises(TypeError, match="attribute beta= is a Tensor"):
+        swish(gg.ones(2), beta=gg.tensor(2.0))
+
+
+def test_errors_inside_the_shape_function_and_the_vjp_name_the_op_and_line():
+    swish = make_swish("test_custom::buggy")
+    swish.register_shape(lambda x, *, beta=1.0: x.shapee)
+    with pytest.raises(AttributeError, match=r"test_custom::buggy: its shape function "
+                                             r"raised AttributeError: .*shapee.*test_custom"):
+        swish(gg.ones(2))
+    swish = make_swish("test_custom::buggy_vjp")
+    swish.register_vjp(lambda ctx, grad: (grad * ctx.inputz[0],))
+    y = swish(gg.ones(2, requires_grad=True)).sum()  # the op's line, named below
+    with pytest.raises(AttributeError, match=r"test_custom::buggy_vjp: its VJP raised "
+                                             r"AttributeError: .*inputz.*op created at "
+                                             r"test_custom_ops.py:\d+"):
+        y.backward()
 
 
 def test_a_vjp_returning_the_wrong_number_or_shape_of_gradients_names_the_op():
@@ -173,6 +231,7 @@ def test_opcheck_passes_a_correct_op_and_reports_each_check():
     report = opcheck(swish, [np.linspace(-2, 2, 7)], {"beta": 1.5})
     assert report["inference"] == "ok"
     assert report["gradcheck"] == "ok" and report["gradcheck (fast)"] == "ok"
+    assert report["gradgradcheck"] == "ok"
     assert report["cuda vs cpu"].startswith("ok" if gg.cuda.is_available() else "skipped")
 
 
@@ -185,6 +244,27 @@ def test_opcheck_catches_a_wrong_vjp_and_a_wrong_shape_rule():
     swish.register_shape(lambda x, beta=1.0: gg.Spec((1,), x.dtype, x.device))
     with pytest.raises(OpcheckError, match="inference"):
         opcheck(swish, [np.linspace(-2, 2, 7)])
+
+
+def test_opcheck_catches_a_vjp_without_a_second_derivative():
+    # Right first derivatives, computed on the host: a second derivative through it is
+    # silently zero, which gradgradcheck finds.
+    swish = make_swish("test_custom::host_vjp")
+
+    @swish.register_vjp
+    def _(ctx, grad):
+        x = ctx.inputs[0].numpy()
+        s = 1 / (1 + np.exp(-x))
+        return (grad * gg.tensor(s * (1 + x * (1 - s)), dtype=grad.dtype),)
+
+    with pytest.raises(OpcheckError, match="gradgradcheck") as excinfo:
+        opcheck(swish, [np.linspace(-2, 2, 7)])
+    assert "gradcheck (fast)" not in str(excinfo.value)  # the first order is right
+
+
+def test_opcheck_needs_sample_inputs():
+    with pytest.raises(TypeError, match="no sample inputs"):
+        opcheck(make_swish("test_custom::no_samples"), [])
 
 
 def test_opcheck_works_on_built_in_ops_too():
@@ -289,6 +369,20 @@ def test_its_vjp_is_checked_whichever_outputs_are_used(use):
     polar = make_polar("test_custom::polar2")
     pick = {"both": lambda r, t: r * t, "radius": lambda r, t: r, "angle": lambda r, t: t}
     assert gg.gradcheck(lambda x, y: pick[use](*polar(x, y)), list(points()))
+
+
+def test_anomaly_detection_and_the_profiler_see_each_output():
+    polar = make_polar("test_custom::polar_watched")
+    x = gg.tensor([1.0, np.nan], dtype="float64", requires_grad=True)
+    y = gg.tensor([1.0, 1.0], dtype="float64", requires_grad=True)
+    with gg.detect_anomaly(), pytest.raises(gg.AnomalyError,
+                                            match=r"test_custom::polar_watched: its "
+                                                  r"output 0 has 1 NaN"):
+        polar(x, y)
+    with gg.profile() as prof:
+        r, theta = polar(*points())
+    assert "time" in r._node.meta and "bytes" in theta._node.meta
+    assert [rec["op"] for rec in prof.records] == ["test_custom::polar_watched"] * 2
 
 
 def test_an_output_can_be_non_differentiable():

@@ -88,3 +88,14 @@ def test_ops_check_of_a_built_in_op():
     result = run("-m", "gpugrad", "ops", "check", "gpugrad::sigmoid")
     assert result.returncode == 0, result.stderr
     assert "gpugrad::sigmoid: inference: ok" in result.stdout
+    assert "gpugrad::sigmoid: gradgradcheck: ok" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["gpugrad::matmul", "gpugrad::where"])
+def test_ops_check_says_when_the_default_samples_do_not_suit_the_op(name):
+    # Two (3, 4) arrays cannot be multiplied, and where's condition is a bool: that is
+    # not a failed check (exit 1 as any error, but no "failed opcheck").
+    result = run("-m", "gpugrad", "ops", "check", name)
+    assert result.returncode == 1 and "failed" not in result.stderr
+    assert f"{name} does not take the default samples" in result.stderr
+    assert "gg.testing.opcheck(op, inputs, attrs)" in result.stderr

@@ -58,6 +58,22 @@ def test_kernels_are_unwrapped_after_the_block():
     assert not gg.mode.state.special
 
 
+def test_a_kernel_registered_inside_the_block_stays_registered():
+    @gg.custom_op("test_profile::late", replace=True)
+    def late(x):
+        return x + 1
+
+    with gg.profile():
+        @late.register_kernel("cpu")
+        def _(x):
+            return x + 100
+
+        assert late(gg.zeros(1)).item() == 100.0
+    assert late(gg.zeros(1)).item() == 100.0  # not put back to the generic kernel
+    assert not any(hasattr(k, "__wrapped__") for op in REGISTRY.values()
+                   for k in [op.forward, *op.kernels.values()])
+
+
 # --- value and gradient statistics: gg.profile(stats=True) ------------------------------------
 def numpy_stats(array):
     """What the statistics of an array should be, computed with NumPy alone."""

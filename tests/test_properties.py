@@ -376,3 +376,38 @@ def test_gradcheck_refuses_to_check_nothing_when_no_input_requires_grad(inputs):
         gg.gradcheck(lambda *xs: sum(x * 2.0 for x in xs), inputs)
     assert isinstance(excinfo.value, gg.GpugradError)
     assert "requires_grad=True" in str(excinfo.value) and "float64" in str(excinfo.value)
+
+
+def test_gradcheck_checks_second_derivatives_through_gg_grad():
+    """A function that differentiates (gg.grad with create_graph=True) is checked like
+    any other: its finite differences run with gradients on, so the second derivative
+    of x sigmoid(x) is checked, and a VJP that is wrong only in its own derivative (it
+    detaches) is caught."""
+    x = gg.tensor([0.3, -0.7, 1.2], dtype="float64", requires_grad=True)
+
+    def first_derivative(op):
+        return lambda t: gg.grad(op(t).sum(), [t], create_graph=True)[0]
+
+    assert gg.gradcheck(first_derivative(lambda t: t * t.sigmoid()), [x]) is True
+    swish = gg.custom_op("test_properties::swish_detached_vjp", replace=True)(
+        lambda a: a / (1 + np.exp(-a)))
+
+    @swish.register_vjp
+    def _(ctx, grad):  # right values, but built from a host copy: no second derivative
+        s = 1 / (1 + np.exp(-ctx.inputs[0].numpy()))
+        return (grad * gg.tensor(s * (1 + ctx.inputs[0].numpy() * (1 - s))),)
+
+    assert gg.gradcheck(swish, [x]) is True
+    with pytest.raises(gg.GradcheckError, match="analytical"):
+        gg.gradcheck(first_derivative(swish), [x])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gradcheck_moves_a_tensor_passed_twice_everywhere_it_is_passed(dtype):
+    # f(x, x) = x * x: its gradient is 2x; moving one argument alone would measure x.
+    x = gg.tensor([0.5, -1.5, 2.0], dtype=dtype, requires_grad=True)
+    assert gg.gradcheck(lambda a, b: a * b, [x, x]) is True
+    half = gg.custom_op("test_properties::square_half_vjp", replace=True)(lambda a, b: a * b)
+    half.register_vjp(lambda ctx, grad: (grad * ctx.inputs[1], grad * 0.0))  # forgets b
+    with pytest.raises(gg.GradcheckError):
+        gg.gradcheck(half, [x, x])

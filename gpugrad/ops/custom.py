@@ -74,6 +74,7 @@ class CustomOp(OpDef):
             # The op called by its own defvjp fwd, on backend arrays (JAX's idiom,
             # fwd = lambda x: (f(x), residuals)): the forward itself, not a new node.
             return self._user_forward(*inputs, **attrs)
+        _check_call(self, inputs, attrs)
         if self.num_outputs > 1:
             return apply_multi(self, inputs, attrs)
         if self._residual_fwd is None:
@@ -124,8 +125,8 @@ class CustomOp(OpDef):
         with gpugrad ops; ctx.inputs, ctx.output (Tensors), ctx.attrs (dict)."""
         if not self._wants_grad:
             raise GraphError(f"{self.name} was declared differentiable=False")
-        self._user_vjp = fn
-        self.vjp = fn if self.num_outputs == 1 else self._vjp_of_one_output
+        self._user_vjp = _named_errors(self, "VJP", fn)
+        self.vjp = self._user_vjp if self.num_outputs == 1 else self._vjp_of_one_output
         return fn
 
     def _vjp_of_one_output(self, ctx, grad):
@@ -167,18 +168,30 @@ class CustomOp(OpDef):
     def _infer(self, *inputs, **attrs):
         if self._shape_fn is None:
             return None, None  # known once the kernel ran (see _check_output)
-        spec = self._shape_fn(*[Spec(t.shape, t.dtype, t.device) for t in inputs], **attrs)
-        return _shape_and_dtype(spec)
+        return _shape_and_dtype(self._specs(inputs, attrs))
 
     def infer_outputs(self, *inputs, **attrs):
         """[(shape, dtype)] per output, or None without a shape function."""
         if self._shape_fn is None:
             return None
-        specs = self._shape_fn(*[Spec(t.shape, t.dtype, t.device) for t in inputs], **attrs)
+        specs = self._specs(inputs, attrs)
         if not isinstance(specs, (tuple, list)) or len(specs) != self.num_outputs:
             raise ShapeError(f"the shape function must return {self.num_outputs} gg.Specs, "
                              f"one per output; got {specs!r}")
         return [_shape_and_dtype(s) for s in specs]
+
+    def _specs(self, inputs, attrs):
+        """The shape function's answer; its own errors (a wrong attribute, a bug in it)
+        name the op and the user's line, as the kernel's do."""
+        try:
+            return self._shape_fn(*[Spec(t.shape, t.dtype, t.device) for t in inputs],
+                                  **attrs)
+        except GpugradError:
+            raise
+        except Exception as exc:
+            raise _retyped(exc, f"{self.name}: its shape function raised "
+                                f"{type(exc).__name__}: {exc} (at "
+                                f"{format_site(user_site(2))})") from exc
 
     def _missing_vjp(self, ctx, grad):
         raise GraphError(f"{self.name} has no VJP, so gradients cannot flow through it "
@@ -203,7 +216,45 @@ def _shape_and_dtype(spec):
         shape, dtype = spec.shape, spec.dtype
     except AttributeError:
         raise ShapeError(f"the shape function returned {spec!r}, not a gg.Spec") from None
-    return tuple(shape), (dtype if dtype in SUPPORTED else as_dtype(dtype))
+    if dtype is None:
+        raise DTypeError(f"the shape function's {spec!r} has no dtype")
+    # as_dtype also for names: "float32" in SUPPORTED holds (NumPy compares a dtype
+    # equal to its name), and a str kept as the dtype broke every later op.
+    return tuple(shape), as_dtype(dtype)
+
+
+def _check_call(op, inputs, attrs):
+    """A custom op takes tensors positionally and static values as keywords."""
+    if not inputs:
+        raise TypeError(f"{op.name} takes at least one tensor (its device is the op's); "
+                        "got none")
+    for key, value in attrs.items():
+        if isinstance(value, Tensor):
+            raise TypeError(f"{op.name}: attribute {key}= is a Tensor; attributes are "
+                            "static values (numbers, strings, tuples): pass tensors "
+                            "positionally, as inputs")
+
+
+def _retyped(exc, message):
+    """exc's type with a new message, where the type takes one (else exc itself)."""
+    try:
+        return type(exc)(message)
+    except Exception:
+        return exc
+
+
+def _named_errors(op, what, fn):
+    """fn, whose errors (other than gpugrad's own) also name the op and its line."""
+    def run(ctx, grad):
+        try:
+            return fn(ctx, grad)
+        except GpugradError:
+            raise
+        except Exception as exc:
+            raise _retyped(exc, f"{op.name}: its {what} raised {type(exc).__name__}: "
+                                f"{exc} (op created at {ctx.node.where()})") from exc
+
+    return run
 
 
 def apply_multi(op, args, attrs):
@@ -256,7 +307,24 @@ def apply_multi(op, args, attrs):
             r._node = node
         if state.capture is not None:
             state.capture.note_leaves(args)
+    if state.special:
+        _watch_outputs(op, args, results, backend)
     return results
+
+
+def _watch_outputs(op, args, results, backend):
+    """What dispatch's watch hook does for one output, for each: the anomaly check, and
+    the profiler's record (the one kernel's time goes to the first output's node)."""
+    from .registry import check_finite
+
+    if state.anomaly:
+        inputs = [(a._data.shape, a._dtype) for a in args]
+        site = format_site(user_site(3))
+        for i, r in enumerate(results):
+            check_finite(op, r._data, backend.xp, f"output {i}", inputs, site)
+    if state.profiler is not None:
+        for r in results:
+            state.profiler.forward(op, r, args)
 
 
 def _check_output(op, backend, out, shape, dtype):
@@ -269,6 +337,9 @@ def _check_output(op, backend, out, shape, dtype):
                           f"({backend.name}); a kernel returns arrays where its inputs are")
     real_dtype = backend.dtype_of(out)
     if shape is None:
+        if real_dtype not in SUPPORTED:
+            raise DTypeError(f"the kernel returned dtype {real_dtype}, which gpugrad does "
+                             f"not support ({', '.join(d.name for d in SUPPORTED)})")
         return tuple(out.shape), real_dtype
     if out.shape != shape:
         raise ShapeError(f"the kernel returned shape {tuple(out.shape)} but the shape "
@@ -319,6 +390,7 @@ class CompositeOp(OpDef):
         from ..mode import no_grad
         from ..tensor import Tensor
 
+        _check_call(self, inputs, attrs)
         tensors = [x if isinstance(x, Tensor) else _tensor(x) for x in inputs]
         if state.capture is not None:
             # Inside gg.compile's trace: its ops are the plan's (a plan runs kernels,

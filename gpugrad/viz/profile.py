@@ -218,12 +218,25 @@ def _probe(dev, memory):
 
 
 def _wrap_all():
+    """Every op's kernels, timed; returns what _unwrap_all needs to put them back."""
     saved = {}
     for op in REGISTRY.values():
-        saved[op] = (op.forward, dict(op.kernels))
-        op.forward = _timed(op.forward)
-        op.kernels = {k: _timed(v) for k, v in op.kernels.items()}
+        originals = dict(op.kernels)
+        op.forward, forward = _timed(op.forward), op.forward
+        op.kernels = {k: _timed(v) for k, v in originals.items()}
+        saved[op] = forward, originals
     return saved
+
+
+def _unwrap_all(saved):
+    """The kernels back as they were, except those registered inside the block: a
+    kernel or defvjp registered there replaced a timed one, and stays."""
+    for op, (forward, originals) in saved.items():
+        if getattr(op.forward, "__wrapped__", None) is forward:
+            op.forward = forward
+        for k, kernel in originals.items():
+            if getattr(op.kernels.get(k), "__wrapped__", None) is kernel:
+                op.kernels[k] = kernel
 
 
 @contextmanager
@@ -257,5 +270,4 @@ def profile(device=None, stats=False, memory=None):
         _timing.sync, _timing.probe = outer
         if probe is not None:
             probe.close()
-        for op, (forward, kernels) in saved.items():
-            op.forward, op.kernels = forward, kernels
+        _unwrap_all(saved)
