@@ -18,7 +18,9 @@ def accuracy(predicted, labels):
     predicted, labels = _host(predicted), _host(labels)
     if predicted.shape != labels.shape:
         hint = ""
-        if predicted.shape[:-1] == labels.shape:  # scores per class, not a class each
+        if predicted.shape == labels.shape + (1,):  # a column of classes
+            hint = "; flatten the column of predicted classes, e.g. predicted[:, 0]"
+        elif predicted.shape[:-1] == labels.shape:  # scores per class, not a class each
             hint = ("; these look like scores per class: pass the predicted classes, "
                     "e.g. logits.argmax(axis=-1)")
         raise _annotate("accuracy", ShapeError(
@@ -36,7 +38,11 @@ def confusion_matrix(labels, predicted, num_classes=None):
         if values.size and values.min() < 0:
             raise ValueError(f"{name} must be class indices >= 0, got {values.min()}")
     labels, predicted = labels.astype(np.int64), predicted.astype(np.int64)
-    n = int(num_classes or max(labels.max(initial=-1), predicted.max(initial=-1)) + 1)
+    largest = max(labels.max(initial=-1), predicted.max(initial=-1))
+    if num_classes is not None and largest >= num_classes:
+        raise ValueError(f"confusion_matrix: class {largest} among the labels or "
+                         f"predictions, but num_classes={num_classes}")
+    n = int(num_classes if num_classes is not None else largest + 1)
     counts = np.zeros((n, n), dtype=np.int64)
     np.add.at(counts, (labels, predicted), 1)
     return counts

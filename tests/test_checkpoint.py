@@ -39,6 +39,65 @@ def test_a_model_and_optimiser_round_trip(tmp_path):
     assert twin_opt.state[twin.parameters()[0]]["step"] == 1
 
 
+def trained_adam(sizes):
+    gg.manual_seed(0)
+    model = nn.MLP(sizes)
+    opt = gg.optim.Adam(model.parameters(), lr=0.01)
+    model(gg.randn(4, sizes[0])).sum().backward()
+    opt.step()
+    return model, opt
+
+
+def test_an_optimiser_state_must_fit_the_optimiser_it_is_loaded_into(tmp_path):
+    """Each refusal leaves the optimiser as it was. A state of another model with
+    same-shaped first layers put its moments on this model's layers; one of another kind
+    of optimiser failed only at the next step, with a bare KeyError."""
+    _, small_opt = trained_adam([3, 5, 2])
+    path = tmp_path / "small.npz"
+    gg.save(small_opt.state_dict(), path)
+    saved = gg.load(path)
+    model, _ = trained_adam([3, 5, 5, 2])  # 6 parameters; the first two of the same shapes
+    fresh = gg.optim.Adam(model.parameters(), lr=0.5)
+    with pytest.raises(ValueError, match=r"Adam.load_state_dict: parameter group 0 of the "
+                                         r"state has 4 parameter\(s\), this optimiser's 6"):
+        fresh.load_state_dict(saved)
+    sgd = gg.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    with pytest.raises(ValueError, match="lacks momentum, nesterov, dampening: another "
+                                         "kind of optimiser than SGD saved it"):
+        sgd.load_state_dict(saved)
+    assert fresh.param_groups[0]["lr"] == 0.5 and fresh.state == {}
+    assert sgd.param_groups[0]["lr"] == 0.5 and sgd.state == {}
+
+
+def test_a_momentum_state_loads_into_an_sgd_made_without_momentum():
+    # The loaded group's momentum decides which state entries belong: the buffer does.
+    model = nn.MLP([3, 2])
+    opt = gg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(gg.randn(4, 3)).sum().backward()
+    opt.step()
+    twin = gg.optim.SGD(model.parameters(), lr=0.1)
+    twin.load_state_dict(opt.state_dict())
+    assert twin.param_groups[0]["momentum"] == 0.9
+    assert "momentum_buffer" in twin.state[model.parameters()[0]]
+    state = opt.state_dict()
+    del state["state"][0]["momentum_buffer"]
+    with pytest.raises(ValueError, match="the state of parameter 0 has step; SGD keeps "
+                                         "momentum_buffer, step"):
+        twin.load_state_dict(state)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: gg.optim.SGD(p, lr=0.1, momentum=-1), "SGD: momentum must be a finite "
+                                                      "number >= 0, got -1"),
+    (lambda p: gg.optim.SGD(p, lr=0.1, weight_decay=float("nan")), "SGD: weight_decay"),
+    (lambda p: gg.optim.Adam(p, eps=-1e-8), "Adam: eps must be"),
+    (lambda p: gg.optim.AdamW(p, lr=-1.0), "AdamW: lr must be"),
+])
+def test_a_bad_hyper_parameter_is_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make(nn.Linear(2, 2).parameters())
+
+
 def test_the_file_holds_no_pickle(tmp_path):
     path = tmp_path / "ck.npz"
     gg.save({"w": gg.ones(2, 2), "n": 3}, path)

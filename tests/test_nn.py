@@ -141,6 +141,53 @@ def test_reassigning_an_attribute_keeps_its_place_and_kind():
     assert "post.shift" not in m.state_dict()
 
 
+def test_a_tensor_that_cannot_be_trained_does_not_replace_a_parameter_silently():
+    """The lecture's `W = randn * 0.01` assigned over a layer's weight would have made it
+    a buffer, dropped from parameters(): that layer never trained while the others did.
+    As in PyTorch, it is a TypeError at the assignment; nn.Parameter (or
+    requires_grad_()) says what is meant, and `del` first keeps it as a buffer."""
+    layer = nn.Linear(4, 3)
+    with pytest.raises(TypeError, match="parameter 'weight' of Linear.*nn.Parameter"):
+        layer.weight = gg.randn(3, 4) * 0.01
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+    layer.weight = nn.Parameter(gg.randn(3, 4) * 0.01)
+    layer.bias = gg.zeros(3).requires_grad_()
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+    del layer.bias
+    layer.bias = gg.zeros(3)
+    assert [n for n, _ in layer.named_buffers()] == ["bias"]
+
+
+def test_a_frozen_parameter_made_by_nn_parameter_is_still_a_parameter():
+    class Frozen(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(gg.ones(2), requires_grad=False)
+            self.count = gg.zeros(1)
+
+    m = Frozen()
+    assert [n for n, _ in m.named_parameters()] == ["w"] and not m.w.requires_grad
+    assert [n for n, _ in m.named_buffers()] == ["count"]
+    m.w.requires_grad_()  # unfrozen later: the same parameter, now trained
+    assert m.parameters()[0] is m.w and m.w.requires_grad
+
+
+def test_a_tensor_made_to_require_grad_after_assignment_is_a_parameter():
+    class Late(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = gg.randn(3, 2) * 0.1  # a product: it cannot require grad yet
+            self.w.requires_grad_()
+
+    m = Late()
+    assert [n for n, _ in m.named_parameters()] == ["w"] and list(m.named_buffers()) == []
+    opt = gg.optim.SGD(m.parameters(), lr=0.1)
+    before = m.w.numpy()
+    (m.w * m.w).sum().backward()
+    opt.step()
+    np.testing.assert_allclose(m.w.numpy(), before * 0.8, rtol=1e-6)
+
+
 def test_state_dict_holds_parameters_and_buffers_with_their_values():
     """state_dict keys: every parameter plus the nested buffer 'post.count'."""
     m = TwoLayer()

@@ -118,6 +118,15 @@ def test_accuracy_of_scores_instead_of_classes_says_which_shapes_and_what_to_pas
         float((logits.numpy().argmax(axis=-1) == labels.numpy()).mean()))
     with pytest.raises(ValueError, match=r"shape \(3,\) for labels of shape \(4,\)"):
         gg.metrics.accuracy([0, 1, 2], [0, 1, 2, 3])
+    with pytest.raises(ValueError, match=r"flatten the column of predicted classes"):
+        gg.metrics.accuracy([[1], [0]], [1, 1])
+
+
+def test_a_confusion_matrix_too_small_for_the_classes_says_so():
+    with pytest.raises(ValueError, match="class 2 among the labels or predictions, but "
+                                         "num_classes=2"):
+        gg.metrics.confusion_matrix([0, 1, 2], [0, 1, 2], num_classes=2)
+    assert gg.metrics.confusion_matrix([0, 1], [1, 1], num_classes=3).shape == (3, 3)
 
 
 @pytest.mark.parametrize("args, message", [

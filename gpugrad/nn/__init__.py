@@ -13,13 +13,15 @@ from .layers import (  # noqa: F401
     Softmax,
     Tanh,
 )
-from .module import Module  # noqa: F401
+from .module import Module, declare_parameter  # noqa: F401
 from .utils import clip_grad_norm_  # noqa: F401
 
 
 def Parameter(data, requires_grad=True):  # noqa: N802  (PyTorch's spelling)
-    """A tensor to train: a leaf that requires grad (a Module finds it as a parameter)."""
+    """A tensor to train: a leaf that requires grad, which a Module holds as a parameter
+    (also with requires_grad=False: a frozen parameter, still in parameters())."""
     from ..creation import tensor
 
-    return tensor(data, requires_grad=requires_grad) if not hasattr(data, "_data") \
+    t = tensor(data, requires_grad=requires_grad) if not hasattr(data, "_data") \
         else data.detach().requires_grad_(requires_grad)
+    return declare_parameter(t)

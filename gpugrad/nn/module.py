@@ -15,10 +15,12 @@ from ..tensor import Tensor
 
 class Module:
     """Base class of layers and models. Assign Tensors and Modules as attributes in
-    __init__ (after super().__init__()): a Tensor that requires grad is a parameter,
-    any other Tensor a buffer (saved in the state dict, not trained). Tensors first
-    assigned after the module's first call (a forward caching an activation) stay plain
-    attributes."""
+    __init__ (after super().__init__()): a Tensor that requires grad (or made by
+    nn.Parameter, frozen or not) is a parameter, any other Tensor a buffer (saved in the
+    state dict, not trained) until it is made to require grad. A parameter stays one: a
+    tensor assigned in its place must be trainable too (as in PyTorch; else it would
+    silently drop out of training). Tensors first assigned after the module's first call
+    (a forward caching an activation) stay plain attributes."""
 
     def __init__(self):
         object.__setattr__(self, "_order", {})  # attribute name -> "param"|"buffer"|"module"
@@ -35,7 +37,7 @@ class Module:
                 # attribute, not a parameter or buffer of the model
                 object.__setattr__(self, name, value)
                 return
-            order[name] = "param" if value.requires_grad else "buffer"
+            order[name] = _tensor_kind(self, name, value, order.get(name))
         elif isinstance(value, Module):
             order[name] = "module"
         elif isinstance(value, (list, tuple, dict)) and _holds_a_module(value):
@@ -115,10 +117,15 @@ class Module:
     def _named_tensors(self, kinds, every_path=False):
         for prefix, module in _walk(self, "", every_path):
             for key, kind in module._order.items():
+                if kind == "module":
+                    continue
+                value = getattr(module, key)
+                if value is None:
+                    continue
+                if kind == "buffer" and value._requires_grad:
+                    kind = "param"  # self.w = randn(...) * 0.1; self.w.requires_grad_()
                 if kind in kinds:
-                    value = getattr(module, key)
-                    if value is not None:
-                        yield (f"{prefix}.{key}" if prefix else key), value
+                    yield (f"{prefix}.{key}" if prefix else key), value
 
     def named_parameters(self):
         """(name, parameter) pairs, e.g. ("0.weight", ...), in definition order."""
@@ -198,6 +205,29 @@ class Module:
 
     def extra_repr(self):
         return ""
+
+
+# Tensors made by nn.Parameter, by id (a weak map: an id is not reused while its tensor
+# lives): parameters even when made frozen (requires_grad=False), as PyTorch's are.
+_declared = weakref.WeakValueDictionary()
+
+
+def declare_parameter(t):
+    _declared[id(t)] = t
+    return t
+
+
+def _tensor_kind(owner, name, value, before):
+    """"param" or "buffer" for a Tensor assigned as `name`; in place of a parameter, a
+    tensor that cannot be trained is a TypeError, as in PyTorch."""
+    trainable = value._requires_grad or _declared.get(id(value)) is value
+    if before == "param" and not trainable:
+        raise TypeError(
+            f"cannot assign a tensor that does not require grad as parameter {name!r} of "
+            f"{type(owner).__name__}: it would silently never be trained; assign "
+            "nn.Parameter(t) (or t.requires_grad_()), or `del` the attribute first to keep "
+            "it as a buffer")
+    return "param" if trainable else "buffer"
 
 
 def _guard_mode(module, recorder):

@@ -162,34 +162,91 @@ class Optimizer:
                                              p.device, False)
                                 if hasattr(v, "shape") else v)
                             for k, v in self.state[p].items()}
-        return {"param_groups": [{k: v for k, v in g.items() if k != "params"}
-                                 for g in self.param_groups], "state": state}
+        # "params": each group's parameter positions, as PyTorch saves them: loading
+        # checks that every group has as many parameters as when it was saved.
+        groups, start = [], 0
+        for g in self.param_groups:
+            count = len(g["params"])
+            groups.append({**{k: v for k, v in g.items() if k != "params"},
+                           "params": list(range(start, start + count))})
+            start += count
+        return {"param_groups": groups, "state": state}
 
     def load_state_dict(self, state_dict):
+        """Resume from state_dict(): checked whole before anything changes — the same
+        kind of optimiser (its hyper-parameters and state entries), the same number of
+        groups and of parameters in each, state of the parameters' shapes."""
+        name = type(self).__name__
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"{name}.load_state_dict: the state has {len(saved_groups)} "
+                             f"parameter group(s), this optimiser {len(self.param_groups)}")
+        for index, (group, saved) in enumerate(zip(self.param_groups, saved_groups,
+                                                   strict=True)):
+            _check_saved_group(self, index, group, saved)
         params = [p for g in self.param_groups for p in g["params"]]
-        if len(state_dict["param_groups"]) != len(self.param_groups):
-            raise ValueError("the optimiser state has a different number of parameter "
-                             "groups")
+        # Each parameter's group as it will be once loaded (SGD keeps a momentum buffer
+        # where the loaded momentum is > 0).
+        loaded_group = {id(p): {**g, **saved} for g, saved in zip(
+            self.param_groups, saved_groups, strict=True) for p in g["params"]}
         state = {}
         for i, saved in state_dict["state"].items():
-            if int(i) >= len(params):
-                raise ValueError(f"the optimiser state names parameter {i}, but there are "
-                                 f"{len(params)}")
+            if not 0 <= int(i) < len(params):
+                raise ValueError(f"{name}.load_state_dict: the state names parameter {i}, "
+                                 f"but there are {len(params)}")
             p = params[int(i)]
-            for key, value in saved.items():
-                if isinstance(value, Tensor) and value.shape != p.shape:
-                    raise ValueError(f"optimiser state {key!r} of parameter {i} has shape "
-                                     f"{value.shape}, the parameter {p.shape}")
+            _check_saved_state(self, i, p, loaded_group[id(p)], saved)
             state[p] = {k: (p.device.backend.from_host(v.numpy(), p.dtype)
                             if isinstance(v, Tensor) else v) for k, v in saved.items()}
-        for group, saved in zip(self.param_groups, state_dict["param_groups"], strict=True):
-            group.update({k: tuple(v) if k == "betas" else v for k, v in saved.items()})
+        for group, saved in zip(self.param_groups, saved_groups, strict=True):
+            group.update({k: tuple(v) if k == "betas" else v for k, v in saved.items()
+                          if k != "params"})
         self.state = state
+
+
+def _check_saved_group(opt, index, group, saved):
+    """A saved group must hold the hyper-parameters this optimiser's groups hold (Adam's
+    betas and eps in an SGD failed at the next step, with a bare KeyError) and, where it
+    says, as many parameters (PyTorch's check: a state of a 2-parameter model put the
+    moments of one model's layers on another's)."""
+    name = type(opt).__name__
+    # Only the optimiser's own hyper-parameters must be there: a group may carry more
+    # (a scheduler's initial_lr, a user's label).
+    lacking = [k for k in opt.defaults if k not in saved]
+    if lacking:
+        raise ValueError(f"{name}.load_state_dict: parameter group {index} of the state "
+                         f"lacks {', '.join(lacking)}: another kind of optimiser than {name} "
+                         "saved it")
+    if "params" in saved and len(saved["params"]) != len(group["params"]):
+        raise ValueError(f"{name}.load_state_dict: parameter group {index} of the state "
+                         f"has {len(saved['params'])} parameter(s), this optimiser's "
+                         f"{len(group['params'])}")
+
+
+def _check_saved_state(opt, i, p, group, saved):
+    """Parameter i's saved state: the entries this optimiser keeps, of p's shape."""
+    name = type(opt).__name__
+    expected = set(opt._initial_state(group, p)) | {"step"}
+    if set(saved) != expected:
+        raise ValueError(f"{name}.load_state_dict: the state of parameter {i} has "
+                         f"{', '.join(sorted(saved)) or 'nothing'}; {name} keeps "
+                         f"{', '.join(sorted(expected))}")
+    for key, value in saved.items():
+        if isinstance(value, Tensor) and value.shape != p.shape:
+            raise ValueError(f"{name}.load_state_dict: state {key!r} of parameter {i} has "
+                             f"shape {value.shape}, the parameter {p.shape}")
 
 
 def _valid_lr(lr):
     return isinstance(lr, numbers.Real) and not isinstance(lr, bool) and \
         math.isfinite(lr) and lr >= 0
+
+
+def _check_hyper(name, **values):
+    """Each hyper-parameter a finite number >= 0; an error names the one that is not."""
+    for key, value in values.items():
+        if not _valid_lr(value):
+            raise ValueError(f"{name}: {key} must be a finite number >= 0, got {value!r}")
 
 
 def _check_lr(opt, group, index):
@@ -232,9 +289,8 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
                  dampening=0.0):
-        if not _valid_lr(lr) or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"lr must be a finite number >= 0 (got {lr!r}), momentum and "
-                             "weight_decay >= 0")
+        _check_hyper("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay,
+                     dampening=dampening)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum needs momentum > 0 and no dampening")
         super().__init__(params, {"lr": lr, "momentum": momentum,
@@ -271,9 +327,7 @@ class Adam(Optimizer):
     decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        if not _valid_lr(lr) or eps < 0 or weight_decay < 0:
-            raise ValueError(f"lr must be a finite number >= 0 (got {lr!r}), eps and "
-                             "weight_decay >= 0")
+        _check_hyper(type(self).__name__, lr=lr, eps=eps, weight_decay=weight_decay)
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
