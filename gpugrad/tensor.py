@@ -268,33 +268,59 @@ class Tensor:
     def __abs__(self):
         return _apply(_ew.abs, (self,), _NO)
 
-    # --- in-place updates (w -= lr * w.grad), outside recording only ----------------------
+    # --- in-place updates: x += y keeps the object (the parameter a module holds) -------
     def _update_in_place(self, op, other):
-        """Replace this tensor's values by op(self, other), keeping the object (and so
-        the parameter an optimiser or module holds). Only outside recording: a graph
-        cannot differentiate through a value that changed under it."""
-        from .errors import GraphError
+        """Replace this tensor's values by op(self, other), keeping the object. Where the
+        op is recorded (an input requires grad), the tensor takes the result's node, as
+        in PyTorch: `acc = gg.zeros(2); acc += w * 3` carries w's gradient (copying the
+        values alone dropped it). A leaf that requires grad is refused: its gradient
+        would be of a value it no longer holds."""
         from .mode import is_grad_enabled
 
-        if self._requires_grad and is_grad_enabled():
-            raise GraphError("an in-place update of a tensor that requires grad while the "
-                             "graph is recorded; do it under gg.no_grad(), e.g. "
+        if self._requires_grad and self.is_leaf and is_grad_enabled():
+            raise GraphError("an in-place update of a leaf tensor that requires grad while "
+                             "the graph is recorded; do it under gg.no_grad(), e.g. "
                              "`with gg.no_grad(): w -= lr * w.grad`")
-        result = _apply(op, (self, other), _NO)
+        # The op reads this tensor's current value through a handle of its own: a node
+        # that saves it for its VJP keeps that value, not the one written below. (A
+        # compiled trace keeps its own account of writes: see Recorder.assign.)
+        recording = is_grad_enabled() or _state.tracing
+        source = self._alias() if recording and _state.capture is None else self
+        result = _apply(op, (source, other), _NO)
         if result.shape != self.shape:
             raise ShapeError(f"an in-place update cannot change the shape {self.shape} to "
                              f"{result.shape}")
+        if result._dtype is not self._dtype:
+            result = self._castable(result, op)
         if _state.capture is not None:  # gg.compile's trace: the update is part of the plan
-            if result._dtype is not self._dtype:
-                result = result.astype(self._dtype)
             _state.capture.assign(self, result)
             return self
-        data = result._data
-        if result._dtype is not self._dtype:
-            data = self._device.backend.astype(data, self._dtype)
-        self._data = data
+        self._data = result._data
+        if result._node is not None and (result._requires_grad or _state.tracing):
+            self._node, self._requires_grad = result._node, result._requires_grad
         self._mark_modified()
         return self
+
+    def _alias(self):
+        """Another handle on this tensor's array, node and version: what an op recorded
+        before an in-place update saw."""
+        alias = Tensor._wrap(self._data, self._dtype, self._device, self._requires_grad,
+                             self._node or _node_of(self))
+        alias._version, alias._base = self._version, self._base
+        return alias
+
+    def _castable(self, result, op):
+        """The result in this tensor's dtype, where it keeps its kind (float64 into a
+        float32 tensor); a float result into an int tensor is refused, as PyTorch and
+        NumPy refuse it (x *= 2.5 truncated x silently)."""
+        if not np.can_cast(result._dtype, self._dtype, casting="same_kind"):
+            raise DTypeError(f"{op.display_name} in place: the {result._dtype} result cannot "
+                             f"be stored in the {self._dtype} tensor without losing its kind; "
+                             f"write x = x {_SYMBOLS.get(op.name, op.display_name)} y for a "
+                             f"new {result._dtype} tensor")
+        return result.astype(self._dtype) if result._requires_grad or _state.tracing \
+            else Tensor._wrap(self._device.backend.astype(result._data, self._dtype),
+                              self._dtype, self._device, False)
 
     def __iadd__(self, other):
         return self._update_in_place(_ew.add, other)
@@ -575,3 +601,8 @@ from .ops import shape as _shape  # noqa: E402
 from .ops.registry import NO_ATTRS as _NO  # noqa: E402
 from .ops.registry import _annotate  # noqa: E402
 from .ops.registry import apply as _apply  # noqa: E402
+from .ops.registry import node_of as _node_of  # noqa: E402
+
+# Operators of the in-place updates, for their error messages.
+_SYMBOLS = {"gpugrad::add": "+", "gpugrad::sub": "-", "gpugrad::mul": "*",
+            "gpugrad::div": "/"}

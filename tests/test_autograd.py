@@ -788,6 +788,55 @@ def test_what_the_backward_does_not_need_may_change_in_place():
     np.testing.assert_array_equal(values(w.grad), [7.0, 9.0])
 
 
+def test_an_in_place_update_by_a_tensor_that_requires_grad_carries_its_gradient():
+    """acc = zeros; acc += w * 3 is the accumulation users write: acc takes the op's
+    node, as in PyTorch, so w's gradient flows through it (copying the values alone
+    dropped it: w.grad was [1, 1]). loss = sum(acc^2) + sum(w), acc = 3w: dloss/dw =
+    18 w + 1."""
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+    acc = gg.zeros(2)
+    acc += w * 3.0
+    assert acc.requires_grad and not acc.is_leaf
+    ((acc * acc).sum() + w.sum()).backward()
+    np.testing.assert_array_equal(values(w.grad), [19.0, 37.0])
+
+
+def test_an_in_place_op_saves_the_value_it_read_not_the_one_it_wrote():
+    # acc *= w keeps acc's old value for w's gradient: the value from before the update.
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+    acc = gg.full((2,), 2.0)
+    acc *= w  # 2w: gradient 2 (the old acc), not the new acc's 2w
+    acc.sum().backward()
+    np.testing.assert_array_equal(values(w.grad), [2.0, 2.0])
+
+
+def test_a_non_leaf_may_be_updated_in_place_and_is_then_checked_as_any_saved_value():
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    y += 1
+    y *= x  # y = (2x + 1) x: dy/dx = 4x + 1
+    y.sum().backward()
+    np.testing.assert_array_equal(values(x.grad), [5.0, 9.0])
+    z = x * 2
+    square = z * z  # keeps z
+    z += 1
+    with pytest.raises(gg.GraphError, match="mul: a tensor it saved .* changed in place"):
+        square.sum().backward()
+
+
+def test_an_in_place_update_cannot_turn_an_int_tensor_into_floats():
+    x = gg.tensor([1, 2])
+    with pytest.raises(gg.DTypeError, match=r"mul in place: the float32 result cannot be "
+                                            r"stored in the int64 tensor.*x = x \* y"):
+        x *= 2.5  # truncated to [2, 5] before
+    with pytest.raises(gg.DTypeError, match="div in place"):
+        x /= 2
+    x += gg.tensor([1, 1], dtype="int32")  # int into int: kept
+    f = gg.ones(2)
+    f += gg.ones(2, dtype="float64")  # float64 into float32: the tensor's dtype, as PyTorch
+    assert x.numpy().tolist() == [2, 3] and f.dtype == np.float32
+
+
 def test_an_optimiser_step_between_forward_and_backward_is_refused():
     model = gg.nn.Linear(3, 2)
     opt = gg.optim.SGD(model.parameters(), lr=0.1)

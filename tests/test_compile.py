@@ -1486,6 +1486,20 @@ def test_a_tensor_the_function_makes_starts_anew_at_every_run():
             np.testing.assert_array_equal(compiled(x).numpy(), fn(x).numpy())
 
 
+def test_an_accumulator_the_function_makes_carries_gradients_as_in_eager_mode():
+    # acc = zeros; acc += w * 3: acc takes the op's node (as in eager), so the loss
+    # through acc reaches w: dloss/dw = 18 w + 1.
+    def step(w):
+        acc = gg.zeros(2)
+        acc += w * 3.0
+        return gg.grad([(acc * acc).sum() + w.sum()], [w])[0]
+
+    compiled = gg.compile(step)
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+    for _ in range(3):
+        np.testing.assert_array_equal(compiled(w).numpy(), [19.0, 37.0])
+
+
 def test_a_tensor_the_function_makes_and_keeps_lives_on_between_runs():
     # Made on the first call and stored outside the function (a running sum, a mask):
     # later runs read and update that tensor, as eager calls do.

@@ -293,6 +293,8 @@ class Recorder:
                 self._created_writes[id(tensor)] = (
                     value, previous[1] if previous else len(self.host))
             tensor._data, tensor._node = value._data, value._node
+            if value._requires_grad:  # acc = gg.zeros(2); acc += w * 3: as in eager
+                tensor._requires_grad = True
             tensor._mark_modified()
             return
         if leaf is not None:
