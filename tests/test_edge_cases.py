@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import device_params
 
 import gpugrad as gg
 
@@ -333,3 +334,21 @@ def test_floating_point_warnings_of_gpugrads_kernels_stay_quiet():
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "anomaly: log", "own numpy: divide by zero encountered in log"]
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relus_gradient_is_zero_where_it_is_off_whatever_comes_from_above(device, dtype):
+    """relu(x).sqrt() at x <= 0: sqrt's gradient there is inf, and relu passes nothing
+    back where x <= 0 — 0, as PyTorch gives, not inf * 0 = NaN (eager and compiled)."""
+    def grad_of(x):
+        return gg.grad([x.relu().sqrt().sum() + x.relu().log().sum()], [x])[0]
+
+    x = gg.tensor([-1.0, 0.0, 4.0], dtype=dtype, device=device, requires_grad=True)
+    with np.errstate(divide="ignore"):  # both branches are evaluated
+        expected = np.where(x.numpy() > 0, 0.5 / np.sqrt(np.abs(x.numpy())) + 1 / x.numpy(),
+                            0.0)
+    np.testing.assert_array_equal(grad_of(x).numpy(), expected.astype(dtype))
+    compiled = gg.compile(grad_of)
+    for _ in range(2):
+        np.testing.assert_array_equal(compiled(x).numpy(), expected.astype(dtype))

@@ -23,8 +23,8 @@ from ..ops.registry import REGISTRY, OpDef, plan_only
 
 # The ops a group may hold, each as a C expression over its inputs' values ({0}, {1})
 # of the group's type T. Each matches its NumPy kernel, NaN and signed zeros included:
-# relu is NumPy's maximum(x, 0) (a NaN stays NaN, -0.0 becomes +0.0), relu_backward
-# multiplies by the mask as NumPy's kernel does.
+# relu is NumPy's maximum(x, 0) (a NaN stays NaN, -0.0 becomes +0.0); relu_backward
+# selects g or +0.0 as NumPy's kernel does (an inf gradient where y <= 0 gives 0).
 C_EXPRESSIONS = {
     "gpugrad::add": "{0} + {1}",
     "gpugrad::sub": "{0} - {1}",
@@ -36,7 +36,7 @@ C_EXPRESSIONS = {
     "gpugrad::sqrt": "sqrt({0})",
     "gpugrad::tanh": "tanh({0})",
     "gpugrad::relu": "{0} > (T)0 || {0} != {0} ? {0} : (T)0",
-    "gpugrad::relu_backward": "{0} * (T)({1} > (T)0)",
+    "gpugrad::relu_backward": "{1} > (T)0 ? {0} : (T)0",
 }
 
 
