@@ -373,6 +373,30 @@ def test_slicing_and_integer_indexing_gradients():
     assert_close(x.grad, expected)
 
 
+@pytest.mark.parametrize("key", [
+    (slice(None), [0, 1], Ellipsis, 0),  # a '...' for no axis parts the index arrays
+    (slice(None), np.array([True, False, True]), Ellipsis, 0),
+    (slice(None), [0, 1], None, 0),  # so does a None
+    ([0, 1], Ellipsis, [0, 1]),
+    (slice(None), [0, 1], 0),  # adjacent: the picked axis stays where it stands
+    (Ellipsis, [0, 1], 0),
+], ids=["ellipsis-apart", "mask-ellipsis-apart", "none-apart", "ellipsis-between-arrays",
+        "adjacent", "ellipsis-first"])
+def test_advanced_indices_go_where_numpy_puts_them_and_gradients_follow(key):
+    """NumPy puts the result of advanced indices in front when anything stands between
+    them as written, an Ellipsis for no axis included; the gradient is NumPy's add.at
+    of the upstream gradient at the same positions."""
+    x_np = np.arange(60.0).reshape(5, 3, 4)
+    x = leaf(x_np)
+    y = x[key]
+    assert y.shape == x_np[key].shape
+    upstream = random(*y.shape)
+    y.backward(const(upstream))
+    expected = np.zeros_like(x_np)
+    np.add.at(expected, key, upstream)
+    assert_close(x.grad, expected)
+
+
 # ---------------------------------------------------------------------------
 # Broadcasting
 # ---------------------------------------------------------------------------

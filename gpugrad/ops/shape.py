@@ -264,10 +264,15 @@ def indexed_shape(shape, index):
     except ShapeError:
         listed = ", ".join(str(a) for a in advanced)
         raise ShapeError(f"index arrays of shapes {listed} cannot be broadcast") from None
-    where = [k for k, v in enumerate(out) if v is _ADVANCED]
     rest = [v for v in out if v is not _ADVANCED]
     # Adjacent advanced indices put their result where they stand; apart, in front.
-    at = where[0] if where == list(range(where[0], where[0] + len(where))) else 0
+    # Adjacent as written: a '...' between two (even one that stands for no axis) or a
+    # None parts them, as in NumPy.
+    written = [k for k, i in enumerate(index)
+               if _is_array(i) or (arrays and i is not None and i is not Ellipsis
+                                   and not isinstance(i, slice))]
+    adjacent = written == list(range(written[0], written[0] + len(written)))
+    at = out.index(_ADVANCED) if adjacent else 0
     return tuple(rest[:at]) + tuple(picked) + tuple(rest[at:])
 
 
