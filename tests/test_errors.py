@@ -116,6 +116,14 @@ def test_indexing_with_a_float_tensor_raises():
         x[gg.tensor([0.0, 1.0])]
 
 
+@pytest.mark.parametrize("index", [True, gg.tensor(True), np.bool_(False)],
+                         ids=["bool", "0-d tensor", "numpy bool"])
+def test_a_0d_boolean_index_is_refused_with_what_to_use_instead(index):
+    with pytest.raises(gg.DTypeError, match=r"getitem: a 0-d boolean index .* not "
+                                            r"supported; index with None"):
+        gg.ones((2, 3))[index]  # NumPy's own "nonzero on 0d arrays" error came through
+
+
 @pytest.mark.parametrize("mask", [
     gg.tensor([True, False, False]),
     gg.tensor([True]),

@@ -139,8 +139,10 @@ def normalize_index(x, index):
             item = item.item()
         if isinstance(item, Tensor) or isinstance(item, list) or _is_host_array(item):
             array, dtype = _index_array(item, device)
-        elif isinstance(item, bool) or not (item is None or item is Ellipsis
-                                              or isinstance(item, (int, slice))):
+        elif isinstance(item, bool):
+            raise DTypeError(f"a 0-d boolean index (x[{item}]) is not supported; index with "
+                             "None for a new axis, or with a boolean mask of the axes' shape")
+        elif not (item is None or item is Ellipsis or isinstance(item, (int, slice))):
             raise DTypeError(f"unsupported index {item!r} of type {type(item).__name__}; "
                              "use ints, slices, None, ..., or integer/bool tensors")
         else:
@@ -148,6 +150,10 @@ def normalize_index(x, index):
             taken.append(item if item is Ellipsis else 0 if item is None else 1)
             continue
         if dtype.kind == "b":
+            if not array.shape:
+                raise DTypeError("a 0-d boolean index (x[True]) is not supported; index "
+                                 "with None for a new axis, or with a boolean mask of the "
+                                 "axes' shape")
             masks.append((len(taken), tuple(array.shape)))
             taken.append(len(array.shape))
         else:
