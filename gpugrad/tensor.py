@@ -418,8 +418,8 @@ class Tensor:
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        if shape == self._data.shape:
-            return self
+        # Also to the same shape: a new tensor (a view), as PyTorch's, so that gg.grad
+        # with respect to it is not that of self.
         return _apply(_shape.reshape, (self,), {"shape": shape})
 
     view = reshape

@@ -397,6 +397,15 @@ def test_advanced_indices_go_where_numpy_puts_them_and_gradients_follow(key):
     assert_close(x.grad, expected)
 
 
+def test_a_reshape_to_the_same_shape_is_a_tensor_of_its_own():
+    # As PyTorch's view: gg.grad with respect to y is y's gradient (1), not x's (4).
+    x = leaf([1.0, 2.0])
+    y = x.reshape(x.shape)
+    assert y is not x and y.shape == x.shape
+    (gy,) = gg.grad([(x * 3 + y).sum()], [y])
+    assert_close(gy, [1.0, 1.0])
+
+
 # ---------------------------------------------------------------------------
 # Broadcasting
 # ---------------------------------------------------------------------------

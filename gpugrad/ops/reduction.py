@@ -34,7 +34,7 @@ def _kept(ctx, g):
     axes = normalize_axes(ctx.attrs.get("axis"), len(spec.shape))
     # Reduced leading axes need no reshape: broadcasting puts g back where it belongs.
     if not ctx.attrs.get("keepdims", False) and axes != tuple(range(len(axes))):
-        g = g.reshape(reduced_shape(spec.shape, axes, True))
+        g = reshaped(g, reduced_shape(spec.shape, axes, True))
     return g, axes, spec.shape
 
 
@@ -57,7 +57,7 @@ def _extremum_vjp(ctx, g):
     g, axes, shape = _kept(ctx, g)
     out = ctx.output
     if not ctx.attrs.get("keepdims", False):
-        out = out.reshape(g.shape)
+        out = reshaped(out, g.shape)
     hits = (x == out).astype(x.dtype)
     return (hits * (g / hits.sum(axis=axes, keepdims=True)),)
 
@@ -127,4 +127,4 @@ argmax = define("gpugrad::argmax", infer=_arg_infer,
 argmin = define("gpugrad::argmin", infer=_arg_infer,
                 forward=_arg_forward(lambda xp: xp.argmin))
 
-from .shape import broadcast_to  # noqa: E402  (shape ops use reductions in their VJPs too)
+from .shape import broadcast_to, reshaped  # noqa: E402  (shape ops use reductions in their VJPs too)

@@ -43,7 +43,14 @@ def _reshape_infer(x, shape):
 
 reshape = define("gpugrad::reshape", infer=_reshape_infer, returns_view=True,
                  forward=lambda xp, x, shape: xp.reshape(x, shape),
-                 vjp=lambda ctx, g: (g.reshape(ctx.input_specs[0].shape),))
+                 vjp=lambda ctx, g: (reshaped(g, ctx.input_specs[0].shape),))
+
+
+def reshaped(t, shape):
+    """t in `shape`, t itself where it has it: for VJPs, which need no node for nothing.
+    (A user's t.reshape(t.shape) is a new tensor, as in PyTorch: gg.grad with respect to
+    it is the gradient of that tensor, not of t.)"""
+    return t if t.shape == tuple(shape) else apply(reshape, (t,), {"shape": tuple(shape)})
 
 
 # --- transpose ---------------------------------------------------------------------------------
