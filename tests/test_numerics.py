@@ -162,3 +162,18 @@ def test_a_0d_tensor_of_another_float_dtype_gets_its_gradient_in_its_own_dtype()
     y.backward()
     assert (y.dtype, x.grad.dtype, w.grad.dtype) == (np.float32, np.float32, np.float64)
     assert w.grad.item() == 6.0 and x.grad.numpy().tolist() == [0.5, 0.5, 0.5]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # 0 ** -1 is inf, as meant
+def test_pows_gradients_at_a_zero_base_are_pytorchs():
+    # d(a^b)/db = a^b log a: 0 at a = 0 for b >= 0 (the limit), -inf for b < 0.
+    base = [0.0, 0.0, 0.0, 0.0, 2.0, 0.5]
+    exponent = [-1.0, -0.5, 0.0, 2.0, -1.0, 0.5]
+    a = gg.tensor(base, dtype="float64", requires_grad=True)
+    b = gg.tensor(exponent, dtype="float64", requires_grad=True)
+    (a ** b).sum().backward()
+    ta = torch.tensor(base, dtype=torch.float64, requires_grad=True)
+    tb = torch.tensor(exponent, dtype=torch.float64, requires_grad=True)
+    (ta ** tb).sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), ta.grad.numpy())
+    np.testing.assert_array_equal(b.grad.numpy(), tb.grad.numpy())

@@ -57,8 +57,9 @@ def _pow_vjp(ctx, g):
             ga = where(b == 0, 0.0, ga)  # x**0 is constant: its gradient is 0, even at 0
     gb = None
     if need_b:
-        # d(a^b)/db = a^b log a; at a == 0 the limit is taken as 0, as PyTorch does.
-        gb = where(a == 0, 0.0, g * ctx.output * a.log())
+        # d(a^b)/db = a^b log a; at a == 0 and b >= 0 the limit is taken as 0, as PyTorch
+        # does (for b < 0, a^b log a is -inf there, as in PyTorch).
+        gb = where((a == 0) & (b >= 0), 0.0, g * ctx.output * a.log())
     return ga, gb
 
 
