@@ -15,6 +15,7 @@ import zlib
 
 import numpy as np
 
+from .errors import DTypeError, GpugradError
 from .tensor import Tensor
 
 _INDEX = "__gpugrad_index__"
@@ -131,7 +132,12 @@ def _unflatten(desc, archive, device):
     from .creation import tensor
 
     if "tensor" in desc:
-        return tensor(archive[desc["tensor"]], device=device)
+        values = archive[desc["tensor"]]
+        try:
+            return tensor(values, device=device)
+        except TypeError as exc:  # the file is fine; the device cannot hold the dtype
+            raise DTypeError(f"a {values.dtype} tensor of the checkpoint cannot be put on "
+                             f"{device or 'the default device'}: {exc}") from None
     if "array" in desc:
         return archive[desc["array"]]
     if "dict" in desc:
@@ -158,7 +164,7 @@ def load(path, device=None):
         raise ValueError(f"{path} is not a readable checkpoint (not an .npz archive)")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path} is not a readable checkpoint ({exc})") from None
     with archive:
         if _INDEX not in archive.files:
@@ -174,6 +180,8 @@ def load(path, device=None):
                              f"reads {FORMAT!r})")
         try:
             return _unflatten(index["root"], archive, device)
+        except GpugradError:
+            raise
         except (ValueError, KeyError, TypeError, AttributeError, OSError, EOFError,
                 zipfile.BadZipFile, zlib.error) as exc:  # (a damaged member, too)
             # A damaged or crafted file (an index that is not JSON, or names a missing

@@ -99,6 +99,21 @@ def user_site(depth=1):
     return None
 
 
+def user_stacklevel():
+    """The stacklevel for warnings.warn, called by the caller of this function, that
+    points at the innermost frame outside the gpugrad package (the user's line), however
+    deep inside gpugrad the warning is raised."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None:
+        inside = _internal.get(frame.f_code.co_filename)
+        if inside is None:
+            inside = _is_internal(frame.f_code.co_filename)
+        if not inside:
+            return level
+        frame, level = frame.f_back, level + 1
+    return 2
+
+
 def format_site(site):
     if site is None:
         return "?"

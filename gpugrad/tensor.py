@@ -183,6 +183,8 @@ class Tensor:
         out = self
         if target is not None and not _is_device_name(target):
             target, dtype = None, target  # a dtype (or its name) in the first place
+            if isinstance(dtype, str):
+                _device_or_dtype(dtype)
         if dtype is not None:
             out = out.astype(dtype)
         if target is not None:
@@ -602,6 +604,17 @@ from .ops.registry import NO_ATTRS as _NO  # noqa: E402
 from .ops.registry import _annotate  # noqa: E402
 from .ops.registry import apply as _apply  # noqa: E402
 from .ops.registry import node_of as _node_of  # noqa: E402
+
+
+def _device_or_dtype(name):
+    """A name given to .to() that is not a device must be a dtype: else say both."""
+    try:
+        dtypes.as_dtype(name)
+    except DTypeError:
+        raise DeviceError(f".to({name!r}): neither a device (cpu, cuda, cuda:N, "
+                          "array_api_strict) nor a dtype (float32, float64, int64, ...)"
+                          ) from None
+
 
 # Operators of the in-place updates, for their error messages.
 _SYMBOLS = {"gpugrad::add": "+", "gpugrad::sub": "-", "gpugrad::mul": "*",

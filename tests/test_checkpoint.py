@@ -252,3 +252,20 @@ def test_ctrl_c_during_a_save_is_a_keyboard_interrupt_and_keeps_the_previous_che
     assert calls and unraisable == []
     assert gg.load(path) == {"version": 1}
     assert os.listdir(tmp_path) == ["ck.npz"]
+
+
+def test_a_device_that_cannot_hold_a_dtype_is_named_not_the_file(tmp_path):
+    pytest.importorskip("array_api_strict")
+    path = tmp_path / "half.npz"
+    gg.save({"w": gg.ones(2, dtype="float16")}, path)
+    with pytest.raises(gg.DTypeError, match="a float16 tensor of the checkpoint cannot be "
+                                            "put on array_api_strict"):
+        gg.load(path, device="array_api_strict")
+    assert gg.load(path)["w"].dtype == np.float16  # the file is fine
+
+
+def test_a_file_that_only_starts_like_a_zip_is_not_a_readable_checkpoint(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(ValueError, match="model.pt is not a readable checkpoint"):
+        gg.load(path)

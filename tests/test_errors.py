@@ -263,3 +263,10 @@ def test_ops_on_one_non_cpu_device_work_and_cross_with_numpy():
     c = a * b + a
     assert c.device == "array_api_strict"
     np.testing.assert_allclose(c.numpy(), [4.0, 10.0])
+
+
+def test_to_with_a_name_that_is_neither_device_nor_dtype_says_both():
+    with pytest.raises(gg.DeviceError, match=r"\.to\('bogus'\): neither a device .* nor "
+                                             r"a dtype"):
+        gg.ones(2).to("bogus")
+    assert gg.ones(2).to("float64").dtype == np.float64

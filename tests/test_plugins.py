@@ -66,12 +66,15 @@ def test_a_broken_plugin_warns_naming_it_and_breaks_nothing(tmp_path):
     """)
     code = ("import warnings, gpugrad as gg\nwith warnings.catch_warnings(record=True) as w:\n"
             "    warnings.simplefilter('always')\n    found = gg.ops.load_plugins()\n"
-            "print([str(m.message) for m in w])\nprint(found['fine_ops'])\n"
+            "print([(str(m.message), m.filename) for m in w])\n"
+            "print(found['fine_ops'])\n"
             "print(gg.ops.get('fine::double')(gg.ones(2)).numpy().tolist())")
     result = run("-c", code, env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     warned, loaded, value = result.stdout.strip().splitlines()
     assert "plugin broken_ops" in warned and "this plugin is broken" in warned
+    assert "plugin broken_ops (broken_ops)" not in warned  # the name once
+    assert "'<string>')" in warned  # the user's line, not gpugrad's
     assert loaded == "['fine::double']" and value == "[2.0, 2.0]"
     listed = run("-m", "gpugrad", "ops", "list", env={"PYTHONPATH": str(tmp_path)})
     assert listed.returncode == 0 and "fine::double" in listed.stdout

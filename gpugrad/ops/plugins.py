@@ -9,6 +9,7 @@ plugin that fails to load gives a warning naming it, and never breaks `import gp
 import warnings
 
 from ..errors import GpugradError
+from ..node import user_stacklevel
 from .registry import REGISTRY
 
 GROUP = "gpugrad.ops"
@@ -39,14 +40,16 @@ def load_plugins(force=False):
     for ep in _entry_points():
         before = set(REGISTRY)
         dist = getattr(getattr(ep, "dist", None), "name", None)
-        label = f"plugin {ep.name}" + (f" ({dist})" if dist else "")
+        label = f"plugin {ep.name}" + (f" ({dist})" if dist and dist != ep.name else "")
         try:
             target = ep.load()
             if callable(target) and not hasattr(target, "infer"):
                 target()
         except Exception as exc:  # a broken plugin must not break its host
-            warnings.warn(f"gpugrad {label} ({ep.value}) failed to load: "
-                          f"{type(exc).__name__}: {exc}", PluginWarning, stacklevel=2)
+            where = f" ({ep.value})" if ep.value != ep.name else ""
+            warnings.warn(f"gpugrad {label}{where} failed to load: "
+                          f"{type(exc).__name__}: {exc}", PluginWarning,
+                          stacklevel=user_stacklevel())
             results[ep.name] = exc
             continue
         module = ep.value.split(":")[0]
