@@ -184,3 +184,19 @@ def test_without_a_seed_of_its_own_shuffling_follows_manual_seed():
     a = first_epoch()
     gg.manual_seed(11)
     assert np.array_equal(a, first_epoch())
+
+
+def test_without_a_seed_the_order_is_drawn_when_the_epoch_starts_as_in_pytorch():
+    # A loader built before gg.manual_seed follows it; building one draws nothing, so a
+    # model made after an evaluation loader is initialised as without it.
+    loader = DataLoader(*numbered(30), batch_size=30, shuffle=True)
+    gg.manual_seed(5)
+    a = next(iter(loader))[1].numpy()
+    gg.manual_seed(5)
+    assert np.array_equal(a, next(iter(loader))[1].numpy())
+    gg.manual_seed(0)
+    expected = gg.randn(3).numpy()
+    gg.manual_seed(0)
+    DataLoader(*numbered(30), batch_size=8)
+    DataLoader(*numbered(30), batch_size=8, shuffle=True)
+    assert np.array_equal(gg.randn(3).numpy(), expected)

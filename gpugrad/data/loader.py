@@ -15,8 +15,10 @@ class DataLoader:
     """Mini-batches (x, y) of tensors on `device`, from arrays of equal length.
 
     The data is copied to the device once; each batch is then picked there. With
-    shuffle=True every epoch draws a new order from a generator seeded with `seed`, so
-    the same seed gives the same batches. drop_last drops a final short batch.
+    shuffle=True every epoch draws a new order: from a generator seeded with `seed` (the
+    same seed gives the same batches), or without one, as PyTorch's loader does, from
+    gg.manual_seed's generator when the epoch starts (a loader that does not shuffle
+    draws nothing). drop_last drops a final short batch.
     """
 
     def __init__(self, x, y=None, batch_size=32, shuffle=False, seed=None, drop_last=False,
@@ -28,9 +30,13 @@ class DataLoader:
         self.x, self.y = samples_on(x, y, self.device)
         self.batch_size = batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
-        # Without a seed of its own, the order follows gg.manual_seed.
-        self._rng = np.random.default_rng(host_generator().integers(2**63) if seed is None
-                                          else seed)
+        self._rng = None if seed is None else np.random.default_rng(seed)
+
+    def _epoch_generator(self):
+        """The loader's own generator, or one seeded from gg.manual_seed's now."""
+        if self._rng is not None:
+            return self._rng
+        return np.random.default_rng(host_generator().integers(2**63))
 
     def __len__(self):
         n = self.x.shape[0]
@@ -42,7 +48,7 @@ class DataLoader:
 
     def __iter__(self):
         n = self.x.shape[0]
-        order = self._rng.permutation(n) if self.shuffle else None
+        order = self._epoch_generator().permutation(n) if self.shuffle else None
         # (No no_grad block here: a generator suspended inside one would turn gradients
         # off in the caller's loop. The data does not require grad, so nothing records.)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
