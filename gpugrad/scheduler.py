@@ -25,6 +25,18 @@ def backward(outputs, grad_outputs=None, retain_graph=None, create_graph=False):
     _run(outputs, grad_outputs, None, retain_graph, create_graph, False)
 
 
+def _no_graph_message(out):
+    """Why a tensor has no graph to differentiate, as far as it is known."""
+    made_by = getattr(out, "_made_by", None) if out._node is None else None
+    if isinstance(made_by, str):  # a compiled plan's result (see compiler.compiled)
+        return (f"a tensor of shape {out.shape} returned by {made_by} has no graph to "
+                "differentiate: a compiled plan records none; call backward() (or "
+                "gg.grad) inside the compiled function")
+    return (f"a tensor of shape {out.shape} does not require grad and has no graph to "
+            "differentiate (was it computed under no_grad, or from tensors that do not "
+            "require grad?)")
+
+
 def grad(outputs, inputs, grad_outputs=None, create_graph=False, *, retain_graph=None,
          allow_unused=False):
     """The gradients of `outputs` with respect to `inputs`, as a list of Tensors.
@@ -81,9 +93,7 @@ def _root_grads(outputs, grad_outputs, caller):
     grads = []
     for out, g in zip(outputs, grad_outputs, strict=True):
         if not out.requires_grad:
-            raise GraphError(f"a tensor of shape {out.shape} does not require grad and has "
-                             "no graph to differentiate (was it computed under no_grad, or "
-                             "from tensors that do not require grad?)")
+            raise GraphError(_no_graph_message(out))
         if g is None:
             if out.size != 1:
                 how = ("grad_outputs= (a tensor of each output's shape)"

@@ -107,6 +107,18 @@ def test_a_compiled_functions_result_points_to_the_plans_graph():
     assert step.graph.op_counts() == {"mul": 1, "sum": 1}
 
 
+def test_backward_of_a_compiled_functions_result_says_where_to_call_it():
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+    step = gg.compile(lambda x: (x * w).sum())
+    with pytest.warns(gg.CompileWarning):
+        results = [step(gg.ones(2)) for _ in range(2)]  # the traced call and a plan's run
+    for loss in results:
+        with pytest.raises(gg.GraphError, match=r"returned by gg\.compile\(.*<lambda>\) has "
+                           r"no graph.*call backward\(\) \(or gg.grad\) inside the "
+                           r"compiled function"):
+            loss.backward()
+
+
 def test_trace_shows_constants_and_a_readable_text_dump():
     g = gg.trace(lambda a: a * 2.0, gg.ones(3))
     text = str(g)
