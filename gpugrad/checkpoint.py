@@ -109,12 +109,15 @@ def _write_npz(f, arrays):
 
 def save(obj, path):
     """Write `obj` (e.g. model.state_dict(), or {"model": ..., "epoch": 3}) to `path`."""
-    path = os.fspath(path)
+    asked = os.fspath(path)
+    # Through a symbolic link, onto the file it points to (the link stays a link), as
+    # open() would write; the temporary file sits beside that file, on its filesystem.
+    path = os.path.realpath(asked) if os.path.islink(asked) else asked
     arrays = {}
     index = {"format": FORMAT, "root": _flatten(obj, "", arrays)}
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):  # said for the path asked for, not the temporary one
-        raise FileNotFoundError(f"cannot save to {path}: no folder {folder}")
+        raise FileNotFoundError(f"cannot save to {asked}: no folder {folder}")
     fd, tmp = _create_temporary(folder)
     try:
         with os.fdopen(fd, "wb") as f:

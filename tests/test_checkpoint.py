@@ -269,3 +269,13 @@ def test_a_file_that_only_starts_like_a_zip_is_not_a_readable_checkpoint(tmp_pat
     path.write_bytes(b"PK\x03\x04" + bytes(100))
     with pytest.raises(ValueError, match="model.pt is not a readable checkpoint"):
         gg.load(path)
+
+
+def test_saving_through_a_symbolic_link_writes_the_file_it_points_to(tmp_path):
+    target = tmp_path / "runs" / "best.npz"
+    target.parent.mkdir()
+    gg.save({"epoch": 1}, target)
+    link = tmp_path / "latest.npz"
+    link.symlink_to(target)
+    gg.save({"epoch": 2}, link)
+    assert link.is_symlink() and gg.load(target)["epoch"] == 2
