@@ -109,7 +109,7 @@ def _add_train(sub):
     train.set_defaults(run=_cmd_train)
     evaluate = sub.add_parser("evaluate", help="reload a checkpoint and report its test "
                               "accuracy")
-    evaluate.add_argument("checkpoint", help="a run's checkpoint.npz")
+    evaluate.add_argument("checkpoint", help="a run's checkpoint.npz, or its run folder")
     evaluate.add_argument("--data", default=None, help="override the run's data")
     evaluate.add_argument("--device", default=None)
     evaluate.set_defaults(run=_cmd_evaluate)
@@ -126,6 +126,9 @@ def _cmd_ops(args):
     from .ops import REGISTRY, get, load_plugins
 
     load_plugins()
+    if args.action == "list" and args.name:
+        raise ValueError(f"`gpugrad ops list` takes no op name (got {args.name!r}); "
+                         "`gpugrad ops check NAME` checks one")
     if args.action == "list":
         rows = [(name, op.source, _kernel_devices(op),
                  "yes" if op.differentiable else "no")
@@ -152,7 +155,7 @@ def _cmd_ops(args):
         print(exc, file=sys.stderr)
         return 1
     for check, result in report.items():
-        print(f"{args.name}: {check}: {result}")
+        print(f"{op.name}: {check}: {result}")
     return 0
 
 
@@ -200,9 +203,12 @@ def _cmd_viz(args):
     if kind not in VIZ_FORMATS:
         raise ValueError(f"--out {out}: the extension says the format; use one of "
                          + ", ".join(f".{f}" for f in VIZ_FORMATS))
+    if args.shapes and not args.function:
+        raise ValueError("--shapes gives the inputs of --function; without it, --mlp and "
+                         "--batch say what to draw")
     if args.function:
         fn = _import_function(args.function, "--function")
-        shapes = [tuple(int(d) for d in s.split(",") if d) for s in args.shapes]
+        shapes = [_shape(s) for s in args.shapes]
         try:
             graph = gg.trace(fn, *[gg.randn(*shape) for shape in shapes])
         except TypeError as exc:  # most often: as many --shapes as the function's inputs
@@ -227,16 +233,38 @@ def _cmd_viz(args):
     return 0
 
 
+def _shape(text):
+    """--shapes' D,D,... as a tuple of sizes; a mistake names the option."""
+    try:
+        shape = tuple(int(d) for d in text.split(",") if d.strip())
+    except ValueError:
+        raise ValueError(f"--shapes {text}: a shape is sizes separated by commas, e.g. "
+                         "32,784") from None
+    if any(d < 0 for d in shape):
+        raise ValueError(f"--shapes {text}: sizes must be >= 0")
+    return shape
+
+
 def _cmd_bench(args):
     from .bench import main
 
     return main(args.rest)
 
 
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gpugrad")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="gpugrad", description="gpugrad: reverse-mode autodiff on a networkx graph, "
         "on the GPU (CuPy) or the CPU (NumPy).")
+    parser.add_argument("--version", action="version", version=f"gpugrad {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("info", help="which backend gpugrad uses here, and why").set_defaults(
         run=_cmd_info)
@@ -244,7 +272,8 @@ def build_parser():
     demo.add_argument("--out", metavar="DIR", help="also write the graph as DOT into DIR")
     demo.set_defaults(run=_cmd_demo)
     _add_train(sub)
-    viz = sub.add_parser("viz", help="draw the training step of an MLP, or a function "
+    viz = sub.add_parser("viz", help="draw an MLP's forward pass and loss (the graph a "
+                         "training step records), or a function "
                          "of yours, to .svg/.png/.pdf/.html/.dot")
     viz.add_argument("--mlp", type=_positive_int, nargs="+", default=[784, 256, 10],
                      metavar="N", help="layer sizes of the MLP (default 784 256 10)")

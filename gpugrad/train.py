@@ -5,7 +5,8 @@ A run writes into its folder: metrics.json and metrics.csv (one row per epoch),
 learning_curve.png and confusion_matrix.png (with matplotlib), checkpoint.npz (the model,
 the optimiser, the data's standardisation and the run's settings; rewritten atomically
 after every epoch, so an interrupted run keeps its last good one), and graph.dot and
-graph.html (one training step's graph, for Graphviz and for any browser).
+graph.html (the graph a training step records: forward and loss; for Graphviz and
+any browser).
 
 With --distributed, each process that mpiexec starts trains on its share of every global
 batch and the gradients are averaged across them (gpugrad.distributed): the same steps as
@@ -219,7 +220,7 @@ def run(config, stream=None, results=None):
     config.check()
     gg.manual_seed(config.seed)
     team = start_distributed(config.device) if config.distributed else None
-    device = team.device if team else gg.device(config.device)
+    device = usable(team.device if team else gg.device(config.device))
     out = config.out or new_run_folder()
     if team and not team.is_main:  # only rank 0 prints and writes files
         out, stream, results = None, team.output(stream), team.output(results)
@@ -241,7 +242,8 @@ def run(config, stream=None, results=None):
           f"{len(splits['test'][1])} test, {n_classes} classes) on {device}; MLP "
           f"{[x_train.shape[1], *config.hidden, n_classes]}, {config.optimizer} "
           f"lr {config.lr}, batch {config.batch_size}"
-          + (f" over {team.world_size} processes" if team else ""), file=stream)
+          + (f" over {team.world_size} process{'es' if team.world_size > 1 else ''}"
+             if team else ""), file=stream)
     if team and device.type == "cpu":
         warn_if_threads_oversubscribed(team.context.local_size, stream)
     write_step_graph(model, loader, out)
@@ -272,11 +274,20 @@ def run(config, stream=None, results=None):
         # The run's results are those of the last checkpoint: an epoch cut short, or one
         # whose checkpoint was still being written, does not count.
         history = history[:saved_epoch]
-        print(f"\ninterrupted: keeping the checkpoint of epoch {saved_epoch}", file=stream)
+        print("\ninterrupted: " + (f"keeping the checkpoint of epoch {saved_epoch}"
+                                    if saved_epoch else "no epoch finished, nothing kept"),
+              file=stream)
         if saved_epoch and out:  # the model may be mid-step: evaluate the last saved one
             load_into(model, gg.load(os.path.join(out, "checkpoint.npz"), device=device))
     return finish(model, splits, history, config, out, device, n_classes, interrupted, stream,
                   results)
+
+
+def usable(device):
+    """The device, once its backend is known to work: an unusable one (--device cuda
+    without a GPU) fails here, before any run folder is made."""
+    device.backend  # noqa: B018  (made on first use; raises DeviceError if it cannot be)
+    return device
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -331,8 +342,8 @@ def finish(model, splits, history, config, out, device, n_classes, interrupted, 
               f"{len(predicted)} samples", file=outcome)
         if out:
             write_plots(history, confusion, out, stream)
-    if out:
-        write_metrics(results, out)
+    if out and (history or not interrupted):  # a run stopped before its first epoch
+        write_metrics(results, out)           # has no results: the folder stays free
     print(f"run folder: {out}", file=outcome)
     return results
 
@@ -446,7 +457,9 @@ def write_plots(history, confusion, out, stream):
 # --- evaluate ------------------------------------------------------------------------------------
 def evaluate_checkpoint(path, data=None, device=None, stream=sys.stdout):
     """Reload a run's checkpoint and report its test accuracy (the same split, the same
-    standardisation as in training)."""
+    standardisation as in training). `path` may be the run folder."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "checkpoint.npz")
     checkpoint = gg.load(path, device=device)
     missing = {"config", "model", "scaler", "num_classes", "epoch"} - set(checkpoint)
     if missing:

@@ -56,6 +56,30 @@ def test_a_malformed_number_is_a_one_line_usage_error():
         assert "Traceback" not in result.stderr and "_positive" not in result.stderr
 
 
+def test_version_names_the_package():
+    result = run("-m", "gpugrad.cli", "--version")
+    assert result.returncode == 0 and result.stdout.startswith("gpugrad ")
+
+
+def test_mistakes_in_viz_and_ops_options_are_one_line_errors(tmp_path):
+    out = str(tmp_path / "g.svg")
+    for args, expected in [
+        (["viz", "--function", "math:sqrt", "--shapes", "a,b", "--out", out],
+         "--shapes a,b: a shape is sizes separated by commas"),
+        (["viz", "--shapes", "3,4", "--out", out], "--shapes gives the inputs of --function"),
+        (["ops", "list", "extra"], "takes no op name (got 'extra')"),
+    ]:
+        result = run("-m", "gpugrad.cli", *args)
+        assert result.returncode == 1, (args, result.stderr)
+        assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ops_check_takes_a_built_in_ops_short_name_as_graphs_show_it():
+    result = run("-m", "gpugrad.cli", "ops", "check", "tanh")
+    assert result.returncode == 0, result.stderr
+    assert "gpugrad::tanh: gradcheck: ok" in result.stdout
+
+
 def test_a_cuda_graph_without_the_compiled_step_is_a_one_line_error():
     result = run("-m", "gpugrad.cli", "train", "--no-compile", "--cuda-graph")
     assert result.returncode != 0

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import gpugrad as gg
@@ -143,6 +144,63 @@ def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(gg.cuda.is_available(), reason="needs a machine without a usable GPU")
+def test_an_unusable_device_fails_before_the_run_folder_is_made(tmp_path):
+    result = gpugrad("train", "--device", "cuda", "--out", str(tmp_path / "run"))
+    assert result.returncode == 1 and "is not usable" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([0.5, 1.7, 2.2, 0.1], "y_train must be class indices (whole numbers), got float64"),
+    ([0, -1, 2, 1], "y_train must be class indices >= 0, got -1"),
+    ([[0], [1], [2], [1]], "y_train must be one class index per sample, shape (4,)"),
+])
+def test_npz_labels_that_are_not_class_indices_are_refused_naming_the_array(
+        tmp_path, labels, message):
+    # Float labels were cut to ints (1.7 -> 1) and trained on without a word.
+    data = tmp_path / "data.npz"
+    np.savez(data, x_train=np.ones((4, 3)), y_train=np.array(labels),
+             x_test=np.ones((2, 3)), y_test=np.array([0, 1]))
+    result = gpugrad("train", "--data", f"npz:{data}", "--out", str(tmp_path / "run"))
+    assert result.returncode == 1 and f"{data}: {message}" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_npz_features_with_nan_are_refused():
+    from gpugrad.data.datasets import DatasetError, _as_xy
+
+    with pytest.raises(DatasetError, match="x_train holds 1 NaN or infinite value"):
+        _as_xy(np.array([[1.0, np.nan]]), np.array([0]), x_name="x_train")
+    x, y = _as_xy(np.ones((2, 2)), np.array([1.0, 0.0]))  # whole floats are classes
+    assert y.dtype == np.int64 and y.tolist() == [1, 0]
+
+
+def test_ctrl_c_before_the_first_epoch_keeps_nothing_and_leaves_the_folder_free(
+        tmp_path, monkeypatch, capsys):
+    from gpugrad import train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_epoch", interrupted)
+    config = train.Config(epochs=1, hidden=[8], out=str(tmp_path))
+    results = train.run(config)
+    assert results["interrupted"] is True and results["epochs"] == []
+    assert "interrupted: no epoch finished, nothing kept" in capsys.readouterr().err
+    assert not (tmp_path / "metrics.json").exists()
+    monkeypatch.undo()
+    assert train.run(train.Config(epochs=1, hidden=[8], out=str(tmp_path)))["epochs"]
+
+
+def test_evaluate_takes_the_run_folder_too(small_run):
+    out, trained = small_run
+    result = gpugrad("evaluate", str(out))
+    assert result.returncode == 0, result.stderr
+    accuracy = trained.stdout.split("test accuracy ")[1].split("%")[0]
+    assert f"test accuracy {accuracy}%" in result.stdout
 
 
 def test_evaluate_of_a_missing_checkpoint_is_a_one_line_error(tmp_path):

@@ -107,16 +107,42 @@ def _load_npz(path, scale=True):
             if missing:
                 raise DatasetError(f"{path}: expected arrays x_train, y_train, x_test, "
                                    f"y_test; missing {', '.join(missing)}")
-            return (_as_xy(data["x_train"], data["y_train"], scale),
-                    _as_xy(data["x_test"], data["y_test"], scale))
+            return tuple(_as_xy(data[f"x_{split}"], data[f"y_{split}"], scale,
+                                f"{path}: x_{split}", f"{path}: y_{split}")
+                         for split in ("train", "test"))
     except (OSError, ValueError) as exc:
         if isinstance(exc, DatasetError):
             raise
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
 
 
-def _as_xy(images, labels, scale=True):
-    x = np.asarray(images).reshape(len(images), -1).astype(np.float32)
+def _as_xy(images, labels, scale=True, x_name="the images", y_name="the labels"):
+    """(x as float32 (N, features), y as int64 (N,)), checked: the arrays are a user's,
+    and a float label cut to an int (1.7 -> 1) or a NaN feature trained on quietly."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.dtype.kind not in "biuf":
+        raise DatasetError(f"{x_name} must be numbers, got {images.dtype}")
+    x = images.reshape(len(images), -1).astype(np.float32)
+    if not np.isfinite(x).all():
+        raise DatasetError(f"{x_name} holds {int((~np.isfinite(x)).sum())} NaN or infinite "
+                           "value(s)")
     if scale and x.max(initial=0) > 1.0:  # 8-bit pixels
         x /= 255.0
-    return x, np.asarray(labels).astype(np.int64)
+    return x, _class_labels(labels, len(x), y_name)
+
+
+def _class_labels(labels, count, name):
+    """Labels as int64 class indices: integers >= 0 (whole floats too), one per sample."""
+    if labels.shape != (count,):
+        raise DatasetError(f"{name} must be one class index per sample, shape ({count},); "
+                           f"got {labels.shape}")
+    whole = labels.dtype.kind in "iub" or (
+        labels.dtype.kind == "f" and np.isfinite(labels).all()
+        and np.array_equal(labels, np.round(labels)))
+    if not whole:
+        raise DatasetError(f"{name} must be class indices (whole numbers), got "
+                           f"{labels.dtype} values such as {labels.ravel()[:3].tolist()}")
+    y = labels.astype(np.int64)
+    if y.size and y.min() < 0:
+        raise DatasetError(f"{name} must be class indices >= 0, got {y.min()}")
+    return y

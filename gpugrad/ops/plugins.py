@@ -70,9 +70,12 @@ def _defined_in(op, module):
 
 
 def get(name):
-    """The op registered as `name`, loading plugins first if it is not there yet."""
+    """The op registered as `name`, loading plugins first if it is not there yet. A
+    built-in op may be named as graphs label it ("tanh" for "gpugrad::tanh")."""
     if name not in REGISTRY:
         load_plugins()
+    if name not in REGISTRY and "::" not in name and f"gpugrad::{name}" in REGISTRY:
+        name = f"gpugrad::{name}"
     try:
         return REGISTRY[name]
     except KeyError:
