@@ -31,10 +31,15 @@ class Graph:
 
         by_number = {n.seq: n for n in sorted(nodes, key=lambda n: n.seq)}
         self._nodes = {n.seq: n for n in nodes} if ordered else by_number
+        self._ordered = ordered
         self.outputs = [n.seq for n in outputs]
         self.inputs = [n.seq for n in inputs]
+        # Inputs made by ops (a subgraph from an intermediate tensor on): the graph's
+        # leaves all the same, drawn and listed as its arguments.
+        self._cut = {n.seq for n in inputs if not n.op.is_leaf}
         if calls is None:
             calls = module_calls(self._nodes.values())
+        self._calls = calls
         # Named now, while the modules the nodes were made in are most likely alive.
         self._scopes, self._scope_classes = module_scopes(by_number, calls)
         self._names = parameter_names(self._nodes, calls)
@@ -42,12 +47,26 @@ class Graph:
 
     @classmethod
     def from_outputs(cls, tensors, inputs=()):
-        """The graph of everything recorded that `tensors` were computed from."""
+        """The graph of everything recorded that `tensors` were computed from; with
+        `inputs` (tensors), back to them only: `Graph.from_outputs([loss], [h])` is the
+        computation from h to the loss (h an argument, as a trace's are)."""
         from .ops.registry import node_of
 
         outs = [node_of(t) for t in tensors]
         ins = [node_of(t) for t in inputs]
-        return cls(walk(outs + ins), outs, ins)
+        return cls(walk(outs + ins, stop=ins), outs, ins)
+
+    def subgraph(self, outputs, inputs=()):
+        """The part of this graph that computes the nodes `outputs` (ids), from the
+        nodes `inputs` (ids) where given: a gg.Graph of its own, for every viewer."""
+        missing = [s for s in [*outputs, *inputs] if s not in self._nodes]
+        if missing:
+            raise KeyError(f"no node {missing[0]} in this graph (its ids: list(graph))")
+        outs = [self._nodes[s] for s in outputs]
+        ins = [self._nodes[s] for s in inputs]
+        kept = {id(n) for n in walk(outs + ins, stop=ins)}
+        nodes = [n for n in self._nodes.values() if id(n) in kept]  # in this graph's order
+        return Graph(nodes, outs, ins, calls=self._calls, ordered=self._ordered)
 
     # --- networkx ---------------------------------------------------------------------------
     @property
@@ -65,7 +84,11 @@ class Graph:
             g.add_node(seq, **node_attributes(node), scope=self._scopes[seq],
                        is_output=seq in outputs, input_index=inputs.get(seq),
                        name=self._names.get(seq))
+            if seq in self._cut:
+                g.nodes[seq]["kind"] = "input"
         for seq, node in self._nodes.items():
+            if seq in self._cut:
+                continue  # what it was computed from is outside this graph
             for pos, inp in enumerate(node.inputs):
                 if g.has_edge(inp.seq, seq):
                     g.edges[inp.seq, seq]["argnums"] += (pos,)
@@ -96,8 +119,9 @@ class Graph:
         return self._nodes[node_id]
 
     def op_nodes(self):
-        """Ids of the op nodes (not leaves), in topological order."""
-        return [seq for seq, n in self._nodes.items() if not n.op.is_leaf]
+        """Ids of the op nodes (not leaves, nor inputs), in topological order."""
+        return [seq for seq, n in self._nodes.items()
+                if not n.op.is_leaf and seq not in self._cut]
 
     def op_counts(self):
         """{op name: how many times it appears}."""
@@ -118,7 +142,7 @@ class Graph:
         lines = []
         for seq, node in self._nodes.items():
             spec = f"{_dtype_name(node.dtype)}{list(node.shape)}"
-            if node.op.is_leaf:
+            if node.op.is_leaf or seq in self._cut:
                 if seq in self.inputs:
                     role = f"arg{self.inputs.index(seq)}"
                 elif node.op.name == "constant":
@@ -150,11 +174,12 @@ class Graph:
 
         return to_dot(self, rankdir=rankdir, shapes=shapes, sites=sites, **options)
 
-    def render(self, path, format=None, **dot_options):  # noqa: A002
-        """Draw the graph with Graphviz into path (.svg, .png or .pdf)."""
+    def render(self, path, format=None, timeout=600, **dot_options):  # noqa: A002
+        """Draw the graph with Graphviz into path (.svg, .png or .pdf), giving it
+        `timeout` seconds; dot_options as to_dot's."""
         from .viz import render
 
-        return render(self, path, format=format, **dot_options)
+        return render(self, path, format=format, timeout=timeout, **dot_options)
 
     def to_html(self, path=None, title="gpugrad graph", collapse=None):
         """A self-contained HTML viewer (no network): layers, pan and zoom, search, a

@@ -121,9 +121,11 @@ def format_site(site):
     return f"{os.path.basename(filename)}:{line}"
 
 
-def walk(roots):
-    """Every node reachable from `roots` through inputs, without recursion (any order)."""
+def walk(roots, stop=()):
+    """Every node reachable from `roots` through inputs, without recursion (any order);
+    the nodes in `stop` are reached but not gone through (a subgraph's inputs)."""
     seen = set()
+    ends = {id(n) for n in stop}
     stack = [n for n in roots if n is not None]
     out = []
     while stack:
@@ -133,5 +135,6 @@ def walk(roots):
             continue
         seen.add(key)
         out.append(node)
-        stack.extend(node.inputs)
+        if key not in ends:
+            stack.extend(node.inputs)
     return out

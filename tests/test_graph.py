@@ -160,3 +160,25 @@ def test_a_deep_graph_builds_without_recursion():
     g = y.graph
     assert len(g.op_nodes()) == 5000
     assert nx.dag_longest_path_length(g.nx) == 5000
+
+
+def test_a_graph_from_an_intermediate_tensor_on_is_the_computation_after_it():
+    """Graph.from_outputs([loss], [h]) stops at h: the layer after it and the loss, with
+    h as the argument (arg0), as a trace's; g.subgraph does the same on node ids."""
+    gg.manual_seed(0)
+    first, second = gg.nn.Linear(4, 8), gg.nn.Linear(8, 3)
+    x = gg.randn(5, 4)
+    h = first(x).relu()
+    loss = (second(h) * 2.0).sum()
+    part = gg.Graph.from_outputs([loss], [h])
+    assert part.op_counts() == {"linear": 1, "mul": 1, "sum": 1}
+    assert "float32[5, 8] = arg0" in str(part)
+    assert part.nx.nodes[h.node.seq]["kind"] == "input"
+    assert not list(part.nx.predecessors(h.node.seq))
+    whole = loss.graph
+    assert whole.op_counts() == {"linear": 2, "relu": 1, "mul": 1, "sum": 1}
+    same = whole.subgraph(whole.outputs, [h.node.seq])
+    assert list(same) == list(part) and same.op_counts() == part.op_counts()
+    assert "arg0" in same.to_dot() and "arg0" in str(same.to_html())
+    with pytest.raises(KeyError, match="no node 12345"):
+        whole.subgraph([12345])

@@ -2,6 +2,7 @@
 
 import networkx as nx
 import numpy as np
+import pytest
 
 import gpugrad as gg
 import gpugrad.nn as nn
@@ -50,6 +51,33 @@ def test_the_critical_path_runs_through_the_graph():
     path = prof.critical_path(graph)
     assert nx.is_path(graph.nx, path)
     assert [graph.node(n).name for n in path][-2:] == ["cross_entropy", "mean"]
+
+
+def test_the_critical_path_of_a_graph_no_profile_timed_is_an_error():
+    """Every chain is as long as any other when no node has a time: it says so, rather
+    than return one chain picked at random. A compiled step's graph is one: under a
+    profile the step runs eagerly, op by op, and its plan never runs."""
+    gg.manual_seed(0)
+    model = nn.MLP([4, 3])
+    x, y = gg.randn(5, 4), gg.tensor([0, 1, 2, 0, 1])
+
+    @gg.compile
+    def step(x, y):
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    step(x, y)
+    with gg.profile() as prof:
+        loss = step(x, y)
+    with pytest.raises(gg.GraphError, match="no node of this graph was timed: it is a "
+                       "compiled function's graph"):
+        prof.critical_path(step.graph)
+    assert nx.is_path(loss.graph.nx, prof.critical_path(loss.graph))  # the eager one was
+    untimed = F.cross_entropy(model(x), y).graph
+    with pytest.raises(gg.GraphError, match=r"no node of this graph was timed: pass the "
+                       r"graph of a tensor computed inside `with gg.profile\(\)"):
+        prof.critical_path(untimed)
 
 
 def test_kernels_are_unwrapped_after_the_block():

@@ -238,3 +238,82 @@ def test_graphs_shown_inline_in_a_notebook_keep_to_themselves(browser, tmp_path)
     assert page.evaluate("getComputedStyle(document.body).display") == "block"
     assert not errors
     assert all(r.startswith(("file:", "about:")) for r in requests)
+
+
+def test_search_finds_shapes_as_they_are_shown(browser, tmp_path):
+    """Labels say float32[8, 32] and details (8, 32): a shape typed either way, with
+    or without spaces, finds the nodes of that shape."""
+    graph = gg.trace(lambda x, w, b: (x @ w + b).tanh(), gg.ones(8, 16), gg.ones(16, 32),
+                     gg.ones(32))
+    path = tmp_path / "shapes.html"
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    for query in ("8, 32", "8,32", "float32[8, 32]", "(8, 32)", "[8,32]", " ( 8 ,32 ) "):
+        page.fill("#search", query)
+        assert page.inner_text("#count") == "3 match(es)", query  # matmul, add, tanh
+    for query in ("(32,)", "[32]", "float32[32]"):
+        page.fill("#search", query)
+        assert page.inner_text("#count") == "1 match(es)", query  # the bias
+    page.fill("#search", "arg2")
+    assert page.inner_text("#count") == "1 match(es)"
+
+
+def test_a_traces_arguments_are_told_apart_and_a_1d_shape_is_a_tuple(browser, tmp_path):
+    graph = gg.trace(lambda x, y, z: (x + y) * z, gg.tensor([-2.0]), gg.tensor([5.0]),
+                     gg.tensor([-4.0]))
+    path = tmp_path / "circuit.html"
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    titles = page.locator("g.node.input text.title").all_text_contents()
+    assert sorted(titles) == ["arg0", "arg1", "arg2"]  # as str(graph) names them
+    page.locator("g.node.input", has_text="arg1").click()
+    details = page.inner_text("#details")
+    assert "argument\t1" in details and "shape\t(1,)" in details
+
+
+def test_gradients_and_tensors_requiring_grad_have_colours_apart(browser, tmp_path):
+    import colorsys
+
+    x = gg.randn(3, requires_grad=True)
+    graph = (x.exp() * 2.0).sum().graph
+    path = tmp_path / "colours.html"
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    page.check("#backward")
+
+    def hue(selector):
+        fill = page.eval_on_selector(selector, "e => getComputedStyle(e).fill")
+        r, g, b = (int(v) / 255 for v in re.findall(r"\d+", fill)[:3])
+        return colorsys.rgb_to_hsv(r, g, b)[0] * 360
+
+    apart = abs(hue("g.node.input.grad rect") - hue("g.node.backward rect"))
+    assert min(apart, 360 - apart) >= 45
+
+
+def test_each_call_of_a_module_has_a_frame_of_its_own(browser, tmp_path):
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.shared, self.other = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.shared(self.other(self.shared(x)).relu()).sum()
+
+    model = Shared()
+    graph = model(gg.randn(2, 4)).graph
+    path = tmp_path / "twice.html"
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    titles = page.locator("g.frame text").all_text_contents()
+    assert sorted(t.lstrip("\u25be ") for t in titles) == [
+        "Shared", "Shared.other (Linear)", "Shared.shared (Linear)",
+        "Shared.shared#2 (Linear)"]
+    # Each call's frame holds its own linear: the second call's frame lies below the
+    # other layer's, so no edge runs back up into a frame above.
+    boxes = {t.lstrip("\u25be "): box for t, box in page.evaluate(
+        """[...document.querySelectorAll("g.frame")].map(f => [f.textContent,
+            [+f.querySelector("rect").getAttribute("y"),
+             +f.querySelector("rect").getAttribute("height")]])""")}
+    first, other, second = (boxes[f"Shared.{name} (Linear)"] for name in
+                            ("shared", "other", "shared#2"))
+    assert first[0] <= other[0] and other[0] + other[1] < second[0]

@@ -396,3 +396,195 @@ def test_summary_shows_statistics_and_memory_on_request(capsys):
     assert result["totals"]["nonfinite"] == [] and "0 node(s) with NaN/Inf" in printed
     graph.summary()
     assert "grad norm" not in capsys.readouterr().out  # the default table is as it was
+
+
+# --- graphs Graphviz draws in seconds -------------------------------------------------------
+def edge_lines(dot):
+    return [line for line in dot.splitlines() if " -> " in line]
+
+
+def test_a_constant_is_drawn_beside_each_op_that_reads_it():
+    """`y * 1.0001` five times reads one cached constant node five times; drawn once, it
+    would send an edge from the top of the graph to every step (Graphviz then took
+    minutes on a hundred steps). Each step gets its own small copy, value shown."""
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    y = x
+    for _ in range(5):
+        y = y * 1.0001
+    graph = y.graph
+    (constant,) = [s for s in graph if graph.node(s).op.name == "constant"]
+    dot = graph.to_dot()
+    copies = re.findall(rf"^  (k{constant}_\d+) \[label=\"1.0001\"", dot, re.M)
+    assert len(copies) == 5 == len(set(copies))
+    # One edge each, into its own step; light, so that the flow of values runs straight
+    # and the copies stand aside.
+    for copy, mul in zip(copies, nodes_named(graph, "mul"), strict=True):
+        assert [line.strip() for line in edge_lines(dot) if line.startswith(f"  {copy} ")] \
+            == [f"{copy} -> n{mul} [weight=1];"]
+    assert f"n{constant} " not in dot and "constant\\nfloat32[]" not in dot
+    assert len(edge_lines(dot)) == graph.nx.number_of_edges()
+    graphviz_svg(dot)
+
+
+def test_a_constant_inside_a_composite_op_is_drawn_inside_its_cluster():
+    @gg.composite_op("test_viz::tripled_exp", replace=True)
+    def tripled_exp(x):
+        return x.exp() * 3.0
+
+    x = gg.randn(3, requires_grad=True)
+    graph = (tripled_exp(x) + 3.0).sum().graph
+    dot = graph.to_dot(composites=True)
+    graphviz_svg(dot)
+    assert dot.count('[label="3.0"') == 2  # one beside the inner mul, one beside the add
+    (composite,) = [s for s in graph.op_nodes() if "tripled_exp" in graph.node(s).name]
+    block = dot.split(f'subgraph "cluster_composite_{composite}" {{')[1].split("}")[0]
+    copy = re.search(rf"^\s+(c{composite}_k\d+_\d+) \[label=\"3.0\"", block, re.M).group(1)
+    assert re.search(rf"^  {copy} -> c{composite}_\d+ \[weight=1\];", dot, re.M)
+
+
+def test_argument_positions_are_marked_only_where_the_order_matters():
+    """a - b needs them (which is subtracted?), a + b does not; x * x says that one
+    value fills both arguments. They sit at the arrowhead (headlabel), which takes no
+    part in Graphviz's layout, where an edge label is one more node to place."""
+    graph = gg.trace(lambda a, b: (a - b) * (a + b) * (b * b), gg.ones(2), gg.ones(2))
+    a, b = graph.inputs
+    dot = graph.to_dot()
+    assert all("label=" not in line.replace("headlabel=", "") for line in edge_lines(dot))
+    (sub,), (add,) = nodes_named(graph, "sub"), nodes_named(graph, "add")
+    assert re.search(rf"  n{a} -> n{sub} \[headlabel=\"0\"", dot)
+    assert re.search(rf"  n{b} -> n{sub} \[headlabel=\"1\"", dot)
+    assert f"  n{a} -> n{add};" in dot and f"  n{b} -> n{add};" in dot
+    square = next(m for m in nodes_named(graph, "mul") if graph.node(m).inputs[0].seq == b)
+    assert re.search(rf"  n{b} -> n{square} \[headlabel=\"0,1\"", dot)
+    assert "nslimit" not in dot  # a small graph keeps Graphviz's full layout effort
+    graphviz_svg(dot)
+
+
+@needs_dot
+def test_a_weight_shared_by_sixty_steps_renders(tmp_path):
+    """An RNN's weight read at every step: 60 edges from one node down the whole
+    graph. Graphviz took about four minutes on this (edge labels and unbounded layout
+    passes); now a fraction of a second."""
+    weight = gg.randn(4, 4, requires_grad=True)
+    h = gg.randn(1, 4)
+    for _ in range(60):
+        h = (h @ weight).tanh()
+    graph = h.sum().graph
+    assert "nslimit=1" in graph.to_dot()  # a large graph: Graphviz's passes are capped
+    path = graph.render(tmp_path / "rnn.svg")
+    svg = open(path).read()
+    assert svg.count('class="node"') == len(graph) and svg.count(">matmul</text>") == 60
+
+
+# --- what render says when it cannot draw ---------------------------------------------------
+@needs_dot
+def test_graphviz_killed_by_a_signal_is_a_render_error_naming_it(tmp_path):
+    """Killed (the out-of-memory killer's SIGKILL, say), Graphviz writes no message: the
+    error names the signal. A file size limit makes a real one: Graphviz writing past it
+    gets SIGXFSZ."""
+    code = ("import resource\nimport gpugrad as gg\n"
+            "g = gg.trace(lambda a: a.tanh().exp().sum(), gg.ones(2))\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))\n"
+            "try:\n    g.render('g.svg')\nexcept gg.viz.RenderError as e:\n    print(e)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.stdout.startswith("Graphviz was killed by signal SIGXFSZ"), result.stderr
+    assert "g.to_html(path)" in result.stdout  # what to do instead
+
+
+@needs_dot
+def test_a_render_past_its_timeout_is_a_render_error(tmp_path):
+    graph, _ = training_step_graph()
+    with pytest.raises(gg.viz.RenderError, match=r"did not finish drawing this graph "
+                       r"\(11 nodes\) in 0.001 s"):
+        graph.render(tmp_path / "step.svg", timeout=0.001)
+
+
+def test_render_into_a_missing_folder_names_the_folder(tmp_path):
+    graph, _ = training_step_graph()
+    with pytest.raises(FileNotFoundError, match="no folder .*missing.* to render into"):
+        graph.render(tmp_path / "missing" / "dir" / "g.svg")
+
+
+# --- labels say what a user wrote -------------------------------------------------------------
+@gg.custom_op("test_viz::tag", replace=True)
+def tag(x, *, note="plain"):
+    return x * 1
+
+
+@needs_dot
+@pytest.mark.parametrize("note", ["C:\\temp\\new", "ends with a backslash\\",
+                                  'has "quotes"', "\\l is not a line break"])
+def test_dot_labels_show_backslashes_and_quotes_as_written(note):
+    graph = gg.trace(lambda x: tag(x, note=note), gg.ones(2))
+    svg = graphviz_svg(graph.to_dot())
+    lines = re.findall(r"<text [^>]*>([^<]*)</text>", svg)
+    shown = note.replace('"', "&quot;")
+    assert f"note={shown}" in lines  # the whole note, on a line of its own
+    assert "float32[2]" in lines  # the next line is still there
+
+
+def test_a_traces_arguments_and_constants_are_labelled_as_str_shows_them():
+    """The lecture's f = (x + y) z, traced: arg0, arg1, arg2 as in str(g), not three
+    nodes alike called "input"; a constant by its value."""
+    graph = gg.trace(lambda x, y, z: (x + y) * z * 2.0, gg.tensor(-2.0), gg.tensor(5.0),
+                     gg.tensor(-4.0))
+    assert "= arg2" in str(graph) and "constant 2.0" in str(graph)
+    dot = graph.to_dot()
+    for i, seq in enumerate(graph.inputs):
+        assert f'  n{seq} [label="arg{i}\\nfloat32[]"' in dot
+    assert 'label="input' not in dot and re.search(r'  k\d+_\d+ \[label="2.0"', dot)
+    titles = [n["title"] for n in gg.viz.html.page_data(graph)["nodes"]]
+    # The viewer draws the constant once, and says what it is.
+    assert {"arg0", "arg1", "arg2", "constant 2.0"} <= set(titles)
+
+
+def test_gradients_of_a_traces_arguments_are_named_after_them():
+    graph = gg.trace(lambda x, y: x * y, gg.ones(2, requires_grad=True),
+                     gg.ones(2, requires_grad=True))
+    dot = graph.to_dot(passes="both")
+    assert '[label="grad of arg0' in dot and '[label="grad of arg1' in dot
+
+
+# --- a module called twice ----------------------------------------------------------------
+class Shared(nn.Module):
+    """One layer called twice, with another between: two calls, two scopes."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared = nn.Linear(4, 4)
+        self.other = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.shared(self.other(self.shared(x)).relu()).sum()
+
+
+def test_each_call_of_a_module_is_a_scope_of_its_own():
+    model = Shared()
+    graph = model(gg.randn(2, 4)).graph
+    first, other, second = nodes_named(graph, "linear")
+    scope = graph.nx.nodes
+    assert scope[first]["scope"] == ("Shared", "Shared.shared")
+    assert scope[other]["scope"] == ("Shared", "Shared.other")
+    assert scope[second]["scope"] == ("Shared", "Shared.shared#2")
+    (relu,) = nodes_named(graph, "relu")
+    assert scope[relu]["scope"] == ("Shared",)  # between the calls: in neither
+    weight = graph.node(first).inputs[1].seq  # read by both calls: in the module around
+    assert scope[weight]["scope"] == ("Shared",) and scope[weight]["name"] == \
+        "Shared.shared.weight"
+    assert graph.nx.graph["scopes"]["Shared.shared#2"] == "Linear"
+
+
+@needs_dot
+def test_dot_draws_a_cluster_per_call_of_a_module():
+    model = Shared()
+    graph = model(gg.randn(2, 4)).graph
+    dot = graph.to_dot(scopes=True)
+    svg = graphviz_svg(dot)
+    assert "<title>cluster_Shared.shared</title>" in svg
+    assert "<title>cluster_Shared.shared#2</title>" in svg
+    assert 'label="Shared.shared#2 (Linear)"' in dot
+    first, other, second = nodes_named(graph, "linear")
+    block = dot.split('subgraph "cluster_Shared.shared" {')[1].split("}")[0]
+    assert f"  n{first} [" in block
+    assert f"  n{other} [" not in block and f"  n{second} [" not in block

@@ -2,9 +2,10 @@
 composite clusters, statistics on labels), rendering through Graphviz (render), exports
 (node-link JSON, GraphML), summary tables, the self-contained HTML viewer (html), the
 profiler (profile: time, memory, value and gradient statistics), and what they share:
-the backward pass derived from a graph (backward), module scopes (scopes), array
-statistics (stats) and memory accounting (memory). Graph's methods (to_dot, render,
-to_html, to_json, to_graphml, summary) call into these modules."""
+the backward pass derived from a graph (backward), what nodes are called (labels),
+module scopes (scopes), array statistics (stats) and memory accounting (memory).
+Graph's methods (to_dot, render, to_html, to_json, to_graphml, summary) call into
+these modules."""
 
 from .diff import diff  # noqa: F401
 from .export import to_graphml, to_json  # noqa: F401

@@ -18,6 +18,7 @@ import html
 import json
 
 from .export import Text
+from .labels import title
 
 COLLAPSE_ABOVE = 2000  # nodes; larger graphs open with every module scope collapsed
 
@@ -38,9 +39,9 @@ body { margin: 0; font: 13px Helvetica, Arial, sans-serif; display: flex; height
 .node rect { stroke: #555; stroke-width: 1; rx: 6; }
 .node.op rect { fill: #fef3c7; } .node.input rect { fill: #f3f4f6; }
 .node.grad rect { fill: #dbeafe; } .node.output rect { stroke-width: 3; }
-.node.backward rect { fill: #e0e7ff; stroke: #6366f1; }
+.node.backward rect { fill: #bbf7d0; stroke: #16a34a; }
 .scope rect { fill: #f5f3ff; stroke: #7c3aed; stroke-width: 1.5; rx: 4; }
-.scope.backward rect { fill: #e0e7ff; stroke: #6366f1; }
+.scope.backward rect { fill: #bbf7d0; stroke: #16a34a; }
 .zerograd rect { fill: #e5e7eb !important; stroke: #6b7280; stroke-dasharray: 5 3; }
 .nonfinite rect { fill: #fecaca !important; stroke: #dc2626; stroke-width: 2.5; }
 .match rect { stroke: #ea580c; stroke-width: 3; }
@@ -53,8 +54,8 @@ body { margin: 0; font: 13px Helvetica, Arial, sans-serif; display: flex; height
   rx: 8; pointer-events: none; }
 .frame text { font-size: 11px; fill: #6d28d9; cursor: pointer; font-weight: bold; }
 .edge { stroke: #999; stroke-width: 1; fill: none; marker-end: url(#arrow); }
-.edge.grad { stroke: #818cf8; marker-end: url(#garrow); }
-.tie { stroke: #6366f1; stroke-width: 1.5; stroke-dasharray: 3 2; fill: none; }
+.edge.grad { stroke: #34d399; marker-end: url(#garrow); }
+.tie { stroke: #16a34a; stroke-width: 1.5; stroke-dasharray: 3 2; fill: none; }
 table { border-collapse: collapse; width: 100%; } td, th { padding: 2px 4px;
   vertical-align: top; text-align: left; } td:first-child { color: #666; white-space: nowrap; }
 th { color: #333; border-bottom: 1px solid #ddd; font-weight: normal; }
@@ -64,7 +65,7 @@ th { color: #333; border-bottom: 1px solid #ddd; font-weight: normal; }
 <marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6"
 orient="auto"><path d="M0,0L10,5L0,10z" fill="#999"/></marker>
 <marker id="garrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6"
-orient="auto"><path d="M0,0L10,5L0,10z" fill="#818cf8"/></marker>
+orient="auto"><path d="M0,0L10,5L0,10z" fill="#34d399"/></marker>
 </defs><g id="view"></g></svg>
 <div id="side"><input id="search" placeholder="search ops, shapes, lines, modules..."
 autocomplete="off"><div id="count"></div>
@@ -76,7 +77,7 @@ autocomplete="off"><div id="count"></div>
 <div><span style="background:#f3f4f6"></span>input</div>
 <div><span style="background:#dbeafe"></span>requires grad</div>
 <div><span style="background:#fff;border-width:3px"></span>output</div>
-<div><span style="background:#e0e7ff;border-color:#6366f1"></span>grad of op</div>
+<div><span style="background:#bbf7d0;border-color:#16a34a"></span>grad of op</div>
 <div><span style="background:#f5f3ff;border-color:#7c3aed"></span>module (click)</div>
 <div><span style="background:#fecaca;border-color:#dc2626"></span>NaN / Inf</div>
 <div><span style="background:#e5e7eb;border:1px dashed #6b7280"></span>zero gradient</div>
@@ -276,6 +277,9 @@ function nodeBox(key, classes, line1, line2, parent, pos) {
   return g;
 }
 function spec(n) { return n.dtype + "[" + n.shape.join(", ") + "]"; }
+function shapeText(shape) {  // as Python writes the tuple: (5, 8), (3,), ()
+  return "(" + shape.join(", ") + (shape.length === 1 ? ",)" : ")");
+}
 function drawUnit(u, pos, parent, backward) {
   const key = (backward ? "b" : "") + u.key, p = pos.get(key);
   let g;
@@ -291,8 +295,7 @@ function drawUnit(u, pos, parent, backward) {
     if (backward) classes += " backward";
     else if (n.requires_grad && n.kind === "input") classes += " grad";
     if (n.is_output && !backward) classes += " output";
-    g = nodeBox(key, classes, (backward ? "grad of " : "") + (n.name || n.op), spec(n),
-                parent, p);
+    g = nodeBox(key, classes, (backward ? "grad of " : "") + n.title, spec(n), parent, p);
     g.addEventListener("click", ev => { ev.stopPropagation(); select(key); });
   }
   const bad = backward ? u.members.some(n => nonfinite(n.grad_stats)) : u.bad;
@@ -361,8 +364,7 @@ function highlight() {
   if (query) {
     NODES.forEach(n => {
       const scope = n.scope >= 0 ? SCOPES[n.scope].path : "";
-      const text = [n.op, n.name || "", n.dtype, n.shape.join(","), n.site, scope]
-        .join(" ").toLowerCase();
+      const text = normalise([n.op, n.title, spec(n), n.site, scope].join(" "));
       if (text.includes(query)) {
         hits += 1;
         const e = elements.get(n.unit);
@@ -401,8 +403,9 @@ function select(key) {
   highlight();
   const backward = key[0] === "b", n = byId.get(+key.slice(backward ? 2 : 1));
   let rows = row(backward ? "gradient of" : "op", esc(n.op)) +
-    (n.name ? row("parameter", esc(n.name)) : "") + row("kind", n.kind) +
-    row("shape", "(" + n.shape.join(", ") + ")") + row("dtype", n.dtype) +
+    (n.name ? row("parameter", esc(n.name)) : "") +
+    (n.input_index !== null ? row("argument", n.input_index) : "") + row("kind", n.kind) +
+    row("shape", shapeText(n.shape)) + row("dtype", n.dtype) +
     row("device", n.device) + row("created at", esc(n.site));
   if (n.scope >= 0) rows += row("module", esc(scopeLabel(n.scope)));
   if (!backward) {
@@ -429,8 +432,15 @@ function showScope(s) {
     row("with NaN/Inf", bad ? `<span class="bad">${bad}</span>` : 0) +
     row("zero gradients", zero) + "</table>";
 }
+function normalise(text) {
+  // Shapes match however they are typed: "8, 32", "8,32", "[8, 32]", "(8, 32)" and a
+  // 1-d "(3,)" all read as the label's "[8,32]" (or "[3]") once both sides lose the
+  // spaces around commas and brackets and parentheses become brackets.
+  return text.toLowerCase().replace(/[(]/g, "[").replace(/[)]/g, "]")
+    .replace(/\\s*([,\\[\\]])\\s*/g, "$1").replace(/,\\]/g, "]").replace(/\\s+/g, " ").trim();
+}
 document.getElementById("search").addEventListener("input", ev => {
-  query = ev.target.value.trim().toLowerCase();
+  query = normalise(ev.target.value);
   highlight();
 });
 document.getElementById("backward").addEventListener("change", ev => {
@@ -509,13 +519,15 @@ def page_data(graph, collapse=None):
     g = graph.refresh()
     scopes, innermost = _scopes(g)
     keys = ("op", "name", "kind", "dtype", "device", "site", "attrs", "requires_grad",
-            "is_output",
+            "is_output", "input_index",
             "bytes", "time", "backward_time", "saved_bytes", "kernel_bytes", "stats",
             "grad_stats")
     nodes = []
     for seq, data in g.nodes(data=True):
-        node = {"id": seq, "shape": list(data["shape"]), "scope": innermost[seq],
-                "inputs": [i.seq for i in graph.node(seq).inputs]}
+        node = {"id": seq, "title": title(data), "shape": list(data["shape"]),
+                "scope": innermost[seq],
+                "inputs": ([i.seq for i in graph.node(seq).inputs] if data["kind"] == "op"
+                           else [])}  # a subgraph's input op: its inputs are not shown
         node.update((k, data[k]) for k in keys)
         nodes.append(node)
     if collapse is None:

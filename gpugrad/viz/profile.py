@@ -26,6 +26,7 @@ import time
 import tracemalloc
 from contextlib import contextmanager
 
+from ..errors import GraphError
 from ..mode import switch
 from ..ops.registry import INPUT, REGISTRY
 from .memory import nbytes, saved_bytes
@@ -132,14 +133,30 @@ class Profile:
         return "\n".join(lines)
 
     def critical_path(self, graph):
-        """The chain of nodes of `graph` that took longest (forward time), as node ids."""
+        """The chain of nodes of `graph` that took longest (forward time), as node ids.
+        Raises GraphError where no node of `graph` was timed: any chain would do then."""
         import networkx as nx
 
-        weights = {seq: (graph.node(seq).meta or {}).get("time", 0.0) for seq in graph}
+        times = {seq: (graph.node(seq).meta or {}).get("time") for seq in graph}
+        if all(t is None for t in times.values()):
+            raise GraphError(_untimed(graph))
+        weights = {seq: t or 0.0 for seq, t in times.items()}
         g = graph.nx.copy()
         for a, b in g.edges:
             g.edges[a, b]["weight"] = weights[b]
         return nx.dag_longest_path(g, weight="weight")
+
+
+def _untimed(graph):
+    """Why critical_path has nothing to go by."""
+    text = "critical_path: no node of this graph was timed"
+    if any("feed" in (graph.node(seq).meta or {}) for seq in graph):  # a compiled plan's
+        return (text + ": it is a compiled function's graph (step.graph), and under "
+                "gg.profile a compiled function runs eagerly, op by op, so that each op is "
+                "timed; its plan never runs there. Pass the graph of what it returned "
+                "inside the profile instead (loss.graph)")
+    return (text + ": pass the graph of a tensor computed inside `with gg.profile() as "
+            "prof:` (loss.graph)")
 
 
 def _meta(node):

@@ -5,8 +5,8 @@ output with it (node.marks), so recording costs nothing per op: the nodes made i
 call are those numbered after the start, up to the output (a node made after the output,
 inside the same call, counts in the caller). Calls nest, so their ranges nest: a sweep
 over the ranges in order, with an explicit stack, names each call after the one around
-it ("MLP" at the top, "MLP.0" for its attribute "0") and gives each node the innermost
-call that contains it.
+it ("MLP" at the top, "MLP.0" for its attribute "0"; a second call of one module
+"MLP.0#2") and gives each node the innermost call that contains it.
 
 A compiled program (gpugrad.compiler.program) keeps the trace's numbers on its nodes, but
 its passes merge and drop nodes, the marked outputs among them: it reads the calls off
@@ -46,10 +46,13 @@ def module_calls(nodes):
 
 def _name(calls):
     """[(start, end, scope)] and {path: class name}: each call named inside the call
-    that contains it."""
+    that contains it; a later call of a name already taken (a module called twice,
+    `self.shared(self.shared(x))`) is numbered, "Net.shared#2", so that each call is a
+    scope of its own: one scope for both would hold the work done between them too."""
     from ..nn.module import child_name
 
     named, classes, around = [], {}, []  # around: (end, scope, module) of open calls
+    taken = {}  # path -> how many calls have had it
     for start, end, ref, cls in calls:
         while around and around[-1][0] < start:
             around.pop()
@@ -61,6 +64,9 @@ def _name(calls):
             path = f"{outer[-1]}.{key or cls}"
         else:
             outer, path = (), cls
+        taken[path] = taken.get(path, 0) + 1
+        if taken[path] > 1:
+            path = f"{path}#{taken[path]}"
         scope = outer + (path,)
         classes[path] = cls
         around.append((end, scope, module))
