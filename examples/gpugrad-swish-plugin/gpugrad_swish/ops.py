@@ -7,7 +7,7 @@ import gpugrad as gg
 KERNEL_SOURCE = pathlib.Path(__file__).parent / "kernels" / "swish.cu"
 
 
-@gg.custom_op("swish::swish", replace=True)
+@gg.custom_op("swish::swish")
 def swish(x, *, beta=1.0):
     """x * sigmoid(beta x), for arrays of any backend."""
     xp = gg.array_namespace(x)
@@ -56,7 +56,7 @@ def _(x, *, beta=1.0):
     return y
 
 
-@gg.custom_op("swish::polar", outputs=2, replace=True)
+@gg.custom_op("swish::polar", outputs=2)
 def polar(x, y):
     """(r, theta) of points (x, y): an op with two outputs."""
     xp = gg.array_namespace(x)
