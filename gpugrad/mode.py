@@ -50,6 +50,8 @@ def is_grad_enabled():
 @contextmanager
 def switch(mode, value):
     """Set one of the watching modes (tracing, anomaly, profiler) inside the block."""
+    if mode in ("anomaly", "profiler") and value and state.capture is not None:
+        _refuse_in_compile(mode)  # (turning one off, as backward does, is fine)
     previous = getattr(state, mode)
     setattr(state, mode, value)
     _update_special()
@@ -58,6 +60,18 @@ def switch(mode, value):
     finally:
         setattr(state, mode, previous)
         _update_special()
+
+
+def _refuse_in_compile(mode):
+    """A plan's runs neither check values nor time ops: inside a compiled function, the
+    block would watch the tracing call only, and later runs would pass silently."""
+    from .compiler.capture import CompileError
+    from .node import format_site, user_site
+
+    what = "gg.detect_anomaly()" if mode == "anomaly" else "gg.profile()"
+    raise CompileError(f"{what} inside a compiled function (at {format_site(user_site(2))}) "
+                       "would watch its first call only; put it around the call instead "
+                       f"(`with {what}: step(x)` runs the function eagerly, watched)")
 
 
 def _update_special():

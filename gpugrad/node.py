@@ -6,6 +6,7 @@ holds what its backward rule needs (`saved`) until that rule has run, and no mor
 tensors it was computed from are not kept alive by the graph.
 """
 
+import contextlib
 import itertools
 import os
 import sys
@@ -75,11 +76,17 @@ _internal = {}
 _USER_LEVEL = ("demo.py", "bench.py", "train.py")
 
 
+# The standard library's context managers: a `with gg.no_grad():` runs gpugrad's code
+# from inside contextlib, whose line is not the user's either.
+_PASSED_THROUGH = (os.path.abspath(contextlib.__file__),)
+
+
 def _is_internal(filename):
     found = _internal.get(filename)
     if found is None:
         path = os.path.abspath(filename)
-        found = path.startswith(_PACKAGE_DIR) and os.path.basename(path) not in _USER_LEVEL
+        found = (path.startswith(_PACKAGE_DIR) and os.path.basename(path) not in _USER_LEVEL
+                 ) or path in _PASSED_THROUGH
         _internal[filename] = found
     return found
 

@@ -515,6 +515,8 @@ class Tensor:
 
     def __array__(self, dtype=None, copy=None):
         # Host arrays only: a device tensor must be copied explicitly with .numpy().
+        if _state.capture is not None:  # np.asarray(t) inside gg.compile: as .numpy()
+            _state.capture.host_read(self)
         if self._device.type != "cpu":
             raise TypeError(f"a tensor on {self._device} cannot become a NumPy array "
                             "implicitly; call .numpy() to copy it to the host")

@@ -1564,3 +1564,89 @@ def test_accumulating_gradients_with_zero_grad_outside_traces_once_per_pattern()
     assert len(traced_anew) == 1 and len(compiled.log) == 2  # each pattern traced once
     for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
         np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+# --- what users write, from an audit ------------------------------------------------------------
+def test_numpy_reading_a_tensor_inside_the_function_is_a_host_read_error():
+    # np.asarray(t) froze the first call's values into every later run.
+    compiled = gg.compile(lambda x: np.asarray(x) * 2)
+    with pytest.raises(gg.CompileError, match=r"np\.asarray\(\).*test_compile.py"):
+        compiled(gg.ones(2))
+
+
+def test_results_in_namedtuples_dataclasses_and_ordered_dicts_are_each_runs():
+    import collections
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Out:
+        loss: object
+        label: str = "train"
+
+    Pair = collections.namedtuple("Pair", "total mean")
+    fns = [lambda x: Out(x.sum()), lambda x: Pair(x.sum(), x.mean()),
+           lambda x: collections.OrderedDict(total=x.sum())]
+    for fn in fns:
+        compiled = gg.compile(fn)
+        for scale in (1.0, 3.0, 5.0):  # the traced call, then plan runs
+            got, want = compiled(gg.ones(2) * scale), fn(gg.ones(2) * scale)
+            assert type(got) is type(want) and repr(got) == repr(want)
+
+
+def test_a_result_of_another_kind_is_refused_rather_than_kept_stale():
+    class Holder:
+        pass
+
+    with pytest.raises(gg.CompileError, match="returns a Holder; a plan hands back new"):
+        gg.compile(lambda x: Holder())(gg.ones(2))
+
+
+def test_detect_anomaly_inside_the_function_is_refused_with_what_to_do():
+    def fn(x):
+        with gg.detect_anomaly():  # would check the tracing call only
+            return x.log().sum()
+
+    with pytest.raises(gg.CompileError, match=r"gg\.detect_anomaly\(\) inside a compiled "
+                                              r"function \(at test_compile.py:\d+\).*around"):
+        gg.compile(fn)(gg.ones(2))
+
+
+@pytest.mark.filterwarnings("ignore:.*tracing anew")  # one plan each, as meant
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # 1 / 0.0, as meant
+def test_float_arguments_are_told_apart_by_their_bits():
+    compiled = gg.compile(lambda x, s: x / s)
+    x = gg.ones(1)
+    assert compiled(x, 0.0).item() == np.inf and compiled(x, -0.0).item() == -np.inf
+    compiled(x, float("nan")), compiled(x, float("nan"))
+    assert len(compiled.log) == 3  # 0.0, -0.0, nan: the second nan reuses its plan
+
+
+def test_an_error_inside_a_plan_run_names_the_op_and_the_users_line():
+    h = gg.randn(4, 3)
+    compiled = gg.compile(lambda idx: h[gg.arange(4), idx])
+    compiled(gg.tensor([0, 1, 2, 0]))
+    with pytest.raises(gg.OutOfBoundsError, match=r"getitem: index 7 is out of bounds.*"
+                                                  r"op created at test_compile.py:\d+"):
+        compiled(gg.tensor([0, 1, 7, 0]))  # a plan run: its kernel raises
+
+
+def test_a_tuple_of_tensors_as_an_argument_is_refused_clearly():
+    compiled = gg.compile(lambda pair: pair[0] + pair[1])
+    with pytest.raises(gg.CompileError, match="a tuple of tensors; pass each tensor"):
+        compiled((gg.ones(2), gg.ones(2)))
+
+
+@pytest.mark.filterwarnings("ignore:.*tracing anew")  # one plan each, as meant
+def test_a_compiled_method_binds_its_object():
+    class Scaler:
+        def __init__(self, k):
+            self.k = gg.full((2,), k)
+
+        @gg.compile
+        def apply(self, x):
+            return x * self.k
+
+    a, b = Scaler(2.0), Scaler(3.0)
+    for _ in range(2):
+        assert a.apply(gg.ones(2)).numpy().tolist() == [2.0, 2.0]
+        assert b.apply(gg.ones(2)).numpy().tolist() == [3.0, 3.0]

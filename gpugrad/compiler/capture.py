@@ -117,9 +117,9 @@ class Recorder:
     def host_read(self, tensor):
         raise CompileError(
             f"the function reads a tensor's values on the host (.numpy(), .item(), "
-            f"float(), bool(), ... at {format_site(user_site(2))}); inside gg.compile a "
-            "value is only known when the plan runs: return the tensor and read it after "
-            "the call")
+            f"np.asarray(), float(), bool(), print(), ... at {format_site(user_site(2))}); "
+            "inside gg.compile a value is only known when the plan runs: return the tensor "
+            "and read it after the call")
 
     def read_grad(self, owner, g):
         """owner.grad (g) was read inside the function. A gradient from before the call

@@ -9,15 +9,22 @@ raises, with retrace=False) and says why.
 """
 
 import builtins
+import copy
+import dataclasses
 import functools
 import gc
 import inspect
+import re
 import time
 import warnings
+from collections import OrderedDict
 from contextlib import contextmanager
+
+import numpy as np
 
 from .. import backends as _backends
 from .. import node as _node_module
+from ..errors import OutOfBoundsError
 from ..mode import state
 from ..tensor import Tensor
 from . import passes
@@ -55,7 +62,12 @@ class Plan:
         return self.memory.peak_bytes
 
     def __call__(self, arrays):
-        out = self.run(*arrays)
+        try:
+            out = self.run(*arrays)
+        except Retrace:
+            raise
+        except Exception as exc:  # a kernel's own error: named as eager mode names it
+            raise _named(exc, self) from exc
         tensors = []
         for a, (dtype, device) in zip(out, self.result_specs, strict=True):
             t = Tensor._wrap(a, dtype, device, False)
@@ -72,6 +84,40 @@ class Plan:
     def __repr__(self):
         return (f"<gg.Plan: {len(self.program.op_nodes())} kernel calls "
                 f"({len(self.traced.op_nodes())} traced), peak {self.peak_bytes:,} bytes>")
+
+
+def _named(exc, plan):
+    """exc, raised inside a run of `plan`, as eager mode raises it: naming the op and
+    the user's line that made it. The plan's source line that raised says which kernel
+    call it was (K3, O3, C3, F3: the op numbered 3 of the plan); exc itself if none."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith("<gg.compile"):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    if line is None:
+        return exc
+    lines = plan.code.splitlines()
+    found = _KERNEL_CALL.search(lines[line - 1]) if 0 < line <= len(lines) else None
+    if found is None:
+        return exc
+    ops = plan.program.op_nodes()
+    index = int(found.group(1))
+    if index >= len(ops):
+        return exc
+    node = ops[index]
+    message = (f"{node.op.display_name}: {exc} (in a run of {plan.origin}; op created at "
+               f"{node.where()})")
+    if isinstance(exc, IndexError):
+        return OutOfBoundsError(message)
+    try:
+        return type(exc)(message)
+    except Exception:
+        return exc
+
+
+_KERNEL_CALL = re.compile(r"\b[KOCF](\d+)\(")
 
 
 # Plans kept for one kind of arguments whose guards differ (a module in train() or eval(),
@@ -130,6 +176,11 @@ class CompiledFunction:
                 self._used(key, plan)
             return result
         return self._trace(key, args, reason, fn)
+
+    def __get__(self, obj, objtype=None):
+        """@gg.compile on a method: bound to its object, which is then an argument of
+        the plan's key like any other (a plan per object)."""
+        return self if obj is None else functools.partial(self, obj)
 
     def _used(self, key, plan):
         """plan (of key) ran: first among its key's variants, its key the most recently
@@ -376,6 +427,10 @@ def _key(args):
     for a in args:
         if a.__class__ is Tensor:
             parts.append((a._data.shape, a._dtype, a._device, a._requires_grad))
+        elif isinstance(a, float):
+            # By its bits: -0.0 == 0.0 would share a plan (x / -0.0 is -inf, not inf), and
+            # a NaN equals no NaN (every call would trace anew).
+            parts.append(("value", type(a), a.hex()))
         else:
             try:
                 hash(a)
@@ -383,6 +438,10 @@ def _key(args):
                 raise CompileError(f"gg.compile: an argument of type {type(a).__name__} is "
                                    "neither a Tensor nor hashable; pass tensors, numbers or "
                                    "strings") from None
+            if isinstance(a, (tuple, frozenset)) and any(isinstance(i, Tensor) for i in a):
+                raise CompileError("gg.compile: an argument is a tuple of tensors; pass "
+                                   "each tensor as an argument of its own (f(x, y), not "
+                                   "f((x, y)))")
             parts.append(("value", type(a), a))
     return tuple(parts)
 
@@ -445,7 +504,8 @@ def _difference(old, new):
 
 def _describe(part):
     if part[0] == "value":
-        return repr(part[2])
+        value = part[2]
+        return repr(float.fromhex(value) if issubclass(part[1], float) else value)
     shape, dtype, device, requires_grad = part
     grad = ", requires grad" if requires_grad else ""
     return f"{tuple(shape)} {dtype} on {device}{grad}"
@@ -455,19 +515,35 @@ def _name(fn):
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
+# Results a plan hands back as they were: they hold no tensor that a run would renew.
+_CONSTANT_RESULTS = (type(None), bool, int, float, complex, str, bytes, np.generic,
+                     np.dtype, type)
+
+
 def _flatten(result):
-    """(tensors, treedef) of a result made of Tensors in tuples, lists and dicts."""
+    """(tensors, treedef) of a result made of Tensors in tuples, lists, dicts,
+    namedtuples and dataclasses; numbers and strings are kept as they are."""
     tensors = []
 
     def walk(x):  # results are shallow containers, never a graph: recursion is fine
         if isinstance(x, Tensor):
             tensors.append(x)
             return ("t",)
-        if isinstance(x, (tuple, list)):
+        if isinstance(x, tuple) and hasattr(type(x), "_fields"):  # a namedtuple
+            return ("n", type(x), tuple(walk(i) for i in x))
+        if type(x) in (tuple, list):
             return (type(x), tuple(walk(i) for i in x))
-        if isinstance(x, dict):
-            return ("d", tuple(x.keys()), tuple(walk(v) for v in x.values()))
-        return ("v", x)
+        if type(x) in (dict, OrderedDict):
+            return ("d", type(x), tuple(x.keys()), tuple(walk(v) for v in x.values()))
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            names = tuple(f.name for f in dataclasses.fields(x))
+            return ("c", x, names, tuple(walk(getattr(x, n)) for n in names))
+        if isinstance(x, _CONSTANT_RESULTS):
+            return ("v", x)
+        raise CompileError(
+            f"gg.compile: the function returns a {type(x).__name__}; a plan hands back new "
+            "tensors at every run, in tuples, lists, dicts, namedtuples or dataclasses "
+            "(another object would keep the first call's values)")
 
     return tensors, walk(result)
 
@@ -476,12 +552,20 @@ def _unflatten(treedef, tensors):
     it = iter(tensors)
 
     def build(d):
-        if d[0] == "t":
+        kind = d[0]
+        if kind == "t":
             return next(it)
-        if d[0] == "d":
-            return dict(zip(d[1], (build(v) for v in d[2]), strict=True))
-        if d[0] == "v":
+        if kind == "d":
+            return d[1](zip(d[2], [build(v) for v in d[3]], strict=True))
+        if kind == "v":
             return d[1]
-        return d[0](build(i) for i in d[1])
+        if kind == "n":
+            return d[1](*[build(i) for i in d[2]])
+        if kind == "c":  # a copy of the traced object, its fields the run's
+            obj = copy.copy(d[1])
+            for name, field in zip(d[2], d[3], strict=True):
+                object.__setattr__(obj, name, build(field))  # (frozen ones too)
+            return obj
+        return kind([build(i) for i in d[1]])
 
     return build(treedef)

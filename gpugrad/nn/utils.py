@@ -16,7 +16,8 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
 
     if state.capture is not None:
         return _clip_recorded(params, max_norm, eps)
-    total = math.sqrt(sum(float((g._data * g._data).sum()) for g in grads))
+    xp = grads[0].device.backend.xp  # the namespace's sum: strict arrays have no .sum()
+    total = math.sqrt(sum(float(xp.sum(g._data * g._data)) for g in grads))
     scale = min(1.0, max_norm / (total + eps))
     if scale < 1.0:
         for p in params:
