@@ -193,6 +193,34 @@ def test_cross_entropy_matches_torch(reduction, label_smoothing):
     assert_matches(gz.grad, tz.grad)
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("index", [2, "0-d tensor"])
+def test_cross_entropy_of_one_example_matches_torch(reduction, label_smoothing, index):
+    """Single-example SGD, as the lecture has it: logits (C,) and one class index."""
+    rng = np.random.default_rng(3)
+    gz, tz = leaf(rng.standard_normal(4))
+    gi = gg.tensor(2) if index == "0-d tensor" else index
+    gl = F.cross_entropy(gz, gi, label_smoothing=label_smoothing, reduction=reduction)
+    tl = tF.cross_entropy(tz, torch.tensor(2), label_smoothing=label_smoothing,
+                          reduction=reduction)
+    assert gl.shape == tuple(tl.shape) == ()
+    assert_matches(gl, tl)
+    backprop_both(gl, tl, rng)
+    assert_matches(gz.grad, tz.grad)
+    with pytest.raises(gg.ShapeError, match="one example: it takes one class index"):
+        F.cross_entropy(gz, [1, 2])
+
+
+def test_nll_loss_of_one_example_and_mse_against_a_number():
+    rng = np.random.default_rng(5)
+    gz, tz = leaf(rng.standard_normal(4))
+    assert_matches(F.nll_loss(F.log_softmax(gz), 1),
+                   tF.nll_loss(tF.log_softmax(tz, dim=-1), torch.tensor(1)))
+    gp, tp = leaf(rng.standard_normal((3, 2)))
+    assert_matches(F.mse_loss(gp, 0.5), tF.mse_loss(tp, torch.full((3, 2), 0.5)))
+
+
 def test_cross_entropy_defaults_to_the_mean_negative_log_likelihood():
     """Closed form: uniform logits over k classes give log(k) whatever the labels; the
     gradient of the mean is (softmax - onehot) / N."""

@@ -45,8 +45,14 @@ def test_the_svg_shows_every_op():
 
 def test_render_refuses_unknown_formats(tmp_path):
     graph, _ = training_step_graph()
-    with pytest.raises(ValueError, match=".svg, .png, .pdf"):
+    with pytest.raises(ValueError, match=".svg, .png, .pdf, .dot"):
         graph.render(tmp_path / "step.gif")
+
+
+def test_render_to_dot_writes_the_dot_text(tmp_path):
+    graph, _ = training_step_graph()
+    path = graph.render(tmp_path / "step.dot")
+    assert open(path).read() == graph.to_dot()
 
 
 def test_without_graphviz_render_says_how_to_install_it(tmp_path):
@@ -92,8 +98,19 @@ def test_summary_counts_parameters_flops_and_bytes(capsys):
     printed = capsys.readouterr().out
     assert "67 parameters" in printed and "test_viz.py:" in printed
     assert np.isclose(totals["flops"], sum(r["flops"] for r in result["rows"]))
-    # After the printed table, an interactive session echoes one line, not every row.
+    # After the printed table, an interactive session echoes one line, not every row;
+    # the table itself is the summary's text.
     assert repr(result) == "<graph summary: 5 ops, 67 parameters; keys 'totals', 'rows'>"
+    assert str(result) + "\n" == printed and "cross_entropy" in str(result)
+
+
+def test_a_profile_records_the_graph_of_what_needs_no_gradient():
+    # An evaluation under gg.profile(): its ops are recorded, their times on the graph.
+    with gg.profile() as prof:
+        y = (gg.randn(3) * 2).sum()
+    assert y.graph.op_counts() == {"mul": 1, "sum": 1}
+    assert y.graph.node(y.node.seq).meta["time"] > 0
+    assert str(prof) == prof.table() and "mul" in str(prof)
 
 
 def test_diff_names_what_changed_between_two_graphs():

@@ -2,6 +2,10 @@
 cross-entropy, logits forms for the binary losses (finite values and gradients for
 logits of +-1000 in float32)."""
 
+from functools import partial
+
+import numpy as np
+
 from ..creation import arange
 from ..errors import DTypeError, OutOfBoundsError, ShapeError
 from ..functions import relu, sigmoid, tanh  # noqa: F401  (the same functions, as F.*)
@@ -67,10 +71,14 @@ def _check_same_shape(name, a, b):
 
 
 def _target_like(target, ref):
+    """The target as a tensor beside `ref`; a Python number is the target of every
+    element (mse_loss(pred, 0.0)): unambiguous, unlike a tensor of another shape."""
     if isinstance(target, Tensor):
         return target
-    from ..creation import tensor
+    from ..creation import full, tensor
 
+    if isinstance(target, (int, float)) and not isinstance(target, bool):
+        return full(ref.shape, target, dtype=ref.dtype, device=ref.device)
     return tensor(target, dtype=ref.dtype, device=ref.device)
 
 
@@ -110,8 +118,11 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
 
 
 def nll_loss(log_probs, class_index, reduction="mean"):
-    """-log_probs[i, class_index[i]] for a batch of log-probabilities (N, C)."""
+    """-log_probs[i, class_index[i]] for a batch of log-probabilities (N, C); or, for
+    one example, log-probabilities (C,) and one class index."""
     _check_reduction("nll_loss", reduction)
+    if log_probs.ndim == 1:
+        return _one_example(nll_loss, "nll_loss", log_probs, class_index, reduction)
     _check_batch_of_rows("nll_loss", "log-probabilities", log_probs)
     class_index = _class_index("nll_loss", class_index, log_probs)
     if _state.capture is not None:  # a compiled plan checks each run's indices
@@ -127,10 +138,29 @@ def cross_entropy(logits, class_index, label_smoothing=0.0, reduction="mean"):
         raise _annotate("cross_entropy", ValueError(
             f"label_smoothing must be in [0, 1], got {label_smoothing}"))
     _check_reduction("cross_entropy", reduction)
+    if logits.ndim == 1:  # one example: logits (C,), one class index, as PyTorch takes
+        return _one_example(partial(cross_entropy, label_smoothing=label_smoothing),
+                            "cross_entropy", logits, class_index, reduction)
     _check_batch_of_rows("cross_entropy", "logits", logits)
     class_index = _class_index("cross_entropy", class_index, logits)
     attrs = {"label_smoothing": float(label_smoothing)} if label_smoothing else {}
     return _reduce(_loss.cross_entropy(logits, class_index, **attrs), reduction)
+
+
+def _one_example(loss, name, scores, class_index, reduction):
+    """loss of a batch of one: scores (C,) as (1, C), a single class index as (1,); the
+    loss per example (reduction="none") comes back 0-d, as PyTorch gives it."""
+    if isinstance(class_index, Tensor):
+        shape = tuple(class_index.shape)
+    else:
+        shape = np.shape(class_index)
+    if shape != ():
+        raise _annotate(name, ShapeError(
+            f"input of shape {tuple(scores.shape)} is one example: it takes one class "
+            f"index, got shape {shape}"))
+    index = class_index.reshape(1) if isinstance(class_index, Tensor) else [class_index]
+    out = loss(scores.reshape(1, -1), index, reduction=reduction)
+    return out.reshape(()) if reduction == "none" else out
 
 
 def _check_batch_of_rows(name, what, x):

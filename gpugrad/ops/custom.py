@@ -295,7 +295,7 @@ def apply_multi(op, args, attrs):
         Tensor._wrap(out, dtype, device, grad_in and dtype.kind == "f"
                      and i not in op.nondifferentiable_outputs)
         for i, (out, (_, dtype)) in enumerate(zip(outs, checked, strict=True)))
-    if state.tracing or any(r._requires_grad for r in results):
+    if state.tracing or state.profiler is not None or any(r._requires_grad for r in results):
         inputs = tuple(a._node or node_of(a) for a in args)
         site, siblings, outs = user_site(2), [], tuple(outs)
         for i, r in enumerate(results):

@@ -201,7 +201,9 @@ def _watch(op, args, attrs, result, requires_grad, backend):
     if state.anomaly:
         check_finite(op, result._data, backend.xp, "output",
                      [(a._data.shape, a._dtype) for a in args], format_site(user_site(2)))
-    if requires_grad or state.tracing:
+    # Under a profile every op is recorded: its time and bytes go onto the graph of
+    # what it made, also where no gradient flows (an evaluation).
+    if requires_grad or state.tracing or state.profiler is not None:
         _record(op, args, attrs, result, requires_grad)
         if state.capture is not None:
             state.capture.note_leaves(args)

@@ -132,6 +132,9 @@ class Profile:
                      "wall time inside the profile")
         return "\n".join(lines)
 
+    def __str__(self):
+        return self.table()
+
     def critical_path(self, graph):
         """The chain of nodes of `graph` that took longest (forward time), as node ids.
         Raises GraphError where no node of `graph` was timed: any chain would do then."""

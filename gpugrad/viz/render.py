@@ -18,16 +18,20 @@ class RenderError(GpugradError, RuntimeError):
 def render(graph, path, format=None, timeout=600,  # noqa: A002  (Graphviz's word)
            **dot_options):
     """Write `graph` drawn by Graphviz to `path`; the format comes from the extension
-    (.svg, .png, .pdf) unless given. timeout: seconds Graphviz may take. Returns the
-    path."""
+    (.svg, .png, .pdf; .dot writes the DOT text itself, Graphviz or not) unless given.
+    timeout: seconds Graphviz may take. Returns the path."""
     path = os.fspath(path)
     format = (format or os.path.splitext(path)[1].lstrip(".")).lower()
-    if format not in FORMATS:
+    if format not in FORMATS + ("dot",):
         raise ValueError(f"cannot render to {format or 'a file without extension'!r}; use "
-                         f"one of {', '.join('.' + f for f in FORMATS)}")
+                         f"one of {', '.join('.' + f for f in FORMATS + ('dot',))}")
     folder = os.path.dirname(path)
     if folder and not os.path.isdir(folder):  # said before Graphviz runs, as open() would
         raise FileNotFoundError(errno.ENOENT, f"no folder {folder!r} to render into", path)
+    if format == "dot":
+        with open(path, "w") as f:
+            f.write(graph.to_dot(**dot_options))
+        return path
     dot = shutil.which("dot")
     if dot is None:
         raise RenderError("rendering needs Graphviz's `dot` program: install it (Debian/"

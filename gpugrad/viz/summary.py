@@ -37,8 +37,14 @@ def _recorded(node):
 
 
 class Summary(dict):
-    """summary()'s result: {"totals": {...}, "rows": [...]}. Its repr is one line, so that
-    an interactive session, which has just printed the table, does not echo the rows."""
+    """summary()'s result: {"totals": {...}, "rows": [...]}. Its str is the table (print
+    it, search it); its repr is one line, so that an interactive session, which has just
+    printed the table, does not echo the rows."""
+
+    columns = {}  # the table's optional columns: stats=, memory=
+
+    def __str__(self):
+        return format_summary(self, **self.columns)
 
     def __repr__(self):
         totals = self["totals"]
@@ -59,7 +65,7 @@ def summary(graph, print_table=False, stats=False, memory=False):
             nonfinite.append(seq)
         if all_zero(meta.get("grad_stats")):
             zero_grad.append(seq)
-        if node.op.is_leaf:
+        if graph.nx.nodes[seq]["kind"] == "input":  # (a subgraph's inputs too)
             if node.requires_grad:
                 params += _size(node.shape)
                 param_bytes += nbytes
@@ -82,8 +88,9 @@ def summary(graph, print_table=False, stats=False, memory=False):
               "saved_bytes": sum(r["saved_bytes"] or 0 for r in rows),
               "nonfinite": nonfinite, "zero_grad": zero_grad}
     result = Summary(totals=totals, rows=rows)
+    result.columns = {"stats": stats, "memory": memory}
     if print_table:
-        print(format_summary(result, stats=stats, memory=memory))
+        print(result)
     return result
 
 
