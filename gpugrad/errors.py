@@ -31,3 +31,17 @@ class StateDictError(GpugradError, ValueError):
 
 class GradcheckError(GpugradError, AssertionError):
     """Analytical gradients disagree with finite differences."""
+
+
+def retyped(exc, message):
+    """An error of exc's type saying `message` (the op, the user's line added to a
+    kernel's or a user function's own error), so that `except ValueError` still catches
+    it; exc itself where its type takes no message. An IndexError (an index array's
+    value out of bounds, which only the kernel sees) becomes OutOfBoundsError, still an
+    IndexError, as an int index out of bounds is."""
+    if isinstance(exc, IndexError) and not isinstance(exc, OutOfBoundsError):
+        return OutOfBoundsError(message)
+    try:
+        return type(exc)(message)
+    except Exception:
+        return exc

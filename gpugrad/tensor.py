@@ -283,11 +283,13 @@ class Tensor:
             raise GraphError("an in-place update of a leaf tensor that requires grad while "
                              "the graph is recorded; do it under gg.no_grad(), e.g. "
                              "`with gg.no_grad(): w -= lr * w.grad`")
-        # The op reads this tensor's current value through a handle of its own: a node
-        # that saves it for its VJP keeps that value, not the one written below. (A
-        # compiled trace keeps its own account of writes: see Recorder.assign.)
-        recording = is_grad_enabled() or _state.tracing
-        source = self._alias() if recording and _state.capture is None else self
+        # Where the op is recorded, it reads this tensor's current value through a
+        # handle of its own: a node that saves it for its VJP keeps that value, not the
+        # one written below. (A compiled trace keeps its own account of writes: see
+        # Recorder.assign.)
+        recorded = _state.tracing or (is_grad_enabled() and (
+            self._requires_grad or getattr(other, "_requires_grad", False)))
+        source = self._alias() if recorded and _state.capture is None else self
         result = _apply(op, (source, other), _NO)
         if result.shape != self.shape:
             raise ShapeError(f"an in-place update cannot change the shape {self.shape} to "

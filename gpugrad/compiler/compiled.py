@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import backends as _backends
 from .. import node as _node_module
-from ..errors import OutOfBoundsError
+from ..errors import retyped
 from ..mode import state
 from ..tensor import Tensor
 from . import passes
@@ -107,14 +107,8 @@ def _named(exc, plan):
     if index >= len(ops):
         return exc
     node = ops[index]
-    message = (f"{node.op.display_name}: {exc} (in a run of {plan.origin}; op created at "
-               f"{node.where()})")
-    if isinstance(exc, IndexError):
-        return OutOfBoundsError(message)
-    try:
-        return type(exc)(message)
-    except Exception:
-        return exc
+    return retyped(exc, f"{node.op.display_name}: {exc} (in a run of {plan.origin}; op "
+                        f"created at {node.where()})")
 
 
 _KERNEL_CALL = re.compile(r"\b[KOCF](\d+)\(")

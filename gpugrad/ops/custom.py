@@ -10,7 +10,7 @@ import re
 import threading
 
 from ..dtypes import SUPPORTED, as_dtype
-from ..errors import DeviceError, DTypeError, GpugradError, GraphError, ShapeError
+from ..errors import DeviceError, DTypeError, GpugradError, GraphError, ShapeError, retyped
 from ..mode import state
 from ..node import format_site, user_site
 from ..spec import Spec
@@ -189,7 +189,7 @@ class CustomOp(OpDef):
         except GpugradError:
             raise
         except Exception as exc:
-            raise _retyped(exc, f"{self.name}: its shape function raised "
+            raise retyped(exc, f"{self.name}: its shape function raised "
                                 f"{type(exc).__name__}: {exc} (at "
                                 f"{format_site(user_site(2))})") from exc
 
@@ -235,14 +235,6 @@ def _check_call(op, inputs, attrs):
                             "positionally, as inputs")
 
 
-def _retyped(exc, message):
-    """exc's type with a new message, where the type takes one (else exc itself)."""
-    try:
-        return type(exc)(message)
-    except Exception:
-        return exc
-
-
 def _named_errors(op, what, fn):
     """fn, whose errors (other than gpugrad's own) also name the op and its line."""
     def run(ctx, grad):
@@ -251,7 +243,7 @@ def _named_errors(op, what, fn):
         except GpugradError:
             raise
         except Exception as exc:
-            raise _retyped(exc, f"{op.name}: its {what} raised {type(exc).__name__}: "
+            raise retyped(exc, f"{op.name}: its {what} raised {type(exc).__name__}: "
                                 f"{exc} (op created at {ctx.node.where()})") from exc
 
     return run

@@ -12,7 +12,7 @@ networkx work and as little Python as it can.
 import weakref
 
 from .. import dtypes
-from ..errors import DeviceError, DTypeError, GpugradError, GraphError, OutOfBoundsError
+from ..errors import DeviceError, DTypeError, GpugradError, GraphError, retyped
 from ..mode import state
 from ..node import Node, format_site, user_site
 from ..tensor import Tensor
@@ -402,18 +402,11 @@ def _annotate(op, exc):
 
 
 def _kernel_error(op, args, exc):
-    """The kernel's own error, retyped as-is where possible, naming the op, the input
-    shapes and the user's line. An IndexError (an index array's value out of bounds,
-    which only the kernel sees) becomes gpugrad's OutOfBoundsError, still an
-    IndexError, as an int index out of bounds is."""
+    """The kernel's own error, retyped (errors.retyped), naming the op, the input
+    shapes and the user's line."""
     shapes = ", ".join(f"{tuple(a._data.shape)} {a._dtype}" for a in args)
-    message = f"{op.display_name}: {exc} (inputs {shapes}; at {format_site(user_site(2))})"
-    if isinstance(exc, IndexError):
-        return OutOfBoundsError(message)
-    try:
-        return type(exc)(message)
-    except Exception:
-        return exc
+    return retyped(exc, f"{op.display_name}: {exc} (inputs {shapes}; at "
+                        f"{format_site(user_site(2))})")
 
 
 def _device_error(op, args):
