@@ -52,9 +52,12 @@ class Graph:
         computation from h to the loss (h an argument, as a trace's are)."""
         from .ops.registry import node_of
 
-        outs = [node_of(t) for t in tensors]
-        ins = [node_of(t) for t in inputs]
-        return cls(walk(outs + ins, stop=ins), outs, ins)
+        return cls.between([node_of(t) for t in tensors], [node_of(t) for t in inputs])
+
+    @classmethod
+    def between(cls, outputs, inputs=()):
+        """The graph from the nodes `inputs` (where given) to the nodes `outputs`."""
+        return cls(walk(outputs + inputs, stop=inputs), outputs, inputs)
 
     def subgraph(self, outputs, inputs=()):
         """The part of this graph that computes the nodes `outputs` (ids), from the

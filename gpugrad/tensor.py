@@ -275,45 +275,55 @@ class Tensor:
         """Replace this tensor's values by op(self, other), keeping the object. Where the
         op is recorded (an input requires grad), the tensor takes the result's node, as
         in PyTorch: `acc = gg.zeros(2); acc += w * 3` carries w's gradient (copying the
-        values alone dropped it). A leaf that requires grad is refused: its gradient
-        would be of a value it no longer holds."""
+        values alone dropped it)."""
+        self._refuse_leaf_update()
+        result = _apply(op, (self, other), _NO)
+        if result.shape != self.shape:
+            raise ShapeError(f"an in-place update cannot change the shape {self.shape} to "
+                             f"{result.shape}")
+        self._save_apart(result._node)
+        if result._dtype is not self._dtype:
+            result = self._result_in_own_dtype(result, op)
+        if _state.capture is not None:  # gg.compile's trace: the update is part of the plan
+            _state.capture.assign(self, result)
+            return self
+        self._data = result._data
+        self._take_history(result)
+        self._mark_modified()
+        return self
+
+    def _refuse_leaf_update(self):
+        """A leaf that requires grad is updated under no_grad only: its gradient would be
+        of a value it no longer holds (PyTorch refuses it too)."""
         from .mode import is_grad_enabled
 
         if self._requires_grad and self.is_leaf and is_grad_enabled():
             raise GraphError("an in-place update of a leaf tensor that requires grad while "
                              "the graph is recorded; do it under gg.no_grad(), e.g. "
                              "`with gg.no_grad(): w -= lr * w.grad`")
-        # Where the op is recorded, it reads this tensor's current value through a
-        # handle of its own: a node that saves it for its VJP keeps that value, not the
-        # one written below. (A compiled trace keeps its own account of writes: see
-        # Recorder.assign.)
-        recorded = _state.tracing or (is_grad_enabled() and (
-            self._requires_grad or getattr(other, "_requires_grad", False)))
-        source = self._alias() if recorded and _state.capture is None else self
-        result = _apply(op, (source, other), _NO)
-        if result.shape != self.shape:
-            raise ShapeError(f"an in-place update cannot change the shape {self.shape} to "
-                             f"{result.shape}")
-        if result._dtype is not self._dtype:
-            result = self._castable(result, op)
-        if _state.capture is not None:  # gg.compile's trace: the update is part of the plan
-            _state.capture.assign(self, result)
-            return self
-        self._data = result._data
-        if result._node is not None and (result._requires_grad or _state.tracing):
+
+    def _save_apart(self, node):
+        """The op just recorded (node) may have saved this tensor for its VJP (acc *= w
+        keeps acc for w's gradient): it keeps a handle of its own on the value it read,
+        since this tensor is about to hold the new one."""
+        saved = node.saved if node is not None else None
+        if saved is not None and any(t is self for t in saved):
+            alias = Tensor._wrap(self._data, self._dtype, self._device, self._requires_grad,
+                                 self._node)
+            alias._version, alias._base = self._version, self._base
+            node.saved = tuple(alias if t is self else t for t in saved)
+
+    def _take_history(self, result):
+        """After the update, this tensor is the op's result for autograd: where the op
+        was recorded for gradients, or traced (gg.trace) for a tensor without them. An
+        update under no_grad leaves a tensor that requires grad its history (its new
+        values, the old graph), as in PyTorch."""
+        if result._node is None:
+            return
+        if result._requires_grad or (_state.tracing and not self._requires_grad):
             self._node, self._requires_grad = result._node, result._requires_grad
-        self._mark_modified()
-        return self
 
-    def _alias(self):
-        """Another handle on this tensor's array, node and version: what an op recorded
-        before an in-place update saw."""
-        alias = Tensor._wrap(self._data, self._dtype, self._device, self._requires_grad,
-                             self._node or _node_of(self))
-        alias._version, alias._base = self._version, self._base
-        return alias
-
-    def _castable(self, result, op):
+    def _result_in_own_dtype(self, result, op):
         """The result in this tensor's dtype, where it keeps its kind (float64 into a
         float32 tensor); a float result into an int tensor is refused, as PyTorch and
         NumPy refuse it (x *= 2.5 truncated x silently)."""
@@ -322,9 +332,10 @@ class Tensor:
                              f"be stored in the {self._dtype} tensor without losing its kind; "
                              f"write x = x {_SYMBOLS.get(op.name, op.display_name)} y for a "
                              f"new {result._dtype} tensor")
-        return result.astype(self._dtype) if result._requires_grad or _state.tracing \
-            else Tensor._wrap(self._device.backend.astype(result._data, self._dtype),
-                              self._dtype, self._device, False)
+        if result._requires_grad or _state.tracing:
+            return result.astype(self._dtype)  # recorded: the gradient flows back through
+        return Tensor._wrap(self._device.backend.astype(result._data, self._dtype),
+                            self._dtype, self._device, False)
 
     def __iadd__(self, other):
         return self._update_in_place(_ew.add, other)
@@ -607,7 +618,6 @@ from .ops import shape as _shape  # noqa: E402
 from .ops.registry import NO_ATTRS as _NO  # noqa: E402
 from .ops.registry import _annotate  # noqa: E402
 from .ops.registry import apply as _apply  # noqa: E402
-from .ops.registry import node_of as _node_of  # noqa: E402
 
 
 def _device_or_dtype(name):

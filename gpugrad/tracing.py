@@ -3,6 +3,7 @@
 from .creation import tensor
 from .graph import Graph
 from .mode import tracing
+from .ops.registry import node_of
 from .tensor import Tensor
 
 
@@ -24,6 +25,9 @@ def trace(fn, *inputs):
     """Run fn(*inputs) once, recording every op, and return the gg.Graph from the inputs
     (arrays or numbers become tensors) to the outputs."""
     args = [x if isinstance(x, Tensor) else tensor(x) for x in inputs]
+    # The arguments' nodes as they are now: an argument updated in place inside fn
+    # (acc += x) carries the update's node after it, and the graph starts before.
+    starts = [node_of(a) for a in args]
     with tracing():
         result = fn(*args)
-    return Graph.from_outputs(_flatten(result), inputs=args)
+    return Graph.between([node_of(t) for t in _flatten(result)], starts)

@@ -1593,12 +1593,13 @@ def test_results_in_namedtuples_dataclasses_and_ordered_dicts_are_each_runs():
             assert type(got) is type(want) and repr(got) == repr(want)
 
 
-def test_a_result_of_another_kind_is_refused_rather_than_kept_stale():
+def test_a_result_object_holding_tensors_is_refused_rather_than_kept_stale():
     class Holder:
-        pass
+        def __init__(self, loss):
+            self.loss = loss
 
-    with pytest.raises(gg.CompileError, match="returns a Holder; a plan hands back new"):
-        gg.compile(lambda x: Holder())(gg.ones(2))
+    with pytest.raises(gg.CompileError, match="returns a Holder that holds tensors"):
+        gg.compile(lambda x: Holder(x.sum()))(gg.ones(2))
 
 
 def test_detect_anomaly_inside_the_function_is_refused_with_what_to_do():
@@ -1650,3 +1651,62 @@ def test_a_compiled_method_binds_its_object():
     for _ in range(2):
         assert a.apply(gg.ones(2)).numpy().tolist() == [2.0, 2.0]
         assert b.apply(gg.ones(2)).numpy().tolist() == [3.0, 3.0]
+
+
+def test_in_place_ops_that_save_their_old_value_agree_compiled_and_eager():
+    # y /= w and acc *= w keep the value they read for w's gradient, compiled as eager.
+    def divide(w):
+        y = w + 1
+        y /= w  # (w + 1) / w: d/dw = -1 / w^2
+        return gg.grad([y.sum()], [w])[0]
+
+    def scale(w):
+        acc = gg.full((2,), 2.0)
+        acc *= w  # 2 w: d/dw = 2
+        return gg.grad([acc.sum()], [w])[0]
+
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+    for fn, expected in ((divide, [-1.0, -0.25]), (scale, [2.0, 2.0])):
+        compiled = gg.compile(fn)
+        assert fn(w).numpy().tolist() == expected
+        for _ in range(2):
+            assert compiled(w).numpy().tolist() == expected
+
+
+def test_a_no_grad_update_of_a_tensor_that_requires_grad_is_refused_compiled():
+    # Eager: new values, the old graph for the gradient; a plan cannot hold both.
+    def fn(w):
+        y = w * 2
+        with gg.no_grad():
+            y += 1
+        return gg.grad([(y * y).sum()], [w])[0]
+
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+    assert fn(w).numpy().tolist() == [12.0, 20.0]
+    with pytest.raises(gg.CompileError, match="in-place update under no_grad of a tensor "
+                                              "that requires grad"):
+        gg.compile(fn)(w)
+
+
+@pytest.mark.filterwarnings("ignore:.*tracing anew")
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_numpy_floats_and_floats_in_tuples_are_told_apart_by_their_bits_too():
+    by_number = gg.compile(lambda x, s: x / s)
+    by_tuple = gg.compile(lambda x, s: x / s[0])
+    x = gg.ones(1)
+    assert by_number(x, np.float32(0.0)).item() == np.inf
+    assert by_number(x, np.float32(-0.0)).item() == -np.inf
+    assert by_tuple(x, (0.0,)).item() == np.inf and by_tuple(x, (-0.0,)).item() == -np.inf
+
+
+def test_results_that_hold_no_tensor_come_back_as_they_are():
+    import enum
+
+    class Phase(enum.Enum):
+        TRAIN = 1
+
+    compiled = gg.compile(lambda x: (x.sum(), x.device, Phase.TRAIN, range(2), None))
+    for scale in (1.0, 2.0):
+        total, device, phase, steps, nothing = compiled(gg.ones(2) * scale)
+        assert total.item() == 2 * scale and device == "cpu" and phase is Phase.TRAIN
+        assert steps == range(2) and nothing is None

@@ -182,3 +182,27 @@ def test_a_graph_from_an_intermediate_tensor_on_is_the_computation_after_it():
     assert "arg0" in same.to_dot() and "arg0" in str(same.to_html())
     with pytest.raises(KeyError, match="no node 12345"):
         whole.subgraph([12345])
+
+
+def test_trace_keeps_parameters_updated_inside_and_starts_at_the_arguments():
+    """An optimiser-style update under no_grad leaves the parameter a leaf that requires
+    grad (tracing made it the update's result); an argument updated in place (acc += x)
+    is drawn from before its update."""
+    model = gg.nn.Linear(2, 1)
+
+    def step(x):
+        loss = model(x).sum()
+        loss.backward()
+        with gg.no_grad():
+            model.weight -= 0.1 * model.weight.grad
+        return loss
+
+    gg.trace(step, gg.ones((3, 2)))
+    assert model.weight.requires_grad and model.weight.is_leaf
+
+    def accumulate(acc, v):
+        acc += v * 3.0
+        return acc.sum()
+
+    graph = gg.trace(accumulate, gg.zeros(2), gg.tensor([1.0, 2.0], requires_grad=True))
+    assert graph.op_counts() == {"mul": 1, "add": 1, "sum": 1}

@@ -288,6 +288,13 @@ class Recorder:
             # A value of this trace (a .grad backward made, say, or a tensor the function
             # made): it now stands for the new value, for every later reader and sink, as
             # its array does in eager mode; nothing outlives the run.
+            if (tensor._requires_grad and not value._requires_grad and leaf is not None
+                    and not leaf.op.is_leaf):
+                raise CompileError(
+                    f"an in-place update under no_grad of a tensor that requires grad (at "
+                    f"{format_site(user_site(3))}): eager mode gives it the new values but "
+                    "keeps its gradient's old graph, which a plan cannot hold apart; "
+                    "compute a new tensor instead (y = y + 1)")
             if id(tensor) in self.created:
                 previous = self._created_writes.get(id(tensor))
                 self._created_writes[id(tensor)] = (

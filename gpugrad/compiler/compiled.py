@@ -111,7 +111,7 @@ def _named(exc, plan):
                         f"created at {node.where()})")
 
 
-_KERNEL_CALL = re.compile(r"\b[KOCF](\d+)\(")
+_KERNEL_CALL = re.compile(r"\b[KOC](\d+)\(")  # (F: a leaf's feed, not an op)
 
 
 # Plans kept for one kind of arguments whose guards differ (a module in train() or eval(),
@@ -421,10 +421,8 @@ def _key(args):
     for a in args:
         if a.__class__ is Tensor:
             parts.append((a._data.shape, a._dtype, a._device, a._requires_grad))
-        elif isinstance(a, float):
-            # By its bits: -0.0 == 0.0 would share a plan (x / -0.0 is -inf, not inf), and
-            # a NaN equals no NaN (every call would trace anew).
-            parts.append(("value", type(a), a.hex()))
+        elif isinstance(a, (float, np.floating)):
+            parts.append(("value", type(a), _by_bits(a)))
         else:
             try:
                 hash(a)
@@ -436,7 +434,7 @@ def _key(args):
                 raise CompileError("gg.compile: an argument is a tuple of tensors; pass "
                                    "each tensor as an argument of its own (f(x, y), not "
                                    "f((x, y)))")
-            parts.append(("value", type(a), a))
+            parts.append(("value", type(a), _by_bits(a) if isinstance(a, tuple) else a))
     return tuple(parts)
 
 
@@ -496,10 +494,29 @@ def _difference(old, new):
     return "a guard of the plan failed"
 
 
+def _by_bits(value):
+    """A float argument as its bits (also a NumPy float, and floats inside a tuple):
+    -0.0 == 0.0 would share a plan (x / -0.0 is -inf, not inf), and a NaN equals no NaN
+    (every call would trace anew). Other values as they are."""
+    if isinstance(value, (float, np.floating)):
+        return ("float bits", float(value).hex())
+    if isinstance(value, tuple):
+        return tuple(_by_bits(v) for v in value)  # (arguments, not a graph)
+    return value
+
+
+def _from_bits(value):
+    """A key's value back as the argument it stood for, to name it in a warning."""
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == "float bits":
+        return float.fromhex(value[1])
+    if isinstance(value, tuple):
+        return tuple(_from_bits(v) for v in value)
+    return value
+
+
 def _describe(part):
     if part[0] == "value":
-        value = part[2]
-        return repr(float.fromhex(value) if issubclass(part[1], float) else value)
+        return repr(_from_bits(part[2]))
     shape, dtype, device, requires_grad = part
     grad = ", requires grad" if requires_grad else ""
     return f"{tuple(shape)} {dtype} on {device}{grad}"
@@ -509,9 +526,16 @@ def _name(fn):
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-# Results a plan hands back as they were: they hold no tensor that a run would renew.
-_CONSTANT_RESULTS = (type(None), bool, int, float, complex, str, bytes, np.generic,
-                     np.dtype, type)
+def _holds_tensors(x):
+    """Whether a result object of another kind holds a tensor among its items or
+    attributes (one level: what a plan would hand back stale)."""
+    if isinstance(x, (list, tuple, set, frozenset)):
+        items = x
+    elif isinstance(x, dict):
+        items = x.values()
+    else:
+        items = getattr(x, "__dict__", {}).values()
+    return any(isinstance(i, Tensor) for i in items)
 
 
 def _flatten(result):
@@ -532,12 +556,13 @@ def _flatten(result):
         if dataclasses.is_dataclass(x) and not isinstance(x, type):
             names = tuple(f.name for f in dataclasses.fields(x))
             return ("c", x, names, tuple(walk(getattr(x, n)) for n in names))
-        if isinstance(x, _CONSTANT_RESULTS):
-            return ("v", x)
-        raise CompileError(
-            f"gg.compile: the function returns a {type(x).__name__}; a plan hands back new "
-            "tensors at every run, in tuples, lists, dicts, namedtuples or dataclasses "
-            "(another object would keep the first call's values)")
+        if _holds_tensors(x):
+            raise CompileError(
+                f"gg.compile: the function returns a {type(x).__name__} that holds "
+                "tensors; a plan hands back new tensors at every run in tuples, lists, "
+                "dicts, namedtuples or dataclasses (this object would keep the first "
+                "call's)")
+        return ("v", x)  # a constant of the trace: a number, a device, an enum, ...
 
     return tensors, walk(result)
 
