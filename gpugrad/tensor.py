@@ -442,6 +442,34 @@ class Tensor:
     def flatten(self):
         return self.reshape(-1)
 
+    def unsqueeze(self, dim):
+        """A new axis of size 1 at position `dim` (negative: from the end), as PyTorch's."""
+        ndim = self.ndim + 1
+        if not -ndim <= dim < ndim:
+            raise _annotate("unsqueeze", ShapeError(
+                f"dim {dim} is out of range for a new axis of a tensor of shape "
+                f"{self.shape} (expected -{ndim} <= dim < {ndim})"))
+        dim = dim % ndim
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def squeeze(self, dim=None):
+        """Without the axes of size 1 (all, or `dim`, an int or a tuple); as PyTorch's, an
+        axis of another size named in `dim` is kept."""
+        if dim is None:
+            axes = set(range(self.ndim))
+        else:
+            try:
+                axes = {_normalize_axis(d, self.ndim) for d in
+                        (dim if isinstance(dim, (tuple, list)) else (dim,))}
+            except GpugradError as exc:
+                raise _annotate("squeeze", exc) from None
+        return self.reshape(tuple(n for i, n in enumerate(self.shape)
+                                  if not (i in axes and n == 1)))
+
+    def numel(self):
+        """The number of elements (PyTorch's spelling of .size)."""
+        return self.size
+
     def transpose(self, *axes):
         """No axes reverses them (NumPy's and .T); two axes as separate ints swap them,
         as PyTorch's transpose(dim0, dim1) does; otherwise a full permutation of the axes
@@ -615,6 +643,7 @@ from .ops import elementwise as _ew  # noqa: E402
 from .ops import linalg as _linalg  # noqa: E402
 from .ops import reduction as _red  # noqa: E402
 from .ops import shape as _shape  # noqa: E402
+from .ops.infer import normalize_axis as _normalize_axis  # noqa: E402
 from .ops.registry import NO_ATTRS as _NO  # noqa: E402
 from .ops.registry import _annotate  # noqa: E402
 from .ops.registry import apply as _apply  # noqa: E402

@@ -353,3 +353,26 @@ def test_relus_gradient_is_zero_where_it_is_off_whatever_comes_from_above(device
     compiled = gg.compile(grad_of)
     for _ in range(2):
         np.testing.assert_array_equal(compiled(x).numpy(), expected.astype(dtype))
+
+
+@pytest.mark.parametrize("how", ["squeeze()", "squeeze(1)", "squeeze(0)", "squeeze((1, 3))",
+                                 "squeeze(-1)", "unsqueeze(0)", "unsqueeze(-1)",
+                                 "unsqueeze(2)"])
+def test_squeeze_and_unsqueeze_give_pytorchs_shapes_and_gradients(how):
+    torch = pytest.importorskip("torch")
+    values = np.arange(6.0).reshape(2, 1, 3, 1)
+    x = gg.tensor(values, requires_grad=True)
+    t = torch.tensor(values, requires_grad=True)
+    y, ty = eval(f"x.{how}"), eval(f"t.{how}")  # noqa: S307  (the method call under test)
+    assert y.shape == tuple(ty.shape) and x.numel() == t.numel() == 6
+    (y * gg.tensor(np.arange(y.size).reshape(y.shape))).sum().backward()
+    (ty * torch.arange(ty.numel()).reshape(ty.shape)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), t.grad.numpy())
+
+
+def test_an_axis_out_of_range_for_squeeze_or_unsqueeze_is_a_shape_error_naming_it():
+    x = gg.ones((2, 1))
+    with pytest.raises(gg.ShapeError, match="unsqueeze: dim 3 is out of range"):
+        x.unsqueeze(3)
+    with pytest.raises(gg.ShapeError, match="squeeze: axis 2 is out of range"):
+        x.squeeze(2)
