@@ -92,8 +92,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0,
             "check; pass float64 tensors with requires_grad=True, e.g. "
             "gg.tensor(values, dtype='float64', requires_grad=True)")
     copies = {}  # one float64 copy per tensor, however often it is passed
-    inputs = [copies.setdefault(id(x), _in_float64(x)) if i in diff else x
-              for i, x in enumerate(inputs)]
+    for i in diff:
+        if id(inputs[i]) not in copies:
+            copies[id(inputs[i])] = _in_float64(inputs[i])
+    inputs = [copies[id(x)] if i in diff else x for i, x in enumerate(inputs)]
     n_out = _flat_outputs(fn, inputs).size
     rng = np.random.default_rng(seed)
     projections = [rng.standard_normal(n_out)] if fast else list(np.eye(n_out))

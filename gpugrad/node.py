@@ -111,14 +111,9 @@ def user_stacklevel():
     points at the innermost frame outside the gpugrad package (the user's line), however
     deep inside gpugrad the warning is raised."""
     frame, level = sys._getframe(2), 2
-    while frame is not None:
-        inside = _internal.get(frame.f_code.co_filename)
-        if inside is None:
-            inside = _is_internal(frame.f_code.co_filename)
-        if not inside:
-            return level
+    while frame is not None and _is_internal(frame.f_code.co_filename):
         frame, level = frame.f_back, level + 1
-    return 2
+    return 2 if frame is None else level
 
 
 def format_site(site):

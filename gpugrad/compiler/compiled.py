@@ -89,7 +89,7 @@ class Plan:
 def _named(exc, plan):
     """exc, raised inside a run of `plan`, as eager mode raises it: naming the op and
     the user's line that made it. The plan's source line that raised says which kernel
-    call it was (K3, O3, C3, F3: the op numbered 3 of the plan); exc itself if none."""
+    call it was (K3, O3, C3: the op numbered 3 of the plan); exc itself if none."""
     line = None
     tb = exc.__traceback__
     while tb is not None:
@@ -421,8 +421,6 @@ def _key(args):
     for a in args:
         if a.__class__ is Tensor:
             parts.append((a._data.shape, a._dtype, a._device, a._requires_grad))
-        elif isinstance(a, (float, np.floating)):
-            parts.append(("value", type(a), _by_bits(a)))
         else:
             try:
                 hash(a)
@@ -434,7 +432,7 @@ def _key(args):
                 raise CompileError("gg.compile: an argument is a tuple of tensors; pass "
                                    "each tensor as an argument of its own (f(x, y), not "
                                    "f((x, y)))")
-            parts.append(("value", type(a), _by_bits(a) if isinstance(a, tuple) else a))
+            parts.append(("value", type(a), _by_bits(a)))
     return tuple(parts)
 
 

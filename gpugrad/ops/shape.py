@@ -130,6 +130,12 @@ def _filled(index, arrays):
     return tuple(next(rest) if i is SLOT else i for i in index)
 
 
+# x[True] (a Python bool, a NumPy one, a 0-d bool tensor): NumPy reads it as a new axis
+# of size 1 or 0, which nothing here needs; said plainly rather than half-supported.
+_ZERO_D_BOOL = ("a 0-d boolean index (x[True]) is not supported; index with None for a "
+                "new axis, or with a boolean mask of the axes' shape")
+
+
 def normalize_index(x, index):
     """(template, index tensors) of x[index]: the template holds ints, slices, None,
     Ellipsis and a SLOT for each integer index tensor, on x's device (bool masks
@@ -147,8 +153,7 @@ def normalize_index(x, index):
         if isinstance(item, Tensor) or isinstance(item, list) or _is_host_array(item):
             array, dtype = _index_array(item, device)
         elif isinstance(item, bool):
-            raise DTypeError(f"a 0-d boolean index (x[{item}]) is not supported; index with "
-                             "None for a new axis, or with a boolean mask of the axes' shape")
+            raise DTypeError(_ZERO_D_BOOL)
         elif not (item is None or item is Ellipsis or isinstance(item, (int, slice))):
             raise DTypeError(f"unsupported index {item!r} of type {type(item).__name__}; "
                              "use ints, slices, None, ..., or integer/bool tensors")
@@ -158,9 +163,7 @@ def normalize_index(x, index):
             continue
         if dtype.kind == "b":
             if not array.shape:
-                raise DTypeError("a 0-d boolean index (x[True]) is not supported; index "
-                                 "with None for a new axis, or with a boolean mask of the "
-                                 "axes' shape")
+                raise DTypeError(_ZERO_D_BOOL)
             masks.append((len(taken), tuple(array.shape)))
             taken.append(len(array.shape))
         else:
