@@ -786,6 +786,19 @@ def test_changing_an_optimisers_hyper_parameter_traces_anew_and_follows_eager():
         compiled(*data[0])
 
 
+def test_a_learning_rate_changed_and_changed_back_is_read_on_every_run():
+    # The plan converts the host numbers anew only when they changed: a rate going back to
+    # an earlier value must not keep the one in between.
+    (eager_model, eager_opt, eager), (model, opt, compiled) = eager_and_compiled("sgd")
+    for lr, (x, y) in zip([0.1, 0.1, 0.5, 0.5, 0.1, 0.0, 0.1], batches(7), strict=True):
+        for o in (eager_opt, opt):
+            o.param_groups[0]["lr"] = lr
+        assert compiled(x, y).item() == eager(x, y).item()
+        for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
+            np.testing.assert_array_equal(p.numpy(), q.numpy())
+    assert len(compiled.log) == 1  # one trace: the rate alone never retraces
+
+
 def test_the_plan_reads_the_current_values_of_the_tensors_it_uses():
     model = nn.Linear(3, 2)
     compiled = gg.compile(lambda x: model(x).sum())
@@ -950,11 +963,25 @@ def test_a_long_chain_becomes_several_fused_ops_of_bounded_size():
 def test_a_fused_chain_on_numpy_reuses_its_own_buffers():
     steps = (("gpugrad::exp", (0,)), ("gpugrad::mul", (2, 1)), ("gpugrad::tanh", (3,)))
     source, _ = fusion.chain_source(steps, 2)
-    assert "s0 = K0(xp, x0)" in source  # the first step allocates,
-    assert "s1 = O1(xp, s0, x1, s0)" in source  # the next ones write into it
-    assert "return O2(xp, s1, out)" in source  # and the result goes where it is asked
+    assert "s0 = U0(x0)" in source  # the first step allocates (NumPy's ufunc itself),
+    assert "s1 = U1(s0, x1, out=s0)" in source  # the next ones write into it
+    assert "return U2(s1, out=out)" in source  # and the result goes where it is asked
     assert fusion.scratch_buffers(steps, 2, has_out=False) == 0
     assert fusion.scratch_buffers(steps, 2, has_out=True) == 1
+
+
+def test_a_fused_chain_calls_an_op_that_is_no_single_ufunc_through_its_kernels():
+    steps = (("gpugrad::exp", (0,)), ("gpugrad::relu", (2,)), ("gpugrad::mul", (3, 1)))
+    source, _ = fusion.chain_source(steps, 2)
+    assert "s1 = O1(xp, s0, s0)" in source  # relu is maximum(x, 0): its out_kernel
+    fused, fused_out = fusion.kernels(steps, 2, "numpy")
+    x0 = np.array([-1.0, 0.5, 2.0], np.float32)
+    x1 = np.array([3.0, -2.0, 0.25], np.float32)
+    expected = np.maximum(np.exp(x0), 0) * x1
+    np.testing.assert_array_equal(fused(x0, x1), expected)
+    out = np.empty(3, np.float32)
+    assert fused_out(x0, x1, out) is out
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_fused_training_steps_equal_unfused_ones_step_after_step():

@@ -202,9 +202,14 @@ def chain_source(steps, n):
     lines = []
     for j, (name, args) in enumerate(steps):
         op = REGISTRY[name]
-        namespace[f"K{j}"], namespace[f"O{j}"] = op.kernel_for("numpy"), op.out_kernel
         ins = ", ".join(names[a] for a in args)
         dying = _dying(args, j, n, last_read)
+        if op.ufunc is not None:  # the ufunc itself, without the op's lambda around it
+            namespace[f"U{j}"] = getattr(numpy, op.ufunc)
+            call = f"U{j}({ins}" + (f", out={names[dying]})" if dying is not None else ")")
+            lines.append((f"s{j} = {call}", f"U{j}({ins}, out=out)"))
+            continue
+        namespace[f"K{j}"], namespace[f"O{j}"] = op.kernel_for("numpy"), op.out_kernel
         call = f"O{j}(xp, {ins}, {names[dying]})" if dying is not None else f"K{j}(xp, {ins})"
         lines.append((f"s{j} = {call}", f"O{j}(xp, {ins}, out)"))
     xs = ", ".join(names[:n])

@@ -63,20 +63,18 @@ def _pow_vjp(ctx, g):
     return ga, gb
 
 
-add = _binary("add", lambda xp, a, b: a + b, _add_vjp, saves=(),
-              out_kernel=lambda xp, a, b, out: xp.add(a, b, out=out))
+add = _binary("add", lambda xp, a, b: a + b, _add_vjp, saves=(), ufunc="add")
 sub = _binary("sub", lambda xp, a, b: a - b, _sub_vjp, saves=(), infer=numeric,
-              out_kernel=lambda xp, a, b, out: xp.subtract(a, b, out=out))
+              ufunc="subtract")
 mul = _binary("mul", lambda xp, a, b: a * b, _mul_vjp, saves={0: (1,), 1: (0,)},
-              out_kernel=lambda xp, a, b, out: xp.multiply(a, b, out=out))
+              ufunc="multiply")
 div = _binary("div", lambda xp, a, b: a / b, _div_vjp, promote="float",
-              saves={0: (1,), 1: (0, 1)},
-              out_kernel=lambda xp, a, b, out: xp.divide(a, b, out=out))
+              saves={0: (1,), 1: (0, 1)}, ufunc="divide")
 pow = _binary("pow", lambda xp, a, b: xp.pow(a, b), _pow_vjp,  # noqa: A001
               save_output=True, infer=numeric)
 
 neg = _unary("neg", lambda xp, x: -x, lambda ctx, g: (-g,), infer=_numeric_unary,
-             out_kernel=lambda xp, x, out: xp.negative(x, out=out))
+             ufunc="negative")
 
 
 # --- transcendental functions and activations ------------------------------------------------
@@ -87,17 +85,14 @@ def _sigmoid_forward(xp, x):
 
 
 exp = _unary("exp", lambda xp, x: xp.exp(x), lambda ctx, g: (g * ctx.output,),
-             promote="float", save_output=True,
-             out_kernel=lambda xp, x, out: xp.exp(x, out=out))
+             promote="float", save_output=True, ufunc="exp")
 log = _unary("log", lambda xp, x: xp.log(x), lambda ctx, g: (g / ctx.inputs[0],),
-             promote="float", saves=(0,), out_kernel=lambda xp, x, out: xp.log(x, out=out))
+             promote="float", saves=(0,), ufunc="log")
 sqrt = _unary("sqrt", lambda xp, x: xp.sqrt(x), lambda ctx, g: (g * 0.5 / ctx.output,),
-              promote="float", save_output=True,
-              out_kernel=lambda xp, x, out: xp.sqrt(x, out=out))
+              promote="float", save_output=True, ufunc="sqrt")
 tanh = _unary("tanh", lambda xp, x: xp.tanh(x),
               lambda ctx, g: (tanh_backward(g, ctx.output),),
-              promote="float", save_output=True,
-              out_kernel=lambda xp, x, out: xp.tanh(x, out=out))
+              promote="float", save_output=True, ufunc="tanh")
 sigmoid = _unary("sigmoid", _sigmoid_forward,
                  lambda ctx, g: (sigmoid_backward(g, ctx.output),),
                  promote="float", save_output=True)
