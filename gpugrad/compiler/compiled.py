@@ -68,11 +68,14 @@ class Plan:
             raise
         except Exception as exc:  # a kernel's own error: named as eager mode names it
             raise _named(exc, self) from exc
+        origin = self.origin
         tensors = []
         for a, (dtype, device) in zip(out, self.result_specs, strict=True):
             t = Tensor._wrap(a, dtype, device, False)
-            t._made_by = self.origin  # its .graph says to look at the plan's
+            t._made_by = origin  # its .graph says to look at the plan's
             tensors.append(t)
+        if self.treedef is _LONE_TENSOR:  # a loss: no tree to rebuild (a microsecond)
+            return t
         return _unflatten(self.treedef, tensors)
 
     def release(self):
@@ -536,6 +539,9 @@ def _holds_tensors(x):
     return any(isinstance(i, Tensor) for i in items)
 
 
+_LONE_TENSOR = ("t",)  # the treedef of a tensor (the whole result, or one in a container)
+
+
 def _flatten(result):
     """(tensors, treedef) of a result made of Tensors in tuples, lists, dicts,
     namedtuples and dataclasses; numbers and strings are kept as they are."""
@@ -544,7 +550,7 @@ def _flatten(result):
     def walk(x):  # results are shallow containers, never a graph: recursion is fine
         if isinstance(x, Tensor):
             tensors.append(x)
-            return ("t",)
+            return _LONE_TENSOR
         if isinstance(x, tuple) and hasattr(type(x), "_fields"):  # a namedtuple
             return ("n", type(x), tuple(walk(i) for i in x))
         if type(x) in (tuple, list):
