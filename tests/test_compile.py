@@ -1737,3 +1737,91 @@ def test_results_that_hold_no_tensor_come_back_as_they_are():
         total, device, phase, steps, nothing = compiled(gg.ones(2) * scale)
         assert total.item() == 2 * scale and device == "cpu" and phase is Phase.TRAIN
         assert steps == range(2) and nothing is None
+
+
+# --- Python values the function reads: guarded -------------------------------------------
+def module_with(source, **variables):
+    """A module's namespace holding `variables` and the functions of `source`."""
+    namespace = {"gg": gg, **variables}
+    exec(source, namespace)
+    return namespace
+
+
+def test_a_global_number_the_function_reads_is_guarded_rebinding_it_traces_anew():
+    module = module_with("def f(x):\n    return x * scale\n", scale=2.0)
+    f = gg.compile(module["f"])
+    x = gg.ones(3)
+    assert f(x).numpy().tolist() == [2.0, 2.0, 2.0]
+    module["scale"] = 3.0
+    with pytest.warns(gg.CompileWarning, match="global variable 'scale' that f reads "
+                      r"changed \(it was 2.0"):
+        assert f(x).numpy().tolist() == [3.0, 3.0, 3.0]
+    module["scale"] = 2.0  # back to the first value: its plan runs again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert f(x).numpy().tolist() == [2.0, 2.0, 2.0]
+    assert len(f.log) == 2
+
+
+def test_a_flag_that_chose_a_branch_and_an_enclosing_variable_are_guarded():
+    module = module_with("def f(x):\n    return x + 1 if DEBUG else x\n", DEBUG=False)
+    f = gg.compile(module["f"])
+    x = gg.ones(2)
+    assert f(x).numpy().tolist() == [1.0, 1.0]
+    module["DEBUG"] = True
+    with pytest.warns(gg.CompileWarning, match="'DEBUG'"):
+        assert f(x).numpy().tolist() == [2.0, 2.0]
+
+    def scaled_by(k):
+        return gg.compile(lambda x: x * k)
+
+    k = 4.0
+    g = scaled_by(k)
+    assert g(x).numpy().tolist() == [4.0, 4.0]
+    assert g.log == ["first call"]  # each closure has its own cell and plans
+
+
+# (pytest resets the filter that keeps NumPy's x / 0 warning from gpugrad's kernels quiet)
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_a_guarded_float_tells_minus_zero_from_zero_and_a_nan_keeps_its_plan():
+    module = module_with("def f(x):\n    return x / d\n", d=0.0)
+    f = gg.compile(module["f"])
+    x = gg.ones(1)
+    assert f(x).item() == float("inf")
+    module["d"] = -0.0
+    with pytest.warns(gg.CompileWarning, match="'d'"):
+        assert f(x).item() == float("-inf")
+    module["d"] = float("nan")
+    with pytest.warns(gg.CompileWarning, match="'d'"):
+        f(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a NaN read again is the same NaN: no trace
+        assert np.isnan(f(x).item())
+
+
+def test_a_variable_the_function_assigns_is_not_guarded():
+    # The assignment runs at the trace only; a guard on it would fail at every call.
+    module = module_with("calls = 0\n"
+                         "def f(x):\n"
+                         "    global calls\n"
+                         "    calls += 1\n"
+                         "    return x * 2\n")
+    f = gg.compile(module["f"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(3):
+            f(gg.ones(2))
+    assert module["calls"] == 1 and len(f.log) == 1
+
+
+def test_builtins_modules_and_objects_the_function_reads_add_no_guard():
+    module = module_with("import math\n"
+                         "def f(x):\n"
+                         "    return x * len(shape) * math.pi + bias\n",
+                         shape=(1, 2), bias=gg.ones(2))
+    f = gg.compile(module["f"])
+    f(gg.ones(2))
+    guards = f.plan.program.guards
+    assert [reason for _, _, reason in guards] == [
+        "the global variable 'shape' that f reads changed (it was (1, 2); pass values that "
+        "vary as arguments)"]  # a tuple of numbers is guarded; len, math, a tensor not

@@ -20,8 +20,6 @@ import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 
-import numpy as np
-
 from .. import backends as _backends
 from .. import node as _node_module
 from ..errors import retyped
@@ -33,6 +31,7 @@ from .cuda_graph import graph_ready
 from .lower import Retrace, lower
 from .memory import plan_memory
 from .program import build
+from .reads import by_bits, from_bits, guarded_reads
 
 
 class CompileWarning(UserWarning):
@@ -319,7 +318,10 @@ def compile(fn=None, *, retrace=True, optimize=True, cuda_graph=False,  # noqa: 
 
     Inside fn: no reading values on the host (.item(), .numpy(): return the tensor
     instead); random numbers are drawn anew on every run; results come back without a
-    graph (call backward inside fn). Usable as a decorator, with or without arguments.
+    graph (call backward inside fn). Numbers and strings fn's own code reads from
+    globals or enclosing variables are guarded (rebinding one traces anew, see
+    compiler.reads); values read deeper (attributes, globals of functions fn calls) are
+    constants of the plan. Usable as a decorator, with or without arguments.
     """
     if max_plans is not None and (isinstance(max_plans, bool) or
                                   not isinstance(max_plans, int) or max_plans < 1):
@@ -349,6 +351,8 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
             traced_args.append(copy)
         else:
             traced_args.append(a)
+    for getter, reason in guarded_reads(fn):  # read before fn runs, as fn reads them
+        recorder.guard(getter, reason)
     with _collector_paused(), capturing(recorder):
         result = fn(*traced_args)
     recorder.grads = {aliases.get(t, t): g for t, g in recorder.grads.items()}
@@ -435,7 +439,7 @@ def _key(args):
                 raise CompileError("gg.compile: an argument is a tuple of tensors; pass "
                                    "each tensor as an argument of its own (f(x, y), not "
                                    "f((x, y)))")
-            parts.append(("value", type(a), _by_bits(a)))
+            parts.append(("value", type(a), by_bits(a)))
     return tuple(parts)
 
 
@@ -495,29 +499,9 @@ def _difference(old, new):
     return "a guard of the plan failed"
 
 
-def _by_bits(value):
-    """A float argument as its bits (also a NumPy float, and floats inside a tuple):
-    -0.0 == 0.0 would share a plan (x / -0.0 is -inf, not inf), and a NaN equals no NaN
-    (every call would trace anew). Other values as they are."""
-    if isinstance(value, (float, np.floating)):
-        return ("float bits", float(value).hex())
-    if isinstance(value, tuple):
-        return tuple(_by_bits(v) for v in value)  # (arguments, not a graph)
-    return value
-
-
-def _from_bits(value):
-    """A key's value back as the argument it stood for, to name it in a warning."""
-    if isinstance(value, tuple) and len(value) == 2 and value[0] == "float bits":
-        return float.fromhex(value[1])
-    if isinstance(value, tuple):
-        return tuple(_from_bits(v) for v in value)
-    return value
-
-
 def _describe(part):
     if part[0] == "value":
-        return repr(_from_bits(part[2]))
+        return repr(from_bits(part[2]))
     shape, dtype, device, requires_grad = part
     grad = ", requires grad" if requires_grad else ""
     return f"{tuple(shape)} {dtype} on {device}{grad}"
