@@ -211,6 +211,9 @@ class Tensor:
     def double(self):
         return self.astype(dtypes.float64)
 
+    def long(self):
+        return self.astype(dtypes.int64)
+
     # --- gradients --------------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=None, create_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's .grad that requires grad.
@@ -409,6 +412,41 @@ class Tensor:
 
     clamp = clip
 
+    # --- PyTorch's spellings of the operators and of nn.functional -----------------------
+    def pow(self, exponent):
+        return self ** exponent
+
+    def neg(self):
+        return -self
+
+    def matmul(self, other):
+        return self @ other
+
+    def square(self):
+        return self * self
+
+    def softmax(self, axis=-1, *, dim=None):
+        from .nn.functional import softmax
+
+        return softmax(self, axis, dim=dim)
+
+    def log_softmax(self, axis=-1, *, dim=None):
+        from .nn.functional import log_softmax
+
+        return log_softmax(self, axis, dim=dim)
+
+    def masked_fill(self, mask, value):
+        """value where the boolean `mask` (broadcast against self) is True, else self;
+        the gradient flows to self where the mask is False."""
+        from .functions import where
+
+        return where(mask, value, self)
+
+    def clone(self):
+        """A copy of the values, which gradients flow through (a new array: changing
+        either in place leaves the other as it was)."""
+        return _apply(_conv.clone, (self,), _NO)
+
     # --- reductions (axis=, keepdims=, or dim=, keepdim= for PyTorch habits) --------------
     def sum(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
         return _reduce(_red.sum, self, axis, keepdims, dim, keepdim)
@@ -466,6 +504,10 @@ class Tensor:
         return self.reshape(tuple(n for i, n in enumerate(self.shape)
                                   if not (i in axes and n == 1)))
 
+    def dim(self):
+        """The number of axes (PyTorch's spelling of .ndim)."""
+        return self.ndim
+
     def numel(self):
         """The number of elements (PyTorch's spelling of .size)."""
         return self.size
@@ -482,14 +524,28 @@ class Tensor:
             axes = tuple(axes[0])
         elif len(axes) == 2 and all(isinstance(a, (int, np.integer)) for a in axes):
             return self.swapaxes(int(axes[0]), int(axes[1]))
-        axes = tuple(int(a) if isinstance(a, np.integer) else a for a in axes)
-        ndim = self.ndim
         if not axes:
-            axes = tuple(range(ndim - 1, -1, -1))
-        # Negative axes count from the end; anything out of range is left for the op's
-        # shape rule to reject with a clear error.
-        axes = tuple(a % ndim if isinstance(a, int) and -ndim <= a < ndim else a for a in axes)
-        return _apply(_shape.transpose, (self,), {"axes": axes})
+            axes = tuple(range(self.ndim - 1, -1, -1))
+        return self.permute(axes)
+
+    def permute(self, *dims):
+        """The axes in the order `dims`: a full permutation (separate ints, or one
+        tuple; negative ones count from the end), as PyTorch's permute."""
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        ndim = self.ndim
+        # Anything out of range is left for the op's shape rule to reject clearly.
+        dims = tuple(int(d) % ndim if isinstance(d, (int, np.integer)) and -ndim <= d < ndim
+                     else d for d in dims)
+        return _apply(_shape.transpose, (self,), {"axes": dims})
+
+    def t(self):
+        """A matrix's transpose (a vector or a number as it is), as PyTorch's t()."""
+        if self.ndim > 2:
+            raise _annotate("t", ShapeError(
+                f"t() transposes tensors of at most 2 dimensions, not shape {self.shape}; "
+                "use transpose(dim0, dim1) or permute(...)"))
+        return self.transpose() if self.ndim == 2 else self.reshape(self.shape)
 
     def swapaxes(self, axis1, axis2):
         """Swap two axes (what transpose(axis1, axis2) does too)."""

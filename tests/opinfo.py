@@ -302,6 +302,10 @@ OPS = [
         Sample((Arg((3,), 0, 5, kind="int"),), lambda x: x.astype("float64"),
                lambda x: x.astype(np.float64), "int to float"),
     ], grad=False),
+    OpInfo("gpugrad::clone", [
+        Sample((Arg((2, 3)),), lambda x: x.clone(), lambda x: x.copy(), "float"),
+        Sample((Arg(()),), lambda x: x.clone(), lambda x: x.copy(), "0-d"),
+    ]),
     OpInfo("gpugrad::checked_class_indices", [  # what F.nll_loss records in a trace
         Sample((Arg((4,), 0, 3, kind="int"),),
                lambda y: loss.checked_class_indices(y, classes=3), lambda y: y, "values")],

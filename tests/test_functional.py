@@ -435,3 +435,41 @@ def test_bce_on_probabilities_refuses_values_outside_0_1_eagerly_and_compiled(
     with pytest.raises(ValueError, match="probabilities must be in"):
         step(gg.tensor(probabilities), target)  # the plan checks every run's values
     assert F.binary_cross_entropy(gg.tensor([0.0, 1.0]), target).item() == 100.0  # the ends
+
+
+# --- one_hot, dropout: PyTorch's spellings ----------------------------------------------
+def test_one_hot_matches_torch_and_takes_its_class_count_from_the_largest_index():
+    labels = np.array([[0, 3], [2, 2]])
+    for num_classes in (-1, 6):
+        got = F.one_hot(gg.tensor(labels), num_classes)
+        want = tF.one_hot(torch.from_numpy(labels), num_classes).numpy()
+        assert got.dtype == np.int64 and got.shape == want.shape
+        np.testing.assert_array_equal(got.numpy(), want)
+    assert F.one_hot(gg.tensor(np.zeros(0, np.int64)), 3).shape == (0, 3)
+
+
+def test_one_hot_refuses_indices_outside_the_classes_floats_and_guessing_from_nothing():
+    with pytest.raises(gg.OutOfBoundsError, match=r"one_hot: class indices must be in \[0, 3"):
+        F.one_hot(gg.tensor([0, 3]), 3)
+    with pytest.raises(gg.OutOfBoundsError, match="got values from -1"):
+        F.one_hot(gg.tensor([-1, 2]), 3)
+    with pytest.raises(gg.DTypeError, match="one_hot: class indices must be integers"):
+        F.one_hot(gg.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="give num_classes"):
+        F.one_hot(gg.tensor(np.zeros(0, np.int64)))
+
+
+def test_functional_dropout_scales_what_it_keeps_and_is_the_identity_outside_training():
+    gg.manual_seed(0)
+    x = gg.ones(200, 50, requires_grad=True)
+    assert F.dropout(x, 0.3, training=False) is x and F.dropout(x, 0.0) is x
+    y = F.dropout(x, 0.3)
+    kept = y.numpy() != 0
+    assert abs(kept.mean() - 0.7) < 0.02  # 10,000 draws: 0.02 is 4.4 standard deviations
+    np.testing.assert_allclose(y.numpy()[kept], 1 / 0.7, rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy() != 0, kept)  # no gradient where dropped
+    assert not F.dropout(x, 1.0).numpy().any()
+    for p in (-0.1, 1.5, "0.5", None):
+        with pytest.raises(ValueError, match="dropout: dropout probability must be a number"):
+            F.dropout(x, p)

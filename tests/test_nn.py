@@ -1162,3 +1162,60 @@ def test_children_lists_each_submodule_once_and_a_shared_layer_still_runs_twice(
     assert seq.children() == [shared, seq[1]]  # as PyTorch's children()
     x = gg.randn(3, 2)
     np.testing.assert_array_equal(seq(x).numpy(), shared(seq[1](shared(x))).numpy())
+
+
+# --- more of PyTorch's layers and the losses as modules -----------------------------------
+def test_identity_flatten_leaky_relu_and_silu_layers_do_what_their_functions_do():
+    x = gg.randn(2, 3, 4)
+    assert nn.Identity()(x) is x
+    assert nn.Flatten()(x).shape == (2, 12) and nn.Flatten(0, -1)(x).shape == (24,)
+    assert nn.Flatten(1, 1)(x).shape == (2, 3, 4)
+    np.testing.assert_array_equal(nn.LeakyReLU(0.2)(x).numpy(),
+                                  F.leaky_relu(x, 0.2).numpy())
+    np.testing.assert_array_equal(nn.SiLU()(x).numpy(), (x * x.sigmoid()).numpy())
+    np.testing.assert_array_equal(nn.LogSoftmax(dim=1)(x).numpy(),
+                                  F.log_softmax(x, axis=1).numpy())
+    assert repr(nn.Sequential(nn.Flatten(), nn.LeakyReLU())) == (
+        "Sequential(\n  (0): Flatten(start_dim=1, end_dim=-1)\n"
+        "  (1): LeakyReLU(negative_slope=0.01)\n)")
+
+
+def test_flatten_names_the_axes_it_cannot_merge():
+    with pytest.raises(gg.ShapeError, match=r"Flatten: start_dim=2, end_dim=1 do not name "
+                       r"axes start <= end of a tensor of shape \(2, 3, 4\)"):
+        nn.Flatten(2, 1)(gg.randn(2, 3, 4))
+    with pytest.raises(gg.ShapeError, match="start_dim=1"):
+        nn.Flatten()(gg.randn(5))
+
+
+def test_loss_modules_call_their_functions_with_the_options_they_hold():
+    logits, labels = gg.randn(4, 3), gg.tensor([0, 2, 1, 2])
+    loss = nn.CrossEntropyLoss(label_smoothing=0.1, reduction="sum")
+    assert loss(logits, labels).item() == F.cross_entropy(
+        logits, labels, label_smoothing=0.1, reduction="sum").item()
+    assert repr(loss) == "CrossEntropyLoss(label_smoothing=0.1, reduction='sum')"
+    a, b = gg.randn(3), gg.randn(3)
+    assert nn.MSELoss()(a, b).item() == F.mse_loss(a, b).item()
+    assert nn.L1Loss(reduction="none")(a, b).shape == (3,)
+    with pytest.raises(ValueError, match="MSELoss: reduction must be one of"):
+        nn.MSELoss(reduction="avg")
+    assert not list(nn.MSELoss().parameters())
+
+
+def test_clone_copies_the_values_and_passes_the_gradient_through():
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    c = x.clone()
+    c += 1.0  # in place on the copy: x is as it was
+    assert x.numpy().tolist() == [1.0, 2.0] and c.numpy().tolist() == [2.0, 3.0]
+    (c * c).sum().backward()
+    assert x.grad.numpy().tolist() == [4.0, 6.0]
+    assert gg.tensor([3, 4]).clone().dtype == np.int64
+
+
+def test_pytorch_spellings_of_shape_and_dtype_questions():
+    x = gg.randn(2, 3, 4)
+    assert x.dim() == 3 and x.long().dtype == np.int64
+    with pytest.raises(gg.ShapeError, match=r"t\(\) transposes tensors of at most 2"):
+        x.t()
+    with pytest.raises(gg.ShapeError, match="not a permutation"):
+        x.permute(0, 1)

@@ -411,6 +411,61 @@ COMPOSITION_CASES = [
     ),
 ]
 
+# PyTorch's spellings: the same code runs on both (methods), or gpugrad's F / nn against
+# torch.nn.functional / torch.nn.
+F = gg.nn.functional
+TF = torch.nn.functional
+LABELS = np.array([2, 0, 3])
+
+SPELLING_CASES = [
+    case("clone", [normal(3, 4)], lambda x: x.clone() * x),
+    case("pow(3)", [normal(3, 4)], lambda x: x.pow(3)),
+    case("neg()", [normal(3, 4)], lambda x: x.neg()),
+    case("square()", [normal(3, 4)], lambda x: x.square()),
+    case("matmul()", [normal(3, 4), normal(4, 2)], lambda a, b: a.matmul(b)),
+    case("softmax(dim=1)", [normal(3, 4)], lambda x: x.softmax(dim=1)),
+    case("log_softmax(dim=-1)", [normal(3, 4)], lambda x: x.log_softmax(dim=-1)),
+    case("permute(2,0,1)", [normal(2, 3, 4)], lambda x: x.permute(2, 0, 1)),
+    case("permute(0,1)-identity", [normal(3, 4)], lambda x: x.permute(0, 1)),
+    case("permute(-1,0,1)", [normal(2, 3, 4)], lambda x: x.permute(-1, 0, 1)),
+    case("t()", [normal(3, 4)], lambda x: x.t()),
+    case("t()-vector", [normal(4)], lambda x: x.t()),
+    case("masked_fill", [normal(3, 4)], lambda x: x.masked_fill(x > 0.2, 0.5)),
+    case("leaky_relu(0.1)", [nonzero(3, 4)], lambda x: F.leaky_relu(x, 0.1),
+         lambda x: TF.leaky_relu(x, 0.1)),
+    case("leaky_relu-at-0", [fixed([0.0, -1.0, 2.0])], lambda x: F.leaky_relu(x),
+         lambda x: TF.leaky_relu(x)),
+    case("silu", [normal(3, 4)], lambda x: F.silu(x), lambda x: TF.silu(x)),
+    case("linear", [normal(5, 3), normal(4, 3), normal(4)], lambda x, w, b: F.linear(x, w, b),
+         lambda x, w, b: TF.linear(x, w, b)),
+    case("linear-one-sample-no-bias", [normal(3), normal(4, 3)], lambda x, w: F.linear(x, w),
+         lambda x, w: TF.linear(x, w)),
+    case("l1_loss", [normal(3, 4), normal(3, 4)], lambda a, b: F.l1_loss(a, b),
+         lambda a, b: TF.l1_loss(a, b)),
+    case("l1_loss-at-0", [fixed([1.0, 2.0]), fixed([1.0, 0.0])],
+         lambda a, b: F.l1_loss(a, b, reduction="sum"),
+         lambda a, b: TF.l1_loss(a, b, reduction="sum")),
+    case("CrossEntropyLoss(label_smoothing)", [normal(3, 4)],
+         lambda x: gg.nn.CrossEntropyLoss(label_smoothing=0.2)(x, gg.tensor(LABELS)),
+         lambda x: torch.nn.CrossEntropyLoss(label_smoothing=0.2)(x, T(LABELS))),
+    case("NLLLoss(sum)", [normal(3, 4)],
+         lambda x: gg.nn.NLLLoss(reduction="sum")(x.log_softmax(dim=1), gg.tensor(LABELS)),
+         lambda x: torch.nn.NLLLoss(reduction="sum")(x.log_softmax(dim=1), T(LABELS))),
+    case("MSELoss(none)", [normal(3, 4), normal(3, 4)],
+         lambda a, b: gg.nn.MSELoss(reduction="none")(a, b),
+         lambda a, b: torch.nn.MSELoss(reduction="none")(a, b)),
+    case("BCEWithLogitsLoss", [normal(3, 4), positive(3, 4)],
+         lambda a, b: gg.nn.BCEWithLogitsLoss()(a, b / 2),
+         lambda a, b: torch.nn.BCEWithLogitsLoss()(a, b / 2)),
+    case("BCELoss", [normal(3, 4), positive(3, 4)],
+         lambda a, b: gg.nn.BCELoss()(a.sigmoid(), b / 2),
+         lambda a, b: torch.nn.BCELoss()(a.sigmoid(), b / 2)),
+    case("Flatten", [normal(2, 3, 4, 5)], lambda x: gg.nn.Flatten()(x),
+         lambda x: torch.nn.Flatten()(x)),
+    case("Flatten(0,1)", [normal(2, 3, 4)], lambda x: gg.nn.Flatten(0, 1)(x),
+         lambda x: torch.nn.Flatten(0, 1)(x)),
+]
+
 CASES = [
     *_arithmetic_cases(),
     *SCALAR_CASES,
@@ -422,6 +477,7 @@ CASES = [
     *UNARY_CASES,
     *COMBINE_CASES,
     *COMPOSITION_CASES,
+    *SPELLING_CASES,
 ]
 
 

@@ -4,14 +4,27 @@ from . import functional, init  # noqa: F401
 from .layers import (  # noqa: F401
     MLP,
     Dropout,
+    Flatten,
+    Identity,
+    LeakyReLU,
     Linear,
+    LogSoftmax,
     ModuleDict,
     ModuleList,
     ReLU,
     Sequential,
     Sigmoid,
+    SiLU,
     Softmax,
     Tanh,
+)
+from .losses import (  # noqa: F401
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
 )
 from .module import Module, declare_parameter  # noqa: F401
 from .utils import clip_grad_norm_  # noqa: F401

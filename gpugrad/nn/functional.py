@@ -6,13 +6,15 @@ from functools import partial
 
 import numpy as np
 
-from ..creation import arange
+from ..creation import arange, rand, zeros
 from ..errors import DTypeError, OutOfBoundsError, ShapeError
 from ..functions import relu, sigmoid, tanh  # noqa: F401  (the same functions, as F.*)
 from ..mode import state as _state
 from ..ops import elementwise as ew
 from ..ops import loss as _loss
 from ..ops.infer import normalize_axes
+from ..ops.linalg import linear as _linear
+from ..ops.linalg import matmul
 from ..ops.registry import _annotate
 from ..tensor import Tensor
 
@@ -38,6 +40,79 @@ def softmax(x, axis=-1, *, dim=None):
     _check_axis("softmax", x, axis)
     e = (x - x.max(axis=axis, keepdims=True).detach()).exp()
     return e / e.sum(axis=axis, keepdims=True)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """x where x > 0, else negative_slope * x (the gradient at 0 is the slope, as in
+    PyTorch)."""
+    return ew.where(x > 0, x, x * negative_slope)
+
+
+def silu(x):
+    """x * sigmoid(x) (also called swish)."""
+    return x * ew.sigmoid(x)
+
+
+def linear(x, weight, bias=None):
+    """x @ weight.T + bias, weight of shape (out_features, in_features): a Linear
+    layer's forward, one op for a batch."""
+    if x.ndim < 2:  # a single sample: the general product
+        y = matmul(x, weight, transpose_b=True)
+        return y if bias is None else y + bias
+    return _linear(x, weight) if bias is None else _linear(x, weight, bias)
+
+
+def dropout(x, p=0.5, training=True):
+    """Each element zeroed with probability p, the rest scaled by 1 / (1 - p), when
+    training; x itself otherwise. p=1 zeroes everything (and the gradient), as in
+    PyTorch."""
+    check_probability("dropout", p)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:  # nothing kept, and no 1/(1-p): a mask of False, not drawn
+        return ew.where(zeros(x.shape, dtype="bool", device=x.device), x, 0.0)
+    keep = rand(*x.shape, dtype=x.dtype, device=x.device) >= p
+    return ew.where(keep, x * (1.0 / (1.0 - p)), 0.0)
+
+
+def check_probability(name, p):
+    """A dropout probability: a number in [0, 1]."""
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= p <= 1.0:
+        raise _annotate(name, ValueError(f"dropout probability must be a number in [0, 1], "
+                                         f"got {p!r}"))
+
+
+def one_hot(class_index, num_classes=-1):
+    """(..., num_classes) int64 tensor: 1 at each class index, 0 elsewhere; num_classes
+    -1 takes the largest index + 1, as PyTorch does. No gradient (integers)."""
+    if not isinstance(class_index, Tensor):
+        from ..creation import tensor
+
+        class_index = tensor(class_index)
+    if class_index.dtype.kind not in "iu":
+        raise _annotate("one_hot", DTypeError(
+            f"class indices must be integers, got {class_index.dtype}"))
+    xp = class_index.device.backend.xp
+    if num_classes == -1:
+        if not class_index.numel():
+            raise _annotate("one_hot", ValueError(
+                "num_classes=-1 takes the largest class index + 1: give num_classes for "
+                "no class indices"))
+        num_classes = int(xp.max(class_index._data)) + 1
+    wrong = _loss.class_indices_outside(xp, class_index._data.reshape(-1), num_classes)
+    if wrong:
+        raise _annotate("one_hot", OutOfBoundsError(wrong))
+    classes = arange(num_classes, device=class_index.device)
+    return (class_index.unsqueeze(-1) == classes).astype("int64")
+
+
+def l1_loss(pred, target, reduction="mean"):
+    """Mean absolute error |pred - target| (its gradient at 0 is 0, as in PyTorch)."""
+    _check_reduction("l1_loss", reduction)
+    target = _target_like(target, pred)
+    _check_same_shape("l1_loss", pred, target)
+    return _reduce((pred - target).abs(), reduction)
 
 
 def _check_axis(name, x, axis):

@@ -1,12 +1,14 @@
 """Layers: Linear, the containers (Sequential, ModuleList, ModuleDict), activations,
-Dropout, and MLP."""
+Identity, Flatten, Dropout, and MLP."""
 
 import operator
 
-from ..creation import rand, zeros
+from ..creation import zeros
+from ..errors import ShapeError
 from ..ops import elementwise as ew
-from ..ops.linalg import linear, matmul
+from ..ops.registry import _annotate
 from ..spec import whole_number
+from . import functional as F
 from .init import INITIALISERS
 from .module import Module, check_child_name, replace_children
 
@@ -30,12 +32,7 @@ class Linear(Module):
                           requires_grad=True) if bias else None
 
     def forward(self, x):
-        if x.ndim < 2:  # a single sample: the general product
-            y = matmul(x, self.weight, transpose_b=True)
-            return y if self.bias is None else y + self.bias
-        if self.bias is None:
-            return linear(x, self.weight)
-        return linear(x, self.weight, self.bias)  # one op: x @ W.T + b
+        return F.linear(x, self.weight, self.bias)  # one op: x @ W.T + b
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, " \
@@ -272,15 +269,73 @@ class Tanh(Module):
         return ew.tanh(x)
 
 
+class LeakyReLU(Module):
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        return F.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class SiLU(Module):
+    def forward(self, x):
+        return F.silu(x)
+
+
+class Identity(Module):
+    """Its input, as it is (a placeholder where a layer is optional)."""
+
+    def forward(self, x):
+        return x
+
+
+class Flatten(Module):
+    """The axes from start_dim to end_dim as one (by default all but the batch axis),
+    as PyTorch's Flatten."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        return x.reshape(_flattened_shape(x.shape, self.start_dim, self.end_dim))
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+def _flattened_shape(shape, start_dim, end_dim):
+    ndim = max(len(shape), 1)  # a 0-d input flattens to one element, as in PyTorch
+    start, end = (d + ndim if d < 0 else d for d in (start_dim, end_dim))
+    if not (0 <= start < ndim and 0 <= end < ndim) or start > end:
+        raise _annotate("Flatten", ShapeError(
+            f"start_dim={start_dim}, end_dim={end_dim} do not name axes start <= end of "
+            f"a tensor of shape {tuple(shape)}"))
+    merged = 1
+    for n in shape[start:end + 1]:
+        merged *= n
+    return tuple(shape[:start]) + (merged,) + tuple(shape[end + 1:])
+
+
 class Softmax(Module):
     def __init__(self, axis=-1, *, dim=None):
         super().__init__()
         self.axis = axis if dim is None else dim  # dim=: PyTorch's word, as F.softmax takes
 
     def forward(self, x):
-        from .functional import softmax
+        return F.softmax(x, axis=self.axis)
 
-        return softmax(x, axis=self.axis)
+    def extra_repr(self):
+        return f"dim={self.axis}"
+
+
+class LogSoftmax(Softmax):
+    def forward(self, x):
+        return F.log_softmax(x, axis=self.axis)
 
 
 class Dropout(Module):
@@ -289,17 +344,11 @@ class Dropout(Module):
 
     def __init__(self, p=0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        F.check_probability("Dropout", p)
         self.p = float(p)
 
     def forward(self, x):
-        if not self.training or self.p == 0.0:
-            return x
-        if self.p == 1.0:  # nothing kept, and no 1/(1-p): a mask of False, not drawn
-            return ew.where(zeros(x.shape, dtype="bool", device=x.device), x, 0.0)
-        keep = rand(*x.shape, dtype=x.dtype, device=x.device) >= self.p
-        return ew.where(keep, x * (1.0 / (1.0 - self.p)), 0.0)
+        return F.dropout(x, self.p, self.training)
 
     def extra_repr(self):
         return f"p={self.p}"

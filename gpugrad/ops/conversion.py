@@ -37,3 +37,10 @@ to_device = define(
 # array of the traced call; it has no gradient, so the graph is cut all the same.
 detach = define("gpugrad::detach", infer=lambda x: (x.shape, x.dtype), returns_view=True,
                 forward=lambda xp, x: x, doc="The values of x, cut from the graph.")
+
+
+# Tensor.clone: a copy of the array (astype with copy=True: NumPy, CuPy and the array API
+# standard all take it), through which the gradient passes unchanged.
+clone = define("gpugrad::clone", infer=lambda x: (x.shape, x.dtype),
+               forward=lambda xp, x: xp.astype(x, x.dtype, copy=True),
+               vjp=lambda ctx, g: (g,), doc="A copy of x's values (Tensor.clone).")
