@@ -1781,7 +1781,8 @@ def test_a_flag_that_chose_a_branch_and_an_enclosing_variable_are_guarded():
     assert g.log == ["first call"]  # each closure has its own cell and plans
 
 
-# (pytest resets the filter that keeps NumPy's x / 0 warning from gpugrad's kernels quiet)
+# (pytest.warns re-raises the warnings it did not match, x / 0's among them, from a place
+# the filter of gpugrad's own kernels' warnings does not name)
 @pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
 def test_a_guarded_float_tells_minus_zero_from_zero_and_a_nan_keeps_its_plan():
     module = module_with("def f(x):\n    return x / d\n", d=0.0)

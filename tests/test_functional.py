@@ -473,3 +473,79 @@ def test_functional_dropout_scales_what_it_keeps_and_is_the_identity_outside_tra
     for p in (-0.1, 1.5, "0.5", None):
         with pytest.raises(ValueError, match="dropout: dropout probability must be a number"):
             F.dropout(x, p)
+
+
+# --- class weights and an ignored class index, as PyTorch's -------------------------------
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+@pytest.mark.parametrize("options", [
+    {"weight": True}, {"ignore_index": 1}, {"weight": True, "ignore_index": -100}])
+def test_cross_entropy_with_class_weights_or_an_ignored_index_matches_torch(
+        options, smoothing, reduction):
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((6, 4))
+    labels = np.array([0, 1, 3, -100, 1, 2]) if options.get("ignore_index") == -100 \
+        else np.array([0, 1, 3, 2, 1, 2])
+    weight = rng.uniform(0.2, 2.0, 4) if options.get("weight") else None
+    ignore = options.get("ignore_index")
+    x = gg.tensor(logits, requires_grad=True)
+    got = F.cross_entropy(x, labels, weight=weight, ignore_index=ignore,
+                          label_smoothing=smoothing, reduction=reduction)
+    xt = torch.tensor(logits, requires_grad=True)
+    want = tF.cross_entropy(xt, torch.from_numpy(labels),
+                            weight=None if weight is None else torch.from_numpy(weight),
+                            ignore_index=-100 if ignore is None else ignore,
+                            label_smoothing=smoothing, reduction=reduction)
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-12)
+    g = rng.standard_normal(want.shape)
+    (got * gg.tensor(g)).sum().backward()
+    (want * torch.from_numpy(g)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_nll_loss_with_weights_and_ignore_index_matches_torch_also_for_one_example():
+    rng = np.random.default_rng(3)
+    log_p = np.log(rng.dirichlet(np.ones(3), size=5))
+    labels, weight = np.array([2, 0, 0, 1, 2]), np.array([0.5, 1.0, 3.0])
+    got = F.nll_loss(gg.tensor(log_p), labels, weight=weight, ignore_index=0)
+    want = tF.nll_loss(torch.from_numpy(log_p), torch.from_numpy(labels),
+                       weight=torch.from_numpy(weight), ignore_index=0)
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    one = F.cross_entropy(gg.tensor(log_p[0]), 2, weight=weight, reduction="none")
+    assert one.shape == () and one.item() == pytest.approx(tF.cross_entropy(
+        torch.from_numpy(log_p[0]), torch.tensor(2), weight=torch.from_numpy(weight),
+        reduction="none").item(), rel=1e-12)
+
+
+def test_a_batch_whose_every_example_is_ignored_has_a_nan_mean_as_in_torch():
+    loss = F.cross_entropy(gg.randn(2, 3), [-100, -100], ignore_index=-100)
+    assert np.isnan(loss.item())
+
+
+def test_class_weights_and_ignore_index_are_checked():
+    logits = gg.randn(3, 4)
+    with pytest.raises(gg.ShapeError, match=r"cross_entropy: weight of shape \(3,\) for 4 "
+                       "classes"):
+        F.cross_entropy(logits, [0, 1, 2], weight=[1.0, 1.0, 1.0])
+    with pytest.raises(gg.OutOfBoundsError, match=r"got values from -1 .*besides "
+                       "ignore_index=-100"):
+        F.cross_entropy(logits, [0, -1, -100], ignore_index=-100)
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        F.nll_loss(logits, [0, 1, 2], ignore_index=0.5)
+    with pytest.raises(gg.DTypeError, match="class weights must be floats"):
+        F.cross_entropy(logits, [0, 1, 2], weight=gg.tensor([1, 2, 3, 4]))
+
+
+def test_a_compiled_weighted_loss_checks_each_runs_indices_and_equals_eager():
+    weight = gg.tensor([1.0, 2.0, 0.5])
+
+    def loss(x, y):
+        return F.cross_entropy(x, y, weight=weight, ignore_index=-1)
+
+    compiled = gg.compile(loss)
+    x = gg.randn(4, 3)
+    for labels in ([0, 1, 2, -1], [2, -1, -1, 0]):
+        y = gg.tensor(labels)
+        assert compiled(x, y).item() == loss(x, y).item()
+    with pytest.raises(gg.OutOfBoundsError, match="class indices must be in"):
+        compiled(x, gg.tensor([0, 5, 1, -1]))

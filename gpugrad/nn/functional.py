@@ -6,7 +6,7 @@ from functools import partial
 
 import numpy as np
 
-from ..creation import arange, rand, zeros
+from ..creation import arange, ones, rand, zeros
 from ..errors import DTypeError, OutOfBoundsError, ShapeError
 from ..functions import relu, sigmoid, tanh  # noqa: F401  (the same functions, as F.*)
 from ..mode import state as _state
@@ -192,34 +192,90 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
     return _reduce(loss, reduction)
 
 
-def nll_loss(log_probs, class_index, reduction="mean"):
+def nll_loss(log_probs, class_index, weight=None, ignore_index=None, reduction="mean"):
     """-log_probs[i, class_index[i]] for a batch of log-probabilities (N, C); or, for
-    one example, log-probabilities (C,) and one class index."""
+    one example, log-probabilities (C,) and one class index. weight (C,): each class's
+    weight (the mean is then over the weights of the examples' classes);
+    ignore_index: examples of that class index count for nothing (PyTorch's -100, say)."""
     _check_reduction("nll_loss", reduction)
     if log_probs.ndim == 1:
-        return _one_example(nll_loss, "nll_loss", log_probs, class_index, reduction)
+        return _one_example(partial(nll_loss, weight=weight, ignore_index=ignore_index),
+                            "nll_loss", log_probs, class_index, reduction)
     _check_batch_of_rows("nll_loss", "log-probabilities", log_probs)
-    class_index = _class_index("nll_loss", class_index, log_probs)
+    class_index = _class_index("nll_loss", class_index, log_probs, ignore_index)
+    if weight is not None or ignore_index is not None:
+        return _weighted_nll("nll_loss", log_probs, class_index, weight, ignore_index,
+                             0.0, reduction)
     if _state.capture is not None:  # a compiled plan checks each run's indices
         class_index = _loss.checked_class_indices(class_index, classes=log_probs.shape[-1])
     rows = arange(log_probs.shape[0], device=log_probs.device)
     return _reduce(-log_probs[rows, class_index], reduction)
 
 
-def cross_entropy(logits, class_index, label_smoothing=0.0, reduction="mean"):
+def cross_entropy(logits, class_index, weight=None, ignore_index=None, label_smoothing=0.0,
+                  reduction="mean"):
     """Softmax cross-entropy of logits (N, C) against class indices (N,), with optional
-    label smoothing (the target puts 1 - s on the class and s / C on every class)."""
+    label smoothing (the target puts 1 - s on the class and s / C on every class), class
+    weights and an ignored class index, as PyTorch's (see nll_loss)."""
     if not 0.0 <= label_smoothing <= 1.0:
         raise _annotate("cross_entropy", ValueError(
             f"label_smoothing must be in [0, 1], got {label_smoothing}"))
     _check_reduction("cross_entropy", reduction)
     if logits.ndim == 1:  # one example: logits (C,), one class index, as PyTorch takes
-        return _one_example(partial(cross_entropy, label_smoothing=label_smoothing),
+        return _one_example(partial(cross_entropy, weight=weight, ignore_index=ignore_index,
+                                    label_smoothing=label_smoothing),
                             "cross_entropy", logits, class_index, reduction)
     _check_batch_of_rows("cross_entropy", "logits", logits)
-    class_index = _class_index("cross_entropy", class_index, logits)
+    class_index = _class_index("cross_entropy", class_index, logits, ignore_index)
+    if weight is not None or ignore_index is not None:
+        return _weighted_nll("cross_entropy", log_softmax(logits, axis=1), class_index,
+                             weight, ignore_index, label_smoothing, reduction)
     attrs = {"label_smoothing": float(label_smoothing)} if label_smoothing else {}
     return _reduce(_loss.cross_entropy(logits, class_index, **attrs), reduction)
+
+
+def _weighted_nll(name, log_p, class_index, weight, ignore_index, label_smoothing,
+                  reduction):
+    """PyTorch's loss with class weights w and an ignored index, from log-probabilities:
+    (1 - s) w[y] (-log_p[y]) + s / C sum_c w[c] (-log_p[c]) per example (0 where y is
+    ignored); "mean" divides each sum by the total weight of the examples' classes."""
+    n, classes = log_p.shape
+    weight = _class_weights(name, weight, log_p)
+    kept = None if ignore_index is None else class_index != ignore_index
+    index = class_index if kept is None else ew.where(kept, class_index, 0)
+    if _state.capture is not None:  # a compiled plan checks each run's indices
+        index = _loss.checked_class_indices(index, classes=classes)
+    if weight is not None:
+        example_weight = weight[index]
+    else:
+        example_weight = ones(n, dtype=log_p.dtype, device=log_p.device)
+    if kept is not None:
+        example_weight = ew.where(kept, example_weight, 0.0)
+    loss = -log_p[arange(n, device=log_p.device), index] * example_weight
+    if label_smoothing:
+        spread = -(log_p if weight is None else log_p * weight).sum(axis=1)
+        spread = spread if kept is None else ew.where(kept, spread, 0.0)
+        loss = (1 - label_smoothing) * loss + (label_smoothing / classes) * spread
+    if reduction == "mean":  # over the weights taken (an all-ignored batch: 0 / 0, NaN)
+        return loss.sum() / example_weight.sum()
+    return _reduce(loss, reduction)
+
+
+def _class_weights(name, weight, ref):
+    """weight as a tensor of shape (C,) in ref's dtype and on its device, or None."""
+    if weight is None:
+        return None
+    if not isinstance(weight, Tensor):
+        from ..creation import tensor
+
+        weight = tensor(weight, dtype=ref.dtype, device=ref.device)
+    if tuple(weight.shape) != (ref.shape[1],):
+        raise _annotate(name, ShapeError(
+            f"weight of shape {tuple(weight.shape)} for {ref.shape[1]} classes (input of "
+            f"shape {tuple(ref.shape)}); expected shape ({ref.shape[1]},)"))
+    if weight.dtype.kind != "f":
+        raise _annotate(name, DTypeError(f"class weights must be floats, got {weight.dtype}"))
+    return weight
 
 
 def _one_example(loss, name, scores, class_index, reduction):
@@ -244,9 +300,10 @@ def _check_batch_of_rows(name, what, x):
                                          f"{tuple(x.shape)}"))
 
 
-def _class_index(name, class_index, ref):
-    """The class indices as a tensor of shape (N,) beside `ref` (N, C), checked; errors
-    name the public loss `name` and the user's line."""
+def _class_index(name, class_index, ref, ignore_index=None):
+    """The class indices as a tensor of shape (N,) beside `ref` (N, C), checked (but for
+    those equal to ignore_index); errors name the public loss `name` and the user's
+    line."""
     if not isinstance(class_index, Tensor):
         from ..creation import tensor
 
@@ -262,8 +319,14 @@ def _class_index(name, class_index, ref):
             f"class indices of shape {tuple(class_index.shape)} for a batch of "
             f"{ref.shape[0]} (input of shape {tuple(ref.shape)}); expected shape "
             f"({ref.shape[0]},)"))
-    wrong = _loss.class_indices_outside(class_index.device.backend.xp, class_index._data,
-                                        ref.shape[-1])
+    if ignore_index is not None and not isinstance(ignore_index, (int, np.integer)):
+        raise _annotate(name, TypeError(f"ignore_index must be an int, got {ignore_index!r}"))
+    data = class_index._data
+    if ignore_index is not None:
+        data = data[data != ignore_index]
+    wrong = _loss.class_indices_outside(class_index.device.backend.xp, data, ref.shape[-1])
     if wrong:
+        if ignore_index is not None:
+            wrong += f" (besides ignore_index={ignore_index})"
         raise _annotate(name, OutOfBoundsError(wrong))
     return class_index

@@ -40,17 +40,30 @@ class BCEWithLogitsLoss(_Loss):
 class NLLLoss(_Loss):
     function = F.nll_loss
 
+    def __init__(self, weight=None, ignore_index=None, reduction="mean"):
+        super().__init__(reduction)
+        self.weight, self.ignore_index = weight, ignore_index  # (a weight is no parameter)
 
-class CrossEntropyLoss(_Loss):
+    def forward(self, input, target):  # noqa: A002
+        return type(self).function(input, target, weight=self.weight,
+                                   ignore_index=self.ignore_index, reduction=self.reduction)
+
+    def extra_repr(self):
+        extra = "" if self.ignore_index is None else f"ignore_index={self.ignore_index}, "
+        return extra + super().extra_repr()
+
+
+class CrossEntropyLoss(NLLLoss):
     function = F.cross_entropy
 
-    def __init__(self, label_smoothing=0.0, reduction="mean"):
-        super().__init__(reduction)
+    def __init__(self, weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean"):
+        super().__init__(weight, ignore_index, reduction)
         self.label_smoothing = label_smoothing
 
     def forward(self, input, target):  # noqa: A002
-        return F.cross_entropy(input, target, label_smoothing=self.label_smoothing,
-                               reduction=self.reduction)
+        return F.cross_entropy(input, target, weight=self.weight,
+                               ignore_index=self.ignore_index,
+                               label_smoothing=self.label_smoothing, reduction=self.reduction)
 
     def extra_repr(self):
-        return f"label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"
+        return f"label_smoothing={self.label_smoothing}, " + super().extra_repr()
