@@ -118,6 +118,9 @@ def save(obj, path):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):  # said for the path asked for, not the temporary one
         raise FileNotFoundError(f"cannot save to {asked}: no folder {folder}")
+    if os.path.isdir(path):  # (else the rename failed naming the temporary file)
+        raise IsADirectoryError(f"cannot save to {asked}: it is a folder; give a file "
+                                f"in it, e.g. {os.path.join(asked, 'checkpoint.npz')}")
     fd, tmp = _create_temporary(folder)
     try:
         with os.fdopen(fd, "wb") as f:

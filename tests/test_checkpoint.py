@@ -175,6 +175,16 @@ def test_saving_into_a_missing_folder_names_the_path_asked_for(tmp_path):
         gg.save({"w": gg.ones(2)}, path)
 
 
+def test_saving_onto_a_folder_names_the_folder_and_leaves_it_as_it_was(tmp_path):
+    """The rename onto a folder failed naming the temporary file (gone by then)."""
+    folder = tmp_path / "ck.npz"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match=f"cannot save to {folder}: it is a folder"):
+        gg.save({"w": gg.ones(2)}, folder)
+    assert folder.is_dir() and not list(folder.iterdir())
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
+
+
 @pytest.mark.skipif(os.name != "posix", reason="file modes and the umask are POSIX")
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_a_checkpoint_gets_the_mode_any_new_file_gets_under_the_umask(tmp_path, umask):

@@ -1333,6 +1333,7 @@ def run_failing_at_the_forward_pass(compiled, cuda_graph):
 
 
 @pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+@pytest.mark.filterwarnings("ignore:.*(before optimizer.step|do not chain)")  # on purpose
 def test_a_failed_run_keeps_what_the_function_did_before_the_failure_as_eager_mode(
         cuda_graph):
     # A scheduler stepped first and the zero_grad before the forward pass happened in

@@ -70,6 +70,25 @@ def test_a_batch_size_that_is_not_an_integer_is_refused(batch_size):
         DataLoader(*numbered(10), batch_size=batch_size)
 
 
+@pytest.mark.parametrize("x, y", [(np.float32(3.0), None), (5, None),
+                                  (np.zeros((4, 2)), np.int64(1))])
+def test_a_single_value_instead_of_samples_is_named(x, y):
+    """A bare number has no first axis to take samples along: said, naming x or y, not
+    an IndexError ('tuple index out of range') from inside the loader."""
+    with pytest.raises(ValueError, match=f"{'x' if y is None else 'y'} must hold samples"):
+        DataLoader(x, y, batch_size=2)
+
+
+@pytest.mark.parametrize("seed, error", [(1.5, TypeError), ("a", TypeError),
+                                         (-1, ValueError)])
+def test_a_seed_that_numpy_cannot_take_is_named(seed, error):
+    """NumPy's own message speaks of a SeedSequence's entropy, not of the seed given."""
+    with pytest.raises(error, match="seed"):
+        DataLoader(*numbered(10), batch_size=2, shuffle=True, seed=seed)
+    loader = DataLoader(*numbered(10), batch_size=2, shuffle=True, seed=np.int64(3))
+    assert sorted(int(v) for _, yb in loader for v in yb.numpy()) == list(range(10))
+
+
 def test_a_numpy_integer_batch_size_is_fine():
     loader = DataLoader(*numbered(10), batch_size=np.int64(4))
     assert type(loader.batch_size) is int

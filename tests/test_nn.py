@@ -530,6 +530,33 @@ def test_square_layer_init_std_within_fifteen_percent():
     assert abs(x - math.sqrt(2 / 1024)) < 0.15 * math.sqrt(2 / 1024)
 
 
+@pytest.mark.parametrize("shape", [(8, 16), (16, 8, 5, 5), (4, 3, 7)])
+def test_initialisers_count_fans_as_torch_does(shape):
+    """A convolution-shaped weight (out, in, *kernel) has fan_in = in * kernel size: its
+    bound was kernel-size times too wide (sqrt(25) = 5 for a 5x5 kernel). The largest
+    |w| of many draws is compared with the same draws of torch's initialisers."""
+    torch = pytest.importorskip("torch")
+    gg.manual_seed(11)
+    torch.manual_seed(11)
+    pairs = [(nn.init.kaiming_uniform, lambda w: torch.nn.init.kaiming_uniform_(
+                 w, nonlinearity="relu")),
+             (nn.init.xavier_uniform, torch.nn.init.xavier_uniform_)]
+    for ours, theirs in pairs:
+        w = np.concatenate([values(ours(shape)).ravel() for _ in range(50)])
+        t = np.concatenate([theirs(torch.empty(shape)).numpy().ravel() for _ in range(50)])
+        assert np.abs(w).max() == pytest.approx(np.abs(t).max(), rel=2e-3), ours.__name__
+        assert w.std() == pytest.approx(t.std(), rel=0.05), ours.__name__
+
+
+def test_initialisers_of_empty_and_vector_weights():
+    """No elements: an empty weight (torch's is a no-op), not a ZeroDivisionError.
+    One dimension: no fans to count, refused by name as torch refuses it."""
+    for init in (nn.init.kaiming_uniform, nn.init.xavier_uniform):
+        assert init((3, 0)).shape == (3, 0) and init((0, 3)).shape == (0, 3)
+        with pytest.raises(ValueError, match="2 or more dimensions"):
+            init((5,))
+
+
 @pytest.mark.parametrize("init", ["kaiming", "xavier"])
 def test_manual_seed_makes_initialisation_reproducible(init):
     gg.manual_seed(123)

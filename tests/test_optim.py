@@ -484,6 +484,108 @@ def test_clip_grad_norm_does_not_touch_small_gradients():
     np.testing.assert_allclose(values(gps[0].grad), arrays[0], rtol=1e-15)
 
 
+def clipped_both(arrays, *args, **kwargs):
+    """clip_grad_norm_ run on leaves whose grads are `arrays` (any dtype) in both
+    libraries with the same arguments: (our norm, torch's, our grads, torch's)."""
+    gps = [gg.tensor(np.zeros_like(a), requires_grad=True) for a in arrays]
+    tps = [torch.zeros(a.shape, dtype=getattr(torch, str(a.dtype)), requires_grad=True)
+           for a in arrays]
+    for g, t, a in zip(gps, tps, arrays, strict=True):
+        g.grad, t.grad = gg.tensor(a.copy()), torch.tensor(a.copy())
+    ours = gg.nn.clip_grad_norm_(gps, *args, **kwargs)
+    theirs = torch.nn.utils.clip_grad_norm_(tps, *args, **kwargs)
+    return (ours, float(theirs), [values(g.grad) for g in gps],
+            [t.grad.double().numpy() for t in tps])
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, float("inf")])
+def test_clip_grad_norm_takes_torchs_arguments_in_torchs_order(norm_type):
+    """clip_grad_norm_(params, max_norm, norm_type): the third argument is the norm's
+    order, as in torch (it used to be eps, so torch code clipped by a wrong factor)."""
+    rng = np.random.default_rng(32)
+    arrays = [rng.standard_normal((3, 4)) * 3, rng.standard_normal(5)]
+    ours, theirs, g, t = clipped_both(arrays, 1.0, norm_type)
+    assert ours == pytest.approx(theirs, rel=1e-12)
+    for a, b in zip(g, t, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    ours, theirs, g, t = clipped_both(arrays, 1.0, norm_type=norm_type, foreach=False)
+    assert ours == pytest.approx(theirs, rel=1e-12)
+
+
+def test_clip_grad_norm_of_half_precision_gradients_does_not_overflow():
+    """float16 squares overflow at 256: the norm 500 of [300, 400] was inf, and every
+    gradient was scaled to zero. Accumulated in float32, as torch does."""
+    ours, theirs, g, t = clipped_both([np.array([300.0, 400.0], np.float16)], 1.0)
+    assert ours == theirs == 500.0
+    np.testing.assert_allclose(g[0], t[0], rtol=1e-3)
+    assert np.abs(g[0]).min() > 0.5
+
+
+def test_clip_grad_norm_error_if_nonfinite_leaves_the_gradients_as_they_were():
+    """As in torch: a RuntimeError, before any gradient is scaled."""
+    arrays = [np.array([np.inf, 1.0]), np.array([2.0])]
+    tps = [torch.zeros(len(a), dtype=torch.float64, requires_grad=True) for a in arrays]
+    for t, a in zip(tps, arrays, strict=True):
+        t.grad = torch.tensor(a)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        torch.nn.utils.clip_grad_norm_(tps, 1.0, error_if_nonfinite=True)
+    gps = [gg.tensor(np.zeros_like(a), requires_grad=True) for a in arrays]
+    for p, a in zip(gps, arrays, strict=True):
+        p.grad = gg.tensor(a)
+    with pytest.raises(RuntimeError, match="is inf"):
+        gg.nn.clip_grad_norm_(gps, 1.0, error_if_nonfinite=True)
+    for p, a in zip(gps, arrays, strict=True):
+        np.testing.assert_array_equal(values(p.grad), a)
+
+
+def nan_grads():
+    """Two leaves whose joint gradient norm is NaN (one NaN among finite values)."""
+    w, b = gg.zeros(2, requires_grad=True), gg.zeros(1, requires_grad=True)
+    w.grad, b.grad = gg.tensor([float("nan"), 3.0]), gg.tensor([4.0])
+    return [w, b]
+
+
+def test_a_nan_norm_scales_every_gradient_to_nan_eagerly_as_in_a_plan_and_torch():
+    """Eagerly a NaN norm left the finite gradients as they were, where torch and a
+    compiled plan make them all NaN: one behaviour on every path."""
+    ours, theirs, g, t = clipped_both([np.array([np.nan, 3.0]), np.array([4.0])], 1.0)
+    assert math.isnan(ours) and math.isnan(theirs)
+    assert all(np.isnan(a).all() for a in g) and all(np.isnan(a).all() for a in t)
+    params = nan_grads()
+    gg.compile(lambda: gg.nn.clip_grad_norm_(params, 1.0))()
+    assert all(np.isnan(values(p.grad)).all() for p in params)
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 3.0, float("inf")])
+def test_a_compiled_clip_grad_norm_takes_the_norm_type(norm_type):
+    rng = np.random.default_rng(33)
+    arrays = [rng.standard_normal((2, 3)) * 4, rng.standard_normal(4) * 4]
+
+    def leaves():
+        params = [gg.zeros(a.shape, dtype="float64", requires_grad=True) for a in arrays]
+        for p, a in zip(params, arrays, strict=True):
+            p.grad = gg.tensor(a)
+        return params
+
+    eager, traced = leaves(), leaves()
+    expected = gg.nn.clip_grad_norm_(eager, 1.0, norm_type)
+    total = gg.compile(lambda: gg.nn.clip_grad_norm_(traced, 1.0, norm_type))()
+    assert float(total.numpy()) == pytest.approx(expected, rel=1e-12)
+    for a, b in zip(eager, traced, strict=True):
+        np.testing.assert_allclose(values(b.grad), values(a.grad), rtol=1e-12)
+
+
+def test_clip_grad_norm_refuses_what_it_cannot_do():
+    """A norm order that is no norm, and a host check of the norm inside gg.compile
+    (which only the tracing call would make), are named."""
+    params = nan_grads()
+    for bad in (0, -1, "nuc", None):
+        with pytest.raises(ValueError, match="norm_type must be"):
+            gg.nn.clip_grad_norm_(params, 1.0, bad)
+    with pytest.raises(gg.CompileError, match="error_if_nonfinite"):
+        gg.compile(lambda: gg.nn.clip_grad_norm_(params, 1.0, error_if_nonfinite=True))()
+
+
 # --------------------------------------------------------------------------------------
 # Learning-rate schedulers
 # --------------------------------------------------------------------------------------
@@ -645,6 +747,7 @@ def test_a_scheduler_state_dict_is_plain_numbers_and_lists(make):
 
     opt = gg.optim.SGD([gg.zeros(1, requires_grad=True)], lr=0.1)
     sched = make(gg.optim.lr_scheduler, opt)
+    opt.step()
     sched.step()
     state = sched.state_dict()
     assert json.loads(json.dumps(state)) == state
@@ -661,9 +764,104 @@ def test_a_group_added_after_the_scheduler_is_named_at_its_next_step():
     opt = gg.optim.SGD([gg.zeros(1, requires_grad=True)], lr=0.1)
     sched = gg.optim.lr_scheduler.StepLR(opt, 2)
     opt.add_param_group({"params": [gg.zeros(1, requires_grad=True)]})
+    opt.step()
     with pytest.raises(ValueError, match="make the scheduler after add_param_group"):
         sched.step()
     assert sched.last_epoch == 0 and opt.param_groups[0]["lr"] == 0.1  # no step was taken
+
+
+def sgd_pair(lr=0.1):
+    """One SGD over a parameter in each library: (ours, torch's)."""
+    return (gg.optim.SGD([gg.zeros(1, requires_grad=True)], lr=lr),
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr))
+
+
+def warnings_of(call):
+    """The messages of the UserWarnings that call() gives."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    return [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def steps_of(*stepping):
+    """A call of step() on each of `stepping` in turn (optimisers, schedulers)."""
+    return lambda: [each.step() for each in stepping]
+
+
+def test_a_scheduler_stepped_before_the_optimiser_warns_as_in_torch():
+    """The first scheduler.step() before any optimizer.step() skips the first lr of
+    the schedule: torch warns, and so does gpugrad; the right order is quiet."""
+    for lib, opt in zip((gg, torch), sgd_pair(), strict=True):
+        sched = lib.optim.lr_scheduler.StepLR(opt, 2)
+        assert any("before `optimizer.step()`" in m or "before optimizer.step()" in m
+                   for m in warnings_of(sched.step)), lib.__name__
+        assert not warnings_of(sched.step)  # said once
+    for lib, opt in zip((gg, torch), sgd_pair(), strict=True):
+        sched = lib.optim.lr_scheduler.StepLR(opt, 2)
+        assert not warnings_of(steps_of(opt, sched)), lib.__name__
+
+
+def test_two_schedulers_on_one_optimiser_say_that_they_do_not_chain():
+    """torch's chained schedulers multiply (StepLR then Cosine: the lr torch computes
+    below); gpugrad's closed forms overwrite each other, so the second to step says so
+    instead of training on other learning rates than the torch code it was ported
+    from. An lr set by hand between steps is named the same way."""
+    ours, theirs = sgd_pair()
+    scheds = [(lib.optim.lr_scheduler.StepLR(opt, 2, gamma=0.5),
+               lib.optim.lr_scheduler.CosineAnnealingLR(opt, 10))
+              for lib, opt in ((gg, ours), (torch, theirs))]
+    said = []
+    for _ in range(3):
+        for opt, (first, second) in zip((ours, theirs), scheds, strict=True):
+            opt.step()
+            said += warnings_of(steps_of(first, second))
+    assert ours.param_groups[0]["lr"] != pytest.approx(theirs.param_groups[0]["lr"])
+    assert any("do not chain" in m and "group(s) [0]" in m for m in said)
+
+    opt, _ = sgd_pair()
+    sched = gg.optim.lr_scheduler.StepLR(opt, 2)
+    opt.step()
+    sched.step()
+    opt.param_groups[0]["lr"] = 0.5
+    opt.step()
+    assert any("changed since this scheduler set it" in m for m in warnings_of(sched.step))
+    assert opt.param_groups[0]["lr"] == sched.lr_at(0.1, 2)  # as the README says
+
+
+def test_a_single_scheduler_resumed_from_a_checkpoint_is_quiet(tmp_path):
+    opt, _ = sgd_pair()
+    sched = gg.optim.lr_scheduler.StepLR(opt, 2)
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    gg.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, tmp_path / "c.npz")
+    saved = gg.load(tmp_path / "c.npz")
+    again, _ = sgd_pair()
+    resumed = gg.optim.lr_scheduler.StepLR(again, 2)
+    again.load_state_dict(saved["opt"])
+    resumed.load_state_dict(saved["sched"])
+    assert resumed.state_dict() == sched.state_dict()
+    assert not warnings_of(steps_of(again, resumed))
+    assert again.param_groups[0]["lr"] == sched.lr_at(0.1, 4)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda o: gg.optim.lr_scheduler.StepLR(o, 0), "step_size must be >= 1"),
+    (lambda o: gg.optim.lr_scheduler.StepLR(o, -2), "step_size must be >= 1"),
+    (lambda o: gg.optim.lr_scheduler.StepLR(o, 2.5), "step_size must be an integer"),
+    (lambda o: gg.optim.lr_scheduler.CosineAnnealingLR(o, 0), "T_max must be"),
+    (lambda o: gg.optim.lr_scheduler.CosineAnnealingLR(o, -10), "T_max must be"),
+])
+def test_a_schedule_of_no_length_is_refused_by_name(make, message):
+    """Not a ZeroDivisionError (step 0), a schedule climbing the lr (a negative one) or
+    2.5 epochs silently cut to 2; the optimiser's lr is left as it was."""
+    opt, _ = sgd_pair()
+    with pytest.raises((ValueError, TypeError), match=message):
+        make(opt)
+    assert opt.param_groups[0]["lr"] == 0.1
 
 
 def test_a_compiled_adam_step_refusing_a_bad_lr_advances_no_counter():

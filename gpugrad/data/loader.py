@@ -30,7 +30,7 @@ class DataLoader:
         self.x, self.y = samples_on(x, y, self.device)
         self.batch_size = batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
-        self._rng = None if seed is None else np.random.default_rng(seed)
+        self._rng = None if seed is None else np.random.default_rng(_seed(seed))
 
     def _epoch_generator(self):
         """The loader's own generator, or one seeded from gg.manual_seed's now."""
@@ -61,13 +61,31 @@ class DataLoader:
             yield xb if self.y is None else (xb, self.y[key])
 
 
+def _seed(seed):
+    """A seed as NumPy's generators take it, refused by name otherwise (NumPy's own
+    errors speak of a SeedSequence's entropy)."""
+    seed = whole_number(seed, "DataLoader: seed")
+    if seed < 0:
+        raise ValueError(f"DataLoader: seed must be >= 0, got {seed}")
+    return seed
+
+
 def samples_on(x, y, device):
     """(x, y) as tensors on `device` (y may be None), checked to hold as many samples."""
-    x = _on_device(x, device)
-    y = None if y is None else _on_device(y, device)
+    x = _samples(_on_device(x, device), "x")
+    y = None if y is None else _samples(_on_device(y, device), "y")
     if y is not None and y.shape[0] != x.shape[0]:
         raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
     return x, y
+
+
+def _samples(data, name):
+    """`data`, checked to have a first axis to take samples along (a bare number has
+    none, and failed later with 'tuple index out of range')."""
+    if data.ndim == 0:
+        raise ValueError(f"{name} must hold samples along its first axis, "
+                         f"got a single value ({data.dtype}, shape ())")
+    return data
 
 
 def _on_device(data, device):

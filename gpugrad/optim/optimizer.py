@@ -38,6 +38,7 @@ class Optimizer:
         self.defaults = defaults
         self.param_groups = []
         self.state = {}  # parameter -> dict of arrays and counters
+        self._step_calls = 0  # for a scheduler's warning about the order of the calls
         for group in params if isinstance(params[0], dict) else [{"params": params}]:
             self.add_param_group(group)
 
@@ -76,6 +77,7 @@ class Optimizer:
         zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self):
+        self._step_calls += 1
         if _mode.capture is not None:  # inside gg.compile's trace: record the update
             from .capture import captured_step
 
