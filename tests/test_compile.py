@@ -799,6 +799,33 @@ def test_a_learning_rate_changed_and_changed_back_is_read_on_every_run():
     assert len(compiled.log) == 1  # one trace: the rate alone never retraces
 
 
+def test_a_learning_rate_going_from_zero_to_minus_zero_is_read_on_the_next_run():
+    # -0.0 == 0.0, yet p - (-0.0 * g) is 0.0 where p - 0.0 * g is -0.0 (p = -0.0, g > 0):
+    # the plan must not keep the scalar it made of the equal number before.
+    def setup():
+        p = gg.tensor([-0.0, -0.0], requires_grad=True)
+        opt = gg.optim.SGD([p], lr=0.0)
+
+        def step(x):
+            opt.zero_grad()
+            loss = (p * x).sum()
+            loss.backward()
+            opt.step()
+            return loss
+
+        return p, opt, step
+
+    (eager_p, eager_opt, eager), (p, opt, step) = setup(), setup()
+    compiled = gg.compile(step)
+    x = gg.ones(2)
+    for lr in (0.0, 0.0, -0.0, 0.0):
+        for o in (eager_opt, opt):
+            o.param_groups[0]["lr"] = lr
+        eager(x), compiled(x)
+        assert p.numpy().tobytes() == eager_p.numpy().tobytes()  # the sign of zero too
+    assert len(compiled.log) == 1
+
+
 def test_the_plan_reads_the_current_values_of_the_tensors_it_uses():
     model = nn.Linear(3, 2)
     compiled = gg.compile(lambda x: model(x).sum())
@@ -1827,3 +1854,88 @@ def test_builtins_modules_and_objects_the_function_reads_add_no_guard():
     assert [reason for _, _, reason in guards] == [
         "the global variable 'shape' that f reads changed (it was (1, 2); pass values that "
         "vary as arguments)"]  # a tuple of numbers is guarded; len, math, a tensor not
+
+
+def test_a_guarded_variable_rebound_to_an_equal_value_of_another_type_traces_anew():
+    # True == 1 and 2.0 == np.float64(2.0), but a bool mask plus True stays bool where
+    # plus 1 is int64, and gg.tensor makes float64 of a NumPy float64: the type counts.
+    module = module_with("def f(mask, x):\n"
+                         "    return mask + flag, x * gg.tensor(value)\n",
+                         flag=True, value=2.0)
+    f = gg.compile(module["f"])
+    mask, x = gg.tensor([True, False]), gg.ones(2)
+    for flag, value in ((True, 2.0), (1, 2.0), (1, np.float64(2.0))):
+        module["flag"], module["value"] = flag, value
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gg.CompileWarning)
+            compiled = f(mask, x)
+        eager = module["f"](mask, x)
+        for c, e in zip(compiled, eager, strict=True):
+            assert c.dtype == e.dtype
+            np.testing.assert_array_equal(c.numpy(), e.numpy())
+    assert len(f.log) == 3
+
+
+def test_a_tuple_argument_of_equal_numbers_of_other_types_has_a_plan_of_its_own():
+    def f(mask, offsets):
+        return mask + offsets[0]
+
+    compiled = gg.compile(f)
+    mask = gg.tensor([True, False])
+    for offsets in ((True,), (1,), (True,)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gg.CompileWarning)
+            result = compiled(mask, offsets)
+        assert result.dtype == f(mask, offsets).dtype
+        np.testing.assert_array_equal(result.numpy(), f(mask, offsets).numpy())
+    assert len(compiled.log) == 2  # (True,) runs its plan again
+
+
+def test_a_guarded_complex_nan_keeps_its_plan():
+    # (nan+0j) == (nan+0j) is False, as for floats: compared by its bits instead.
+    module = module_with("def f(x):\n    return x * abs(c)\n", c=complex("nan+1j"))
+    f = gg.compile(module["f"])
+    x = gg.ones(2)
+    f(x)
+    module["c"] = complex("nan+1j")  # another object, the same bits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2):
+            assert np.isnan(f(x).numpy()).all()
+    assert len(f.log) == 1
+
+
+def test_a_variable_not_rebound_is_checked_by_identity_on_every_call(monkeypatch):
+    # A guard runs on every call: a global left alone costs one `is`, however long the
+    # tuple it holds; only a rebound one is compared by its bits.
+    from gpugrad.compiler import reads
+
+    module = module_with("def f(x):\n    return x * len(names) * scale\n",
+                         names=tuple(f"class {i}" for i in range(1000)), scale=0.5)
+    f = gg.compile(module["f"])
+    x = gg.ones(2)
+    f(x)
+    compared, by_bits = [], reads.by_bits
+    monkeypatch.setattr(reads, "by_bits", lambda v: compared.append(v) or by_bits(v))
+    f(x)
+    assert compared == []
+    module["scale"] = float("0.5")  # another float of the same bits: no trace
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert f(x).numpy().tolist() == module["f"](x).numpy().tolist()
+    assert compared == [0.5] and len(f.log) == 1
+
+
+def test_a_nested_functions_own_variable_does_not_hide_the_global_of_that_name():
+    module = module_with("def f(x):\n"
+                         "    def doubled(y):\n"
+                         "        scale = 2.0  # its own variable, which the lambda reads\n"
+                         "        return (lambda: y * scale)()\n"
+                         "    return doubled(x) * scale\n", scale=1.0)
+    f = gg.compile(module["f"])
+    x = gg.ones(2)
+    f(x)
+    module["scale"] = 3.0
+    with pytest.warns(gg.CompileWarning, match="global variable 'scale'"):
+        compiled = f(x)
+    np.testing.assert_array_equal(compiled.numpy(), module["f"](x).numpy())

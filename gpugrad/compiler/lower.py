@@ -197,13 +197,16 @@ def _converted(compute, nodes):
     """compute() (a dict of host numbers) as the tuple of the kernels' scalars, in the
     order of `nodes`: one call per run for all of them. Numbers equal to the last run's
     (a learning rate, run after run) reuse its scalars: converting each anew took a third
-    of a microsecond, as long as comparing them all (kernels only read a scalar)."""
+    of a microsecond, as long as comparing them all (kernels only read a scalar). Equal
+    numbers make equal scalars of a node's dtype (1, 1.0 and True alike), except a zero:
+    -0.0 == 0.0, so numbers holding one are converted on every run (-0.0 * g is not
+    0.0 * g, and p - (-0.0) is not p - 0.0 where p is -0.0)."""
     makers = [(key, _scalar_maker(node)) for key, node in nodes.items()]
     last = [None, ()]  # the last run's numbers, and its scalars made from them
 
     def scalars():
         values = compute()
-        if values != last[0]:
+        if values != last[0] or 0 in values.values():
             last[:] = values, tuple(make(values[key]) for key, make in makers)
         return last[1]
 

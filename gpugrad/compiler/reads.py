@@ -21,14 +21,15 @@ import numpy as np
 _CONSTANT_TYPES = (bool, int, float, complex, str, bytes, type(None), np.generic)
 _LOADS = {"LOAD_GLOBAL": "global", "LOAD_DEREF": "enclosing",
           "LOAD_CLASSDEREF": "enclosing"}
-_STORES = {"STORE_GLOBAL", "DELETE_GLOBAL", "STORE_DEREF", "DELETE_DEREF"}
+_STORES = {"STORE_GLOBAL": "global", "DELETE_GLOBAL": "global",
+           "STORE_DEREF": "enclosing", "DELETE_DEREF": "enclosing"}
 _UNBOUND = object()  # a variable not (or no longer) bound: differs from any value
 
 
 def guarded_reads(fn):
     """[(getter, reason)] of each global or enclosing variable fn's own code loads and
     does not assign, which holds a number, a string, None, or a tuple of them; getter()
-    gives its value as by_bits does."""
+    says whether it still holds that value (see _unchanged)."""
     func = _function_of(fn)
     code = getattr(func, "__code__", None)
     if code is None:  # a builtin, an object with __call__: nothing to read
@@ -36,33 +37,49 @@ def guarded_reads(fn):
     cells = dict(zip(code.co_freevars, func.__closure__ or (), strict=True))
     loads, stored = _loads_and_stores(code)
     reads = []
-    for name, scope in loads.items():
-        if name in stored:
+    for scope, name in loads:
+        if (scope, name) in stored:
             continue
         if scope == "global":
             if name not in func.__globals__:  # a builtin (len, range)
                 continue
             read = functools.partial(func.__globals__.get, name, _UNBOUND)
-        elif name in cells:
+        else:  # (a variable of fn itself that a nested lambda reads is not among them)
             read = functools.partial(_cell_contents, cells[name])
-        else:  # a variable of fn itself that a nested lambda reads: not fixed at trace
-            continue
         value = read()
         if _is_constant(value):
-            reads.append((lambda read=read: by_bits(read()),
+            reads.append((_unchanged(read, value),
                           f"the {scope} variable {name!r} that {func.__qualname__} reads "
                           f"changed (it was {value!r}; pass values that vary as arguments)"))
     return reads
 
 
+def _unchanged(read, value):
+    """A guard's getter: whether read() still gives `value` — the same object (a
+    variable not rebound: one `is`, however long a tuple), or one of the same type and
+    bits. The type counts: True == 1, but `mask + True` stays bool where `mask + 1` is
+    int64, and 2.0 == np.float64(2.0) but gg.tensor makes a float64 of the latter."""
+    typed = (type(value), by_bits(value))
+
+    def unchanged():
+        now = read()
+        return now is value or (type(now), by_bits(now)) == typed
+
+    return unchanged
+
+
 def by_bits(value):
-    """A value as a plan compares it: floats (NumPy's too, and floats in tuples) as their
+    """A value as a plan compares it: floats and complex numbers (NumPy's too) as their
     bits, since -0.0 == 0.0 (x / -0.0 is -inf, not inf) and a NaN equals no NaN (a guard
-    or key holding one would fail on every call). Other values as they are."""
+    or key holding one would fail on every call); a tuple's items with their types
+    (the caller compares the type of the value itself). Other values as they are."""
     if isinstance(value, (float, np.floating)):
         return ("float bits", float(value).hex())
-    if isinstance(value, tuple):
-        return tuple(by_bits(v) for v in value)  # (a value, not a graph)
+    if isinstance(value, (complex, np.complexfloating)):  # (nan+0j) == (nan+0j) is False
+        value = complex(value)
+        return ("complex bits", value.real.hex(), value.imag.hex())
+    if isinstance(value, tuple):  # each item with its type: (True,) == (1,)
+        return tuple((type(v), by_bits(v)) for v in value)  # (a value, not a graph)
     return value
 
 
@@ -70,8 +87,10 @@ def from_bits(value):
     """by_bits undone: the value a key or guard stood for, to name it in a warning."""
     if isinstance(value, tuple) and len(value) == 2 and value[0] == "float bits":
         return float.fromhex(value[1])
-    if isinstance(value, tuple):
-        return tuple(from_bits(v) for v in value)
+    if isinstance(value, tuple) and len(value) == 3 and value[0] == "complex bits":
+        return complex(float.fromhex(value[1]), float.fromhex(value[2]))
+    if isinstance(value, tuple):  # (type, bits) per item
+        return tuple(from_bits(bits) for _, bits in value)
     return value
 
 
@@ -83,19 +102,26 @@ def _function_of(fn):
 
 
 def _loads_and_stores(code):
-    """({name: "global" or "enclosing"} loaded, {names} assigned) in code and the code
+    """({(scope, name): None} loaded, {(scope, name)} assigned) in code and the code
     objects nested in it (lambdas, comprehensions, inner functions), in first-load
-    order. A walk with a stack: code nests as deep as the source."""
+    order; scope is "global" or "enclosing" (a variable of a function around fn: a
+    nested function's own variable of the same name, which its lambdas read and it
+    assigns, is another variable). A walk with a stack: code nests as deep as the
+    source."""
     loads, stored = {}, set()
-    todo = [code]
+    todo = [(code, frozenset(code.co_freevars))]  # names that are fn's free variables
     while todo:
-        c = todo.pop()
+        c, outer = todo.pop()
         for ins in dis.get_instructions(c):
+            scope = _LOADS.get(ins.opname) or _STORES.get(ins.opname)
+            if scope is None or (scope == "enclosing" and ins.argval not in outer):
+                continue
             if ins.opname in _LOADS:
-                loads.setdefault(ins.argval, _LOADS[ins.opname])
-            elif ins.opname in _STORES:
-                stored.add(ins.argval)
-        todo.extend(const for const in c.co_consts if hasattr(const, "co_code"))
+                loads.setdefault((scope, ins.argval))
+            else:
+                stored.add((scope, ins.argval))
+        todo.extend((const, outer.intersection(const.co_freevars))
+                    for const in c.co_consts if hasattr(const, "co_code"))
     return loads, stored
 
 
