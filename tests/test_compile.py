@@ -1939,3 +1939,18 @@ def test_a_nested_functions_own_variable_does_not_hide_the_global_of_that_name()
     with pytest.warns(gg.CompileWarning, match="global variable 'scale'"):
         compiled = f(x)
     np.testing.assert_array_equal(compiled.numpy(), module["f"](x).numpy())
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd momentum nesterov"])
+def test_a_learning_rate_given_as_a_numpy_scalar_updates_as_a_python_number_does(name):
+    # NumPy computes with its scalars in their own dtype: eagerly, an lr of np.float64
+    # made a float32 update in float64, and the compiled plan's float32 constants gave
+    # other bits. Both now compute from Python numbers.
+    (eager_model, eager_opt, eager), (model, opt, compiled) = eager_and_compiled(name)
+    for lr, (x, y) in zip([np.float64(0.01), np.float32(0.5), 0.3, np.float16(0.1)],
+                          batches(4), strict=True):
+        for o in (eager_opt, opt):
+            o.param_groups[0]["lr"] = lr
+        assert compiled(x, y).item() == eager(x, y).item()
+        for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
+            np.testing.assert_array_equal(p.numpy(), q.numpy())

@@ -13,7 +13,7 @@ import math
 from ..mode import no_grad
 from ..tensor import Tensor
 from .fused_update import fused_update_for
-from .optimizer import _check_lr
+from .optimizer import _check_lr, _with_python_numbers, holds_numpy_scalars
 
 
 def captured_step(opt, recorder):
@@ -61,18 +61,25 @@ def _step_scalars(opt, index, params, recorder, positions):
 
     keys = list(opt._scalars(group, 1))  # the same keys at every step
     names = [[(key, f"{key}_{i}") for key in keys] for i in range(len(params))]
+    # The scalars are computed from Python numbers, as an eager step computes them (see
+    # _with_python_numbers): a group holding NumPy scalars is converted on each run.
+    plain = not holds_numpy_scalars(group)
 
     def advance():  # on every run: kept lean (a small step's plan is ~50 us in all)
         lr = group["lr"]
+        numbers = group
         if lr.__class__ is not float or not 0.0 <= lr < math.inf:  # (the common case)
             _check_lr(opt, group, index)  # raises if it is not a valid number
+            numbers = _with_python_numbers(group)
+        elif not plain:
+            numbers = _with_python_numbers(group)
         values = {}
         last_step = scalars = None
         for p, pairs in zip(params, names, strict=True):
             state = opt.state[p]
             step = state["step"] = state["step"] + 1
             if step != last_step:  # parameters of a group usually share their count
-                scalars, last_step = opt._scalars(group, step), step
+                scalars, last_step = opt._scalars(numbers, step), step
             for key, name in pairs:
                 values[name] = scalars[key]
         return values

@@ -10,9 +10,33 @@ place (p = scale p - delta), which spares a full-size temporary per parameter.
 import math
 import numbers
 
+import numpy as np
+
 from ..mode import state as _mode
 from ..nn.module import zero_grads
 from ..tensor import Tensor
+
+
+def _with_python_numbers(group):
+    """The group with NumPy scalars as Python numbers (np.float32(0.5) as 0.5, in betas
+    too): NumPy computes with its scalars in their own dtype, so an lr of np.float64
+    made a float32 parameter's update in float64 (then rounded), where a compiled plan's
+    constants, and Python numbers, take the parameter's dtype."""
+    return {key: _python_number(value) for key, value in group.items()}
+
+
+def holds_numpy_scalars(group):
+    """Whether a value of the group (or of a tuple in it, betas) is a NumPy scalar."""
+    return any(isinstance(v, np.generic) or (isinstance(v, tuple) and any(
+        isinstance(i, np.generic) for i in v)) for v in group.values())
+
+
+def _python_number(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return tuple(_python_number(v) for v in value)
+    return value
 
 
 class Optimizer:
@@ -87,13 +111,14 @@ class Optimizer:
         self._check_grads()
         pending = []
         for group in self.param_groups:
+            numbers = _with_python_numbers(group)
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state.get(p) or self._initial_state(group, p)
                 step = state.get("step", 0) + 1
                 scale, delta, arrays = self._update(
-                    group, p._data, p.grad._data, state, self._scalars(group, step),
+                    numbers, p._data, p.grad._data, state, self._scalars(numbers, step),
                     p.device.backend.xp.sqrt)
                 pending.append((p, scale, delta, {**arrays, "step": step}))
         for p, scale, delta, new_state in pending:  # commit only once all succeeded
