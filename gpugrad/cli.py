@@ -81,15 +81,21 @@ def _add_train(sub):
                        "(x_train, y_train, x_test, y_test); default digits")
     train.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 128],
                        metavar="N", help="hidden layer sizes (default 256 128)")
-    train.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default="relu")
-    train.add_argument("--epochs", type=_positive_int, default=20)
-    train.add_argument("--batch-size", type=_positive_int, default=64)
+    train.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default="relu",
+                       help="of the hidden layers (default relu)")
+    train.add_argument("--epochs", type=_positive_int, default=20, help="default 20")
+    train.add_argument("--batch-size", type=_positive_int, default=64,
+                       help="samples per step (default 64; with --distributed, over all "
+                       "processes)")
     train.add_argument("--lr", type=_positive_float, default=None,
                        help="learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd)")
-    train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
+    train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam",
+                       help="default adam")
     train.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: "
                        "GPUGRAD_DEVICE, else a GPU when usable)")
-    train.add_argument("--seed", type=_seed, default=0)
+    train.add_argument("--seed", type=_seed, default=0,
+                       help="of the data split, the initial weights and the shuffling "
+                       "(default 0)")
     train.add_argument("--out", metavar="DIR", default=None,
                        help="run folder (default runs/<date-time>)")
     train.add_argument("--overwrite", action="store_true",
@@ -111,7 +117,8 @@ def _add_train(sub):
                               "accuracy")
     evaluate.add_argument("checkpoint", help="a run's checkpoint.npz, or its run folder")
     evaluate.add_argument("--data", default=None, help="override the run's data")
-    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: "
+                          "GPUGRAD_DEVICE, else a GPU when usable)")
     evaluate.set_defaults(run=_cmd_evaluate)
 
 
@@ -189,7 +196,16 @@ def _import_function(spec, option):
     here = os.getcwd()
     if not any(entry in ("", here) for entry in sys.path):
         sys.path.insert(0, here)
-    return getattr(importlib.import_module(module_name), name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:  # the module is there; something it imports is not
+            raise
+        raise ValueError(f"{option} {spec}: no module named {module_name!r} in {here} "
+                         "or on sys.path") from None
+    if not hasattr(module, name):
+        raise ValueError(f"{option} {spec}: module {module_name!r} has no {name!r}")
+    return getattr(module, name)
 
 
 VIZ_FORMATS = ("svg", "png", "pdf", "html", "dot")
@@ -277,7 +293,8 @@ def build_parser():
                          "of yours, to .svg/.png/.pdf/.html/.dot")
     viz.add_argument("--mlp", type=_positive_int, nargs="+", default=[784, 256, 10],
                      metavar="N", help="layer sizes of the MLP (default 784 256 10)")
-    viz.add_argument("--batch", type=_positive_int, default=32)
+    viz.add_argument("--batch", type=_positive_int, default=32,
+                     help="the MLP's batch size (default 32)")
     viz.add_argument("--function", metavar="MODULE:FUNCTION",
                      help="trace this function instead, on random inputs of --shapes")
     viz.add_argument("--shapes", nargs="*", default=[], metavar="D,D",

@@ -67,6 +67,10 @@ def test_mistakes_in_viz_and_ops_options_are_one_line_errors(tmp_path):
         (["viz", "--function", "math:sqrt", "--shapes", "a,b", "--out", out],
          "--shapes a,b: a shape is sizes separated by commas"),
         (["viz", "--shapes", "3,4", "--out", out], "--shapes gives the inputs of --function"),
+        (["viz", "--function", "no_such_module:fn", "--shapes", "3", "--out", out],
+         "--function no_such_module:fn: no module named 'no_such_module'"),
+        (["viz", "--function", "math:no_such_fn", "--shapes", "3", "--out", out],
+         "--function math:no_such_fn: module 'math' has no 'no_such_fn'"),
         (["ops", "list", "extra"], "takes no op name (got 'extra')"),
     ]:
         result = run("-m", "gpugrad.cli", *args)
@@ -100,3 +104,22 @@ def test_lecture_circuits_example():
     assert lines[0] == "(x+y)z = -12.0: df/dx = -4.0, df/dy = -4.0, df/dz = 3.0"
     assert "dx = [ 0.393 -0.59 ]" in lines[1] and "dw = [-0.197 -0.393  0.197]" in lines[1]
     assert "df/dx = 2.059570, df/dy = 1.592233" in lines[2]
+
+
+def test_every_option_of_every_command_says_what_it_does_in_its_help():
+    """`gpugrad train --help` and the others explain each option (and its default), so
+    that --epochs or --seed need no trip to the README or the source."""
+    import argparse
+
+    from gpugrad.cli import build_parser
+
+    commands = next(action for action in build_parser()._actions
+                    if isinstance(action, argparse._SubParsersAction)).choices
+    undocumented = [f"{name} {action.option_strings[-1]}"
+                    for name, command in commands.items() if name != "bench"
+                    for action in command._actions
+                    if action.option_strings and action.help is None]
+    assert undocumented == []
+    train_help = commands["train"].format_help()
+    for default in ("default 20", "default 64", "default adam", "default 0", "default relu"):
+        assert default in train_help

@@ -152,3 +152,21 @@ def test_images_run_as_a_non_root_user():
     assert "--gpus all" in README and "cupy-cuda13x" in README
     cuda = instructions(DOCKERFILES["cuda"])
     assert cuda[0][0] == "FROM" and cuda[0][1].startswith("nvidia/cuda:13.")
+
+
+def test_the_cuda_image_carries_the_fused_kernels_sources():
+    """pyproject installs kernels/*.cu as data files (share/gpugrad/kernels), where an
+    installed gpugrad finds them; a wheel built without kernels/ has none, and on a GPU
+    every plan would warn and fall back to the generic kernels. So the CUDA image's build
+    context lets kernels/ in and the Dockerfile copies it before installing."""
+    dockerfile = DOCKERFILES["cuda"]
+    ignore = (DOCKER / "Dockerfile.cuda.dockerignore").read_text().splitlines()
+    assert "!kernels/" in ignore
+    steps = instructions(dockerfile)
+    copies = [arg.split() for word, arg in steps if word == "COPY"]
+    assert ["kernels", "./kernels"] in copies
+    copy_at = steps.index(("COPY", "kernels ./kernels"))
+    install_at = next(i for i, (word, arg) in enumerate(steps)
+                      if word == "RUN" and "/opt/gpugrad[" in arg)
+    assert copy_at < install_at
+    assert "kernels/" in README

@@ -102,3 +102,21 @@ def test_ops_check_says_when_the_default_samples_do_not_suit_the_op(name):
     assert result.returncode == 1 and "failed" not in result.stderr
     assert f"{name} does not take the default samples" in result.stderr
     assert "gg.testing.opcheck(op, inputs, attrs)" in result.stderr
+
+
+def test_the_example_plugin_lists_every_folder_of_its_package_so_it_builds_quietly():
+    """setuptools takes any folder inside a package for a package, .py files or not, and
+    warns at every install ("Package 'gpugrad_swish.kernels' ... would be ignored") about
+    one its configuration leaves out. So `packages` names kernels/ too, and its CUDA
+    source is that package's data: the wheel carries it, and `make test` installs
+    quietly."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    plugin = os.path.join(ROOT, "examples", "gpugrad-swish-plugin")
+    with open(os.path.join(plugin, "pyproject.toml"), "rb") as f:
+        setuptools_config = tomllib.load(f)["tool"]["setuptools"]
+    folders = {os.path.relpath(d, plugin).replace(os.sep, ".")
+               for d, _, _ in os.walk(os.path.join(plugin, "gpugrad_swish"))
+               if os.path.basename(d) != "__pycache__"}
+    assert folders == set(setuptools_config["packages"])
+    assert setuptools_config["package-data"]["gpugrad_swish.kernels"] == ["*.cu"]
