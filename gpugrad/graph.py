@@ -139,9 +139,8 @@ class Graph:
                 f"leaves, {len(self.outputs)} output(s)>")
 
     def __str__(self):
-        """One line per node in topological order, like a jaxpr (%0, %1, ... number the
-        nodes of this graph in that order)."""
-        local = {seq: i for i, seq in enumerate(self._nodes)}
+        """One line per node in topological order, like a jaxpr: %12 is node 12, as g.nx,
+        summary() and a profile's critical_path() name it."""
         lines = []
         for seq, node in self._nodes.items():
             spec = f"{_dtype_name(node.dtype)}{list(node.shape)}"
@@ -155,16 +154,16 @@ class Graph:
                     name = self._names.get(seq)
                     role = "input" + (f" {name}" if name else "") + \
                         (" (requires grad)" if node.requires_grad else "")
-                lines.append(f"%{local[seq]}: {spec} = {role}")
+                lines.append(f"%{seq}: {spec} = {role}")
                 continue
-            args = ", ".join(f"%{local[i.seq]}" for i in node.inputs)
+            args = ", ".join(f"%{i.seq}" for i in node.inputs)
             attrs = _format_attrs(node.attrs)
             attrs = f" {{{attrs}}}" if attrs else ""
             which = _output_index(node)
             which = "" if which is None else f"[{which}]"
-            lines.append(f"%{local[seq]}: {spec} = {node.name}({args}){which}{attrs}"
+            lines.append(f"%{seq}: {spec} = {node.name}({args}){which}{attrs}"
                          f"  # {node.where()}")
-        lines.append("return " + ", ".join(f"%{local[s]}" for s in self.outputs))
+        lines.append("return " + ", ".join(f"%{s}" for s in self.outputs))
         return "\n".join(lines)
 
     # --- export -----------------------------------------------------------------------------
