@@ -133,7 +133,8 @@ class Optimizer:
         parameter put into one) traces anew. (lr is read on every run, and checked there:
         see optim.capture.)"""
         self._check_lrs()
-        recorder.guard(lambda: tuple(len(g["params"]) for g in self.param_groups),
+        # (a list comprehension: a third of tuple(generator)'s microsecond, on every run)
+        recorder.guard(lambda: [len(g["params"]) for g in self.param_groups],
                        "a parameter group or parameter was added to the optimiser",
                        key=("optimiser groups", id(self)))
 
