@@ -549,3 +549,22 @@ def test_a_compiled_weighted_loss_checks_each_runs_indices_and_equals_eager():
         assert compiled(x, y).item() == loss(x, y).item()
     with pytest.raises(gg.OutOfBoundsError, match="class indices must be in"):
         compiled(x, gg.tensor([0, 5, 1, -1]))
+
+
+@pytest.mark.parametrize("device", device_params())
+def test_weighted_losses_one_hot_and_clone_run_on_every_backend_as_on_numpy(device):
+    rng = np.random.default_rng(5)
+    logits, labels = rng.standard_normal((5, 3)), np.array([0, 2, -1, 1, 2])
+    weight = np.array([0.5, 1.0, 2.0])
+
+    def run(where):
+        x = gg.tensor(logits, device=where, requires_grad=True)
+        loss = F.cross_entropy(x, gg.tensor(labels, device=where),
+                               weight=gg.tensor(weight, device=where), ignore_index=-1,
+                               label_smoothing=0.1)
+        (loss * 2).backward()
+        hot = F.one_hot(gg.tensor(labels[labels >= 0], device=where), 4)
+        return loss.numpy(), x.grad.numpy(), hot.numpy(), x.clone().numpy()
+
+    for got, want in zip(run(device), run("cpu"), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12)

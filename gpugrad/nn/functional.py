@@ -100,7 +100,8 @@ def one_hot(class_index, num_classes=-1):
                 "num_classes=-1 takes the largest class index + 1: give num_classes for "
                 "no class indices"))
         num_classes = int(xp.max(class_index._data)) + 1
-    wrong = _loss.class_indices_outside(xp, class_index._data.reshape(-1), num_classes)
+    wrong = _loss.class_indices_outside(xp, xp.reshape(class_index._data, (-1,)),
+                                        num_classes)
     if wrong:
         raise _annotate("one_hot", OutOfBoundsError(wrong))
     classes = arange(num_classes, device=class_index.device)
