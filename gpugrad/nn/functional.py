@@ -6,7 +6,7 @@ from functools import partial
 
 import numpy as np
 
-from ..creation import arange, ones, rand, zeros
+from ..creation import arange, full, ones, rand, tensor, zeros
 from ..errors import DTypeError, OutOfBoundsError, ShapeError
 from ..functions import relu, sigmoid, tanh  # noqa: F401  (the same functions, as F.*)
 from ..mode import state as _state
@@ -66,7 +66,7 @@ def dropout(x, p=0.5, training=True):
     """Each element zeroed with probability p, the rest scaled by 1 / (1 - p), when
     training; x itself otherwise. p=1 zeroes everything (and the gradient), as in
     PyTorch."""
-    check_probability("dropout", p)
+    _check_probability("dropout", p)
     if not training or p == 0.0:
         return x
     if p == 1.0:  # nothing kept, and no 1/(1-p): a mask of False, not drawn
@@ -75,7 +75,7 @@ def dropout(x, p=0.5, training=True):
     return ew.where(keep, x * (1.0 / (1.0 - p)), 0.0)
 
 
-def check_probability(name, p):
+def _check_probability(name, p):
     """A dropout probability: a number in [0, 1]."""
     if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) \
             or not 0.0 <= p <= 1.0:
@@ -87,8 +87,6 @@ def one_hot(class_index, num_classes=-1):
     """(..., num_classes) int64 tensor: 1 at each class index, 0 elsewhere; num_classes
     -1 takes the largest index + 1, as PyTorch does. No gradient (integers)."""
     if not isinstance(class_index, Tensor):
-        from ..creation import tensor
-
         class_index = tensor(class_index)
     if class_index.dtype.kind not in "iu":
         raise _annotate("one_hot", DTypeError(
@@ -151,8 +149,6 @@ def _target_like(target, ref):
     element (mse_loss(pred, 0.0)): unambiguous, unlike a tensor of another shape."""
     if isinstance(target, Tensor):
         return target
-    from ..creation import full, tensor
-
     if isinstance(target, (int, float)) and not isinstance(target, bool):
         return full(ref.shape, target, dtype=ref.dtype, device=ref.device)
     return tensor(target, dtype=ref.dtype, device=ref.device)
@@ -267,8 +263,6 @@ def _class_weights(name, weight, ref):
     if weight is None:
         return None
     if not isinstance(weight, Tensor):
-        from ..creation import tensor
-
         weight = tensor(weight, dtype=ref.dtype, device=ref.device)
     if tuple(weight.shape) != (ref.shape[1],):
         raise _annotate(name, ShapeError(
@@ -306,8 +300,6 @@ def _class_index(name, class_index, ref, ignore_index=None):
     those equal to ignore_index); errors name the public loss `name` and the user's
     line."""
     if not isinstance(class_index, Tensor):
-        from ..creation import tensor
-
         class_index = tensor(class_index, device=ref.device)
     if class_index.dtype.kind not in "iu":
         raise _annotate(name, DTypeError(

@@ -344,7 +344,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5):
         super().__init__()
-        F.check_probability("Dropout", p)
+        F._check_probability("Dropout", p)
         self.p = float(p)
 
     def forward(self, x):
