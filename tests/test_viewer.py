@@ -317,3 +317,125 @@ def test_each_call_of_a_module_has_a_frame_of_its_own(browser, tmp_path):
     first, other, second = (boxes[f"Shared.{name} (Linear)"] for name in
                             ("shared", "other", "shared#2"))
     assert first[0] <= other[0] and other[0] + other[1] < second[0]
+
+
+def mlp_training_step(sizes=(64, 32, 10), steps=2):
+    """The graph of an MLP's training step, as a training loop records it: after the
+    first step the parameters' leaves are older than anything the step makes."""
+    gg.manual_seed(0)
+    model = nn.MLP(list(sizes))
+    optimizer = gg.optim.SGD(model.parameters(), lr=0.1)
+    x, y = gg.randn(32, sizes[0]), gg.tensor([i % sizes[-1] for i in range(32)])
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+    return loss.graph
+
+
+def open_mlp_step(browser, tmp_path, steps=2):
+    path = tmp_path / f"mlp{steps}.html"
+    mlp_training_step(steps=steps).to_html(path)
+    page, _ = open_page(browser, path)
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.reload()
+    return page
+
+
+def frame_boxes(page):
+    """{frame title: (x, y, width, height)} of each module frame, in graph units."""
+    return {title.lstrip("\u25be "): tuple(box) for title, box in page.evaluate(
+        """[...document.querySelectorAll("g.frame")].map(f => {
+             const r = f.querySelector("rect");
+             return [f.querySelector("text").textContent,
+                     ["x", "y", "width", "height"].map(k => +r.getAttribute(k))];
+           })""")}
+
+
+def titles_crossed_by_edges(page):
+    """[(frame title, edge index)] for each edge that runs through a frame's title: the
+    title's box (graph units) holds a point of the edge's path (sampled every 2 units)."""
+    return page.evaluate("""(() => {
+      const titles = [...document.querySelectorAll("g.frame text")].map(t => [
+        t.textContent, t.getBBox()]);
+      const crossed = [];
+      [...document.querySelectorAll("path.edge")].forEach((path, i) => {
+        const length = path.getTotalLength();
+        for (let at = 0; at <= length; at += 2) {
+          const p = path.getPointAtLength(at);
+          titles.forEach(([title, b]) => {
+            if (p.x > b.x && p.x < b.x + b.width && p.y > b.y && p.y < b.y + b.height &&
+                !crossed.some(([t, j]) => t === title && j === i)) crossed.push([title, i]);
+          });
+        }
+      });
+      return crossed;
+    })()""")
+
+
+def nodes_outside_the_canvas(page):
+    """The keys of the boxes drawn (nodes, gradients, collapsed modules) not wholly in
+    the canvas as it shows now."""
+    return page.evaluate("""(() => {
+      const c = document.getElementById("canvas").getBoundingClientRect();
+      return [...document.querySelectorAll("g[data-key]")].filter(g => {
+        const b = g.getBoundingClientRect();
+        return b.left < c.left || b.right > c.right || b.top < c.top || b.bottom > c.bottom;
+      }).map(g => g.dataset.key);
+    })()""")
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_module_frames_stack_in_the_order_data_flows_through_them(browser, tmp_path, steps):
+    """MLP.0 (Linear) feeds MLP.1 (ReLU), which feeds MLP.2 (Linear): each frame lies
+    wholly below the one it reads from, whether the parameters were made in this step
+    (steps=1) or before it (a later step of a training loop, steps=2)."""
+    page = open_mlp_step(browser, tmp_path, steps)
+    boxes = frame_boxes(page)
+    layers = [boxes[name] for name in ("MLP.0 (Linear)", "MLP.1 (ReLU)", "MLP.2 (Linear)")]
+    for (_, above_y, _, above_height), (_, below_y, _, _) in zip(layers, layers[1:], strict=False):
+        assert above_y + above_height < below_y
+    mlp = boxes["MLP"]
+    assert all(mlp[1] < y and y + h < mlp[1] + mlp[3] for _, y, _, h in layers)
+
+
+def test_edges_keep_clear_of_module_frame_titles(browser, tmp_path):
+    """An edge into a module's frame runs beside its title, never through it: with the
+    forward pass alone, with the backward pass, and with a module collapsed."""
+    page = open_mlp_step(browser, tmp_path)
+    assert page.locator("g.frame").count() == 4
+    assert titles_crossed_by_edges(page) == []
+    page.check("#backward")
+    assert titles_crossed_by_edges(page) == []
+    page.locator("g.frame text", has_text="MLP.1 (ReLU)").click()
+    assert page.locator("g.frame").count() == 3
+    assert titles_crossed_by_edges(page) == []
+
+
+def test_the_whole_graph_stays_in_view_as_what_is_shown_changes(browser, tmp_path):
+    """The backward pass doubles the graph's width: the view shrinks to fit it (and
+    grows back without it); collapsing or expanding a module fits the view again, and
+    the fit button brings back a graph panned out of sight."""
+    page = open_mlp_step(browser, tmp_path)
+    assert nodes_outside_the_canvas(page) == []
+    page.check("#backward")
+    assert page.locator("g.node.backward").count() > 0
+    assert nodes_outside_the_canvas(page) == []
+    page.uncheck("#backward")
+    assert nodes_outside_the_canvas(page) == []
+    page.check("#backward")
+    page.locator("g.frame text", has_text="MLP.0 (Linear)").click()
+    assert page.locator("g.scope").count() == 2  # the module and its gradient
+    assert nodes_outside_the_canvas(page) == []
+    page.locator("g.scope").first.click()
+    assert page.locator("g.scope").count() == 0
+    assert nodes_outside_the_canvas(page) == []
+    canvas = page.locator("#canvas").bounding_box()
+    page.mouse.move(canvas["x"] + 10, canvas["y"] + 10)
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + 900, canvas["y"] + 800, steps=5)
+    page.mouse.up()
+    assert nodes_outside_the_canvas(page) != []
+    page.click("#fit")
+    assert nodes_outside_the_canvas(page) == []

@@ -12,6 +12,10 @@ nn.Module scopes are boxes: a collapsed scope is one node that expands on a clic
 expanded one a frame whose title collapses it again. Graphs of more than COLLAPSE_ABOVE
 nodes open collapsed, so that 10,000 nodes stay usable; the layout is computed in the
 page for what is visible (a linear pass, no recursion), each time a box opens or closes.
+A module's frame is laid out as one block below the blocks it reads from (frames stack
+in the order data flows), its title clear of the edges into it; the view fits the whole
+graph (the "fit" button, and on its own whenever what is shown changes, where the graph
+stays readable at half size or more).
 """
 
 import html
@@ -52,7 +56,8 @@ body { margin: 0; font: 13px Helvetica, Arial, sans-serif; display: flex; height
 .scope text.title { font-weight: bold; }
 .frame rect { fill: rgba(124, 58, 237, 0.03); stroke: #a78bfa; stroke-dasharray: 4 3;
   rx: 8; pointer-events: none; }
-.frame text { font-size: 11px; fill: #6d28d9; cursor: pointer; font-weight: bold; }
+.frame text { font-size: 11px; fill: #6d28d9; cursor: pointer; font-weight: bold;
+  paint-order: stroke; stroke: #f8f6fe; stroke-width: 4px; stroke-linejoin: round; }
 .edge { stroke: #999; stroke-width: 1; fill: none; marker-end: url(#arrow); }
 .edge.grad { stroke: #34d399; marker-end: url(#garrow); }
 .tie { stroke: #16a34a; stroke-width: 1.5; stroke-dasharray: 3 2; fill: none; }
@@ -70,6 +75,7 @@ orient="auto"><path d="M0,0L10,5L0,10z" fill="#34d399"/></marker>
 <div id="side"><input id="search" placeholder="search ops, shapes, lines, modules..."
 autocomplete="off"><div id="count"></div>
 <div id="controls"><label><input type="checkbox" id="backward"> backward pass</label>
+<button id="fit" title="show the whole graph">fit</button>
 <button id="expand-all">expand all</button><button id="collapse-all">collapse all</button>
 </div>
 <div id="legend">
@@ -149,71 +155,162 @@ function buildUnits() {
   });
   return {units, edges, gradEdges};
 }
-function assignLayers(units) {
-  // Kahn's algorithm over the units, earliest node first; a cycle (a module called
-  // twice around other work, seen collapsed) is broken at its earliest unit.
-  const order = [...units.values()].sort((a, b) => a.first - b.first);
-  const indegree = new Map(order.map(u => [u.key, u.ins.length]));
-  const layer = new Map(), queue = order.filter(u => u.ins.length === 0);
-  let head = 0, next = 0;
-  while (layer.size < order.length) {
-    if (head >= queue.length) {
-      while (layer.has(order[next].key)) next += 1;
-      queue.push(order[next]);
-    }
-    const u = queue[head++];
-    if (layer.has(u.key)) continue;
-    let l = 0;
-    u.ins.forEach(p => { if (layer.has(p)) l = Math.max(l, layer.get(p) + 1); });
-    layer.set(u.key, l);
-    u.outs.forEach(v => {
-      const d = indegree.get(v) - 1;
-      indegree.set(v, d);
-      if (d === 0) queue.push(units.get(v));
-    });
-  }
-  order.forEach(u => {  // a leaf sits just above the first op that reads it
-    if (u.ins.length === 0 && u.outs.length > 0) {
-      layer.set(u.key, u.outs.reduce((m, v) => Math.min(m, layer.get(v)), Infinity) - 1);
+function depthOf(c) { return c < 0 ? -1 : SCOPES[c].depth; }
+function containerOf(u) { return u.scope >= 0 ? SCOPES[u.scope].parent : u.node.scope; }
+function assignRows(units) {
+  // Rows, container by container, innermost first: in an expanded scope (or at the top)
+  // the items are its units and the blocks of its expanded sub-scopes; a block is one
+  // item as tall as its content, and an edge between two units is an edge between
+  // their items in the innermost container holding both. So a module's frame lies wholly
+  // below the items it reads from: MLP.0, MLP.1, MLP.2 stack in the order data flows.
+  const items = new Map(), itemOf = new Map(), byContainer = new Map([[-1, []]]);
+  const add = (c, it) => {
+    if (!byContainer.has(c)) byContainer.set(c, []);
+    byContainer.get(c).push(it);
+  };
+  units.forEach(u => {
+    const c = containerOf(u);
+    const it = {unit: u, first: u.first, h: 1, succs: [], preds: [], outs: []};
+    itemOf.set(u.key, it);
+    add(c, it);
+    for (let s = c; s >= 0; s = SCOPES[s].parent) {  // the blocks around it, once each
+      let b = itemOf.get("S" + s);
+      if (!b) {
+        b = {scope: s, first: u.first, h: 1, succs: [], preds: []};
+        itemOf.set("S" + s, b);
+        add(SCOPES[s].parent, b);
+      }
+      b.first = Math.min(b.first, u.first);
     }
   });
-  return layer;
+  const seen = new Set();
+  units.forEach(u => u.outs.forEach(v => {
+    let ca = containerOf(u), cb = containerOf(units.get(v));
+    let a = itemOf.get(u.key), b = itemOf.get(v);
+    while (depthOf(ca) > depthOf(cb)) { a = itemOf.get("S" + ca); ca = SCOPES[ca].parent; }
+    while (depthOf(cb) > depthOf(ca)) { b = itemOf.get("S" + cb); cb = SCOPES[cb].parent; }
+    while (ca !== cb) {
+      a = itemOf.get("S" + ca); ca = SCOPES[ca].parent;
+      b = itemOf.get("S" + cb); cb = SCOPES[cb].parent;
+    }
+    if (a === b) return;
+    if (a.unit) a.outs.push(v);  // the unit read from there, whatever block holds it
+    const k = (a.unit ? a.unit.key : "S" + a.scope) + ">" + (b.unit ? b.unit.key : "S" + b.scope);
+    if (seen.has(k)) return;
+    seen.add(k);
+    a.succs.push(b); b.preds.push(a);
+  }));
+  const local = new Map();  // item -> row inside its container
+  const relative = (key, c) => {  // the row of unit `key` counted from container c's top
+    let r = local.get(itemOf.get(key));
+    for (let s = containerOf(units.get(key)); s !== c; s = SCOPES[s].parent) {
+      r += local.get(itemOf.get("S" + s));
+    }
+    return r;
+  };
+  const containers = [...byContainer.keys()].sort((a, b) => depthOf(b) - depthOf(a));
+  containers.forEach(c => {
+    const list = byContainer.get(c);
+    // A leaf (a parameter, an input) sits just above the first unit that reads it; the
+    // rest are layered by longest path (Kahn's algorithm, earliest first; a cycle, seen
+    // with collapsed scopes, is broken at its earliest item).
+    const isLeaf = it => it.unit && it.unit.ins.length === 0 && it.succs.length > 0;
+    const core = list.filter(it => !isLeaf(it)).sort((a, b) => a.first - b.first);
+    const indegree = new Map(core.map(it => [it, it.preds.filter(p => !isLeaf(p)).length]));
+    const queue = core.filter(it => indegree.get(it) === 0);
+    let head = 0, next = 0, placed = 0;
+    while (placed < core.length) {
+      if (head >= queue.length) {
+        while (local.has(core[next])) next += 1;
+        queue.push(core[next]);
+      }
+      const it = queue[head++];
+      if (local.has(it)) continue;
+      let l = 0;
+      it.preds.forEach(p => { if (local.has(p)) l = Math.max(l, local.get(p) + p.h); });
+      local.set(it, l);
+      placed += 1;
+      it.succs.forEach(v => {
+        if (!indegree.has(v)) return;
+        const d = indegree.get(v) - 1;
+        indegree.set(v, d);
+        if (d === 0) queue.push(v);
+      });
+    }
+    list.forEach(it => {
+      if (isLeaf(it)) local.set(it, it.outs.reduce((m, v) => Math.min(m, relative(v, c)),
+                                                      Infinity) - 1);
+    });
+    let lo = Infinity, hi = -Infinity;
+    list.forEach(it => {
+      lo = Math.min(lo, local.get(it)); hi = Math.max(hi, local.get(it) + it.h);
+    });
+    list.forEach(it => local.set(it, local.get(it) - lo));
+    if (c >= 0) itemOf.get("S" + c).h = hi - lo;
+  });
+  // Absolute rows, outermost first.
+  const base = new Map([[-1, 0]]), row = new Map(), blocks = new Map();
+  [...containers].reverse().forEach(c => byContainer.get(c).forEach(it => {
+    const r = base.get(c) + local.get(it);
+    if (it.unit) row.set(it.unit.key, r);
+    else { base.set(it.scope, r); blocks.set(it.scope, {lo: r, hi: r + it.h - 1}); }
+  }));
+  return {row, blocks};
 }
-function containerOf(u) { return u.scope >= 0 ? SCOPES[u.scope].parent : u.node.scope; }
+const measure = document.createElement("canvas").getContext("2d");
+measure.font = "bold 11px Helvetica, Arial, sans-serif";
+const TITLE_MAX = 240;  // px; a longer frame title is cut short
+function frameTitle(s) { return "\\u25be " + scopeLabel(s); }
+function titleWidth(s) { return Math.min(TITLE_MAX, measure.measureText(frameTitle(s)).width); }
 function margins(level) { return {side: 6 + 6 * level, top: 18 + 14 * level}; }
 function pack(items) {
-  // Left to right, by first layer: each item (a unit, or an expanded scope's block of
-  // them) goes at the leftmost x that is free in every layer it spans.
-  items.sort((a, b) => a.lo - b.lo || a.first - b.first);
+  // Left to right, by first row: each item (a unit, or an expanded scope's block of
+  // them) goes at the leftmost x that is free in every row it spans. A unit fed by an
+  // edge from several rows up also holds its column in the rows between (a unit read
+  // there goes beside it), so that the edge runs straight down instead of through it.
+  items.sort((a, b) => a.from - b.from || (a.from < a.lo ? 0 : 1) - (b.from < b.lo ? 0 : 1) ||
+             a.first - b.first);
   const free = new Map();
   let w = 0, lo = Infinity, hi = -Infinity, first = Infinity;
   items.forEach(it => {
     let x = 0;
-    for (let l = it.lo; l <= it.hi; l++) x = Math.max(x, free.get(l) || 0);
+    for (let l = it.from; l <= it.hi; l++) x = Math.max(x, free.get(l) || 0);
     it.x = x;
-    for (let l = it.lo; l <= it.hi; l++) free.set(l, x + it.w + GX);
+    for (let l = it.from; l <= it.hi; l++) free.set(l, x + it.w + GX);
     w = Math.max(w, x + it.w);
     lo = Math.min(lo, it.lo); hi = Math.max(hi, it.hi); first = Math.min(first, it.first);
   });
   return {items, w, lo, hi, first};
 }
-function place(units, layer) {
+function place(units, row, blocks) {
   // Expanded scopes are packed innermost first into blocks, so that a module's frame
-  // holds its own nodes and nothing else; then the blocks are placed top-down.
+  // holds its own nodes and nothing else; then the blocks are placed top-down. A frame's
+  // content starts far enough right of its title that no edge into its first column
+  // crosses the title (siblings share that indent, so that their columns line up).
   const kids = new Map();
   const add = (c, item) => { if (!kids.has(c)) kids.set(c, []); kids.get(c).push(item); };
   units.forEach(u => {  // with the backward pass, a unit and its gradient go as a pair
-    const l = layer.get(u.key), w = showBackward && u.grad ? 2 * W + PAIR : W;
-    add(containerOf(u), {unit: u, lo: l, hi: l, w, first: u.first});
+    const l = row.get(u.key), w = showBackward && u.grad ? 2 * W + PAIR : W;
+    const c = containerOf(u), floor = c >= 0 ? blocks.get(c).lo : -Infinity;
+    let from = l, near = -Infinity;
+    u.ins.forEach(p => { if (units.get(p).ins.length) near = Math.max(near, row.get(p)); });
+    if (near > -Infinity && near + 1 < l) from = Math.max(floor, near + 1);
+    add(c, {unit: u, lo: l, hi: l, from, w, first: u.first});
   });
-  const open = new Set();
-  kids.forEach((_, c) => { for (let s = c; s >= 0; s = SCOPES[s].parent) open.add(s); });
+  const open = [...blocks.keys()];
   let deepest = 0;
   open.forEach(s => { deepest = Math.max(deepest, SCOPES[s].depth); });
-  [...open].sort((a, b) => SCOPES[b].depth - SCOPES[a].depth).forEach(s => {
+  const indent = new Map();  // parent -> the content indent of its child frames
+  open.forEach(s => {
+    const m = margins(deepest - SCOPES[s].depth), p = SCOPES[s].parent;
+    const need = Math.max(m.side, Math.ceil(6 + titleWidth(s) + 8 - W / 2));
+    indent.set(p, Math.max(indent.get(p) || 0, need));
+  });
+  open.sort((a, b) => SCOPES[b].depth - SCOPES[a].depth).forEach(s => {
     const m = margins(deepest - SCOPES[s].depth), inner = pack(kids.get(s) || []);
-    add(SCOPES[s].parent, {block: inner, scope: s, lo: inner.lo, hi: inner.hi,
-                           w: inner.w + 2 * m.side, first: inner.first, ...m});
+    const left = indent.get(SCOPES[s].parent), b = blocks.get(s);
+    add(SCOPES[s].parent, {block: inner, scope: s, lo: b.lo, hi: b.hi, from: b.lo,
+                           w: inner.w + left + m.side, first: inner.first, left, ...m});
   });
   const root = pack(kids.get(-1) || []);
   const xs = new Map(), frames = [], stack = [[root.items, 0]];
@@ -224,18 +321,18 @@ function place(units, layer) {
       if (it.unit) { xs.set(it.unit.key, x); return; }
       frames.push({scope: it.scope, x, w: it.w, lo: it.lo, hi: it.hi, top: it.top,
                    side: it.side});
-      stack.push([it.block.items, x + it.side]);
+      stack.push([it.block.items, x + it.left]);
     });
   }
-  const gap = open.size ? Math.max(GY, 38 + 20 * deepest) : GY;
+  const gap = open.length ? Math.max(GY, 38 + 20 * deepest) : GY;
   return {xs, frames, gap};
 }
 function layout() {
   const {units, edges, gradEdges} = buildUnits();
-  const layer = assignLayers(units);
-  const {xs, frames, gap} = place(units, layer);
+  const {row, blocks} = assignRows(units);
+  const {xs, frames, gap} = place(units, row, blocks);
   const pos = new Map(), y = l => l * (H + gap);
-  units.forEach(u => pos.set(u.key, [xs.get(u.key), y(layer.get(u.key))]));
+  units.forEach(u => pos.set(u.key, [xs.get(u.key), y(row.get(u.key))]));
   units.forEach(u => {  // each gradient just right of its forward node
     if (u.grad) { const [x, top] = pos.get(u.key); pos.set("b" + u.key, [x + W + PAIR, top]); }
   });
@@ -251,17 +348,60 @@ function el(tag, attrs, parent) {
   if (parent) parent.appendChild(e);
   return e;
 }
-function curve(p, q, up) {
+function ends(p, q, up) {
   const x1 = p[0] + W / 2, x2 = q[0] + W / 2;
-  const y1 = up ? p[1] : p[1] + H, y2 = up ? q[1] + H : q[1], bend = up ? -GY / 2 : GY / 2;
+  return {x1, x2, y1: up ? p[1] : p[1] + H, y2: up ? q[1] + H : q[1], bend: up ? -GY / 2 : GY / 2};
+}
+function curve(c) {
+  const {x1, y1, x2, y2, bend} = c;
   return `M${x1},${y1} C${x1},${y1 + bend} ${x2},${y2 - bend} ${x2},${y2}`;
 }
-function drawFrames(frames, parent) {
-  frames.sort((a, b) => SCOPES[a.scope].depth - SCOPES[b.scope].depth).forEach(f => {
+function curveX(c, y) {
+  // The x where curve c (as curve() draws it: y moves one way from end to end) is at y.
+  const at = (a, b, e, f, t) => {
+    const u = 1 - t;
+    return u * u * u * a + 3 * u * u * t * b + 3 * u * t * t * e + t * t * t * f;
+  };
+  let lo = 0, hi = 1;
+  const up = c.y2 < c.y1;
+  for (let i = 0; i < 24; i++) {
+    const t = (lo + hi) / 2, yt = at(c.y1, c.y1 + c.bend, c.y2 - c.bend, c.y2, t);
+    if ((yt < y) !== up) lo = t; else hi = t;
+  }
+  return at(c.x1, c.x1, c.x2, c.x2, (lo + hi) / 2);
+}
+function titleSlot(f, width, curves) {
+  // Where along the frame's top band its title goes: the leftmost stretch wide enough
+  // that no edge crosses it; else at the left (its halo breaks the edges it crosses).
+  const band0 = f.y0 + 2, band1 = f.y0 + 17, left = f.x + 6, right = f.x + f.w - 6;
+  const blocked = [];
+  curves.forEach(c => {
+    if (Math.max(c.y1, c.y2) <= band0 || Math.min(c.y1, c.y2) >= band1) return;
+    if (Math.max(c.x1, c.x2) < left - 6 || Math.min(c.x1, c.x2) > right + 6) return;
+    const ya = Math.max(band0, Math.min(c.y1, c.y2)), yb = Math.min(band1, Math.max(c.y1, c.y2));
+    const xa = curveX(c, ya), xb = curveX(c, yb);
+    blocked.push([Math.min(xa, xb) - 5, Math.max(xa, xb) + 5]);
+  });
+  blocked.sort((a, b) => a[0] - b[0]);
+  let x = left;
+  for (const [a, b] of blocked.concat([[right, Infinity]])) {
+    if (Math.min(a, right) - x >= width) return x;
+    x = Math.max(x, b);
+    if (x >= right) break;
+  }
+  return left;
+}
+function drawFrames(frames, curves, parent) {
+  // curves: the edges drawn, by their ends; a frame's title keeps clear of them.
+  const byDepth = frames.slice().sort((a, b) => SCOPES[a.scope].depth - SCOPES[b.scope].depth);
+  byDepth.forEach(f => {
     const g = el("g", {class: "frame", "data-scope": f.scope}, parent);
     el("rect", {x: f.x, y: f.y0, width: f.w, height: f.y1 - f.y0}, g);
-    const t = el("text", {x: f.x + 6, y: f.y0 + 13}, g);
-    t.textContent = clip("\\u25be " + scopeLabel(f.scope), Math.floor(f.w / 6.5));
+    const label = frameTitle(f.scope), full = measure.measureText(label).width;
+    const room = f.w - 12, t = el("text", {x: titleSlot(f, Math.min(full, room), curves),
+                                           y: f.y0 + 13}, g);
+    t.textContent = room >= full ? label : clip(label, Math.max(3, Math.floor(
+      label.length * room / full)));
     t.addEventListener("click", ev => { ev.stopPropagation(); collapse(f.scope); });
   });
 }
@@ -309,14 +449,15 @@ function render() {
   view.textContent = "";
   elements.clear();
   const back = el("g", {}, view), lines = el("g", {}, view), boxes = el("g", {}, view);
-  drawFrames(frames, back);
-  edges.forEach(([a, b]) => el("path", {class: "edge", d: curve(pos.get(a), pos.get(b))},
-                               lines));
+  const curves = edges.map(([a, b]) => ends(pos.get(a), pos.get(b), false));
+  curves.forEach(c => el("path", {class: "edge", d: curve(c)}, lines));
   units.forEach(u => drawUnit(u, pos, boxes, false));
   if (showBackward) {
-    gradEdges.forEach(([a, b]) => el("path", {class: "edge grad",
-                                              d: curve(pos.get("b" + a), pos.get("b" + b), true)},
-                                     lines));
+    gradEdges.forEach(([a, b]) => {
+      const c = ends(pos.get("b" + a), pos.get("b" + b), true);
+      curves.push(c);
+      el("path", {class: "edge grad", d: curve(c)}, lines);
+    });
     units.forEach(u => {
       if (!u.grad) return;
       const [x, y] = pos.get(u.key);
@@ -324,6 +465,20 @@ function render() {
       drawUnit(u, pos, boxes, true);
     });
   }
+  drawFrames(frames, curves, back);
+  // The extent of what is drawn, from the layout (getBBox would lay out every element
+  // at once: a second on 10,000 nodes); edges stay between the boxes they join.
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  const extend = (ax, ay, bx, by) => {
+    x0 = Math.min(x0, ax); y0 = Math.min(y0, ay); x1 = Math.max(x1, bx); y1 = Math.max(y1, by);
+  };
+  units.forEach(u => {
+    const [x, y] = pos.get(u.key);
+    extend(x, y, x + (showBackward && u.grad ? 2 * W + PAIR : W), y + H);
+  });
+  frames.forEach(f => extend(f.x, f.y0, f.x + f.w, f.y1));
+  current.box = units.size ? {x: x0, y: y0, width: x1 - x0, height: y1 - y0}
+                           : {x: 0, y: 0, width: 0, height: 0};
   highlight();
   svg.dataset.renderMs = Math.round(performance.now() - t0);
 }
@@ -336,9 +491,11 @@ function where(s) {
   return f ? [f.x, f.y0] : null;
 }
 function rerenderAround(s) {
-  // Keep the scope that was clicked where it was on the screen.
+  // Fit the graph to the window where it stays readable; else keep the scope that was
+  // clicked where it was on the screen.
   const before = where(s);
   render();
+  if (fit(MIN_AUTO_SCALE)) return;
   const after = where(s);
   if (before && after) {
     tx += (before[0] - after[0]) * scale; ty += (before[1] - after[1]) * scale;
@@ -446,13 +603,44 @@ document.getElementById("search").addEventListener("input", ev => {
 document.getElementById("backward").addEventListener("change", ev => {
   showBackward = ev.target.checked;
   render();
+  autoFit();
 });
 document.getElementById("expand-all").addEventListener("click", () => {
-  collapsed.clear(); render(); });
+  collapsed.clear(); render(); autoFit(); });
 document.getElementById("collapse-all").addEventListener("click", () => {
-  SCOPES.forEach((s, i) => collapsed.add(i)); render(); });
+  SCOPES.forEach((s, i) => collapsed.add(i)); render(); autoFit(); });
+document.getElementById("fit").addEventListener("click", () => fit(0));
 let scale = 1, tx = 20, ty = 20, drag = null;
 function apply() { view.setAttribute("transform", `translate(${tx},${ty}) scale(${scale})`); }
+// --- fitting the view: the whole graph in the window, at most at full size -----------
+const MIN_AUTO_SCALE = 0.5;  // below this, text is too small to read: no automatic fit
+// The canvas's size, read while nothing new waits to be laid out (reading it just after
+// a render would lay out every element there and then).
+let canvasSize = [svg.clientWidth, svg.clientHeight];
+new ResizeObserver(() => { canvasSize = [svg.clientWidth, svg.clientHeight]; }).observe(svg);
+function fit(least) {
+  // Shows the whole graph, centred, if that needs a scale of at least `least` (the fit
+  // button: 0); says whether it did.
+  const box = current.box, pad = 20;
+  const [cw, ch] = canvasSize;
+  const s = Math.min(1, (cw - 2 * pad) / Math.max(box.width, 1),
+                     (ch - 2 * pad) / Math.max(box.height, 1));
+  if (!(s >= least) || s <= 0) return false;
+  scale = s;
+  tx = (cw - box.width * s) / 2 - box.x * s;
+  ty = (ch - box.height * s) / 2 - box.y * s;
+  apply();
+  return true;
+}
+function autoFit() {
+  // After the set of boxes shown changes: the whole graph where it stays readable; else
+  // its top-left corner, shrunk (not below MIN_AUTO_SCALE) so that its width fits.
+  if (fit(MIN_AUTO_SCALE)) return;
+  const box = current.box;
+  scale = Math.max(MIN_AUTO_SCALE, Math.min(1, (canvasSize[0] - 40) / Math.max(box.width, 1)));
+  tx = 20 - box.x * scale; ty = 20 - box.y * scale;
+  apply();
+}
 svg.addEventListener("wheel", ev => {
   ev.preventDefault();
   const f = ev.deltaY < 0 ? 1.1 : 1 / 1.1;
@@ -484,12 +672,7 @@ document.getElementById("details").textContent = NODES.length.toLocaleString() +
   ". Click a node for its details" + (SCOPES.length ? "; click a module's box to open it, " +
   "the title of its frame to close it." : ".");
 render();
-// Start with the top-left corner in view, shrunk (not below half size, to stay
-// readable) so that the graph's width fits the canvas where it can.
-const box = view.getBBox();
-scale = Math.max(0.5, Math.min(1, (svg.clientWidth - 40) / Math.max(box.width, 1)));
-tx = 20 - box.x * scale; ty = 20 - box.y * scale;
-apply();
+autoFit();
 </script></body></html>
 """
 
