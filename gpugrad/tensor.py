@@ -437,10 +437,12 @@ class Tensor:
 
     def masked_fill(self, mask, value):
         """value where the boolean `mask` (broadcast against self) is True, else self;
-        the gradient flows to self where the mask is False."""
+        the gradient flows to self where the mask is False. The result keeps self's
+        dtype, as PyTorch's (2.5 into an int tensor is 2): where alone would promote."""
         from .functions import where
 
-        return where(mask, value, self)
+        out = where(mask, value, self)
+        return out if out.dtype == self.dtype else out.astype(self.dtype)
 
     def clone(self):
         """A copy of the values, which gradients flow through (a new array: changing

@@ -1954,3 +1954,21 @@ def test_a_learning_rate_given_as_a_numpy_scalar_updates_as_a_python_number_does
         assert compiled(x, y).item() == eager(x, y).item()
         for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
             np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+@pytest.mark.parametrize("betas", [(np.float32(0.9), np.float32(0.999)),
+                                   [np.float64(0.8), np.float64(0.99)]])
+def test_betas_changed_to_numpy_scalars_after_the_trace_update_as_eager_does(betas):
+    # np.float32(0.9) == 0.9 in NumPy (it compares in float32), so the plan made for
+    # Python numbers ran on with their constants; and betas set as a list kept NumPy's
+    # float64 scalars in the eager update. Both now follow the eager step bit for bit.
+    (eager_model, eager_opt, eager), (model, opt, compiled) = eager_and_compiled("adam")
+    for i, (x, y) in enumerate(batches(5)):
+        if i == 2:
+            for o in (eager_opt, opt):
+                o.param_groups[0]["betas"] = betas
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gg.CompileWarning)
+            assert compiled(x, y).item() == eager(x, y).item()
+    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())

@@ -522,6 +522,48 @@ def test_a_batch_whose_every_example_is_ignored_has_a_nan_mean_as_in_torch():
     assert np.isnan(loss.item())
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_an_all_ignored_batch_has_a_nan_mean_yet_zero_gradients_as_in_torch(weighted,
+                                                                           smoothing):
+    # A batch of padding only: PyTorch's mean is 0 / 0, but its backward pass writes
+    # nothing for ignored examples, so one such batch leaves the model as it was.
+    rng = np.random.default_rng(11)
+    logits, labels = rng.standard_normal((3, 4)), np.array([-100, -100, -100])
+    weight = rng.uniform(0.5, 2.0, 4) if weighted else None
+    x = gg.tensor(logits, requires_grad=True)
+    got = F.cross_entropy(x, labels, weight=weight, ignore_index=-100,
+                          label_smoothing=smoothing)
+    got.backward()
+    xt = torch.tensor(logits, requires_grad=True)
+    want = tF.cross_entropy(xt, torch.from_numpy(labels), ignore_index=-100,
+                            weight=None if weight is None else torch.from_numpy(weight),
+                            label_smoothing=smoothing)
+    want.backward()
+    assert np.isnan(got.item()) and np.isnan(want.item())
+    np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", "int32"])
+def test_an_ignore_index_the_labels_dtype_cannot_hold_ignores_nothing(dtype):
+    # torch's -100 beside uint8 labels: no label equals it, so the loss is the one
+    # without ignore_index (where comparing in uint8 overflowed).
+    rng = np.random.default_rng(12)
+    logits, labels = rng.standard_normal((4, 3)), np.array([0, 2, 1, 2])
+    got = F.cross_entropy(gg.tensor(logits), gg.tensor(labels.astype(dtype)),
+                          ignore_index=-100 if dtype != "int8" else 200)
+    want = tF.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels))
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+
+
+def test_class_indices_or_weights_on_another_device_name_the_loss():
+    logits = gg.tensor(np.zeros((2, 3)), device="array_api_strict")
+    with pytest.raises(gg.DeviceError, match="cross_entropy: class indices on cpu"):
+        F.cross_entropy(logits, gg.tensor([0, 1]), ignore_index=-100)
+    with pytest.raises(gg.DeviceError, match="nll_loss: class weights on cpu"):
+        F.nll_loss(logits, [0, 1], weight=gg.tensor([1.0, 2.0, 3.0]))
+
+
 def test_class_weights_and_ignore_index_are_checked():
     logits = gg.randn(3, 4)
     with pytest.raises(gg.ShapeError, match=r"cross_entropy: weight of shape \(3,\) for 4 "

@@ -1246,3 +1246,14 @@ def test_pytorch_spellings_of_shape_and_dtype_questions():
         x.t()
     with pytest.raises(gg.ShapeError, match="not a permutation"):
         x.permute(0, 1)
+
+
+@pytest.mark.parametrize("dtype, value", [("int64", 2.5), ("int64", -2.5), ("float32", 7)])
+def test_masked_fill_keeps_the_tensors_dtype_as_torch_does(dtype, value):
+    # where(mask, 2.5, ints) alone promotes to floats; PyTorch casts the value instead.
+    torch = pytest.importorskip("torch")
+    values, mask = np.array([1, 2, 3], dtype), np.array([True, False, True])
+    got = gg.tensor(values).masked_fill(gg.tensor(mask), value)
+    want = torch.from_numpy(values).masked_fill(torch.from_numpy(mask), value)
+    assert got.dtype.name == dtype
+    np.testing.assert_array_equal(got.numpy(), want.numpy())

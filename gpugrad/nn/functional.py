@@ -2,12 +2,13 @@
 cross-entropy, logits forms for the binary losses (finite values and gradients for
 logits of +-1000 in float32)."""
 
+import math
 from functools import partial
 
 import numpy as np
 
 from ..creation import arange, full, ones, rand, tensor, zeros
-from ..errors import DTypeError, OutOfBoundsError, ShapeError
+from ..errors import DeviceError, DTypeError, OutOfBoundsError, ShapeError
 from ..functions import relu, sigmoid, tanh  # noqa: F401  (the same functions, as F.*)
 from ..mode import state as _state
 from ..ops import elementwise as ew
@@ -238,7 +239,7 @@ def _weighted_nll(name, log_p, class_index, weight, ignore_index, label_smoothin
     ignored); "mean" divides each sum by the total weight of the examples' classes."""
     n, classes = log_p.shape
     weight = _class_weights(name, weight, log_p)
-    kept = None if ignore_index is None else class_index != ignore_index
+    kept = _kept(class_index, ignore_index)
     index = class_index if kept is None else ew.where(kept, class_index, 0)
     if _state.capture is not None:  # a compiled plan checks each run's indices
         index = _loss.checked_class_indices(index, classes=classes)
@@ -253,9 +254,31 @@ def _weighted_nll(name, log_p, class_index, weight, ignore_index, label_smoothin
         spread = -(log_p if weight is None else log_p * weight).sum(axis=1)
         spread = spread if kept is None else ew.where(kept, spread, 0.0)
         loss = (1 - label_smoothing) * loss + (label_smoothing / classes) * spread
-    if reduction == "mean":  # over the weights taken (an all-ignored batch: 0 / 0, NaN)
-        return loss.sum() / example_weight.sum()
+    if reduction == "mean":
+        return _weighted_mean(loss, example_weight)
     return _reduce(loss, reduction)
+
+
+def _kept(class_index, ignore_index):
+    """Which examples count (class index not ignore_index), or None for all. An
+    ignore_index the indices' dtype cannot hold (PyTorch's -100 beside uint8 labels)
+    equals none of them: compared as is, it would overflow the dtype."""
+    if ignore_index is None:
+        return None
+    dtype = class_index.dtype
+    if not np.iinfo(dtype.name).min <= ignore_index <= np.iinfo(dtype.name).max:
+        return None
+    return class_index != ignore_index
+
+
+def _weighted_mean(loss, example_weight):
+    """loss.sum() / example_weight.sum(), as PyTorch: NaN where no weight was taken (an
+    all-ignored batch, 0 / 0) while the gradient is 0. A plain division would send
+    1 / 0 into the backward pass, and inf * 0 would make every gradient NaN (one batch
+    of padding then poisons the model)."""
+    total = example_weight.sum()
+    nothing = total == 0
+    return loss.sum() / ew.where(nothing, 1.0, total) + ew.where(nothing, math.nan, 0.0)
 
 
 def _class_weights(name, weight, ref):
@@ -270,7 +293,17 @@ def _class_weights(name, weight, ref):
             f"shape {tuple(ref.shape)}); expected shape ({ref.shape[1]},)"))
     if weight.dtype.kind != "f":
         raise _annotate(name, DTypeError(f"class weights must be floats, got {weight.dtype}"))
+    _check_same_device(name, "class weights", weight, ref)
     return weight
+
+
+def _check_same_device(name, what, t, ref):
+    """t on ref's device, or an error naming the loss (the indexing inside would be
+    blamed otherwise, or a where would fail on its Python number)."""
+    if t.device != ref.device:
+        raise _annotate(name, DeviceError(
+            f"{what} on {t.device} for an input on {ref.device}; move them with "
+            f".to({str(ref.device)!r})"))
 
 
 def _one_example(loss, name, scores, class_index, reduction):
@@ -301,6 +334,7 @@ def _class_index(name, class_index, ref, ignore_index=None):
     line."""
     if not isinstance(class_index, Tensor):
         class_index = tensor(class_index, device=ref.device)
+    _check_same_device(name, "class indices", class_index, ref)
     if class_index.dtype.kind not in "iu":
         raise _annotate(name, DTypeError(
             f"class indices must be integers, got {class_index.dtype} (class indices of "

@@ -425,6 +425,7 @@ def _kernel_error(op, args, exc):
 
 
 def _device_error(op, args):
+    args = [a for a in args if isinstance(a, Tensor)]  # (a Python number has none yet)
     devices = []
     for a in args:
         name = str(a._device)

@@ -9,6 +9,7 @@ hyper-parameters are constants of the plan, guarded: changing one traces anew.
 """
 
 import math
+import operator
 
 from ..mode import no_grad
 from ..tensor import Tensor
@@ -41,11 +42,31 @@ def captured_step(opt, recorder):
 
 
 def _hyper_parameters(opt, group):
-    """A guard's getter of the group's hyper-parameters the plan holds as constants
-    (opt._static's keys): their values, and how many entries the group has (so that one
-    added or removed shows too). A tuple, not _static's dict, as it runs on every call."""
+    """A guard's getter: whether the group still holds the hyper-parameters the plan
+    holds as constants (opt._static's keys) and as many entries (one added or removed
+    shows too). On every run: the same objects are one `is` each (map, in C); only a
+    value set anew is compared with its type (see _typed)."""
     keys = tuple(opt._static(group))
-    return lambda: (len(group), *map(group.get, keys))
+    values = tuple(map(group.get, keys))
+    size, typed = len(group), tuple(map(_typed, values))
+
+    def unchanged():
+        if len(group) != size:
+            return False
+        return all(map(operator.is_, map(group.get, keys), values)) or \
+            tuple(map(_typed, map(group.get, keys))) == typed
+
+    return unchanged
+
+
+def _typed(value):
+    """A hyper-parameter with its type (a tuple's or list's items with theirs), as the
+    guard compares it: NumPy finds np.float32(0.9) == 0.9 (it compares in float32), yet
+    the update computes from 0.9000000095..., and a plan made for Python numbers would
+    go on with the old constants."""
+    if value.__class__ is tuple or value.__class__ is list:
+        return tuple((v.__class__, v) for v in value)
+    return value.__class__, value
 
 
 def _step_scalars(opt, index, params, recorder, positions):
@@ -113,6 +134,9 @@ def _captured_update(opt, group, p, scalar_t, recorder, positions):
         feeds[key] = recorder.feed(t, "state", _getter(opt, p, key),
                                    about=(p, f"{{}}.{key}", f"param {positions[id(p)]}"))
         arrays[key] = t
+    # The plan's constants (betas, eps, 1 - beta, ...) from Python numbers, as an eager
+    # step computes them (the guard retraces when one changes type).
+    group = _with_python_numbers(group)
     fused = fused_update_for(opt, group, p)
     with no_grad():
         if fused is not None:  # one op (one kernel of kernels/optim.cu on CuPy)

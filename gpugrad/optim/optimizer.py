@@ -21,21 +21,30 @@ def _with_python_numbers(group):
     """The group with NumPy scalars as Python numbers (np.float32(0.5) as 0.5, in betas
     too): NumPy computes with its scalars in their own dtype, so an lr of np.float64
     made a float32 parameter's update in float64 (then rounded), where a compiled plan's
-    constants, and Python numbers, take the parameter's dtype."""
+    constants, and Python numbers, take the parameter's dtype. The group itself where it
+    holds none (the common case: no copy on every step)."""
+    if not holds_numpy_scalars(group):
+        return group
     return {key: _python_number(value) for key, value in group.items()}
 
 
 def holds_numpy_scalars(group):
-    """Whether a value of the group (or of a tuple in it, betas) is a NumPy scalar."""
-    return any(isinstance(v, np.generic) or (isinstance(v, tuple) and any(
-        isinstance(i, np.generic) for i in v)) for v in group.values())
+    """Whether a value of the group (or an item of a tuple or list in it, betas) is a
+    NumPy scalar. The parameters' list is not read (it may be long)."""
+    for key, value in group.items():
+        if isinstance(value, np.generic):
+            return True
+        if isinstance(value, (tuple, list)) and key != "params" and any(
+                isinstance(v, np.generic) for v in value):
+            return True
+    return False
 
 
 def _python_number(value):
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, tuple):
-        return tuple(_python_number(v) for v in value)
+    if isinstance(value, (tuple, list)):  # betas, a list too where a user set one
+        return type(value)(_python_number(v) for v in value)
     return value
 
 
