@@ -883,7 +883,7 @@ def _fmt_time(seconds):
 
 def report_mlp(results, records):
     headers = ["configuration", "framework", "device", "steps x runs", "best", "median",
-               "best/numpy", "median/numpy"]
+               "best/numpy", "median/numpy", "paired/numpy"]
     rows, notes = [], []
     for label, result in results.items():
         times = result["times"]
@@ -895,16 +895,18 @@ def report_mlp(results, records):
                                    "us/step"))
             vs_best = _ratio(best[fw], best["numpy"])
             vs_median = _ratio(median[fw], median["numpy"])
+            paired = _paired_ratio(t, times["numpy"][1])
             if fw != "numpy":
-                records.append(_record(f"mlp {label}", f"{fw}/numpy", "step_best_ratio",
-                                       vs_best, "x"))
-                records.append(_record(f"mlp {label}", f"{fw}/numpy", "step_median_ratio",
-                                       vs_median, "x"))
+                for metric, value in (("step_best_ratio", vs_best),
+                                      ("step_median_ratio", vs_median),
+                                      ("step_paired_ratio", paired)):
+                    records.append(_record(f"mlp {label}", f"{fw}/numpy", metric, value, "x"))
             rows.append([label if fw == "numpy" else "", fw, device,
                          f"{result['steps']} x {len(t)}", _fmt_time(best[fw]),
-                         _fmt_time(median[fw]), _fmt_ratio(vs_best), _fmt_ratio(vs_median)])
+                         _fmt_time(median[fw]), _fmt_ratio(vs_best), _fmt_ratio(vs_median),
+                         _fmt_ratio(paired)])
         if "pytorch" not in times:
-            rows.append(["", "pytorch", "n/a", "", "n/a", "n/a", "n/a", "n/a"])
+            rows.append(["", "pytorch", "n/a", "", "n/a", "n/a", "n/a", "n/a", "n/a"])
         check = result["check"]
         for kind, value in check.items():
             records.append(_record(f"mlp {label}", "max_vs_numpy", f"check_{kind}", value,
@@ -912,11 +914,20 @@ def report_mlp(results, records):
         notes.append(f"   {label}: " + ", ".join(f"{k} {v:.1e}" for k, v in check.items()))
     title = ("3. MLP training step: forward, mean softmax cross-entropy, backward, SGD (lr "
              f"{MLP_LR}), float32;\n   per step, best and median of runs; numpy = the "
-             "lecture's backprop written by hand,\n   on the host")
+             "lecture's backprop written by hand,\n   on the host; paired = the median of "
+             "each round's ratio (a round's runs are back\n   to back: the machine's speed "
+             "changing between rounds cancels out)")
     check = ("   checked first: one step from the same weights agrees with numpy (largest "
              f"relative\n   differences below; tolerance {MLP_RTOL:.0e}, updates plus an ulp "
              "of the weights):\n" + "\n".join(notes))
     return title + "\n\n" + format_table(headers, rows, align_left=3) + "\n\n" + check
+
+
+def _paired_ratio(times, numpy_times):
+    """The median over rounds of times[r] / numpy_times[r]: the frameworks take turns in
+    each round, so this ratio compares runs made a few milliseconds apart, where a ratio
+    of two bests may pair a fast minute of one with a slow minute of the other."""
+    return statistics.median(a / b for a, b in zip(times, numpy_times, strict=True))
 
 
 def _record(workload, framework, metric, value, unit):
