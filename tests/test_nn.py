@@ -1257,3 +1257,16 @@ def test_masked_fill_keeps_the_tensors_dtype_as_torch_does(dtype, value):
     want = torch.from_numpy(values).masked_fill(torch.from_numpy(mask), value)
     assert got.dtype.name == dtype
     np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_layer_norm_has_torchs_parameters_and_refuses_a_shape_that_is_not_the_last_axes():
+    torch = pytest.importorskip("torch")
+    norm = nn.LayerNorm((3, 4))
+    assert sorted(norm.state_dict()) == sorted(torch.nn.LayerNorm((3, 4)).state_dict())
+    assert norm.weight.numpy().tolist() == np.ones((3, 4)).tolist()
+    assert not norm.bias.numpy().any()
+    assert not list(nn.LayerNorm(4, elementwise_affine=False).parameters())
+    assert repr(norm) == "LayerNorm((3, 4), eps=1e-05, elementwise_affine=True)"
+    with pytest.raises(gg.ShapeError, match=r"layer_norm: normalized_shape \(3, 4\) is not "
+                       r"the last axes of the input's shape \(2, 4, 3\)"):
+        norm(gg.randn(2, 4, 3))

@@ -460,6 +460,13 @@ SPELLING_CASES = [
     case("BCELoss", [normal(3, 4), positive(3, 4)],
          lambda a, b: gg.nn.BCELoss()(a.sigmoid(), b / 2),
          lambda a, b: torch.nn.BCELoss()(a.sigmoid(), b / 2)),
+    case("layer_norm-affine", [normal(4, 3, 5), normal(5), normal(5)],
+         lambda x, w, b: F.layer_norm(x, (5,), w, b), lambda x, w, b: TF.layer_norm(
+             x, (5,), w, b)),
+    case("layer_norm-two-axes", [normal(4, 3, 5)], lambda x: F.layer_norm(x, (3, 5)),
+         lambda x: TF.layer_norm(x, (3, 5))),
+    case("layer_norm-eps", [normal(2, 6)], lambda x: F.layer_norm(x, 6, eps=0.5),
+         lambda x: TF.layer_norm(x, (6,), eps=0.5)),
     case("Flatten", [normal(2, 3, 4, 5)], lambda x: gg.nn.Flatten()(x),
          lambda x: torch.nn.Flatten()(x)),
     case("Flatten(0,1)", [normal(2, 3, 4)], lambda x: gg.nn.Flatten(0, 1)(x),

@@ -6,6 +6,7 @@ from .layers import (  # noqa: F401
     Dropout,
     Flatten,
     Identity,
+    LayerNorm,
     LeakyReLU,
     Linear,
     LogSoftmax,

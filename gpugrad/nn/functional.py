@@ -107,6 +107,34 @@ def one_hot(class_index, num_classes=-1):
     return (class_index.unsqueeze(-1) == classes).astype("int64")
 
 
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """(x - mean) / sqrt(var + eps) over the last len(normalized_shape) axes (the biased
+    variance, as PyTorch's), then * weight + bias (each of normalized_shape), where
+    given."""
+    shape = _normalized_shape(x, normalized_shape)
+    axes = tuple(range(x.ndim - len(shape), x.ndim))
+    centred = x - x.mean(axis=axes, keepdims=True)
+    y = centred / ((centred * centred).mean(axis=axes, keepdims=True) + eps).sqrt()
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != shape:
+            raise _annotate("layer_norm", ShapeError(
+                f"{name} of shape {tuple(t.shape)} for normalized_shape {shape}"))
+    if weight is not None:
+        y = y * weight
+    return y if bias is None else y + bias
+
+
+def _normalized_shape(x, normalized_shape):
+    """normalized_shape as a tuple (an int is one axis), checked against x's last axes."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
+        else tuple(normalized_shape)
+    if not shape or tuple(x.shape[x.ndim - len(shape):]) != shape or len(shape) > x.ndim:
+        raise _annotate("layer_norm", ShapeError(
+            f"normalized_shape {shape} is not the last axes of the input's shape "
+            f"{tuple(x.shape)}"))
+    return shape
+
+
 def l1_loss(pred, target, reduction="mean"):
     """Mean absolute error |pred - target| (its gradient at 0 is 0, as in PyTorch)."""
     _check_reduction("l1_loss", reduction)

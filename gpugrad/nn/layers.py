@@ -3,7 +3,7 @@ Identity, Flatten, Dropout, and MLP."""
 
 import operator
 
-from ..creation import zeros
+from ..creation import ones, zeros
 from ..errors import ShapeError
 from ..ops import elementwise as ew
 from ..ops.registry import _annotate
@@ -284,6 +284,31 @@ class LeakyReLU(Module):
 class SiLU(Module):
     def forward(self, x):
         return F.silu(x)
+
+
+class LayerNorm(Module):
+    """Each sample normalised over its last axes (normalized_shape), then scaled and
+    shifted by a learned weight (ones) and bias (zeros), as PyTorch's LayerNorm."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+                 dtype=None, device=None):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) \
+            else tuple(normalized_shape)
+        self.normalized_shape = tuple(whole_number(n, "LayerNorm's normalized_shape")
+                                      for n in shape)
+        self.eps = eps
+        self.weight = ones(*self.normalized_shape, dtype=dtype, device=device,
+                           requires_grad=True) if elementwise_affine else None
+        self.bias = zeros(*self.normalized_shape, dtype=dtype, device=device,
+                          requires_grad=True) if elementwise_affine and bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, " \
+               f"elementwise_affine={self.weight is not None}"
 
 
 class Identity(Module):
