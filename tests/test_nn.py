@@ -1270,3 +1270,71 @@ def test_layer_norm_has_torchs_parameters_and_refuses_a_shape_that_is_not_the_la
     with pytest.raises(gg.ShapeError, match=r"layer_norm: normalized_shape \(3, 4\) is not "
                        r"the last axes of the input's shape \(2, 4, 3\)"):
         norm(gg.randn(2, 4, 3))
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("shape", [(8, 5), (8, 5, 3)])
+def test_batch_norm_trains_and_evaluates_as_torchs(momentum, shape):
+    torch = pytest.importorskip("torch")
+    ours = nn.BatchNorm1d(5, momentum=momentum, dtype="float64")
+    theirs = torch.nn.BatchNorm1d(5, momentum=momentum, dtype=torch.float64)
+    rng = np.random.default_rng(1)
+    for _ in range(3):  # training: batch statistics, running ones updated
+        x = rng.standard_normal(shape) * 2 + 1
+        g = rng.standard_normal(shape)
+        xg, xt = gg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        (ours(xg) * gg.tensor(g)).sum().backward()
+        (theirs(xt) * torch.from_numpy(g)).sum().backward()
+        np.testing.assert_allclose(xg.grad.numpy(), xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+        for name, value in theirs.state_dict().items():
+            np.testing.assert_allclose(ours.state_dict()[name].numpy(), value.numpy(),
+                                       rtol=1e-12, err_msg=name)
+    np.testing.assert_allclose(ours.weight.grad.numpy(), theirs.weight.grad.numpy(),
+                               rtol=1e-9)
+    ours.eval()
+    theirs.eval()
+    x = rng.standard_normal(shape)
+    np.testing.assert_allclose(ours(gg.tensor(x)).numpy(),
+                               theirs(torch.tensor(x)).detach().numpy(), rtol=1e-12)
+
+
+def test_batch_norm_without_running_statistics_or_affine_parameters():
+    norm = nn.BatchNorm1d(3, affine=False, track_running_stats=False)
+    assert not list(norm.parameters()) and not norm.state_dict()
+    norm.eval()  # no running statistics: the batch's, in eval mode too
+    y = norm(gg.randn(16, 3) * 5 + 2).numpy()
+    np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-5)
+    with pytest.raises(gg.ShapeError, match=r"BatchNorm1d: expected input of shape \(N, 3\) "
+                       r"or \(N, 3, L\), got \(4, 2\)"):
+        norm(gg.randn(4, 2))
+
+
+def test_a_compiled_step_through_batch_norm_updates_its_running_statistics_as_eager():
+    import gpugrad.nn.functional as F
+
+    def make():
+        gg.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8, momentum=None), nn.ReLU(),
+                              nn.Linear(8, 3))
+        opt = gg.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return model, step
+
+    (eager_model, eager), (model, step) = make(), make()
+    compiled = gg.compile(step)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        x = gg.tensor(rng.standard_normal((6, 5)).astype("float32"))
+        y = gg.tensor(rng.integers(0, 3, 6))
+        assert compiled(x, y).item() == eager(x, y).item()
+    for (name, a), b in zip(model.state_dict().items(), eager_model.state_dict().values(),
+                            strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
+    assert model[1].num_batches_tracked.item() == 4 and len(compiled.log) == 1

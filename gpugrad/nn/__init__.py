@@ -3,6 +3,7 @@
 from . import functional, init  # noqa: F401
 from .layers import (  # noqa: F401
     MLP,
+    BatchNorm1d,
     Dropout,
     Flatten,
     Identity,

@@ -5,6 +5,7 @@ import operator
 
 from ..creation import ones, zeros
 from ..errors import ShapeError
+from ..mode import no_grad
 from ..ops import elementwise as ew
 from ..ops.registry import _annotate
 from ..spec import whole_number
@@ -309,6 +310,75 @@ class LayerNorm(Module):
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, " \
                f"elementwise_affine={self.weight is not None}"
+
+
+class BatchNorm1d(Module):
+    """Each feature normalised over the batch (N, C) or (N, C, L) in training, by the
+    running mean and variance in eval mode; scaled and shifted by a learned weight and
+    bias, as PyTorch's BatchNorm1d. Training normalises by the batch's biased variance
+    and updates the running variance with the unbiased one (momentum: the new batch's
+    share; None: a cumulative average)."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, dtype=None, device=None):
+        super().__init__()
+        self.num_features = whole_number(num_features, "BatchNorm1d's num_features")
+        self.eps, self.momentum = eps, momentum
+        make = {"dtype": dtype, "device": device}
+        self.weight = ones(self.num_features, requires_grad=True, **make) if affine else None
+        self.bias = zeros(self.num_features, requires_grad=True, **make) if affine else None
+        if track_running_stats:
+            self.running_mean = zeros(self.num_features, **make)
+            self.running_var = ones(self.num_features, **make)
+            self.num_batches_tracked = zeros((), dtype="int64", device=device)
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        axes = _batch_axes("BatchNorm1d", x, self.num_features)
+        if self.training or self.running_mean is None:
+            mean = x.mean(axis=axes, keepdims=True)
+            centred = x - mean
+            var = (centred * centred).mean(axis=axes, keepdims=True)
+            if self.training and self.running_mean is not None:
+                self._track(mean, var, x.numel() // self.num_features)
+            y = centred / (var + self.eps).sqrt()
+        else:
+            shape = (1, self.num_features) + (1,) * (x.ndim - 2)
+            y = (x - self.running_mean.reshape(shape)) / \
+                (self.running_var.reshape(shape) + self.eps).sqrt()
+        if self.weight is not None:
+            shape = (1, self.num_features) + (1,) * (x.ndim - 2)
+            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
+        return y
+
+    def _track(self, mean, var, n):
+        """The running statistics moved towards this batch's by the momentum m (the
+        variance unbiased: n / (n - 1), as PyTorch keeps it), outside the graph. Each
+        buffer is updated once, as its last use (what a compiled step can replay):
+        r += m (batch - r), PyTorch's (1 - m) r + m batch to a rounding."""
+        with no_grad():
+            m = self.momentum
+            if m is None:  # a cumulative average over the batches so far, this one too
+                m = 1.0 / (self.num_batches_tracked + 1).astype(self.running_mean.dtype)
+            unbiased = var.reshape(-1) * (n / max(n - 1, 1))
+            self.running_mean += m * (mean.reshape(-1) - self.running_mean)
+            self.running_var += m * (unbiased - self.running_var)
+            self.num_batches_tracked += 1
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, " \
+               f"affine={self.weight is not None}, " \
+               f"track_running_stats={self.running_mean is not None}"
+
+
+def _batch_axes(name, x, features):
+    """The axes a batch norm averages over: the batch and, for (N, C, L), the length."""
+    if x.ndim not in (2, 3) or x.shape[1] != features:
+        raise _annotate(name, ShapeError(
+            f"expected input of shape (N, {features}) or (N, {features}, L), got "
+            f"{tuple(x.shape)}"))
+    return (0,) if x.ndim == 2 else (0, 2)
 
 
 class Identity(Module):
