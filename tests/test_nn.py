@@ -1266,7 +1266,7 @@ def test_layer_norm_has_torchs_parameters_and_refuses_a_shape_that_is_not_the_la
     assert norm.weight.numpy().tolist() == np.ones((3, 4)).tolist()
     assert not norm.bias.numpy().any()
     assert not list(nn.LayerNorm(4, elementwise_affine=False).parameters())
-    assert repr(norm) == "LayerNorm((3, 4), eps=1e-05, elementwise_affine=True)"
+    assert repr(norm) == "LayerNorm((3, 4), eps=1e-05, elementwise_affine=True, bias=True)"
     with pytest.raises(gg.ShapeError, match=r"layer_norm: normalized_shape \(3, 4\) is not "
                        r"the last axes of the input's shape \(2, 4, 3\)"):
         norm(gg.randn(2, 4, 3))
@@ -1338,3 +1338,35 @@ def test_a_compiled_step_through_batch_norm_updates_its_running_statistics_as_ea
                             strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
     assert model[1].num_batches_tracked.item() == 4 and len(compiled.log) == 1
+
+
+@pytest.mark.parametrize("settings", [{}, {"bias": False}, {"elementwise_affine": False}])
+def test_layer_norm_repr_says_what_torchs_says_bias_included(settings):
+    torch = pytest.importorskip("torch")
+    assert repr(nn.LayerNorm(4, **settings)) == repr(torch.nn.LayerNorm(4, **settings))
+
+
+def test_layer_norm_takes_a_numpy_integer_as_one_size_as_torch_does():
+    sizes = np.array([4, 8])  # sizes kept in an array are NumPy integers, not ints
+    norm = nn.LayerNorm(sizes[0])
+    assert norm.normalized_shape == (4,) and norm(gg.randn(2, 4)).shape == (2, 4)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (1, 3, 1)])
+def test_batch_norm_refuses_one_value_per_feature_in_training_as_torch_does(shape):
+    # One value per feature has a batch variance of 0: it would normalise to 0 whatever
+    # it is, silently. PyTorch raises; so do we, naming the layer and the user's line.
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        torch.nn.BatchNorm1d(3)(torch.zeros(shape))
+    norm = nn.BatchNorm1d(3)
+    with pytest.raises(ValueError, match=r"BatchNorm1d: expected more than 1 value per "
+                       r"channel .* got input of shape \(1, 3(, 1)?\) \(at test_nn.py:\d+\)"):
+        norm(gg.zeros(shape))
+    assert norm.num_batches_tracked.item() == 0  # the running statistics left as they were
+    norm.eval()  # the running statistics instead: one sample is fine
+    np.testing.assert_allclose(norm(gg.ones(shape)).numpy(),
+                               torch.nn.BatchNorm1d(3).eval()(torch.ones(shape)).detach())
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.BatchNorm1d(3, track_running_stats=False).eval()(gg.zeros(shape))
+    assert nn.BatchNorm1d(3)(gg.randn(1, 3, 2)).shape == (1, 3, 2)  # two values: fine

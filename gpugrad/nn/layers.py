@@ -1,6 +1,7 @@
 """Layers: Linear, the containers (Sequential, ModuleList, ModuleDict), activations,
-Identity, Flatten, Dropout, and MLP."""
+Identity, Flatten, Dropout, the norms (LayerNorm, BatchNorm1d), and MLP."""
 
+import numbers
 import operator
 
 from ..creation import ones, zeros
@@ -294,7 +295,8 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  dtype=None, device=None):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) \
+        # numbers.Integral, not int: a NumPy integer (a shape read off an array) is one size
+        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) \
             else tuple(normalized_shape)
         self.normalized_shape = tuple(whole_number(n, "LayerNorm's normalized_shape")
                                       for n in shape)
@@ -309,7 +311,7 @@ class LayerNorm(Module):
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, " \
-               f"elementwise_affine={self.weight is not None}"
+               f"elementwise_affine={self.weight is not None}, bias={self.bias is not None}"
 
 
 class BatchNorm1d(Module):
@@ -337,11 +339,12 @@ class BatchNorm1d(Module):
     def forward(self, x):
         axes = _batch_axes("BatchNorm1d", x, self.num_features)
         if self.training or self.running_mean is None:
+            n = _values_per_feature("BatchNorm1d", x, axes)
             mean = x.mean(axis=axes, keepdims=True)
             centred = x - mean
             var = (centred * centred).mean(axis=axes, keepdims=True)
             if self.training and self.running_mean is not None:
-                self._track(mean, var, x.numel() // self.num_features)
+                self._track(mean, var, n)
             y = centred / (var + self.eps).sqrt()
         else:
             shape = (1, self.num_features) + (1,) * (x.ndim - 2)
@@ -379,6 +382,20 @@ def _batch_axes(name, x, features):
             f"expected input of shape (N, {features}) or (N, {features}, L), got "
             f"{tuple(x.shape)}"))
     return (0,) if x.ndim == 2 else (0, 2)
+
+
+def _values_per_feature(name, x, axes):
+    """How many values each feature's batch statistics are taken over. One alone has no
+    spread: it would normalise to 0 whatever it is (and put a variance of 0 in the running
+    one), silently, so it is refused, as PyTorch refuses it."""
+    n = 1
+    for axis in axes:
+        n *= x.shape[axis]
+    if n == 1:
+        raise _annotate(name, ValueError(
+            f"expected more than 1 value per channel for batch statistics (training, or "
+            f"no running statistics), got input of shape {tuple(x.shape)}"))
+    return n
 
 
 class Identity(Module):
