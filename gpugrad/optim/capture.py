@@ -88,12 +88,9 @@ def _step_scalars(opt, index, params, recorder, positions):
 
     def advance():  # on every run: kept lean (a small step's plan is ~50 us in all)
         lr = group["lr"]
-        numbers = group
         if lr.__class__ is not float or not 0.0 <= lr < math.inf:  # (the common case)
             _check_lr(opt, group, index)  # raises if it is not a valid number
-            numbers = _with_python_numbers(group)
-        elif not plain:
-            numbers = _with_python_numbers(group)
+        numbers = group if plain and lr.__class__ is float else _with_python_numbers(group)
         values = {}
         last_step = scalars = None
         for p, pairs in zip(params, names, strict=True):
