@@ -610,3 +610,12 @@ def test_weighted_losses_one_hot_and_clone_run_on_every_backend_as_on_numpy(devi
 
     for got, want in zip(run(device), run("cpu"), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_class_weights_of_another_float_dtype_are_refused_as_torch_refuses_them():
+    logits = gg.randn(3, 4)  # float32
+    with pytest.raises(gg.DTypeError, match="class weights of dtype float64 for input of "
+                       "dtype float32"):
+        F.cross_entropy(logits, [0, 1, 2], weight=gg.tensor(np.ones(4)))
+    as_list = F.cross_entropy(logits, [0, 1, 2], weight=[1.0, 2.0, 1.0, 1.0])
+    assert as_list.dtype == np.float32  # numbers take the input's dtype

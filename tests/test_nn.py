@@ -1370,3 +1370,8 @@ def test_batch_norm_refuses_one_value_per_feature_in_training_as_torch_does(shap
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         nn.BatchNorm1d(3, track_running_stats=False).eval()(gg.zeros(shape))
     assert nn.BatchNorm1d(3)(gg.randn(1, 3, 2)).shape == (1, 3, 2)  # two values: fine
+
+
+def test_identity_takes_and_ignores_a_layers_arguments_as_torchs_does():
+    x = gg.randn(2)
+    assert nn.Identity(54, unused="x")(x) is x

@@ -322,6 +322,10 @@ def _class_weights(name, weight, ref):
     if weight.dtype.kind != "f":
         raise _annotate(name, DTypeError(f"class weights must be floats, got {weight.dtype}"))
     _check_same_device(name, "class weights", weight, ref)
+    if weight.dtype != ref.dtype:  # (a float64 weight would make a float32 loss float64)
+        raise _annotate(name, DTypeError(
+            f"class weights of dtype {weight.dtype} for input of dtype {ref.dtype}; "
+            f"give them as {ref.dtype} (weight.astype({str(ref.dtype)!r}))"))
     return weight
 
 

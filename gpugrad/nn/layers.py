@@ -399,7 +399,11 @@ def _values_per_feature(name, x, axes):
 
 
 class Identity(Module):
-    """Its input, as it is (a placeholder where a layer is optional)."""
+    """Its input, as it is (a placeholder where a layer is optional); arguments are
+    taken and ignored, as PyTorch's, so it stands in for any layer's constructor."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
 
     def forward(self, x):
         return x
