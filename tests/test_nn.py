@@ -1375,3 +1375,20 @@ def test_batch_norm_refuses_one_value_per_feature_in_training_as_torch_does(shap
 def test_identity_takes_and_ignores_a_layers_arguments_as_torchs_does():
     x = gg.randn(2)
     assert nn.Identity(54, unused="x")(x) is x
+
+
+def test_half_precision_norms_compute_their_statistics_in_float32():
+    # Values far from 0 (300 +- 10): in float16 their mean and spread lose most bits.
+    x = (300 + 10 * np.random.default_rng(0).standard_normal((400, 4))).astype(np.float16)
+    exact = x.astype(np.float64)
+
+    def within_an_ulp(y, want):  # of float16 (near 0: of float32's mean of 300s)
+        assert y.dtype == np.float16
+        ulp = np.spacing(np.abs(want).astype(np.float16)).astype(np.float64)
+        assert (np.abs(y.astype(np.float64) - want) <= np.maximum(ulp, 1e-5)).all()
+
+    over_batch = (exact - exact.mean(0)) / np.sqrt(exact.var(0) + 1e-5)
+    within_an_ulp(nn.BatchNorm1d(4, dtype="float16")(gg.tensor(x)).numpy(), over_batch)
+    over_features = (exact - exact.mean(1, keepdims=True)) / np.sqrt(
+        exact.var(1, keepdims=True) + 1e-5)
+    within_an_ulp(F.layer_norm(gg.tensor(x), 4).numpy(), over_features)

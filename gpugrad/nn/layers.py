@@ -340,12 +340,9 @@ class BatchNorm1d(Module):
         axes = _batch_axes("BatchNorm1d", x, self.num_features)
         if self.training or self.running_mean is None:
             n = _values_per_feature("BatchNorm1d", x, axes)
-            mean = x.mean(axis=axes, keepdims=True)
-            centred = x - mean
-            var = (centred * centred).mean(axis=axes, keepdims=True)
+            y, mean, var = F.standardized(x, axes, self.eps)
             if self.training and self.running_mean is not None:
                 self._track(mean, var, n)
-            y = centred / (var + self.eps).sqrt()
         else:
             shape = (1, self.num_features) + (1,) * (x.ndim - 2)
             y = (x - self.running_mean.reshape(shape)) / \
