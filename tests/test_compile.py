@@ -1972,3 +1972,21 @@ def test_betas_changed_to_numpy_scalars_after_the_trace_update_as_eager_does(bet
             assert compiled(x, y).item() == eager(x, y).item()
     for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
         np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def test_a_decorated_functions_wrapped_code_is_read_for_guards_too():
+    module = module_with("import functools\n"
+                         "def logged(f):\n"
+                         "    @functools.wraps(f)\n"
+                         "    def wrapper(*args):\n"
+                         "        return f(*args)\n"
+                         "    return wrapper\n"
+                         "@logged\n"
+                         "def f(x):\n"
+                         "    return x * scale\n", scale=2.0)
+    f = gg.compile(module["f"])
+    x = gg.ones(2)
+    assert f(x).numpy().tolist() == [2.0, 2.0]
+    module["scale"] = 5.0
+    with pytest.warns(gg.CompileWarning, match="'scale' that f reads"):
+        assert f(x).numpy().tolist() == [5.0, 5.0]

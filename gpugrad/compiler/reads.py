@@ -6,11 +6,11 @@ the variables of enclosing functions: constants of its trace, so each is guarded
 on with the old number, which is what jax.jit and tinygrad's JIT do. Branches on a flag
 (`if DEBUG:`) are covered the same way.
 
-Only the function's own code is read (its lambdas and comprehensions too), not the code
-of the functions it calls: a value read deeper (an object's attribute, another
-function's global) stays a constant of the plan. A variable the function assigns itself
-(`global count; count += 1`) is not guarded: the assignment runs at the trace only, and
-the guard would never hold again.
+Only the function's own code is read (its lambdas and comprehensions too, and the code a
+decorator wraps), not the code of the functions it calls: a value read deeper (an
+object's attribute, another function's global) stays a constant of the plan. A variable
+the function assigns itself (`global count; count += 1`) is not guarded: the assignment
+runs at the trace only, and the guard would never hold again.
 """
 
 import dis
@@ -29,8 +29,15 @@ _UNBOUND = object()  # a variable not (or no longer) bound: differs from any val
 def guarded_reads(fn):
     """[(getter, reason)] of each global or enclosing variable fn's own code loads and
     does not assign, which holds a number, a string, None, or a tuple of them; getter()
-    says whether it still holds that value (see _unchanged)."""
-    func = _function_of(fn)
+    says whether it still holds that value (see _unchanged). A decorated function's
+    wrapped ones (functools.wraps' __wrapped__) are read too: their code is fn's."""
+    reads = []
+    for func in _functions_of(fn):
+        reads.extend(_reads_of(func))
+    return reads
+
+
+def _reads_of(func):
     code = getattr(func, "__code__", None)
     if code is None:  # a builtin, an object with __call__: nothing to read
         return []
@@ -99,6 +106,18 @@ def _function_of(fn):
     while isinstance(fn, functools.partial):
         fn = fn.func
     return getattr(fn, "__func__", fn)
+
+
+def _functions_of(fn, most=16):
+    """fn's Python function and the chain of those it wraps (a decorator's __wrapped__),
+    each once: a chain, walked in a loop, as long as `most`."""
+    chain = []
+    func = _function_of(fn)
+    while func is not None and func not in chain and len(chain) < most:
+        chain.append(func)
+        inner = getattr(func, "__wrapped__", None)
+        func = None if inner is None else _function_of(inner)
+    return chain
 
 
 def _loads_and_stores(code):
