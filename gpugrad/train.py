@@ -193,6 +193,8 @@ def train_epoch(model, optimizer, loader, progress, step=None):
         correct += int(hits.item())
         seen += n
         progress.update(i, total_loss / seen, correct / seen, seen)
+    if not seen:  # distributed, more ranks than a global batch has samples: this rank's
+        return 0.0, 0.0, 0  # shares were all empty, and the epoch's totals count it as 0
     return total_loss / seen, correct / seen, seen
 
 

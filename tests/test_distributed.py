@@ -373,3 +373,28 @@ def test_ddp_on_the_gpu_matches_one_process(tmp_path):
 
 if __name__ == "__main__":  # a rank of a job started by the tests above
     globals()[sys.argv[1]](sys.argv[2])
+
+
+@needs_mpi
+def test_more_ranks_than_a_global_batch_has_samples_trains_as_one_process(tmp_path):
+    # --batch-size 2 over 3 ranks: rank 2's share of every global batch is empty, so its
+    # epoch saw no sample at all; it still joins every step, and the epoch's figures are
+    # the other ranks'.
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"
+    np.savez(data, x_train=rng.normal(size=(24, 5)), y_train=rng.integers(0, 3, 24),
+             x_test=rng.normal(size=(8, 5)), y_test=rng.integers(0, 3, 8))
+    tiny = ["-m", "gpugrad", "train", "--data", f"npz:{data}", "--epochs", "1",
+            "--hidden", "4", "--optimizer", "sgd", "--batch-size", "2", "--no-compile"]
+    three = mpiexec(3, *tiny, "--distributed", "--out", str(tmp_path / "three"))
+    assert three.returncode == 0, three.stderr
+    single = subprocess.run([sys.executable, *tiny, "--out", str(tmp_path / "one")],
+                            capture_output=True, text=True, timeout=JOB_TIMEOUT,
+                            env=job_env())
+    assert single.returncode == 0, single.stderr
+    runs = [json.loads((tmp_path / run / "metrics.json").read_text())["epochs"][0]
+            for run in ("three", "one")]
+    assert runs[0]["train_loss"] == pytest.approx(runs[1]["train_loss"], rel=1e-5)
+    three, one = (gg.load(tmp_path / run / "checkpoint.npz") for run in ("three", "one"))
+    for key, value in one["model"].items():
+        np.testing.assert_allclose(three["model"][key].numpy(), value.numpy(), atol=1e-5)

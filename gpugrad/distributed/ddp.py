@@ -178,6 +178,9 @@ class DistributedDataParallel:
     else (parameters(), state_dict(), train(), ...) is the wrapped module's, so a state
     dict loads into the plain model.
 
+    Buffers are not synchronised: BatchNorm1d's running statistics are each rank's own
+    (taken over its share of each batch), and a state_dict() holds this rank's.
+
         ddp = DistributedDataParallel(model)
         for xb, yb in loader:                 # this rank's share of each global batch
             opt.zero_grad()
