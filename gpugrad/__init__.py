@@ -16,11 +16,15 @@ from .checkpoint import load, save  # noqa: F401
 from .compiler import CompileError, CompileWarning, compile  # noqa: F401
 from .creation import (  # noqa: F401
     arange,
+    eye,
     full,
+    full_like,
+    linspace,
     manual_seed,
     ones,
     ones_like,
     rand,
+    randint,
     randn,
     tensor,
     zeros,
@@ -38,8 +42,11 @@ from .errors import (  # noqa: F401
 )
 from .functions import (  # noqa: F401
     abs,
+    argmax,
+    argmin,
     broadcast_to,
     cat,
+    clamp,
     clip,
     concat,
     concatenate,

@@ -110,6 +110,49 @@ def ones_like(t, dtype=None, requires_grad=False):
                 requires_grad=requires_grad)
 
 
+def full_like(t, fill_value, dtype=None, requires_grad=False):
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=t.device,
+                requires_grad=requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    """The (n, m) identity matrix (m = n by default), float32 unless dtype says."""
+    n = whole_number(n, "eye's n")
+    m = n if m is None else whole_number(m, "eye's m")
+    dtype = dtypes.as_dtype(dtype) or dtypes.DEFAULT_FLOAT
+    rows, cols = arange(n, device=device), arange(m, device=device)
+    ones_on_diagonal = (rows.reshape(n, 1) == cols.reshape(1, m)).astype(dtype)
+    return ones_on_diagonal.detach().requires_grad_(requires_grad)
+
+
+def linspace(start, stop, num=50, dtype=None, device=None, requires_grad=False, *,
+             steps=None):
+    """num (or PyTorch's steps=) evenly spaced values from start to stop, both included:
+    NumPy's numbers (the last one exactly stop), float32 unless dtype says."""
+    num = whole_number(num if steps is None else steps, "linspace's number of values")
+    return tensor(np.linspace(start, stop, num), dtype=dtype or dtypes.DEFAULT_FLOAT,
+                  device=device, requires_grad=requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=None, device=None):
+    """Integers drawn uniformly from [low, high) (from [0, low) without high), int64
+    unless dtype says, from the device's generator (gg.manual_seed repeats them; inside
+    gg.compile every run draws anew)."""
+    if isinstance(high, (tuple, list)):  # PyTorch's randint(high, size)
+        low, high, size = 0, low, high
+    elif high is None:  # NumPy's randint(high, size=...)
+        low, high = 0, low
+    low, high = whole_number(low, "randint's low"), whole_number(high, "randint's high")
+    if high <= low:
+        raise ValueError(f"randint draws from [low, high): got low={low}, high={high}")
+    dtype = dtypes.as_dtype(dtype) or dtypes.int64
+    shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
+    # A float64 in [0, 1) times the span, truncated: uniform on the integers (the bias
+    # is below 2**-40 for spans up to 2**12), and drawn by every backend's uniform.
+    span = rand(*shape, dtype="float64", device=device) * (high - low)
+    return (span.astype("int64") + low).astype(dtype)
+
+
 def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=False):
     """Evenly spaced values in [start, stop): int64 for ints, float32 otherwise."""
     if stop is None:

@@ -91,6 +91,17 @@ def clip(x, lo=None, hi=None):
     return _ew.clip_values(x, lo, hi)
 
 
+clamp = clip  # PyTorch's name
+
+
+def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    return x.argmax(axis, keepdims, dim=dim, keepdim=keepdim)
+
+
+def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    return x.argmin(axis, keepdims, dim=dim, keepdim=keepdim)
+
+
 def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None):  # noqa: A001
     return x.sum(axis, keepdims, dim=dim, keepdim=keepdim)
 
