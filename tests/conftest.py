@@ -55,3 +55,18 @@ def compile_quietly(fn, cuda_graph=True):
 
     call.compiled = compiled
     return call
+
+
+def training_step(model, opt):
+    """One eager step of cross-entropy training: what the compiled-step tests compare
+    gg.compile against."""
+    import gpugrad.nn.functional as F
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step

@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import compile_quietly, device_params
+from conftest import compile_quietly, device_params, training_step
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -37,17 +37,6 @@ def model_and_optimiser(make_opt, seed=0, dropout=0.0):
         layers.append(nn.Dropout(dropout))
     model = nn.Sequential(*layers, nn.Linear(8, 3))
     return model, make_opt(model.parameters())
-
-
-def training_step(model, opt):
-    def step(x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
 
 
 def eager_and_compiled(name, cuda_graph=False):

@@ -168,6 +168,12 @@ def mpiexec(n, *argv, **env):
                           env=job_env(**env))
 
 
+def single_process(*argv):
+    """The same command as one plain process (the reference a distributed run meets)."""
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True,
+                          timeout=JOB_TIMEOUT, env=job_env())
+
+
 def scenario(name, tmp_path, **env):
     out = tmp_path / f"{name}.json"
     result = mpiexec(2, str(HERE), name, str(out), **env)
@@ -222,9 +228,7 @@ TRAIN = ["-m", "gpugrad", "train", "--epochs", "2", "--hidden", "32", "--optimiz
 def test_gpugrad_train_distributed_matches_a_single_process_run(tmp_path):
     distributed = mpiexec(2, *TRAIN, "--distributed", "--out", str(tmp_path / "two"))
     assert distributed.returncode == 0, distributed.stderr
-    single = subprocess.run([sys.executable, *TRAIN, "--out", str(tmp_path / "one")],
-                            capture_output=True, text=True, timeout=JOB_TIMEOUT,
-                            env=job_env())
+    single = single_process(*TRAIN, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
     # rank 0 alone speaks and writes the run folder
     assert distributed.stderr.count("gpugrad train: digits") == 1
@@ -274,9 +278,8 @@ def test_gpugrad_train_distributed_ends_the_job_when_one_rank_fails(tmp_path):
 
 @needs_mpi
 def test_bench_distributed_shows_throughput_and_communication_on_1_and_2_ranks(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "gpugrad", "bench", "--distributed",
-                             "--quick", "--json", str(tmp_path / "scaling.json")],
-                            capture_output=True, text=True, timeout=JOB_TIMEOUT, env=job_env())
+    result = single_process("-m", "gpugrad", "bench", "--distributed", "--quick", "--json",
+                            str(tmp_path / "scaling.json"))
     assert result.returncode == 0, result.stderr
     assert "| sync ms |" in result.stdout and "| samples/s |" in result.stdout
     records = json.loads((tmp_path / "scaling.json").read_text())["records"]
@@ -388,9 +391,7 @@ def test_more_ranks_than_a_global_batch_has_samples_trains_as_one_process(tmp_pa
             "--hidden", "4", "--optimizer", "sgd", "--batch-size", "2", "--no-compile"]
     three = mpiexec(3, *tiny, "--distributed", "--out", str(tmp_path / "three"))
     assert three.returncode == 0, three.stderr
-    single = subprocess.run([sys.executable, *tiny, "--out", str(tmp_path / "one")],
-                            capture_output=True, text=True, timeout=JOB_TIMEOUT,
-                            env=job_env())
+    single = single_process(*tiny, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
     runs = [json.loads((tmp_path / run / "metrics.json").read_text())["epochs"][0]
             for run in ("three", "one")]

@@ -1310,22 +1310,13 @@ def test_batch_norm_without_running_statistics_or_affine_parameters():
 
 
 def test_a_compiled_step_through_batch_norm_updates_its_running_statistics_as_eager():
-    import gpugrad.nn.functional as F
+    from conftest import training_step
 
     def make():
         gg.manual_seed(0)
         model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8, momentum=None), nn.ReLU(),
                               nn.Linear(8, 3))
-        opt = gg.optim.SGD(model.parameters(), lr=0.1)
-
-        def step(x, y):
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-
-        return model, step
+        return model, training_step(model, gg.optim.SGD(model.parameters(), lr=0.1))
 
     (eager_model, eager), (model, step) = make(), make()
     compiled = gg.compile(step)

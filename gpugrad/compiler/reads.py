@@ -66,27 +66,32 @@ def _unchanged(read, value):
     variable not rebound: one `is`, however long a tuple), or one of the same type and
     bits. The type counts: True == 1, but `mask + True` stays bool where `mask + 1` is
     int64, and 2.0 == np.float64(2.0) but gg.tensor makes a float64 of the latter."""
-    typed = (type(value), by_bits(value))
+    was = typed(value)
 
     def unchanged():
         now = read()
-        return now is value or (type(now), by_bits(now)) == typed
+        return now is value or typed(now) == was
 
     return unchanged
+
+
+def typed(value):
+    """(type, bits) of a value: how a guard compares it (see _unchanged)."""
+    return type(value), by_bits(value)
 
 
 def by_bits(value):
     """A value as a plan compares it: floats and complex numbers (NumPy's too) as their
     bits, since -0.0 == 0.0 (x / -0.0 is -inf, not inf) and a NaN equals no NaN (a guard
-    or key holding one would fail on every call); a tuple's items with their types
-    (the caller compares the type of the value itself). Other values as they are."""
+    or key holding one would fail on every call); a tuple's (or list's) items with their
+    types (the caller compares the type of the value itself). Other values as they are."""
     if isinstance(value, (float, np.floating)):
         return ("float bits", float(value).hex())
     if isinstance(value, (complex, np.complexfloating)):  # (nan+0j) == (nan+0j) is False
         value = complex(value)
         return ("complex bits", value.real.hex(), value.imag.hex())
-    if isinstance(value, tuple):  # each item with its type: (True,) == (1,)
-        return tuple((type(v), by_bits(v)) for v in value)  # (a value, not a graph)
+    if isinstance(value, (tuple, list)):  # each item with its type: (True,) == (1,)
+        return tuple(typed(v) for v in value)  # (a value, not a graph)
     return value
 
 

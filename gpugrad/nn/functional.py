@@ -112,7 +112,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     variance, as PyTorch's), then * weight + bias (each of normalized_shape), where
     given."""
     shape = _normalized_shape(x, normalized_shape)
-    y, _, _ = standardized(x, tuple(range(x.ndim - len(shape), x.ndim)), eps)
+    y, _, _ = _standardized(x, tuple(range(x.ndim - len(shape), x.ndim)), eps)
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and tuple(t.shape) != shape:
             raise _annotate("layer_norm", ShapeError(
@@ -122,7 +122,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return y if bias is None else y + bias
 
 
-def standardized(x, axes, eps):
+def _standardized(x, axes, eps):
     """((x - mean) / sqrt(var + eps), mean, var) over `axes`, the variance biased. Half
     precision is computed in float32, as PyTorch accumulates it (float16's 11 bits lose
     the spread of values far from 0: x ~ 300 +- 10 came out 7 steps off), the result

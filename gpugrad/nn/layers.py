@@ -1,6 +1,7 @@
 """Layers: Linear, the containers (Sequential, ModuleList, ModuleDict), activations,
 Identity, Flatten, Dropout, the norms (LayerNorm, BatchNorm1d), and MLP."""
 
+import math
 import numbers
 import operator
 
@@ -340,7 +341,7 @@ class BatchNorm1d(Module):
         axes = _batch_axes("BatchNorm1d", x, self.num_features)
         if self.training or self.running_mean is None:
             n = _values_per_feature("BatchNorm1d", x, axes)
-            y, mean, var = F.standardized(x, axes, self.eps)
+            y, mean, var = F._standardized(x, axes, self.eps)
             if self.training and self.running_mean is not None:
                 self._track(mean, var, n)
         else:
@@ -385,9 +386,7 @@ def _values_per_feature(name, x, axes):
     """How many values each feature's batch statistics are taken over. One alone has no
     spread: it would normalise to 0 whatever it is (and put a variance of 0 in the running
     one), silently, so it is refused, as PyTorch refuses it."""
-    n = 1
-    for axis in axes:
-        n *= x.shape[axis]
+    n = math.prod(x.shape[axis] for axis in axes)
     if n == 1:
         raise _annotate(name, ValueError(
             f"expected more than 1 value per channel for batch statistics (training, or "
@@ -428,10 +427,7 @@ def _flattened_shape(shape, start_dim, end_dim):
         raise _annotate("Flatten", ShapeError(
             f"start_dim={start_dim}, end_dim={end_dim} do not name axes start <= end of "
             f"a tensor of shape {tuple(shape)}"))
-    merged = 1
-    for n in shape[start:end + 1]:
-        merged *= n
-    return tuple(shape[:start]) + (merged,) + tuple(shape[end + 1:])
+    return tuple(shape[:start]) + (math.prod(shape[start:end + 1]),) + tuple(shape[end + 1:])
 
 
 class Softmax(Module):

@@ -11,6 +11,7 @@ hyper-parameters are constants of the plan, guarded: changing one traces anew.
 import math
 import operator
 
+from ..compiler.reads import typed
 from ..mode import no_grad
 from ..tensor import Tensor
 from .fused_update import fused_update_for
@@ -45,28 +46,19 @@ def _hyper_parameters(opt, group):
     """A guard's getter: whether the group still holds the hyper-parameters the plan
     holds as constants (opt._static's keys) and as many entries (one added or removed
     shows too). On every run: the same objects are one `is` each (map, in C); only a
-    value set anew is compared with its type (see _typed)."""
+    value set anew is compared by type and bits (compiler.reads.typed: NumPy finds
+    np.float32(0.9) == 0.9, yet the update computes from 0.9000000095...)."""
     keys = tuple(opt._static(group))
     values = tuple(map(group.get, keys))
-    size, typed = len(group), tuple(map(_typed, values))
+    size, was = len(group), tuple(map(typed, values))
 
     def unchanged():
         if len(group) != size:
             return False
         return all(map(operator.is_, map(group.get, keys), values)) or \
-            tuple(map(_typed, map(group.get, keys))) == typed
+            tuple(map(typed, map(group.get, keys))) == was
 
     return unchanged
-
-
-def _typed(value):
-    """A hyper-parameter with its type (a tuple's or list's items with theirs), as the
-    guard compares it: NumPy finds np.float32(0.9) == 0.9 (it compares in float32), yet
-    the update computes from 0.9000000095..., and a plan made for Python numbers would
-    go on with the old constants."""
-    if value.__class__ is tuple or value.__class__ is list:
-        return tuple((v.__class__, v) for v in value)
-    return value.__class__, value
 
 
 def _step_scalars(opt, index, params, recorder, positions):
