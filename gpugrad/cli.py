@@ -25,7 +25,8 @@ def _cmd_train(args):
                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     optimizer=args.optimizer, device=args.device, seed=args.seed,
                     out=args.out, distributed=args.distributed, compile=args.compile,
-                    cuda_graph=args.cuda_graph, overwrite=args.overwrite)
+                    cuda_graph=args.cuda_graph, overwrite=args.overwrite,
+                    blas_threads=args.blas_threads)
     if args.distributed:
         from .distributed import abort_on_error
 
@@ -112,6 +113,11 @@ def _add_train(sub):
     train.add_argument("--cuda-graph", action="store_true",
                        help="replay the compiled step as a CUDA graph: one launch per step "
                        "(on a CUDA device; not with --no-compile)")
+    train.add_argument("--blas-threads", type=_positive_int, default=None, metavar="N",
+                       help="threads of NumPy's BLAS on a CPU (default: 1 where the "
+                       "matrices are small, where more only wait for each other; else "
+                       "the BLAS's own, or OMP_NUM_THREADS / OPENBLAS_NUM_THREADS where "
+                       "set; split between the processes of --distributed)")
     train.set_defaults(run=_cmd_train)
     evaluate = sub.add_parser("evaluate", help="reload a checkpoint and report its test "
                               "accuracy")

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -30,7 +30,7 @@ import numpy as np
 
 import gpugrad as gg
 
-from . import metrics
+from . import blas_threads, metrics
 from .data import DataLoader, DatasetError, Standardizer, train_val_split
 from .nn import MLP
 from .nn import functional as F
@@ -56,6 +56,7 @@ class Config:
     compile: bool = True  # run the training step from a gg.compile plan (else eagerly)
     cuda_graph: bool = False  # ... replayed as a CUDA graph (implies compile; CUDA only)
     overwrite: bool = False  # write into an --out folder that holds a run already
+    blas_threads: int = None  # on a CPU (None: chosen by gpugrad.blas_threads)
 
     def check(self):
         if self.optimizer not in DEFAULT_LR:
@@ -68,6 +69,8 @@ class Config:
             self.lr = DEFAULT_LR[self.optimizer]
         if self.lr <= 0:
             raise ValueError(f"the learning rate must be positive, got {self.lr}")
+        if self.blas_threads is not None and self.blas_threads < 1:
+            raise ValueError(f"BLAS threads must be at least 1, got {self.blas_threads}")
         if self.cuda_graph and not self.compile:
             raise ValueError("--cuda-graph replays the compiled step: it cannot go with "
                              "--no-compile")
@@ -216,7 +219,13 @@ def run(config, stream=None, results=None):
     """Train as `config` says; returns the results dict also written to metrics.json.
     Progress goes to `stream` (default: sys.stderr at the call), the outcome (test
     accuracy, run folder) to `results` (default: sys.stdout), so that `gpugrad train >
-    log` keeps the outcome and still shows the progress."""
+    log` keeps the outcome and still shows the progress. NumPy's BLAS threads are as
+    before afterwards (see gpugrad.blas_threads)."""
+    with ExitStack() as scope:
+        return _run(config, stream, results, scope)
+
+
+def _run(config, stream, results, scope):
     stream = sys.stderr if stream is None else stream
     results = sys.stdout if results is None else results
     config.check()
@@ -240,14 +249,17 @@ def run(config, stream=None, results=None):
                          device=device)
     if team:  # same start on every rank; gradients averaged over the ranks in step()
         model, optimizer = team.wrap(model, optimizer)
+    threads, why = threads_of(config, device, team, [x_train.shape[1], *config.hidden,
+                                                       n_classes])
+    scope.enter_context(blas_threads.limited(threads))
     print(f"gpugrad train: {config.data} ({len(y_train)} train, {len(splits['val'][1])} val, "
           f"{len(splits['test'][1])} test, {n_classes} classes) on {device}; MLP "
           f"{[x_train.shape[1], *config.hidden, n_classes]}, {config.optimizer} "
           f"lr {config.lr}, batch {config.batch_size}"
           + (f" over {team.world_size} process{'es' if team.world_size > 1 else ''}"
-             if team else ""), file=stream)
-    if team and device.type == "cpu":
-        warn_if_threads_oversubscribed(team.context.local_size, stream)
+             if team else "")
+          + (f"; BLAS on {threads} thread{'s' if threads > 1 else ''} ({why})" if threads
+             else ""), file=stream)
     write_step_graph(model, loader, out)
     step = training_step(model, optimizer)
     if config.compile:
@@ -292,20 +304,12 @@ def usable(device):
     return device
 
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def warn_if_threads_oversubscribed(on_this_node, stream):
-    """Processes sharing a machine's cores, each with a BLAS that starts a thread per core,
-    spend their time switching threads (2 ranks on 2 cores ran 45x slower): say how to
-    give each its share. The variables must be set before NumPy loads, so only the
-    launching shell can."""
-    if on_this_node > 1 and not any(name in os.environ for name in THREAD_VARIABLES):
-        cores = os.cpu_count() or 1
-        share = max(cores // on_this_node, 1)
-        print(f"note: {on_this_node} processes share {cores} cores, and each one's BLAS "
-              f"would use all of them: launch with OMP_NUM_THREADS={share} "
-              f"OPENBLAS_NUM_THREADS={share} for full speed", file=stream)
+def threads_of(config, device, team, sizes):
+    """(threads or None, why) of NumPy's BLAS in this run: see gpugrad.blas_threads."""
+    world = team.world_size if team else 1
+    product = blas_threads.largest_product(-(-config.batch_size // world), sizes)
+    return blas_threads.chosen_threads(config.blas_threads, device.type, product,
+                                       team.context.local_size if team else 1)
 
 
 RUN_FILES = ("checkpoint.npz", "metrics.json")

@@ -257,24 +257,6 @@ def test_the_same_seed_gives_the_same_run(tmp_path):
     assert runs[0] == runs[1]
 
 
-def test_processes_sharing_the_cores_are_told_how_to_share_them(monkeypatch):
-    import io
-
-    from gpugrad.train import THREAD_VARIABLES, warn_if_threads_oversubscribed
-
-    for name in THREAD_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    said = io.StringIO()
-    warn_if_threads_oversubscribed(2, said)
-    assert said.getvalue().startswith("note: 2 processes share")
-    assert "OMP_NUM_THREADS=" in said.getvalue()
-    said = io.StringIO()
-    warn_if_threads_oversubscribed(1, said)  # alone on its node: nothing to share
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    warn_if_threads_oversubscribed(2, said)  # the launching shell saw to it
-    assert said.getvalue() == ""
-
-
 def test_two_runs_started_in_one_second_get_two_folders(tmp_path, monkeypatch):
     from gpugrad.train import new_run_folder
 

@@ -30,11 +30,12 @@ import time
 
 import numpy as np
 
+from ..blas_threads import THREAD_VARIABLES
+
 SIZES = (784, 512, 256, 10)
 BATCH = 256
 STEPS, REPEATS, WARMUP = 40, 7, 3
 QUICK_STEPS, QUICK_REPEATS = 5, 2
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 # --- what each rank runs ---------------------------------------------------------------------
