@@ -64,9 +64,11 @@ from .functions import (  # noqa: F401
     sigmoid,
     sqrt,
     stack,
+    std,
     sum,
     tanh,
     transpose,
+    var,
     where,
 )
 from .gradcheck import gradcheck  # noqa: F401

@@ -110,6 +110,20 @@ def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     return x.mean(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
+def var(x, axis=None, *, ddof=None, keepdims=False, dim=None, correction=None, unbiased=None,
+        keepdim=None):
+    """x.var(...): ddof 0 by default, as NumPy's (see Tensor.var)."""
+    return x.var(axis, ddof=ddof, keepdims=keepdims, dim=dim, correction=correction,
+                 unbiased=unbiased, keepdim=keepdim)
+
+
+def std(x, axis=None, *, ddof=None, keepdims=False, dim=None, correction=None, unbiased=None,
+        keepdim=None):
+    """x.std(...): ddof 0 by default, as NumPy's (see Tensor.var)."""
+    return x.std(axis, ddof=ddof, keepdims=keepdims, dim=dim, correction=correction,
+                 unbiased=unbiased, keepdim=keepdim)
+
+
 def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):  # noqa: A001
     return x.max(axis, keepdims, dim=dim, keepdim=keepdim)
 

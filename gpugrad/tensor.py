@@ -5,6 +5,8 @@ grad, its `.grad`, and the node that produced it (None for a leaf that no record
 has used yet). Every operator and method is one call into the op registry's dispatch.
 """
 
+import math
+
 import numpy as np
 
 from . import dtypes
@@ -462,6 +464,21 @@ class Tensor:
     def min(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
         return _reduce(_red.min, self, axis, keepdims, dim, keepdim)
 
+    def var(self, axis=None, *, ddof=None, keepdims=False, dim=None, correction=None,
+            unbiased=None, keepdim=None):
+        """The mean squared deviation from the mean over `axis`, its sum divided by n - ddof
+        rather than n. ddof defaults to 0, as NumPy's var does; PyTorch's var divides by
+        n - 1 unless told otherwise: give ddof=1 (or PyTorch's correction=1) for that
+        estimate. unbiased=True / False (PyTorch's older word) is ddof 1 / 0."""
+        return _variance(self, axis, dim, keepdims, keepdim,
+                         _ddof(ddof, correction, unbiased))
+
+    def std(self, axis=None, *, ddof=None, keepdims=False, dim=None, correction=None,
+            unbiased=None, keepdim=None):
+        """The square root of var(...), with the same arguments (ddof 0 by default)."""
+        return self.var(axis, ddof=ddof, keepdims=keepdims, dim=dim, correction=correction,
+                        unbiased=unbiased, keepdim=keepdim).sqrt()
+
     def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
         """Index of the largest value (of the flattened tensor when axis is None)."""
         return _reduce(_red.argmax, self, axis, keepdims, dim, keepdim)
@@ -683,6 +700,38 @@ def _reduce(op, x, axis, keepdims, dim, keepdim):
             raise _annotate(op, exc) from None
         axis = None
     return _apply(op, (x,), {"axis": axis, "keepdims": _keepdims(keepdims, keepdim)})
+
+
+def _variance(x, axis, dim, keepdims, keepdim, ddof):
+    """sum((x - mean)^2) / max(n - ddof, 0) over the axes, from the ops that have
+    gradients already (of every order). Centred first, not E[x^2] - E[x]^2, which
+    cancels to noise where the mean is large against the spread."""
+    mean = _reduce(_red.mean, x, axis, True, dim, None)  # (also checks axis / dim)
+    centred = x - mean
+    squares = _reduce(_red.sum, centred * centred, axis, keepdims, dim, keepdim)
+    reduced = _red.normalize_axes(axis if dim is None else dim, x.ndim)
+    n = math.prod(x.shape[a] for a in reduced) if x.ndim else 1
+    # n - ddof <= 0: inf (or NaN for an empty sum), as NumPy and PyTorch give
+    return squares / max(n - ddof, 0)
+
+
+def _ddof(ddof, correction, unbiased):
+    """The one ddof that ddof=, correction= (PyTorch) or unbiased= (PyTorch's older
+    boolean) says; 0 when none is given."""
+    given = [(name, value) for name, value in (("ddof", ddof), ("correction", correction),
+                                               ("unbiased", unbiased)) if value is not None]
+    if len(given) > 1:
+        raise TypeError(f"var: give one of ddof=, correction= and unbiased=, got "
+                        f"{' and '.join(name + '=' for name, _ in given)}")
+    if not given:
+        return 0
+    name, value = given[0]
+    if name == "unbiased":
+        return int(bool(value))
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                         np.floating)) or value < 0:
+        raise TypeError(f"var: {name} must be a number >= 0, got {value!r}")
+    return value
 
 
 def _keepdims(keepdims, keepdim):

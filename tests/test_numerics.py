@@ -177,3 +177,35 @@ def test_pows_gradients_at_a_zero_base_are_pytorchs():
     (ta ** tb).sum().backward()
     np.testing.assert_array_equal(a.grad.numpy(), ta.grad.numpy())
     np.testing.assert_array_equal(b.grad.numpy(), tb.grad.numpy())
+
+
+def test_var_and_std_divide_by_n_minus_ddof_zero_by_default_as_numpy():
+    x = np.random.default_rng(0).standard_normal((4, 5))
+    t = gg.tensor(x)
+    np.testing.assert_allclose(t.var().numpy(), np.var(x), rtol=1e-12)
+    np.testing.assert_allclose(gg.std(t, axis=0, ddof=1).numpy(), np.std(x, axis=0, ddof=1),
+                               rtol=1e-12)
+    np.testing.assert_allclose(t.var(dim=1, correction=1, keepdim=True).numpy(),
+                               np.var(x, axis=1, ddof=1, keepdims=True), rtol=1e-12)
+    assert t.var(unbiased=True).item() == pytest.approx(np.var(x, ddof=1), rel=1e-12)
+
+
+def test_var_of_float32_far_from_zero_keeps_its_spread():
+    # Centred before squaring: E[x^2] - E[x]^2 of values 10,000 +- 1 in float32 is noise.
+    x = (10_000 + np.random.default_rng(1).standard_normal(1000)).astype(np.float32)
+    assert gg.var(gg.tensor(x)).item() == pytest.approx(np.var(x.astype(np.float64)),
+                                                        rel=1e-3)
+
+
+def test_var_with_no_degrees_of_freedom_left_is_inf_or_nan_as_numpy():
+    with np.errstate(all="ignore"):
+        assert np.isnan(gg.tensor([3.0]).var(ddof=1).item())  # 0 / 0
+        assert gg.tensor([3.0, 4.0]).var(ddof=2).item() == np.inf
+
+
+def test_var_takes_one_of_ddof_correction_and_unbiased():
+    t = gg.tensor([1.0, 2.0])
+    with pytest.raises(TypeError, match="give one of ddof=, correction="):
+        t.var(ddof=1, correction=1)
+    with pytest.raises(TypeError, match="ddof must be a number >= 0"):
+        t.std(ddof=-1)
