@@ -21,6 +21,7 @@ tF = torch.nn.functional
 from conftest import device_params  # noqa: E402
 
 import gpugrad as gg  # noqa: E402
+import gpugrad.nn as nn  # noqa: E402
 import gpugrad.nn.functional as F  # noqa: E402
 
 RTOL = 1e-10
@@ -619,3 +620,79 @@ def test_class_weights_of_another_float_dtype_are_refused_as_torch_refuses_them(
         F.cross_entropy(logits, [0, 1, 2], weight=gg.tensor(np.ones(4)))
     as_list = F.cross_entropy(logits, [0, 1, 2], weight=[1.0, 2.0, 1.0, 1.0])
     assert as_list.dtype == np.float32  # numbers take the input's dtype
+
+
+# The ways a batch of class indices reaches a loss: functions, modules, a compiled
+# function, and the weighted path (with ignore_index), each as gpugrad and PyTorch.
+CLASS_INDEX_LOSSES = {
+    "cross_entropy": (F.cross_entropy, tF.cross_entropy),
+    "nll_loss": (F.nll_loss, tF.nll_loss),
+    "CrossEntropyLoss": (nn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()),
+    "NLLLoss": (nn.NLLLoss(), torch.nn.NLLLoss()),
+    "compiled cross_entropy": (gg.compile(lambda x, y: F.cross_entropy(x, y)),
+                               tF.cross_entropy),
+    "weighted, ignore_index": (
+        lambda x, y: F.cross_entropy(x, y, weight=gg.tensor([1.0, 2.0, 0.5]),
+                                     ignore_index=-100),
+        lambda x, y: tF.cross_entropy(x, y, weight=torch.tensor([1.0, 2.0, 0.5]))),
+}
+
+
+@pytest.mark.parametrize("loss", CLASS_INDEX_LOSSES, ids=str)
+def test_a_column_of_class_indices_is_refused_as_torch_refuses_it(loss):
+    # Class indices (N, 1) for logits (N, C): PyTorch refuses them ("multi-target not
+    # supported"); taken as labels, they would hide a target of another kind.
+    ours, theirs = CLASS_INDEX_LOSSES[loss]
+    logits = np.random.default_rng(2).standard_normal((4, 3)).astype(np.float32)
+    labels = np.array([[0], [2], [1], [1]])
+    with pytest.raises(RuntimeError, match="0D or 1D target tensor expected"):
+        theirs(torch.from_numpy(logits), torch.from_numpy(labels))
+    name = "nll_loss" if "nll" in loss.lower() else "cross_entropy"
+    with pytest.raises(gg.ShapeError, match=(
+            rf"{name}: class indices of shape \(4, 1\) for a batch of 4 \(input of shape "
+            r"\(4, 3\)\); expected shape \(4,\); flatten a column of labels with "
+            r"\.reshape\(-1\) \(at test_functional.py:\d+\)")):
+        ours(gg.tensor(logits), gg.tensor(labels))
+    flat = ours(gg.tensor(logits), gg.tensor(labels[:, 0]))  # flattened: torch's loss
+    want = theirs(torch.from_numpy(logits), torch.from_numpy(labels[:, 0]))
+    assert flat.item() == pytest.approx(want.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("name, options", [
+    ("cross_entropy", {}), ("cross_entropy", {"ignore_index": 1}),
+    ("cross_entropy", {"label_smoothing": 0.2}), ("cross_entropy", {"reduction": "none"}),
+    ("nll_loss", {}), ("nll_loss", {"ignore_index": 1}), ("nll_loss", {"reduction": "sum"}),
+], ids=str)
+def test_class_weights_that_require_grad_are_refused_as_torch_refuses_them(name, options):
+    # PyTorch has no gradient for a loss's class weights: weights that require grad are
+    # a RuntimeError, whether or not the input requires grad; under no_grad both take
+    # them (the same loss).
+    ours, theirs = getattr(F, name), getattr(tF, name)
+    logits = np.random.default_rng(4).standard_normal((4, 3))
+    labels, weight = np.array([0, 2, 1, 1]), np.array([0.5, 2.0, 1.5])
+    tw = torch.tensor(weight, requires_grad=True)
+    for needs_grad in (True, False):
+        with pytest.raises(RuntimeError, match="not differentiable with respect to "
+                           "argument 'weight'"):
+            theirs(torch.tensor(logits, requires_grad=needs_grad),
+                   torch.from_numpy(labels), weight=tw, **options)
+        gw = gg.tensor(weight, requires_grad=True)
+        with pytest.raises(gg.GraphError, match=(
+                rf"{name}: class weights of shape \(3,\) require grad, but the loss is not "
+                r"differentiable with respect to them, as in PyTorch; pass "
+                r"weight\.detach\(\) \(at test_functional.py:\d+\)")):
+            ours(gg.tensor(logits, requires_grad=needs_grad), labels, weight=gw, **options)
+        assert gw.grad is None
+    module = {"cross_entropy": nn.CrossEntropyLoss, "nll_loss": nn.NLLLoss}[name]
+    with pytest.raises(gg.GraphError, match="require grad"):  # the loss modules too
+        module(weight=gw)(gg.tensor(logits), labels)
+    with pytest.raises(gg.GraphError, match="require grad"):  # and one example (C,)
+        ours(gg.tensor(logits[0]), 2, weight=gw)
+    with torch.no_grad():
+        want = theirs(torch.from_numpy(logits), torch.from_numpy(labels), weight=tw,
+                      **options)
+    with gg.no_grad():
+        got = ours(gg.tensor(logits), labels, weight=gw, **options)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12)
+    detached = ours(gg.tensor(logits), labels, weight=gw.detach(), **options)
+    np.testing.assert_allclose(detached.numpy(), want.numpy(), rtol=1e-12)

@@ -1383,3 +1383,122 @@ def test_half_precision_norms_compute_their_statistics_in_float32():
     over_features = (exact - exact.mean(1, keepdims=True)) / np.sqrt(
         exact.var(1, keepdims=True) + 1e-5)
     within_an_ulp(F.layer_norm(gg.tensor(x), 4).numpy(), over_features)
+
+
+# Norms given tensors of several float dtypes: each case as a function of a library
+# (nn, functional, a constructor from NumPy, a dtype by name) and a float16/32/64 input.
+MIXED_NORM_DTYPES = {
+    "layer_norm: float64 input, float32 weight and bias": (
+        "float64", lambda nn, F, tensor, dtype, x: F.layer_norm(
+            x, (3,), tensor(np.ones(3, np.float32)), tensor(np.zeros(3, np.float32))),
+        "layer_norm: input of dtype float64 with weight of dtype float32, bias of dtype "
+        "float32"),
+    "layer_norm: float32 input, float64 weight": (
+        "float32", lambda nn, F, tensor, dtype, x: F.layer_norm(
+            x, (3,), tensor(np.ones(3))),
+        "layer_norm: input of dtype float32 with weight of dtype float64"),
+    "layer_norm: float16 input, float16 weight, float32 bias": (
+        "float16", lambda nn, F, tensor, dtype, x: F.layer_norm(
+            x, (3,), tensor(np.ones(3, np.float16)), tensor(np.zeros(3, np.float32))),
+        "layer_norm: input of dtype float16 with weight of dtype float16, bias of dtype "
+        "float32"),
+    "LayerNorm in float32 on float64": (
+        "float64", lambda nn, F, tensor, dtype, x: nn.LayerNorm(3)(x),
+        "layer_norm: input of dtype float64 with weight of dtype float32"),
+    "BatchNorm1d in float32, training, on float64": (
+        "float64", lambda nn, F, tensor, dtype, x: nn.BatchNorm1d(3)(x),
+        "BatchNorm1d: input of dtype float64 with weight of dtype float32, bias of dtype "
+        "float32, running_mean of dtype float32, running_var of dtype float32"),
+    "BatchNorm1d in float32, eval, on float64 (N, C, L)": (
+        "float64", lambda nn, F, tensor, dtype, x: nn.BatchNorm1d(3).eval()(
+            x.reshape(2, 3, 2)),
+        "BatchNorm1d: input of dtype float64 with weight of dtype float32"),
+    "BatchNorm1d in float64 without affine, on float32": (
+        "float32", lambda nn, F, tensor, dtype, x: nn.BatchNorm1d(
+            3, affine=False, dtype=dtype("float64"))(x),
+        "BatchNorm1d: input of dtype float32 with running_mean of dtype float64, "
+        "running_var of dtype float64"),
+    "BatchNorm1d in float16, on float32": (
+        "float32", lambda nn, F, tensor, dtype, x: nn.BatchNorm1d(
+            3, dtype=dtype("float16"))(x),
+        "BatchNorm1d: input of dtype float32 with weight of dtype float16"),
+}
+
+
+@pytest.mark.parametrize("case", MIXED_NORM_DTYPES)
+def test_norms_refuse_mixed_float_dtypes_as_torchs_do(case):
+    # PyTorch refuses a norm whose input, weight, bias and running statistics differ in
+    # dtype ("mixed dtype"), but for float16 data through float32 ones (the next test);
+    # promoting would run a float32 model in float64, silently.
+    torch = pytest.importorskip("torch")
+    x_dtype, run, says = MIXED_NORM_DTYPES[case]
+    x = np.random.default_rng(3).standard_normal((4, 3)).astype(x_dtype)
+    with pytest.raises(RuntimeError, match="scalar type|mixed dtype"):
+        run(torch.nn, torch.nn.functional, torch.from_numpy, lambda n: getattr(torch, n),
+            torch.from_numpy(x))
+    with pytest.raises(gg.DTypeError, match=re.escape(says) + r".*, as PyTorch requires.*"
+                       r"\(at test_nn.py:\d+\)"):
+        run(nn, F, gg.tensor, lambda n: n, gg.tensor(x))
+
+
+def test_half_precision_data_through_float32_norms_comes_out_float16_as_in_torch():
+    # PyTorch's mixed precision: float16 data through a model built in float32 gives a
+    # float16 result and input gradient, float32 parameter gradients and running
+    # statistics (computed in float32, rounded once).
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x = (300 + 10 * rng.standard_normal((64, 4))).astype(np.float16)
+    scale = np.arange(4.0, dtype=np.float32)
+    ours, theirs = nn.LayerNorm(4), torch.nn.LayerNorm(4)
+    xg, xt = gg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    yg, yt = ours(xg), theirs(xt)
+    (yg.astype("float32") * gg.tensor(scale)).sum().backward()
+    (yt.float() * torch.from_numpy(scale)).sum().backward()
+    assert (yg.dtype, xg.grad.dtype, ours.weight.grad.dtype) == \
+        (np.float16, np.float16, np.float32)
+    assert (yt.dtype, xt.grad.dtype, theirs.weight.grad.dtype) == \
+        (torch.float16, torch.float16, torch.float32)
+    np.testing.assert_allclose(values(yg), yt.detach().double().numpy(), atol=2e-3)
+    np.testing.assert_allclose(values(xg.grad), xt.grad.double().numpy(), atol=1e-3)
+
+    ours, theirs = nn.BatchNorm1d(4), torch.nn.BatchNorm1d(4)
+    for mode in ("train", "eval"):  # batch statistics, then the running ones
+        getattr(ours, mode)()
+        getattr(theirs, mode)()
+        yg, yt = ours(gg.tensor(x)), theirs(torch.from_numpy(x))
+        assert yg.dtype == np.float16 and yt.dtype == torch.float16
+        np.testing.assert_allclose(values(yg), yt.detach().double().numpy(), rtol=1e-3,
+                                   atol=1e-3)
+    for name, value in theirs.state_dict().items():
+        assert ours.state_dict()[name].dtype == value.numpy().dtype, name
+        np.testing.assert_allclose(values(ours.state_dict()[name]), value.numpy(),
+                                   rtol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_batch_norm_state_dict_without_its_batch_count_loads_as_torchs_does(strict):
+    # A state dict from before PyTorch 0.4.1 has no num_batches_tracked: PyTorch loads it,
+    # strict or not, and the module keeps its own count (not 0); no key is missing.
+    torch = pytest.importorskip("torch")
+    source = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    source(torch.randn(8, 3))  # running statistics worth loading
+    old = {k: v for k, v in source.state_dict().items() if k != "1.num_batches_tracked"}
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    theirs[1].num_batches_tracked.fill_(7)
+    result = theirs.load_state_dict(old, strict=strict)
+    assert (result.missing_keys, result.unexpected_keys) == ([], [])
+    assert theirs[1].num_batches_tracked.item() == 7
+
+    ours = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    ours.load_state_dict({**ours.state_dict(), "1.num_batches_tracked": gg.tensor(7)})
+    result = ours.load_state_dict({k: v.numpy() for k, v in old.items()}, strict=strict)
+    assert result == {"missing_keys": [], "unexpected_keys": []}
+    assert ours[1].num_batches_tracked.item() == 7
+    for name, value in theirs.state_dict().items():
+        np.testing.assert_array_equal(ours.state_dict()[name].numpy(), value.numpy(),
+                                      err_msg=name)
+    del old["1.running_mean"]  # any other buffer is still missing, as in PyTorch
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "1.running_mean"'):
+        theirs.load_state_dict(old)
+    with pytest.raises(gg.StateDictError, match=r"missing keys: 1\.running_mean$"):
+        ours.load_state_dict({k: v.numpy() for k, v in old.items()})

@@ -15,12 +15,6 @@ def test_class_indices_outside_the_classes_are_an_index_error(labels):
         F.cross_entropy(logits, labels)
 
 
-def test_a_column_of_labels_is_accepted():
-    logits = gg.tensor([[0.1, 0.2, 0.3], [1.0, 0.0, 0.0]])
-    column = F.cross_entropy(logits, gg.tensor([[2], [0]]))
-    assert np.isclose(column.item(), F.cross_entropy(logits, gg.tensor([2, 0])).item())
-
-
 def test_tensors_cached_in_forward_are_not_part_of_the_model():
     class Cache(nn.Module):
         def __init__(self):

@@ -8,7 +8,7 @@ from functools import partial
 import numpy as np
 
 from ..creation import arange, full, ones, rand, tensor, zeros
-from ..errors import DeviceError, DTypeError, OutOfBoundsError, ShapeError
+from ..errors import DeviceError, DTypeError, GraphError, OutOfBoundsError, ShapeError
 from ..functions import relu, sigmoid, tanh  # noqa: F401  (the same functions, as F.*)
 from ..mode import state as _state
 from ..ops import elementwise as ew
@@ -110,28 +110,64 @@ def one_hot(class_index, num_classes=-1):
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     """(x - mean) / sqrt(var + eps) over the last len(normalized_shape) axes (the biased
     variance, as PyTorch's), then * weight + bias (each of normalized_shape), where
-    given."""
+    given: of x's dtype, or float32 beside a float16 x (see _check_norm_dtypes)."""
     shape = _normalized_shape(x, normalized_shape)
-    y, _, _ = _standardized(x, tuple(range(x.ndim - len(shape), x.ndim)), eps)
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and tuple(t.shape) != shape:
             raise _annotate("layer_norm", ShapeError(
                 f"{name} of shape {tuple(t.shape)} for normalized_shape {shape}"))
+    _check_norm_dtypes("layer_norm", x, weight=weight, bias=bias)
+    y, _, _ = _standardized(x, tuple(range(x.ndim - len(shape), x.ndim)), eps)
     if weight is not None:
         y = y * weight
-    return y if bias is None else y + bias
+    if bias is not None:
+        y = y + bias
+    return y.astype(x.dtype)  # rounded once, after the scale and shift
 
 
 def _standardized(x, axes, eps):
-    """((x - mean) / sqrt(var + eps), mean, var) over `axes`, the variance biased. Half
-    precision is computed in float32, as PyTorch accumulates it (float16's 11 bits lose
-    the spread of values far from 0: x ~ 300 +- 10 came out 7 steps off), the result
-    rounded to x's dtype once."""
-    work = x.astype("float32") if x.dtype.kind == "f" and x.dtype.itemsize < 4 else x
+    """((x - mean) / sqrt(var + eps), mean, var) over `axes`, the variance biased, in
+    _working(x)'s dtype: the caller scales and shifts it there and rounds the result to
+    x's dtype once."""
+    work = _working(x)
     mean = work.mean(axis=axes, keepdims=True)
     centred = work - mean
     var = (centred * centred).mean(axis=axes, keepdims=True)
-    return (centred / (var + eps).sqrt()).astype(x.dtype), mean, var
+    return centred / (var + eps).sqrt(), mean, var
+
+
+def _working(x):
+    """x in the dtype a norm computes in: half precision in float32, as PyTorch
+    accumulates it (float16's 11 bits lose the spread of values far from 0: x ~ 300 +- 10
+    came out 7 steps off); any other dtype as it is."""
+    return x.astype("float32") if _is_half(x.dtype) else x
+
+
+def _is_half(dtype):
+    return dtype.kind == "f" and dtype.itemsize < 4
+
+
+def _check_norm_dtypes(name, x, **tensors):
+    """A norm's weight, bias and running statistics (those given, by name) all of x's
+    dtype, or, beside a half-precision x, all float32 (PyTorch's mixed precision: the
+    statistics and parameters kept in float32, the result in float16). PyTorch refuses
+    any other mix, and so do we: promoting would silently run a float32 model in float64
+    on float64 data (or hand a float32 input a float64 result), where the same code on
+    PyTorch stops."""
+    given = {key: t for key, t in tensors.items() if t is not None}
+    kinds = {t.dtype for t in given.values()}
+    if not given or kinds == {x.dtype} or (_is_half(x.dtype) and
+                                           kinds == {np.dtype("float32")}):
+        return
+    which = ", ".join(f"{key} of dtype {t.dtype}" for key, t in given.items())
+    allowed = f"all {x.dtype}" + (" or all float32" if _is_half(x.dtype) else "")
+    fix = ""
+    if len(kinds) == 1:  # the module's one dtype: the input converted to it fits
+        (wanted,) = kinds
+        fix = f"; give the input as {wanted} (x.astype({wanted.name!r}))"
+    raise _annotate(name, DTypeError(
+        f"input of dtype {x.dtype} with {which}: they must be {allowed}, as PyTorch "
+        f"requires{fix}"))
 
 
 def _normalized_shape(x, normalized_shape):
@@ -320,7 +356,8 @@ def _weighted_mean(loss, example_weight):
 
 
 def _class_weights(name, weight, ref):
-    """weight as a tensor of shape (C,) in ref's dtype and on its device, or None."""
+    """weight as a tensor of shape (C,) in ref's dtype and on its device, not requiring
+    grad where gradients are recorded, or None."""
     if weight is None:
         return None
     if not isinstance(weight, Tensor):
@@ -336,6 +373,15 @@ def _class_weights(name, weight, ref):
         raise _annotate(name, DTypeError(
             f"class weights of dtype {weight.dtype} for input of dtype {ref.dtype}; "
             f"give them as {ref.dtype} (weight.astype({str(ref.dtype)!r}))"))
+    if weight.requires_grad and _state.grad_enabled:
+        # PyTorch's losses have no gradient for their class weights and refuse weights
+        # that ask for one (under no_grad they take them): a gradient here would let
+        # code run that stops on PyTorch, and would train a weight made trainable by
+        # mistake.
+        raise _annotate(name, GraphError(
+            f"class weights of shape {tuple(weight.shape)} require grad, but the loss is "
+            "not differentiable with respect to them, as in PyTorch; pass "
+            "weight.detach()"))
     return weight
 
 
@@ -381,13 +427,15 @@ def _class_index(name, class_index, ref, ignore_index=None):
         raise _annotate(name, DTypeError(
             f"class indices must be integers, got {class_index.dtype} (class indices of "
             f"shape {tuple(class_index.shape)} for input of shape {tuple(ref.shape)})"))
-    if class_index.ndim == 2 and class_index.shape[1] == 1:
-        class_index = class_index.reshape(-1)  # a column of labels
     if class_index.shape != (ref.shape[0],):
+        # A column (N, 1) too, as PyTorch refuses it: taken as labels it would hide a
+        # target of another kind (one score per example, an (N, 1) regression target).
+        hint = "; flatten a column of labels with .reshape(-1)" \
+            if class_index.shape == (ref.shape[0], 1) else ""
         raise _annotate(name, ShapeError(
             f"class indices of shape {tuple(class_index.shape)} for a batch of "
             f"{ref.shape[0]} (input of shape {tuple(ref.shape)}); expected shape "
-            f"({ref.shape[0]},)"))
+            f"({ref.shape[0]},){hint}"))
     if ignore_index is not None and not isinstance(ignore_index, (int, np.integer)):
         raise _annotate(name, TypeError(f"ignore_index must be an int, got {ignore_index!r}"))
     data = class_index._data

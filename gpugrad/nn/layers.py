@@ -339,19 +339,25 @@ class BatchNorm1d(Module):
 
     def forward(self, x):
         axes = _batch_axes("BatchNorm1d", x, self.num_features)
+        F._check_norm_dtypes("BatchNorm1d", x, weight=self.weight, bias=self.bias,
+                             running_mean=self.running_mean, running_var=self.running_var)
+        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
         if self.training or self.running_mean is None:
             n = _values_per_feature("BatchNorm1d", x, axes)
             y, mean, var = F._standardized(x, axes, self.eps)
             if self.training and self.running_mean is not None:
                 self._track(mean, var, n)
         else:
-            shape = (1, self.num_features) + (1,) * (x.ndim - 2)
-            y = (x - self.running_mean.reshape(shape)) / \
+            y = (F._working(x) - self.running_mean.reshape(shape)) / \
                 (self.running_var.reshape(shape) + self.eps).sqrt()
         if self.weight is not None:
-            shape = (1, self.num_features) + (1,) * (x.ndim - 2)
             y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
-        return y
+        return y.astype(x.dtype)  # rounded once, after the scale and shift
+
+    def _optional_state(self):
+        # As PyTorch: a state dict from before the count existed (PyTorch < 0.4.1) has
+        # none, and loads, the module keeping its own count.
+        return () if self.num_batches_tracked is None else ("num_batches_tracked",)
 
     def _track(self, mean, var, n):
         """The running statistics moved towards this batch's by the momentum m (the

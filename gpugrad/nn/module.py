@@ -150,9 +150,12 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy values from `state_dict` into this module's tensors, on their devices and
         in their dtypes. Raises StateDictError listing every missing, unexpected and
-        mis-shaped key; nothing is changed unless everything fits."""
+        mis-shaped key; nothing is changed unless everything fits. A key a module
+        declares optional (BatchNorm1d's num_batches_tracked, as in PyTorch) may be
+        absent: that tensor keeps its value, and is not a missing key."""
         own = dict(self._named_tensors(("param", "buffer"), every_path=True))
-        missing = [k for k in own if k not in state_dict]
+        optional = _optional_keys(self)
+        missing = [k for k in own if k not in state_dict and k not in optional]
         unexpected = [k for k in state_dict if k not in own]
         updates, mismatched = [], []
         for name, target in own.items():
@@ -180,6 +183,11 @@ class Module:
             target._data = array
             target._mark_modified()
         return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    def _optional_state(self):
+        """Names of this module's own tensors that a state dict may lack (each then keeps
+        its value): none, unless a module says otherwise."""
+        return ()
 
     # --- modes and devices -----------------------------------------------------------------
     def train(self, mode=True):
@@ -292,6 +300,13 @@ def _walk(root, prefix, every_path):
             children.append((f"{name}.{key}" if name else key, child,
                              path | {id(child)} if every_path else path))
         stack.extend(reversed(children))
+
+
+def _optional_keys(root):
+    """The state-dict keys, under every path to each module, that may be absent."""
+    return {f"{prefix}.{key}" if prefix else key
+            for prefix, module in _walk(root, "", every_path=True)
+            for key in module._optional_state()}
 
 
 def _first_of_each(named):
