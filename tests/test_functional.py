@@ -196,12 +196,14 @@ def test_cross_entropy_matches_torch(reduction, label_smoothing):
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("index", [2, "0-d tensor"])
+@pytest.mark.parametrize("index", [2, "0-d tensor", "tensor of shape (1,)", "[2]"])
 def test_cross_entropy_of_one_example_matches_torch(reduction, label_smoothing, index):
-    """Single-example SGD, as the lecture has it: logits (C,) and one class index."""
+    """Single-example SGD, as the lecture has it: logits (C,) and one class index (also
+    in a 1-element vector, as PyTorch takes it)."""
     rng = np.random.default_rng(3)
     gz, tz = leaf(rng.standard_normal(4))
-    gi = gg.tensor(2) if index == "0-d tensor" else index
+    gi = {"0-d tensor": gg.tensor(2), "tensor of shape (1,)": gg.tensor([2]),
+          "[2]": [2]}.get(index, index)
     gl = F.cross_entropy(gz, gi, label_smoothing=label_smoothing, reduction=reduction)
     tl = tF.cross_entropy(tz, torch.tensor(2), label_smoothing=label_smoothing,
                           reduction=reduction)

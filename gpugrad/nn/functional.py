@@ -395,17 +395,19 @@ def _check_same_device(name, what, t, ref):
 
 
 def _one_example(loss, name, scores, class_index, reduction):
-    """loss of a batch of one: scores (C,) as (1, C), a single class index as (1,); the
-    loss per example (reduction="none") comes back 0-d, as PyTorch gives it."""
+    """loss of a batch of one: scores (C,) as (1, C), a single class index (0-d, or of
+    shape (1,) as PyTorch also takes it) as (1,); the loss per example (reduction="none")
+    comes back 0-d, as PyTorch gives it."""
     if isinstance(class_index, Tensor):
         shape = tuple(class_index.shape)
     else:
         shape = np.shape(class_index)
-    if shape != ():
+    if shape not in ((), (1,)):
         raise _annotate(name, ShapeError(
             f"input of shape {tuple(scores.shape)} is one example: it takes one class "
             f"index, got shape {shape}"))
-    index = class_index.reshape(1) if isinstance(class_index, Tensor) else [class_index]
+    index = class_index.reshape(1) if isinstance(class_index, Tensor) \
+        else np.reshape(class_index, (1,))
     out = loss(scores.reshape(1, -1), index, reduction=reduction)
     return out.reshape(()) if reduction == "none" else out
 
