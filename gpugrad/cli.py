@@ -238,12 +238,11 @@ def _cmd_viz(args):
                              f"{' '.join(args.shapes) or '(none)'}: {exc}") from None
     else:
         from .nn import MLP
-        from .nn import functional as F
+        from .train import step_graph
 
         sizes = args.mlp
-        model = MLP(sizes)
         labels = gg.tensor([i % sizes[-1] for i in range(args.batch)])
-        graph = F.cross_entropy(model(gg.randn(args.batch, sizes[0])), labels).graph
+        graph = step_graph(MLP(sizes), gg.randn(args.batch, sizes[0]), labels)
     if kind == "html":
         graph.to_html(out)
     elif kind == "dot":

@@ -4,7 +4,9 @@ Built on demand from the nodes behind some output tensors (by an iterative walk)
 eager execution never pays for networkx. Node ids are the nodes' creation numbers, so
 sorting ids is a topological order. Each networkx node carries: op, qualname, kind
 ("op" or "input"), attrs, shape, dtype, device, site ("file.py:12"), requires_grad,
-is_output, scope (the nn.Module calls it was made in, as paths, outermost first:
+is_output, input_index (an argument's position), name (a leaf's name, where the graph
+knows one: a parameter's in its module, "MLP.0.weight"; a traced function's argument's,
+"x"; else None), scope (the nn.Module calls it was made in, as paths, outermost first:
 ("MLP", "MLP.0")), bytes (its output), and what gg.profile recorded (None where it
 did not): time, backward_time, saved_bytes, kernel_bytes, stats, grad_stats. The graph
 itself carries scopes: {path: module class name}. Each edge (input -> consumer)
@@ -21,12 +23,15 @@ from .node import format_site, walk
 class Graph:
     """A recorded computation: nodes from inputs to outputs, viewable with networkx."""
 
-    def __init__(self, nodes, outputs, inputs=(), calls=None, ordered=False):
+    def __init__(self, nodes, outputs, inputs=(), calls=None, ordered=False,
+                 input_names=()):
         """calls: the nn.Module calls the nodes were made in (see
         gpugrad.viz.scopes.module_calls), where the nodes no longer carry them (a
         compiled program); None: read off the nodes. ordered: `nodes` are in a
         topological order to keep (a compiled program's, whose passes make nodes with
-        later numbers); otherwise numbers, which are creation order, give the order."""
+        later numbers); otherwise numbers, which are creation order, give the order.
+        input_names: what to call `inputs`, in their order (a traced function's
+        parameter names, viz.labels.argument_names; None or missing: unnamed)."""
         from .viz.scopes import module_calls, module_scopes, parameter_names
 
         by_number = {n.seq: n for n in sorted(nodes, key=lambda n: n.seq)}
@@ -43,6 +48,11 @@ class Graph:
         # Named now, while the modules the nodes were made in are most likely alive.
         self._scopes, self._scope_classes = module_scopes(by_number, calls)
         self._names = parameter_names(self._nodes, calls)
+        # Names live on the graph, not on the nodes or tensors: the same tensor passed
+        # as `x` to one trace and as `batch` to another is each in its own graph.
+        for seq, name in zip(self.inputs, input_names, strict=False):
+            if name:  # the function's word for it, over a parameter's name
+                self._names[seq] = name
         self._nx = None
 
     @classmethod
@@ -55,9 +65,11 @@ class Graph:
         return cls.between([node_of(t) for t in tensors], [node_of(t) for t in inputs])
 
     @classmethod
-    def between(cls, outputs, inputs=()):
-        """The graph from the nodes `inputs` (where given) to the nodes `outputs`."""
-        return cls(walk(outputs + inputs, stop=inputs), outputs, inputs)
+    def between(cls, outputs, inputs=(), input_names=()):
+        """The graph from the nodes `inputs` (where given, called `input_names`) to the
+        nodes `outputs`."""
+        return cls(walk(outputs + inputs, stop=inputs), outputs, inputs,
+                   input_names=input_names)
 
     def subgraph(self, outputs, inputs=()):
         """The part of this graph that computes the nodes `outputs` (ids), from the
@@ -69,7 +81,8 @@ class Graph:
         ins = [self._nodes[s] for s in inputs]
         kept = {id(n) for n in walk(outs + ins, stop=ins)}
         nodes = [n for n in self._nodes.values() if id(n) in kept]  # in this graph's order
-        return Graph(nodes, outs, ins, calls=self._calls, ordered=self._ordered)
+        return Graph(nodes, outs, ins, calls=self._calls, ordered=self._ordered,
+                     input_names=[self._names.get(s) for s in inputs])
 
     # --- networkx ---------------------------------------------------------------------------
     @property
@@ -145,8 +158,9 @@ class Graph:
         for seq, node in self._nodes.items():
             spec = f"{_dtype_name(node.dtype)}{list(node.shape)}"
             if node.op.is_leaf or seq in self._cut:
-                if seq in self.inputs:
-                    role = f"arg{self.inputs.index(seq)}"
+                if seq in self.inputs:  # "arg0 x": its place in a call, its name
+                    role = " ".join(filter(None, (f"arg{self.inputs.index(seq)}",
+                                                  self._names.get(seq))))
                 elif node.op.name == "constant":
                     role = (f"constant {node.attrs['value']!r}" if "value" in node.attrs
                             else "constant")  # an array gg.compile folded
@@ -282,12 +296,13 @@ def recorded_attributes(node):
 
 
 def _place_leaves_in_scopes(g):
-    """A parameter or a constant belongs to the module that reads it: the scope its
-    consumers share. Other leaves (data, a trace's arguments) stay outside any module."""
+    """A parameter, a module's buffer or a constant belongs to the module that reads it:
+    the scope its consumers share. Other leaves (data, a trace's arguments) stay outside
+    any module."""
     for seq, data in g.nodes(data=True):
         if data["kind"] != "input":
             continue
-        if data["input_index"] is not None or not (data["requires_grad"]
+        if data["input_index"] is not None or not (data["requires_grad"] or data["name"]
                                                    or data["op"] == "constant"):
             data["scope"] = ()
             continue

@@ -23,11 +23,15 @@ def _flatten(result):
 
 def trace(fn, *inputs):
     """Run fn(*inputs) once, recording every op, and return the gg.Graph from the inputs
-    (arrays or numbers become tensors) to the outputs."""
+    (arrays or numbers become tensors) to the outputs; the inputs are drawn by the names
+    of fn's parameters (`def step(x, labels)`: "x", "labels")."""
+    from .viz.labels import argument_names
+
     args = [x if isinstance(x, Tensor) else tensor(x) for x in inputs]
     # The arguments' nodes as they are now: an argument updated in place inside fn
     # (acc += x) carries the update's node after it, and the graph starts before.
     starts = [node_of(a) for a in args]
     with tracing():
         result = fn(*args)
-    return Graph.between([node_of(t) for t in _flatten(result)], starts)
+    return Graph.between([node_of(t) for t in _flatten(result)], starts,
+                         argument_names(fn, len(args)))

@@ -395,14 +395,23 @@ def load_into(model, checkpoint):
     model.load_state_dict(checkpoint["model"])
 
 
+def step_graph(model, x, labels):
+    """The graph of a training step's forward pass and loss. Traced from a function of
+    (x, labels), not read off the loss: drawings then call the batch and the labels by
+    those names, where a loss's graph would show two leaves both called "input"."""
+    def forward_and_loss(x, labels):
+        return F.cross_entropy(model(x), labels)
+
+    return gg.trace(forward_and_loss, x, labels)
+
+
 def write_step_graph(model, loader, out):
     """The graph of one training step (forward, loss), as Graphviz DOT and as the
     self-contained HTML viewer."""
     xb, yb = next(iter(loader))
     if out is None:  # a distributed run's other ranks: the same draw from the loader's
         return       # generator (the ranks shuffle alike), nothing written
-    loss = F.cross_entropy(model(xb), yb)
-    graph = loss.graph
+    graph = step_graph(model, xb, yb)
     with open(os.path.join(out, "graph.dot"), "w") as f:
         f.write(graph.to_dot(rankdir="LR"))
     graph.to_html(os.path.join(out, "graph.html"), title="gpugrad: one training step")

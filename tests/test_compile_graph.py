@@ -59,8 +59,9 @@ def scoped_ops(graph):
 
 
 def parameter_leaves(graph):
-    """{name: networkx attributes} of the named leaves."""
-    return {data["name"]: data for _, data in graph.nx.nodes(data=True) if data["name"]}
+    """{name: networkx attributes} of the named leaves, but for the function's arguments."""
+    return {data["name"]: data for _, data in graph.nx.nodes(data=True)
+            if data["name"] and data["input_index"] is None}
 
 
 def test_a_compiled_step_graph_has_the_module_scopes_of_the_eager_forward():
@@ -117,6 +118,47 @@ def test_what_belongs_to_a_parameter_is_named_after_it():
     assert set(parameter_leaves(update.graph)) == (
         {f"param {i}.momentum_buffer" for i in range(4)}
         | {f"SGD {key} of param {i}" for i in range(4) for key in ("lr", "dampening")})
+
+
+def argument_names(graph):
+    return [graph.nx.nodes[seq]["name"] for seq in graph.inputs]
+
+
+def test_a_compiled_functions_arguments_are_named_after_its_parameters():
+    """step(x, y): the batch is x and the labels y in both graphs, in every viewer; the
+    summary lists them beside the parameters and the optimiser's state."""
+    compiled = compiled_step(mlp())
+    for graph in (compiled.traced_graph, compiled.graph):
+        assert argument_names(graph) == ["x", "y"]
+        assert "float32[6, 5] = arg0 x\n" in str(graph) and "= arg1 y\n" in str(graph)
+        dot = graph.to_dot()
+        assert '[label="x\\nfloat32[6, 5]"' in dot and '[label="y\\nint64[6]"' in dot
+        titles = {n["title"] for n in page_data(graph)["nodes"] if n["kind"] == "input"}
+        assert {"x", "y", "MLP.0.weight", "MLP.0.weight.exp_avg"} <= titles
+        leaves = {r["title"]: r["role"] for r in graph.summary(print_table=False)["leaves"]}
+        assert leaves["x"] == "argument 0" and leaves["y"] == "argument 1"
+
+
+def test_arguments_are_named_as_the_call_binds_them():
+    """Numbers are not tensor arguments, keywords bind by name, and a method's self is
+    not one of its tensors: the names follow the tensors to their places."""
+    def scaled(x, scale, w=None, *, offset=0.0):
+        return ((x * scale) @ w + offset).sum()
+
+    x, w = gg.ones(2, 3), gg.ones(3, 4)
+    compiled = gg.compile(scaled)
+    compiled(x, 2.0, w=w, offset=1.0)
+    assert argument_names(compiled.traced_graph) == ["x", "w"]
+
+    class Model:
+        weight = gg.ones(3, 4)
+
+        @gg.compile
+        def forward(self, batch):
+            return (batch @ self.weight).sum()
+
+    Model().forward(x)
+    assert argument_names(Model.forward.traced_graph) == ["batch"]
 
 
 def test_each_op_of_a_compiled_graph_carries_the_users_line():

@@ -38,6 +38,14 @@ def test_a_run_writes_every_file_it_promises(small_run):
     assert csv_lines[0].startswith("epoch,train_loss") and len(csv_lines) == 4
 
 
+def test_the_step_graph_names_the_batch_the_labels_and_the_parameters(small_run):
+    out, _ = small_run
+    dot, page = (out / "graph.dot").read_text(), (out / "graph.html").read_text()
+    for name in ("x", "labels", "MLP.0.weight", "MLP.2.bias"):
+        assert f'[label="{name}\\n' in dot and f'"title": "{name}"' in page, name
+    assert 'label="input' not in dot
+
+
 def test_metrics_record_every_epoch_and_the_test_result(small_run):
     out, result = small_run
     metrics = json.loads((out / "metrics.json").read_text())

@@ -265,10 +265,11 @@ def test_a_traces_arguments_are_told_apart_and_a_1d_shape_is_a_tuple(browser, tm
     graph.to_html(path)
     page, _ = open_page(browser, path)
     titles = page.locator("g.node.input text.title").all_text_contents()
-    assert sorted(titles) == ["arg0", "arg1", "arg2"]  # as str(graph) names them
-    page.locator("g.node.input", has_text="arg1").click()
+    assert sorted(titles) == ["x", "y", "z"]  # the function's names, as str(graph) has them
+    page.locator("g.node.input", has=page.locator("text.title", has_text=re.compile("^y$"))
+                 ).click()
     details = page.inner_text("#details")
-    assert "argument\t1" in details and "shape\t(1,)" in details
+    assert "name\ty" in details and "argument\t1" in details and "shape\t(1,)" in details
 
 
 def test_gradients_and_tensors_requiring_grad_have_colours_apart(browser, tmp_path):
@@ -439,3 +440,58 @@ def test_the_whole_graph_stays_in_view_as_what_is_shown_changes(browser, tmp_pat
     assert nodes_outside_the_canvas(page) != []
     page.click("#fit")
     assert nodes_outside_the_canvas(page) == []
+
+
+def test_leaves_show_their_names_and_long_ones_fit_their_boxes(browser, tmp_path):
+    """The batch, the labels and every parameter by name; a long name loses its middle
+    to fit its box, keeping the start and the end that tell two apart; the details and
+    the search have the whole name. A leaf nothing names is still "input"."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.feature_extractor_backbone = nn.MLP([4, 8])
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.head(self.feature_extractor_backbone(x).relu())
+
+    gg.manual_seed(0)
+    model = Net()
+
+    def step(images, labels):
+        return F.cross_entropy(model(images), labels)
+
+    graph = gg.trace(step, gg.randn(5, 4), gg.tensor([0, 1, 2, 0, 1]))
+    path = tmp_path / "named.html"
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    page.check("#backward")  # "grad of <name>" boxes too
+    titles = page.locator("g.node.input text.title").all_text_contents()
+    assert {"images", "labels", "Net.head.weight", "Net.head.bias"} <= set(titles)
+    boxes = page.eval_on_selector_all("g.node", """gs => gs.map(g => {
+        const t = g.querySelector("text.title");
+        return [t.textContent, t.getComputedTextLength() + (+t.getAttribute("x")),
+                +g.querySelector("rect").getAttribute("width")];
+    })""")
+    assert all(right <= width for _, right, width in boxes), boxes
+    for whole in ("Net.feature_extractor_backbone.0.weight",
+                  "Net.feature_extractor_backbone.0.bias"):
+        end = whole.rsplit(".", 1)[1]
+        shown = [text.removeprefix("grad of ") for text, _, _ in boxes
+                 if text.endswith(f"0.{end}")]
+        assert len(shown) == 2, boxes  # the parameter and its gradient
+        for text in shown:  # "Net.feat\u2026ne.0.weight": its start and its end
+            start, _, tail = text.partition("\u2026")
+            assert whole.startswith(start) and whole.endswith(tail) and len(tail) > 6
+    page.locator("g.node.input.grad", has_text="0.weight").click()
+    assert "parameter\tNet.feature_extractor_backbone.0.weight" in page.inner_text("#details")
+    page.locator("g.node.input", has_text="labels").click()
+    assert "name\tlabels" in page.inner_text("#details")
+    for query, hits in (("labels", 1), ("arg1", 1), ("backbone.0.weight", 1)):
+        page.fill("#search", query)
+        assert page.inner_text("#count") == f"{hits} match(es)", query
+    eager = tmp_path / "eager.html"
+    training_graph().to_html(eager)  # its data and labels were never named
+    page, _ = open_page(browser, eager)
+    titles = page.locator("g.node.input text.title").all_text_contents()
+    assert sorted(titles)[-2:] == ["input", "input"]

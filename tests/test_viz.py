@@ -100,7 +100,7 @@ def test_summary_counts_parameters_flops_and_bytes(capsys):
     assert np.isclose(totals["flops"], sum(r["flops"] for r in result["rows"]))
     # After the printed table, an interactive session echoes one line, not every row;
     # the table itself is the summary's text.
-    assert repr(result) == "<graph summary: 5 ops, 67 parameters; keys 'totals', 'rows'>"
+    assert repr(result) == "<graph summary: 5 ops, 67 parameters; keys 'totals', 'rows', 'leaves'>"
     assert str(result) + "\n" == printed and "cross_entropy" in str(result)
 
 
@@ -377,8 +377,8 @@ def test_parameters_are_named_as_their_module_names_them():
     graph = gg.trace(Net(), gg.randn(3, 4))
     names = {data["name"] for _, data in graph.nx.nodes(data=True) if data["name"]}
     assert names == {"Net.encoder.0.weight", "Net.encoder.0.bias", "Net.head.weight",
-                     "Net.head.bias"}
-    assert graph.nx.nodes[graph.inputs[0]]["name"] is None  # the data has no name
+                     "Net.head.bias", "x"}  # the data: as Net.forward(self, x) calls it
+    assert graph.nx.nodes[graph.inputs[0]]["name"] == "x"
     assert 'label="Net.head.weight\\nfloat32[2, 8]"' in graph.to_dot()
 
 
@@ -542,25 +542,36 @@ def test_dot_labels_show_backslashes_and_quotes_as_written(note):
 
 
 def test_a_traces_arguments_and_constants_are_labelled_as_str_shows_them():
-    """The lecture's f = (x + y) z, traced: arg0, arg1, arg2 as in str(g), not three
-    nodes alike called "input"; a constant by its value."""
+    """The lecture's f = (x + y) z, traced: x, y, z (the function's parameters) as in
+    str(g), not three nodes alike called "input"; a constant by its value."""
     graph = gg.trace(lambda x, y, z: (x + y) * z * 2.0, gg.tensor(-2.0), gg.tensor(5.0),
                      gg.tensor(-4.0))
-    assert "= arg2" in str(graph) and "constant 2.0" in str(graph)
+    assert "= arg2 z" in str(graph) and "constant 2.0" in str(graph)
     dot = graph.to_dot()
-    for i, seq in enumerate(graph.inputs):
-        assert f'  n{seq} [label="arg{i}\\nfloat32[]"' in dot
+    for name, seq in zip("xyz", graph.inputs, strict=True):
+        assert f'  n{seq} [label="{name}\\nfloat32[]"' in dot
     assert 'label="input' not in dot and re.search(r'  k\d+_\d+ \[label="2.0"', dot)
     titles = [n["title"] for n in gg.viz.html.page_data(graph)["nodes"]]
     # The viewer draws the constant once, and says what it is.
-    assert {"arg0", "arg1", "arg2", "constant 2.0"} <= set(titles)
+    assert {"x", "y", "z", "constant 2.0"} <= set(titles)
+
+
+def test_an_argument_without_a_parameter_name_is_called_by_its_position():
+    """max has no signature Python can read: its arguments are arg0 and arg1, as before
+    names were read. Arguments a *args parameter takes are named after it."""
+    graph = gg.trace(max, gg.tensor(1.0), gg.tensor(2.0))
+    assert [graph.nx.nodes[seq]["name"] for seq in graph.inputs] == [None, None]
+    assert "= arg0\n" in str(graph) and 'label="arg1\\nfloat32[]"' in graph.to_dot()
+    graph = gg.trace(lambda first, *rest: first * rest[0] * rest[1], *gg.ones(3, 2))
+    assert [graph.nx.nodes[seq]["name"] for seq in graph.inputs] == [
+        "first", "rest[0]", "rest[1]"]
 
 
 def test_gradients_of_a_traces_arguments_are_named_after_them():
     graph = gg.trace(lambda x, y: x * y, gg.ones(2, requires_grad=True),
                      gg.ones(2, requires_grad=True))
     dot = graph.to_dot(passes="both")
-    assert '[label="grad of arg0' in dot and '[label="grad of arg1' in dot
+    assert '[label="grad of x' in dot and '[label="grad of y' in dot
 
 
 # --- a module called twice ----------------------------------------------------------------
@@ -605,3 +616,112 @@ def test_dot_draws_a_cluster_per_call_of_a_module():
     block = dot.split('subgraph "cluster_Shared.shared" {')[1].split("}")[0]
     assert f"  n{first} [" in block
     assert f"  n{other} [" not in block and f"  n{second} [" not in block
+
+
+# --- what leaves are called ------------------------------------------------------------------
+def named_step_graph():
+    """An MLP's forward pass and loss, traced from a function of (x, labels)."""
+    gg.manual_seed(0)
+    model = nn.MLP([4, 8, 3])
+
+    def step(x, labels):
+        return F.cross_entropy(model(x), labels)
+
+    return gg.trace(step, gg.randn(5, 4), gg.tensor([0, 1, 2, 0, 1]))
+
+
+def test_an_mlp_steps_leaves_are_drawn_by_name():
+    """The batch and the labels by the step function's parameter names, each weight and
+    bias by its name in the model: no two leaves are left both called "input"."""
+    graph = named_step_graph()
+    dot = graph.to_dot()
+    for label in ("x\\nfloat32[5, 4]", "labels\\nint64[5]", "MLP.0.weight\\nfloat32[8, 4]",
+                  "MLP.0.bias\\nfloat32[8]", "MLP.2.weight\\nfloat32[3, 8]",
+                  "MLP.2.bias\\nfloat32[3]"):
+        assert f'[label="{label}"' in dot, label
+    assert 'label="input' not in dot
+    text = str(graph)
+    assert "float32[5, 4] = arg0 x\n" in text and "int64[5] = arg1 labels\n" in text
+    assert "float32[8, 4] = input MLP.0.weight (requires grad)\n" in text
+
+
+def test_the_summary_lists_the_leaves_by_name(capsys):
+    graph = named_step_graph()
+    result = graph.summary()
+    leaves = {r["title"]: r for r in result["leaves"]}
+    assert set(leaves) == {"x", "labels", "MLP.0.weight", "MLP.0.bias", "MLP.2.weight",
+                           "MLP.2.bias"}
+    assert leaves["labels"]["role"] == "argument 1" and leaves["labels"]["dtype"] == "int64"
+    assert leaves["MLP.0.weight"]["role"] == "requires grad"
+    assert leaves["MLP.0.weight"]["bytes"] == 8 * 4 * 4
+    assert [r["op"] for r in result["rows"]] == ["linear", "relu", "linear",
+                                                 "cross_entropy", "mean"]  # ops, as before
+    lines = capsys.readouterr().out.splitlines()
+    assert re.search(r"^ *\d+  labels +\(5,\) +int64 +40  argument 1$", "\n".join(lines),
+                     re.MULTILINE)
+    assert re.search(r"^ *\d+  MLP\.2\.bias +\(3,\) +float32 +12  requires grad$",
+                     "\n".join(lines), re.MULTILINE)
+
+
+def test_a_leaf_nothing_names_keeps_its_label():
+    """Data made outside any traced function and a tensor trained without a module: the
+    graph cannot know their names, and draws them as it did — "input", shape, dtype."""
+    w = gg.ones(4, 3, requires_grad=True)
+    graph = (gg.randn(5, 4) @ w).sum().graph
+    data, weight = graph.node(graph.op_nodes()[0]).inputs  # of the product
+    assert graph.nx.nodes[data.seq]["name"] is graph.nx.nodes[weight.seq]["name"] is None
+    dot = graph.to_dot()
+    assert f'  n{data.seq} [label="input\\nfloat32[5, 4]"' in dot
+    assert f'  n{weight.seq} [label="input\\nfloat32[4, 3]"' in dot
+    assert f"%{weight.seq}: float32[4, 3] = input (requires grad)\n" in str(graph)
+    assert [r["title"] for r in graph.summary(print_table=False)["leaves"]] == ["input",
+                                                                               "input"]
+
+
+def test_names_belong_to_a_graph_and_leak_into_no_other():
+    """The same tensor traced as `x`, then as `batch`, then read eagerly; a layer's
+    weight named where the layer is called, unnamed where only its tensor is read."""
+    layer = nn.Linear(4, 2)
+    data = gg.randn(3, 4)
+    as_x = gg.trace(lambda x: layer(x).sum(), data)
+    as_batch = gg.trace(lambda batch: layer(batch).sum(), data)
+    eager = (data @ layer.weight.T).sum().graph  # the layer's weight, but no call of it
+
+    def name_of(graph, tensor):
+        return graph.nx.nodes[tensor.node.seq]["name"]
+
+    assert name_of(as_x, data) == "x" and name_of(as_batch, data) == "batch"
+    assert name_of(as_x, layer.weight) == name_of(as_batch, layer.weight) == "Linear.weight"
+    assert name_of(eager, layer.weight) is None and name_of(eager, data) is None
+    assert "= arg0 x\n" in str(as_x) and "batch" not in str(as_x)
+    assert 'label="x' not in eager.to_dot() and 'label="Linear.weight' not in eager.to_dot()
+
+
+def test_a_subgraph_keeps_the_names_of_its_arguments():
+    graph = named_step_graph()
+    part = graph.subgraph(graph.outputs, graph.inputs)
+    assert [part.nx.nodes[s]["name"] for s in part.inputs] == ["x", "labels"]
+
+
+def test_gpugrad_viz_names_the_batch_and_the_labels(tmp_path):
+    result = run_cli("viz", "--mlp", "6", "5", "3", "--batch", "4", "--out",
+                     str(tmp_path / "step.dot"))
+    assert result.returncode == 0, result.stderr
+    dot = (tmp_path / "step.dot").read_text()
+    for label in ("x\\nfloat32[4, 6]", "labels\\nint64[4]", "MLP.0.weight\\nfloat32[5, 6]"):
+        assert f'[label="{label}"' in dot, label
+
+
+def test_a_modules_buffers_are_named_and_drawn_in_it():
+    """In eval mode BatchNorm1d reads its running statistics: leaves that need no
+    gradient, named as the module's state_dict names them, inside its cluster."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    model.eval()
+    graph = gg.trace(model, gg.randn(5, 3))
+    named = {data["name"]: data for _, data in graph.nx.nodes(data=True) if data["name"]}
+    for buffer in ("running_mean", "running_var"):
+        data = named[f"Sequential.1.{buffer}"]
+        assert not data["requires_grad"] and data["scope"] == ("Sequential", "Sequential.1")
+        assert f"= input Sequential.1.{buffer}\n" in str(graph)
+    block = graph.to_dot(scopes=True).split('subgraph "cluster_Sequential.1" {')[1]
+    assert 'label="Sequential.1.running_var\\nfloat32[4]"' in block.split("}")[0]

@@ -25,6 +25,7 @@ from .. import node as _node_module
 from ..errors import retyped
 from ..mode import state
 from ..tensor import Tensor
+from ..viz.labels import argument_names
 from . import passes
 from .capture import CompileError, Recorder, capturing
 from .cuda_graph import graph_ready
@@ -370,9 +371,11 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
                       "compiled results come without a graph — call backward() inside "
                       "the function", CompileWarning, stacklevel=4)
     tensor_args = [a for a in traced_args if a.__class__ is Tensor]
+    names = [name for name, a in zip(argument_names(fn, len(traced_args)), traced_args,
+                                     strict=True) if a.__class__ is Tensor]
     with _collector_paused():
-        traced = build(recorder, tensor_args, tensors)
-        program = build(recorder, tensor_args, tensors)
+        traced = build(recorder, tensor_args, tensors, names)
+        program = build(recorder, tensor_args, tensors, names)
         _detach_grads(recorder)
         stats = passes.run_all(program) if optimize else {}
         memory = plan_memory(program)

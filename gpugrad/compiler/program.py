@@ -47,10 +47,11 @@ class Program:
     writes_from, cleared: what a run failing before its writes keeps or does again
     (see lower.HostUndo); calls: the nn.Module calls of the trace
     (gpugrad.viz.scopes.module_calls), which give its graphs their module scopes and
-    parameter names."""
+    parameter names; arg_names: what its graphs call the function's tensor arguments,
+    by position (the function's parameter names; None: unnamed)."""
 
     def __init__(self, nodes, sinks, host, guards, calls=(), host_after=(), first_calls=0,
-                 writes_from=None, cleared=()):
+                 writes_from=None, cleared=(), arg_names=()):
         self.nodes = nodes
         self.sinks = sinks
         self.host = host
@@ -60,6 +61,7 @@ class Program:
         self.first_calls = first_calls
         self.writes_from = writes_from
         self.cleared = list(cleared)
+        self.arg_names = list(arg_names)
 
     def op_nodes(self):
         return [n for n in self.nodes if not n.op.is_leaf]
@@ -82,8 +84,10 @@ class Program:
         results = [s.node for s in self.sinks if s.node is not None]
         args = sorted((n for n in self.leaves() if n.meta["feed"].kind == "arg"),
                       key=lambda n: n.meta["feed"].source)
+        names = dict(enumerate(self.arg_names))
         return Graph(_leaves_before_readers(self.nodes), _unique(results), args, self.calls,
-                     ordered=True)
+                     ordered=True,
+                     input_names=[names.get(n.meta["feed"].source) for n in args])
 
     def __repr__(self):
         return f"<Program: {len(self.op_nodes())} ops, {len(self.sinks)} sinks>"
@@ -114,9 +118,9 @@ def _unique(nodes):
     return out
 
 
-def build(recorder, args, results):
+def build(recorder, args, results, arg_names=()):
     """The Program of a finished trace: `args` are the function's tensor arguments (as
-    traced), `results` its flattened tensor results."""
+    traced), called `arg_names` in drawings; `results` its flattened tensor results."""
     arg_index = {a._node: i for i, a in enumerate(args) if a._node is not None}
     # A result updated in place inside the function is its new value.
     sinks = [("result", i, recorder.assigns.get(t, t)) for i, t in enumerate(results)]
@@ -152,7 +156,8 @@ def build(recorder, args, results):
     host, after = split_host(_host(recorder.host, copies, recorder.feeds),
                              recorder.writes_from)
     return Program(list(copies.values()), program_sinks, host, recorder.guards, calls,
-                   after, recorder.first_calls, recorder.writes_from, recorder.cleared_first)
+                   after, recorder.first_calls, recorder.writes_from, recorder.cleared_first,
+                   arg_names)
 
 
 def split_host(host, writes_from):

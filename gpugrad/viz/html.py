@@ -7,6 +7,9 @@ saved for the backward, allocated by the kernel) and, after gg.profile, measured
 and (stats=True) value and gradient statistics. Nodes holding a NaN or an Inf are red,
 zero gradients grey and dashed. A toggle adds the backward pass beside the forward one
 (a "grad of <op>" node per node requiring grad; selecting either highlights both).
+Leaves show their names (viz.labels: a parameter's in its module, a traced function's
+argument's), cut in the middle where too long for a box; details and search have them
+whole.
 
 nn.Module scopes are boxes: a collapsed scope is one node that expands on a click, an
 expanded one a frame whose title collapses it again. Graphs of more than COLLAPSE_ABOVE
@@ -113,6 +116,20 @@ function scopeLabel(i) {
   return s.path === s.type ? s.path : s.path + " (" + s.type + ")";
 }
 function clip(text, n) { return text.length > n ? text.slice(0, n - 1) + "\\u2026" : text; }
+// A long name loses its middle, not its end: "Net.classi...ight.exp_avg_sq" and
+// "Adam step_...ier_head.weight" still tell the weight from the bias and one
+// optimiser value from another, which the end or the start alone would not (details
+// show the whole name).
+function clipMiddle(text, n) {
+  if (text.length <= n) return text;
+  const head = Math.floor((n - 1) * 0.4);
+  return text.slice(0, head) + "\\u2026" + text.slice(text.length - (n - 1 - head));
+}
+function fitName(text, chars, px) {  // at most `chars` characters and `px` wide
+  let n = Math.min(text.length, chars);
+  while (n > 8 && measure.measureText(clipMiddle(text, n)).width > px) n -= 1;
+  return clipMiddle(text, n);
+}
 
 // --- layout: units (nodes, or collapsed scopes), layered by longest path -----------
 function unitOf(n) {
@@ -435,7 +452,10 @@ function drawUnit(u, pos, parent, backward) {
     if (backward) classes += " backward";
     else if (n.requires_grad && n.kind === "input") classes += " grad";
     if (n.is_output && !backward) classes += " output";
-    g = nodeBox(key, classes, (backward ? "grad of " : "") + n.title, spec(n), parent, p);
+    // (measured in the frames' bold font: wider than a box's, so a name fits either way)
+    const room = W - 16 - (backward ? measure.measureText("grad of ").width : 0);
+    const name = n.name ? fitName(n.title, backward ? 18 : 26, room) : n.title;
+    g = nodeBox(key, classes, (backward ? "grad of " : "") + name, spec(n), parent, p);
     g.addEventListener("click", ev => { ev.stopPropagation(); select(key); });
   }
   const bad = backward ? u.members.some(n => nonfinite(n.grad_stats)) : u.bad;
@@ -521,7 +541,8 @@ function highlight() {
   if (query) {
     NODES.forEach(n => {
       const scope = n.scope >= 0 ? SCOPES[n.scope].path : "";
-      const text = normalise([n.op, n.title, spec(n), n.site, scope].join(" "));
+      const place = n.input_index !== null ? "arg" + n.input_index : "";  // as str(g)
+      const text = normalise([n.op, n.title, place, spec(n), n.site, scope].join(" "));
       if (text.includes(query)) {
         hits += 1;
         const e = elements.get(n.unit);
@@ -560,7 +581,8 @@ function select(key) {
   highlight();
   const backward = key[0] === "b", n = byId.get(+key.slice(backward ? 2 : 1));
   let rows = row(backward ? "gradient of" : "op", esc(n.op)) +
-    (n.name ? row("parameter", esc(n.name)) : "") +
+    (n.name ? row(n.requires_grad && n.input_index === null ? "parameter" : "name",
+                  esc(n.name)) : "") +
     (n.input_index !== null ? row("argument", n.input_index) : "") + row("kind", n.kind) +
     row("shape", shapeText(n.shape)) + row("dtype", n.dtype) +
     row("device", n.device) + row("created at", esc(n.site));

@@ -75,23 +75,25 @@ def _name(calls):
 
 
 def parameter_names(nodes, calls):
-    """{leaf seq: "MLP.0.weight"} for the leaves of `nodes` that are parameters of a
-    module called in `calls` (module_calls), named from the outermost call that holds
-    them; in a compiled program, also the leaves that belong to a parameter (its .grad,
-    its optimiser state "MLP.0.weight.exp_avg", the update's host scalars), from their
-    feed's `about` (gpugrad.compiler.capture.Feed)."""
-    owners = {}  # id(parameter) -> its full name
+    """{leaf seq: "MLP.0.weight"} for the leaves of `nodes` that are parameters (or
+    buffers: "Net.bn.running_mean") of a module called in `calls` (module_calls), named
+    from the outermost call that holds them; in a compiled program, also the leaves that
+    belong to a parameter (its .grad, its optimiser state "MLP.0.weight.exp_avg", the
+    update's host scalars), from their feed's `about` (gpugrad.compiler.capture.Feed)."""
+    owners = {}  # id(parameter or buffer) -> its full name
     for (_, _, ref, _), (_, _, scope) in zip(calls, _name(calls)[0], strict=True):
         module = ref()
         if module is None:
             continue
-        for name, p in module.named_parameters():
-            owners.setdefault(id(p), f"{scope[-1]}.{name}")
+        for name, t in (*module.named_parameters(), *module.named_buffers()):
+            owners.setdefault(id(t), f"{scope[-1]}.{name}")
+            if t._node is not None:  # (see _tensor_of)
+                owners.setdefault(id(t._node), f"{scope[-1]}.{name}")
     names = {}
     for seq, node in nodes.items():
-        tensor = node.ref() if node.op.is_leaf and node.ref is not None else None
-        if tensor is not None and id(tensor) in owners:
-            names[seq] = owners[id(tensor)]
+        key = _tensor_of(node) if node.op.is_leaf else None
+        if key is not None and id(key) in owners:
+            names[seq] = owners[id(key)]
         about = getattr((node.meta or {}).get("feed"), "about", None)
         if about is not None:
             owner, text, fallback = about
@@ -99,3 +101,16 @@ def parameter_names(nodes, calls):
             if name is not None:
                 names[seq] = text.format(name)
     return names
+
+
+def _tensor_of(leaf):
+    """What tells which tensor a leaf node stands for: the tensor, where the node keeps a
+    reference to it (one that requires grad; in a compiled program, the tensor each run
+    reads); else the node itself, which a leaf tensor keeps as its own (a buffer, which
+    requires no grad, is known that way)."""
+    if leaf.ref is not None:
+        return leaf.ref()
+    feed = (leaf.meta or {}).get("feed")
+    if feed is not None:
+        return feed.source if feed.kind == "tensor" else None
+    return leaf

@@ -1,6 +1,9 @@
-"""Graph summaries: a table per op and totals — op counts, parameters, FLOPs, bytes; and,
-where gg.profile recorded them, times, memory, value and gradient statistics."""
+"""Graph summaries: a table per op, the leaves the ops start from (by name where the
+graph knows one: "MLP.0.weight", a traced function's "x"), and totals — op counts,
+parameters, FLOPs, bytes; and, where gg.profile recorded them, times, memory, value and
+gradient statistics."""
 
+from .labels import title
 from .memory import output_bytes, saved_bytes
 from .stats import all_zero, has_nonfinite
 
@@ -37,9 +40,9 @@ def _recorded(node):
 
 
 class Summary(dict):
-    """summary()'s result: {"totals": {...}, "rows": [...]}. Its str is the table (print
-    it, search it); its repr is one line, so that an interactive session, which has just
-    printed the table, does not echo the rows."""
+    """summary()'s result: {"totals": {...}, "rows": [...], "leaves": [...]}. Its str is
+    the table (print it, search it); its repr is one line, so that an interactive
+    session, which has just printed the table, does not echo the rows."""
 
     columns = {}  # the table's optional columns: stats=, memory=
 
@@ -49,13 +52,14 @@ class Summary(dict):
     def __repr__(self):
         totals = self["totals"]
         return (f"<graph summary: {totals['ops']} ops, {totals['parameters']:,} parameters; "
-                "keys 'totals', 'rows'>")
+                "keys 'totals', 'rows', 'leaves'>")
 
 
 def summary(graph, print_table=False, stats=False, memory=False):
-    """A dict of totals and per-op rows; with print_table, also printed as a table, with
-    columns of value and gradient statistics (stats) and of memory (memory)."""
-    rows, params, activations, param_bytes, input_bytes = [], 0, 0, 0, 0
+    """A dict of totals, per-op rows and the leaves (what each is called in drawings);
+    with print_table, also printed as a table, with columns of value and gradient
+    statistics (stats) and of memory (memory)."""
+    rows, leaves, params, activations, param_bytes, input_bytes = [], [], 0, 0, 0, 0
     nonfinite, zero_grad = [], []
     for seq in graph:
         node = graph.node(seq)
@@ -65,7 +69,9 @@ def summary(graph, print_table=False, stats=False, memory=False):
             nonfinite.append(seq)
         if all_zero(meta.get("grad_stats")):
             zero_grad.append(seq)
-        if graph.nx.nodes[seq]["kind"] == "input":  # (a subgraph's inputs too)
+        data = graph.nx.nodes[seq]
+        if data["kind"] == "input":  # (a subgraph's inputs too)
+            leaves.append(_leaf_row(seq, data, nbytes))
             if node.requires_grad:
                 params += _size(node.shape)
                 param_bytes += nbytes
@@ -73,7 +79,7 @@ def summary(graph, print_table=False, stats=False, memory=False):
                 input_bytes += nbytes
             continue
         activations += nbytes
-        scope = graph.nx.nodes[seq]["scope"]
+        scope = data["scope"]
         rows.append({"id": seq, "op": node.name, "shape": tuple(node.shape),
                      "dtype": getattr(node.dtype, "name", str(node.dtype)),
                      "flops": flops(node), "bytes": nbytes, "site": node.where(),
@@ -87,11 +93,24 @@ def summary(graph, print_table=False, stats=False, memory=False):
               "estimated_peak_bytes": input_bytes + 2 * param_bytes + activations + largest,
               "saved_bytes": sum(r["saved_bytes"] or 0 for r in rows),
               "nonfinite": nonfinite, "zero_grad": zero_grad}
-    result = Summary(totals=totals, rows=rows)
+    result = Summary(totals=totals, rows=rows, leaves=leaves)
     result.columns = {"stats": stats, "memory": memory}
     if print_table:
         print(result)
     return result
+
+
+def _leaf_row(seq, data, nbytes):
+    """A leaf as the summary lists it: called as drawings call it (a parameter's or an
+    argument's name, arg0, a constant's value, else "input"), and what it is."""
+    if data["input_index"] is not None:
+        role = f"argument {data['input_index']}"
+    elif data["requires_grad"]:
+        role = "requires grad"
+    else:
+        role = ""
+    return {"id": seq, "name": data["name"], "title": title(data), "shape": data["shape"],
+            "dtype": data["dtype"], "bytes": nbytes, "role": role}
 
 
 def _number(value):
@@ -112,6 +131,20 @@ def _stats_cells(r):
     return "".join(f"{c:>10}" for c in cells[:6]) + f"{cells[6]:>11}{cells[7]:>9}"
 
 
+def _leaf_lines(leaves):
+    """The leaves under the ops, in the ops' columns; the name column widens to the
+    longest name rather than cut one ("Net.encoder.0.weight.exp_avg" stays whole)."""
+    if not leaves:
+        return []
+    width = max(24, *(len(r["title"]) for r in leaves))
+    lines = [f"{'id':>6}  {'leaf':<{width}} {'shape':<18} {'dtype':<8} {'':>12} "
+             f"{'bytes':>10}"]
+    for r in leaves:
+        lines.append(f"{r['id']:>6}  {r['title']:<{width}} {str(r['shape']):<18} "
+                     f"{r['dtype']:<8} {'':>12} {r['bytes']:>10,}  {r['role']}".rstrip())
+    return lines
+
+
 def format_summary(result, stats=False, memory=False):
     head = f"{'id':>6}  {'op':<24} {'shape':<18} {'dtype':<8} {'FLOPs':>12} {'bytes':>10}"
     if memory:
@@ -128,6 +161,7 @@ def format_summary(result, stats=False, memory=False):
         if stats:
             line += _stats_cells(r)
         lines.append(f"{line}  {r['site']}")
+    lines.extend(_leaf_lines(result.get("leaves", ())))
     t = result["totals"]
     lines.append(f"{t['ops']} ops, {t['parameters']:,} parameters, {t['flops']:,} FLOPs, "
                  f"{t['activation_bytes']:,} bytes of activations, estimated peak of a "
