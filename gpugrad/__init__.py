@@ -50,6 +50,7 @@ from .functions import (  # noqa: F401
     clip,
     concat,
     concatenate,
+    erf,
     exp,
     log,
     logaddexp,

@@ -75,6 +75,11 @@ def sigmoid(x):
     return _ew.sigmoid(x)
 
 
+def erf(x):
+    """The error function, 2/sqrt(pi) times the integral of exp(-t^2) from 0 to x."""
+    return _ew.erf(x)
+
+
 def relu(x):
     return _ew.relu(x)
 

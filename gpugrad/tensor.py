@@ -406,6 +406,9 @@ class Tensor:
     def sqrt(self):
         return _apply(_ew.sqrt, (self,), _NO)
 
+    def erf(self):
+        return _apply(_ew.erf, (self,), _NO)
+
     def sign(self):
         return _apply(_ew.sign, (self,), _NO)
 

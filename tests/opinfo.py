@@ -6,6 +6,7 @@ NumPy computes for the same inputs (`reference`, on arrays). Inputs are describe
 `Arg`s: a shape and a value range, so the same sample runs on every device.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +69,11 @@ def _unary(fn, ref, low=-2.0, high=2.0):
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _erf(x):
+    """The C library's erf (math.erf), element by element: NumPy has none."""
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
 
 
 def _reductions(method, ref):
@@ -152,6 +158,8 @@ OPS = [
     OpInfo("gpugrad::sqrt", _unary(lambda x: x.sqrt(), np.sqrt, 0.5, 3.0)),
     OpInfo("gpugrad::tanh", _unary(lambda x: x.tanh(), np.tanh)),
     OpInfo("gpugrad::sigmoid", _unary(lambda x: x.sigmoid(), _sigmoid, -6.0, 6.0)),
+    OpInfo("gpugrad::erf", _unary(lambda x: x.erf(), _erf)  # both of the kernel's intervals
+           + [Sample((Arg((4, 6), -7.0, 7.0),), lambda x: x.erf(), _erf, "far tails")]),
     OpInfo("gpugrad::tanh_backward", _binary(
         lambda g, y: ew.tanh_backward(g, y),
         lambda g, y: g * (1 - y * y), low_b=-0.9, high_b=0.9)),

@@ -673,6 +673,7 @@ ELEMENTWISE_CASES = [
     ("relu", lambda x: x.relu(), lambda v: (v > 0).astype(float), POINTS),
     ("abs", lambda x: x.abs(), np.sign, POINTS),
     ("sqrt", lambda x: x.sqrt(), lambda v: 0.5 / np.sqrt(v), POSITIVE_POINTS),
+    ("erf", lambda x: x.erf(), lambda v: 2 / np.sqrt(np.pi) * np.exp(-v * v), POINTS),
     ("clip", lambda x: x.clip(-1.0, 1.0), lambda v: (np.abs(v) < 1).astype(float), POINTS),
     ("square", lambda x: x**2, lambda v: 2 * v, POINTS),
     ("pow_2.5", lambda x: x**2.5, lambda v: 2.5 * v**1.5, POSITIVE_POINTS),

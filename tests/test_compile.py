@@ -1069,7 +1069,7 @@ def fusion_chains():
 
 def arity(name):
     return 1 if name in ("gpugrad::neg", "gpugrad::exp", "gpugrad::log", "gpugrad::sqrt",
-                         "gpugrad::tanh", "gpugrad::relu") else 2
+                         "gpugrad::tanh", "gpugrad::relu", "gpugrad::erf") else 2
 
 
 @pytest.mark.gpu

@@ -108,6 +108,82 @@ def test_softmax_defaults_to_the_last_axis_and_rows_sum_to_one():
                                rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_matches_torch_to_the_second_derivative(approximate):
+    """F.gelu, exact (through erf) and tanh-approximated: values, gradients and the
+    gradient's own gradient (a Hessian-vector product) equal torch's."""
+    rng = np.random.default_rng(4)
+    gx, tx = leaf(rng.standard_normal((4, 5)) * 2.5)
+    v = rng.standard_normal((4, 5))
+    gy, ty = F.gelu(gx, approximate=approximate), tF.gelu(tx, approximate=approximate)
+    assert_matches(gy, ty)
+    (g_grad,) = gg.grad(gy.sum(), [gx], create_graph=True)
+    (t_grad,) = torch.autograd.grad(ty.sum(), [tx], create_graph=True)
+    assert_matches(g_grad, t_grad)
+    (g_hvp,) = gg.grad((g_grad * gg.tensor(v)).sum(), [gx])
+    (t_hvp,) = torch.autograd.grad((t_grad * torch.tensor(v)).sum(), [tx])
+    assert_matches(g_hvp, t_hvp)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_passes_gradcheck(approximate):
+    x = gg.tensor(np.linspace(-4.0, 4.0, 12).reshape(3, 4) + 0.05, requires_grad=True)
+    assert gg.gradcheck(lambda t: F.gelu(t, approximate=approximate), [x])
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_keeps_float32_and_matches_torchs_float32(approximate):
+    x = np.random.default_rng(5).standard_normal((8, 16)).astype(np.float32) * 3
+    gx = gg.tensor(x, requires_grad=True)
+    tx = torch.tensor(x, requires_grad=True)
+    gy, ty = F.gelu(gx, approximate=approximate), tF.gelu(tx, approximate=approximate)
+    assert gy.dtype == gg.float32 and gy.numpy().dtype == np.float32
+    # For x << 0 both round 1 + erf(x / sqrt(2)) (or 1 + tanh, and 1 - tanh^2 in the
+    # gradient) near 0 to float32's steps of 6e-8, times x (and the inner derivative, up
+    # to ~4 for x ~ -5): so far apart, absolutely, and no more.
+    np.testing.assert_allclose(gy.numpy(), ty.detach().numpy(), rtol=1e-6, atol=1e-6)
+    gy.sum().backward()
+    ty.sum().backward()
+    assert gx.grad.dtype == gg.float32
+    np.testing.assert_allclose(gx.grad.numpy(), tx.grad.numpy(), rtol=1e-6, atol=4e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_compiled_equals_eager(approximate, dtype):
+    """Under gg.compile the GELU of a layer and its gradient run from a plan (erf's
+    kernel writing into a reused buffer, inside a fused chain): the eager bits."""
+    rng = np.random.default_rng(6)
+    x = gg.tensor(rng.standard_normal((64, 8)), dtype=dtype)
+    w = gg.tensor(rng.standard_normal((8, 8)), dtype=dtype, requires_grad=True)
+
+    def step(x, w):
+        y = F.gelu(x @ w, approximate=approximate)
+        loss = (y * y).mean()
+        (g,) = gg.grad(loss, [w])
+        return loss, g
+
+    compiled = gg.compile(step)
+    for _ in range(3):
+        got = compiled(x, w)
+    want = step(x, w)
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    if approximate == "none":  # erf runs inside a fused chain, not as an op of its own
+        names = [n.name for n in compiled.plan.program.op_nodes()]
+        assert "erf" not in names and "fused" in names
+
+
+def test_gelu_refuses_an_unknown_approximation_naming_the_choices():
+    x = gg.tensor([1.0])
+    with pytest.raises(ValueError, match=r"gelu: approximate must be 'none' or 'tanh', "
+                                         r"got 'erf'"):
+        F.gelu(x, approximate="erf")
+    with pytest.raises(ValueError, match="got True"):
+        F.gelu(x, approximate=True)
+
+
 # --------------------------------------------------------------------------------------
 # Losses, float64, every reduction
 # --------------------------------------------------------------------------------------

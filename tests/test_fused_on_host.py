@@ -178,7 +178,7 @@ def test_a_shuffle_in_a_partial_warp_is_an_error(modules):
 # runs in a kernel shaped like CuPy's, on values where C and NumPy could part: NaN, signed
 # zeros, infinities, negatives under log and sqrt, ties at relu's kink.
 SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -2.5, 0.75, 3.0]
-TRANSCENDENTAL = ("gpugrad::exp", "gpugrad::log", "gpugrad::tanh")
+TRANSCENDENTAL = ("gpugrad::exp", "gpugrad::log", "gpugrad::tanh", "gpugrad::erf")
 C_TYPES = {np.float32: "float", np.float64: "double"}
 
 
@@ -227,7 +227,7 @@ def test_fusion_kernels_compute_what_numpy_computes_step_by_step(dtype, tmp_path
             what = fusion.describe(steps, n)
             np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=what)
             if any(name in TRANSCENDENTAL for name, _ in steps):
-                # The C library's exp/log/tanh and NumPy's own: both within an ulp or two.
+                # The C library's exp/log/tanh/erf and NumPy's (or ours): an ulp or two.
                 np.testing.assert_array_max_ulp(np.nan_to_num(got), np.nan_to_num(want),
                                                 maxulp=4)
             else:  # the same IEEE operations: the same bits, the sign of zero included

@@ -1207,6 +1207,21 @@ def test_identity_flatten_leaky_relu_and_silu_layers_do_what_their_functions_do(
         "  (1): LeakyReLU(negative_slope=0.01)\n)")
 
 
+def test_gelu_layer_is_f_gelu_with_its_approximation_checked_when_made():
+    x = gg.randn(2, 3, dtype="float64")
+    phi = 0.5 * (1 + np.vectorize(math.erf)(x.numpy() / math.sqrt(2)))  # normal CDF
+    np.testing.assert_allclose(nn.GELU()(x).numpy(), x.numpy() * phi, rtol=1e-14)
+    np.testing.assert_array_equal(nn.GELU()(x).numpy(), F.gelu(x).numpy())
+    np.testing.assert_array_equal(nn.GELU(approximate="tanh")(x).numpy(),
+                                  F.gelu(x, approximate="tanh").numpy())
+    assert not nn.GELU().parameters() and nn.GELU().state_dict() == {}
+    assert repr(nn.Sequential(nn.Linear(3, 2), nn.GELU("tanh"))).endswith(
+        "(1): GELU(approximate='tanh')\n)")
+    with pytest.raises(ValueError, match="GELU: approximate must be 'none' or 'tanh', "
+                                         "got 'exact'"):
+        nn.GELU(approximate="exact")
+
+
 def test_flatten_names_the_axes_it_cannot_merge():
     with pytest.raises(gg.ShapeError, match=r"Flatten: start_dim=2, end_dim=1 do not name "
                        r"axes start <= end of a tensor of shape \(2, 3, 4\)"):

@@ -35,6 +35,7 @@ C_EXPRESSIONS = {
     "gpugrad::log": "log({0})",
     "gpugrad::sqrt": "sqrt({0})",
     "gpugrad::tanh": "tanh({0})",
+    "gpugrad::erf": "erf({0})",  # CUDA's, as the eager CuPy kernel's
     "gpugrad::relu": "{0} > (T)0 || {0} != {0} ? {0} : (T)0",
     "gpugrad::relu_backward": "{1} > (T)0 ? {0} : (T)0",
 }

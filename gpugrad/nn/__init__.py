@@ -2,6 +2,7 @@
 
 from . import functional, init  # noqa: F401
 from .layers import (  # noqa: F401
+    GELU,
     MLP,
     BatchNorm1d,
     Dropout,

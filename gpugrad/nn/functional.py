@@ -54,6 +54,27 @@ def silu(x):
     return x * ew.sigmoid(x)
 
 
+GELU_APPROXIMATIONS = ("none", "tanh")
+
+
+def gelu(x, approximate="none"):
+    """x * Phi(x), Phi the standard normal distribution function: x/2 (1 + erf(x/sqrt(2))).
+    approximate="tanh": x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as PyTorch's. Both
+    in PyTorch's order of operations: the results part only where erf's or tanh's last
+    bits do. Composed of ops, so every derivative follows."""
+    _check_gelu_approximation("gelu", approximate)
+    if approximate == "tanh":
+        inner = (x + x * x * x * 0.044715) * math.sqrt(2.0 / math.pi)
+        return x * 0.5 * (1.0 + ew.tanh(inner))
+    return x * 0.5 * (1.0 + ew.erf(x * math.sqrt(0.5)))
+
+
+def _check_gelu_approximation(name, approximate):
+    if not isinstance(approximate, str) or approximate not in GELU_APPROXIMATIONS:
+        raise _annotate(name, ValueError(
+            f"approximate must be 'none' or 'tanh', got {approximate!r}"))
+
+
 def linear(x, weight, bias=None):
     """x @ weight.T + bias, weight of shape (out_features, in_features): a Linear
     layer's forward, one op for a batch."""

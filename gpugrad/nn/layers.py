@@ -289,6 +289,22 @@ class SiLU(Module):
         return F.silu(x)
 
 
+class GELU(Module):
+    """x * Phi(x), Phi the standard normal distribution function; approximate="tanh" for
+    the tanh form (F.gelu). A wrong `approximate` fails here, not at the first call."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        F._check_gelu_approximation("GELU", approximate)
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+
 class LayerNorm(Module):
     """Each sample normalised over its last axes (normalized_shape), then scaled and
     shifted by a learned weight (ones) and bias (zeros), as PyTorch's LayerNorm."""

@@ -2,6 +2,8 @@
 comparisons. Broadcasting follows NumPy; the engine sums gradients back to each input's
 shape, so the VJP rules below return gradients of the broadcast output's shape."""
 
+import math
+
 from .. import dtypes
 from ..tensor import Tensor
 from .infer import comparison, elementwise, numeric, require_bool, unary_same
@@ -203,6 +205,124 @@ def _logaddexp_vjp(ctx, g):
 
 logaddexp = _binary("logaddexp", lambda xp, a, b: xp.logaddexp(a, b), _logaddexp_vjp,
                     promote="float", save_output=True, infer=numeric)
+
+
+# --- erf: the error function, which NumPy and the array API standard lack --------------------
+# erf(x) = 2/sqrt(pi) * integral from 0 to x of exp(-t^2) dt, odd, after W. J. Cody's plan
+# ("Rational Chebyshev approximations for the error function", Math. Comp. 23, 1969): an
+# approximation per interval of |x|, and the tail through erfc = 1 - erf and exp(-x^2).
+# The coefficients are our own near-minimax fits (linearised least squares, reweighted
+# towards the largest errors, in 50-digit arithmetic; p's rounded to float64 one by one,
+# the rest refitted after each), each error bound below measured with the coefficients
+# as rounded. In float64, where an ulp of erf(x) is at least 1.1e-16 * |erf(x)|:
+# - |x| < 1: erf(x) = x + x * p(x^2 - 1/2), p of degree 11, within 7.9e-18 of
+#   erf(x)/x - 1. x plus a correction of at most 0.16 x, so the sum's rounding is the main
+#   error (x * (1 + p) would round 1 + p first). p centred on x^2 = 1/2 keeps Horner's
+#   partial sums, and their rounding, smaller than p in x^2 itself near |x| = 1.
+# - 1 <= |x| < 6: erf(|x|) = 1 - exp(-x^2) * P(|x| - 1) / Q(|x| - 1), P and Q of degree
+#   6, within 2.1e-18 of erfc. erfc <= 0.16 here, so erfc's relative errors (exp's, x^2's
+#   rounding, P/Q's) count for at most 0.16 of their size in erf's ulps; P and Q in |x| - 1
+#   are their constant terms plus little where erfc is largest, so they round least there.
+# - |x| >= 6: erf(|x|) = 1 - erfc(6), and erfc(6) = 2.2e-17 is under half an ulp of 1: 1.
+# NaN stays NaN, +-inf gives +-1, -0.0 gives -0.0 (x + x * p keeps the sign of zero).
+_ERF_NEAR = (  # p(u), u = x^2 - 1/2 in [-1/2, 1/2], constant term first
+    -0.0345312613301327, -0.2810721780454342, 0.07940998675593695, -0.018283884489154627,
+    0.0034802744965695574, -0.0005611894220828846, 7.829649688049081e-05,
+    -9.614808949088669e-06, 1.0536324228839575e-06, -1.0420276366007532e-07,
+    9.432236540813428e-09, -7.810815251434196e-10)
+_ERFC_P = (  # exp(x^2) erfc(x) = P(s) / Q(s), s = x - 1 in [0, 5]
+    0.427583576155807, 0.5215656738573722, 0.2820886482811129, 0.08224436196210382,
+    0.012850405858376546, 0.0008593521278514606, 1.5299164269528954e-09)
+_ERFC_Q = (
+    1.0, 1.8587657079505362, 1.4863859288131533, 0.6563144057656087, 0.16932303108534005,
+    0.02429883823852005, 0.0015232404788129825)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+def _polynomial(coefficients, z):
+    """sum of c_k z^k (constant term first), by Horner's rule, in place: one array for
+    all the steps instead of two new ones per step (a third faster on NumPy)."""
+    result = coefficients[-1] * z
+    result += coefficients[-2]
+    for c in coefficients[-3::-1]:
+        result *= z
+        result += c
+    return result
+
+
+def _erf_float64(xp, x):
+    """erf of a float64 array, with the standard's functions only. Both approximations run
+    on every element, each on x clamped into its interval (no overflow, no warning), and a
+    select keeps the right one: cheaper on NumPy than gathering each interval's elements
+    and scattering their results back."""
+    magnitude = xp.abs(x)
+    near = xp.clip(x, -1.0, 1.0)
+    u = near * near
+    u -= 0.5
+    correction = _polynomial(_ERF_NEAR, u)
+    correction *= near
+    correction += near  # x + x * p
+    a = xp.minimum(magnitude, 6.0)  # (a NaN stays NaN)
+    s = a - 1.0
+    erfc = _polynomial(_ERFC_P, s)
+    erfc /= _polynomial(_ERFC_Q, s)
+    erfc *= xp.exp(-a * a)
+    return xp.where(magnitude < 1.0, correction, xp.copysign(1.0 - erfc, x))
+
+
+def _erf_forward(xp, x):
+    """erf on any array namespace: computed in float64 whatever the float dtype, then
+    rounded to it, so float32 and float16 results are correctly rounded except within
+    about 1e-16 (relative) of a halfway point."""
+    if x.dtype == xp.float64:
+        return _erf_float64(xp, x)
+    return xp.astype(_erf_float64(xp, xp.astype(x, xp.float64)), x.dtype)
+
+
+# Elements per block of the NumPy kernel: the block's temporaries (128 KiB each in
+# float64, a few alive at once) stay in the CPU's cache.
+_ERF_BLOCK = 16384
+
+
+def _erf_numpy(xp, x, out=None):
+    """The generic kernel block by block: the same operations, so the same bits, but its
+    ~60 passes run over a block in the CPU's cache instead of over the whole array in
+    memory (1.4 times as fast on a 256 x 512 array). `out` may be x itself: a block is
+    read whole before its result is written."""
+    if out is None and x.size <= _ERF_BLOCK:
+        return _erf_forward(xp, x)
+    result = out if out is not None and out.flags.c_contiguous else xp.empty(x.shape, x.dtype)
+    source, target = xp.ravel(x), result.reshape(-1)
+    for start in range(0, target.size, _ERF_BLOCK):
+        block = slice(start, start + _ERF_BLOCK)
+        target[block] = _erf_forward(xp, source[block])
+    if out is not None and result is not out:
+        out[...] = result
+    return result
+
+
+def _erf_cupy(xp, x, out=None):
+    """CUDA's own erf, as CuPy's ufunc (float16 is computed in double, then rounded)."""
+    from cupyx.scipy.special import erf as cuda_erf
+
+    if out is not None:
+        return cuda_erf(x, out=out)
+    return cuda_erf(x).astype(x.dtype, copy=False)
+
+
+def _erf_into(xp, x, out):
+    """erf(x) written into `out` (compiled plans reuse buffers on NumPy and CuPy)."""
+    return (_erf_cupy if xp.__name__ == "cupy" else _erf_numpy)(xp, x, out)
+
+
+def _erf_vjp(ctx, g):
+    # d erf(x)/dx = 2/sqrt(pi) exp(-x^2), in gpugrad ops: higher derivatives follow.
+    (x,) = ctx.inputs
+    return (g * ((-(x * x)).exp() * _TWO_OVER_SQRT_PI),)
+
+
+erf = _unary("erf", _erf_forward, _erf_vjp, promote="float", saves=(0,),
+             kernels={"numpy": _erf_numpy, "cupy": _erf_cupy}, out_kernel=_erf_into)
 
 
 # --- maximum, minimum, where --------------------------------------------------------------------
