@@ -75,6 +75,8 @@ def _seed(text):
 
 
 def _add_train(sub):
+    from .nn.layers import ACTIVATIONS
+
     train = sub.add_parser("train", help="train an MLP classifier (default: the bundled "
                            "digits) and write a run folder")
     train.add_argument("--data", default="digits", metavar="SPEC",
@@ -82,7 +84,7 @@ def _add_train(sub):
                        "(x_train, y_train, x_test, y_test); default digits")
     train.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 128],
                        metavar="N", help="hidden layer sizes (default 256 128)")
-    train.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default="relu",
+    train.add_argument("--activation", choices=list(ACTIVATIONS), default="relu",
                        help="of the hidden layers (default relu)")
     train.add_argument("--epochs", type=_positive_int, default=20, help="default 20")
     train.add_argument("--batch-size", type=_positive_int, default=64,

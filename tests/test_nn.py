@@ -745,7 +745,10 @@ def np_softmax(v):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-NP_ACT = {"relu": lambda v: np.maximum(v, 0.0), "sigmoid": np_sigmoid, "tanh": np.tanh}
+NP_ACT = {"relu": lambda v: np.maximum(v, 0.0), "sigmoid": np_sigmoid, "tanh": np.tanh,
+          "gelu": lambda v: v * 0.5 * (1 + np.vectorize(math.erf)(v / math.sqrt(2))),
+          "silu": lambda v: v * np_sigmoid(v),
+          "leaky_relu": lambda v: np.where(v > 0, v, 0.01 * v)}
 
 
 def mlp_reference(params, x, activation, output):
@@ -775,7 +778,7 @@ def test_mlp_is_linear_relu_linear():
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("activation", list(NP_ACT))
 @pytest.mark.parametrize("output", [None, "sigmoid", "softmax"])
 def test_mlp_activations_and_outputs(activation, output):
     """MLP([3, 6, 5, 2]): three Linear layers, the hidden activation between them and

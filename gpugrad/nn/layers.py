@@ -485,13 +485,18 @@ class Dropout(Module):
         return f"p={self.p}"
 
 
-ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "gelu": GELU, "silu": SiLU,
+               "leaky_relu": LeakyReLU}
+# He (Kaiming) initialisation keeps the variance of activations through layers that pass
+# about half of it (ReLU and its smooth kin); Glorot (Xavier) through the symmetric ones.
+KAIMING_ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu")
 OUTPUTS = {None: None, "linear": None, "sigmoid": Sigmoid, "softmax": Softmax}
 
 
 class MLP(Sequential):
     """A multilayer perceptron: MLP([784, 256, 10]) is Linear(784, 256), ReLU,
-    Linear(256, 10). activation: "relu" | "sigmoid" | "tanh"; output: None (logits, for
+    Linear(256, 10). activation: "relu" | "sigmoid" | "tanh" | "gelu" | "silu" |
+    "leaky_relu"; output: None (logits, for
     the *_with_logits and cross_entropy losses) | "sigmoid" | "softmax"."""
 
     def __init__(self, sizes, activation="relu", output=None, dropout=0.0, init=None,
@@ -504,7 +509,7 @@ class MLP(Sequential):
                              f"{sorted(ACTIVATIONS)}")
         if output not in OUTPUTS:
             raise ValueError(f"unknown output {output!r}; use None, 'sigmoid' or 'softmax'")
-        init = init or ("kaiming" if activation == "relu" else "xavier")
+        init = init or ("kaiming" if activation in KAIMING_ACTIVATIONS else "xavier")
         layers = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(Linear(n_in, n_out, init=init, dtype=dtype, device=device))
