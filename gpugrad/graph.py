@@ -50,9 +50,13 @@ class Graph:
         self._names = parameter_names(self._nodes, calls)
         # Names live on the graph, not on the nodes or tensors: the same tensor passed
         # as `x` to one trace and as `batch` to another is each in its own graph.
+        named = set()
         for seq, name in zip(self.inputs, input_names, strict=False):
-            if name:  # the function's word for it, over a parameter's name
+            # the function's word for it, over a parameter's name; a tensor passed as two
+            # arguments is called as the first, whose position str(g) gives it ("arg0 a")
+            if name and seq not in named:
                 self._names[seq] = name
+                named.add(seq)
         self._nx = None
 
     @classmethod

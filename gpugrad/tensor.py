@@ -473,14 +473,14 @@ class Tensor:
         rather than n. ddof defaults to 0, as NumPy's var does; PyTorch's var divides by
         n - 1 unless told otherwise: give ddof=1 (or PyTorch's correction=1) for that
         estimate. unbiased=True / False (PyTorch's older word) is ddof 1 / 0."""
-        return _variance(self, axis, dim, keepdims, keepdim,
-                         _ddof(ddof, correction, unbiased))
+        return _variance("var", self, axis, dim, keepdims, keepdim,
+                         (ddof, correction, unbiased))
 
     def std(self, axis=None, *, ddof=None, keepdims=False, dim=None, correction=None,
             unbiased=None, keepdim=None):
         """The square root of var(...), with the same arguments (ddof 0 by default)."""
-        return self.var(axis, ddof=ddof, keepdims=keepdims, dim=dim, correction=correction,
-                        unbiased=unbiased, keepdim=keepdim).sqrt()
+        return _root(_variance("std", self, axis, dim, keepdims, keepdim,
+                               (ddof, correction, unbiased)))
 
     def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
         """Index of the largest value (of the flattened tensor when axis is None)."""
@@ -688,12 +688,7 @@ def _check_grad_fits(t, g):
 
 
 def _reduce(op, x, axis, keepdims, dim, keepdim):
-    if dim is not None:
-        if axis is not None:
-            raise _annotate(op, TypeError("give axis= or dim=, not both"))
-        axis = dim
-    if isinstance(axis, list):
-        axis = tuple(axis)
+    axis = _axis_or_dim(op, axis, dim)
     if axis is not None and not x._data.shape:
         # A 0-d tensor: axis 0 (or -1), as PyTorch allows, reduces its one element, as
         # axis=None does; the kernels (NumPy's mean, max, ...) know no axis 0 there.
@@ -705,35 +700,59 @@ def _reduce(op, x, axis, keepdims, dim, keepdim):
     return _apply(op, (x,), {"axis": axis, "keepdims": _keepdims(keepdims, keepdim)})
 
 
-def _variance(x, axis, dim, keepdims, keepdim, ddof):
+def _axis_or_dim(op, axis, dim):
+    """The axes a reduction `op` takes: axis=, or PyTorch's dim= (a list as a tuple)."""
+    if dim is not None:
+        if axis is not None:
+            raise _annotate(op, TypeError("give axis= or dim=, not both"))
+        axis = dim
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def _variance(name, x, axis, dim, keepdims, keepdim, ddofs):
     """sum((x - mean)^2) / max(n - ddof, 0) over the axes, from the ops that have
     gradients already (of every order). Centred first, not E[x^2] - E[x]^2, which
-    cancels to noise where the mean is large against the spread."""
-    mean = _reduce(_red.mean, x, axis, True, dim, None)  # (also checks axis / dim)
+    cancels to noise where the mean is large against the spread. The arguments are
+    checked here, so that an error names `name` (var or std), not the mean inside."""
+    ddof = _ddof(name, *ddofs)
+    axis = _axis_or_dim(name, axis, dim)
+    try:
+        reduced = _red.normalize_axes(axis, x.ndim)
+    except GpugradError as exc:
+        raise _annotate(name, exc) from None
+    mean = _reduce(_red.mean, x, axis, True, None, None)
     centred = x - mean
-    squares = _reduce(_red.sum, centred * centred, axis, keepdims, dim, keepdim)
-    reduced = _red.normalize_axes(axis if dim is None else dim, x.ndim)
+    squares = _reduce(_red.sum, centred * centred, axis, keepdims, None, keepdim)
     n = math.prod(x.shape[a] for a in reduced) if x.ndim else 1
     # n - ddof <= 0: inf (or NaN for an empty sum), as NumPy and PyTorch give
     return squares / max(n - ddof, 0)
 
 
-def _ddof(ddof, correction, unbiased):
+def _root(variance):
+    """std from var: sqrt, except that where the variance is 0 (all values equal) the
+    gradient is 0, as PyTorch's std's, not sqrt's infinite slope times the zero
+    deviations (NaN). The root is taken of 1 there, and the 0 selected after it."""
+    flat = variance == 0
+    return _ew.where(flat, 0.0, _ew.where(flat, 1.0, variance).sqrt())
+
+
+def _ddof(name, ddof, correction, unbiased):
     """The one ddof that ddof=, correction= (PyTorch) or unbiased= (PyTorch's older
     boolean) says; 0 when none is given."""
-    given = [(name, value) for name, value in (("ddof", ddof), ("correction", correction),
-                                               ("unbiased", unbiased)) if value is not None]
+    given = [(key, value) for key, value in (("ddof", ddof), ("correction", correction),
+                                             ("unbiased", unbiased)) if value is not None]
     if len(given) > 1:
-        raise TypeError(f"var: give one of ddof=, correction= and unbiased=, got "
-                        f"{' and '.join(name + '=' for name, _ in given)}")
+        raise _annotate(name, TypeError(
+            f"give one of ddof=, correction= and unbiased=, got "
+            f"{' and '.join(key + '=' for key, _ in given)}"))
     if not given:
         return 0
-    name, value = given[0]
-    if name == "unbiased":
+    key, value = given[0]
+    if key == "unbiased":
         return int(bool(value))
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
                                                          np.floating)) or value < 0:
-        raise TypeError(f"var: {name} must be a number >= 0, got {value!r}")
+        raise _annotate(name, TypeError(f"{key} must be a number >= 0, got {value!r}"))
     return value
 
 

@@ -258,8 +258,7 @@ def _run(config, stream, results, scope):
           f"lr {config.lr}, batch {config.batch_size}"
           + (f" over {team.world_size} process{'es' if team.world_size > 1 else ''}"
              if team else "")
-          + (f"; BLAS on {threads} thread{'s' if threads > 1 else ''} ({why})" if threads
-             else ""), file=stream)
+          + threads_note(threads, why, device), file=stream)
     write_step_graph(model, loader, out)
     step = training_step(model, optimizer)
     if config.compile:
@@ -310,6 +309,14 @@ def threads_of(config, device, team, sizes):
     product = blas_threads.largest_product(-(-config.batch_size // world), sizes)
     return blas_threads.chosen_threads(config.blas_threads, device.type, product,
                                        team.context.local_size if team else 1)
+
+
+def threads_note(threads, why, device):
+    """What the first line of a run says of the BLAS's threads: on a CPU, what was chosen
+    and why, also where the BLAS was left as it was (a thread variable, large matrices)."""
+    if threads:
+        return f"; BLAS on {threads} thread{'s' if threads > 1 else ''} ({why})"
+    return f"; BLAS threads left as they are ({why})" if device.type == "cpu" else ""
 
 
 RUN_FILES = ("checkpoint.npz", "metrics.json")

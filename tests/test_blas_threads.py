@@ -83,6 +83,18 @@ def test_a_digits_run_trains_on_one_thread_and_gives_the_threads_back(tmp_path,
     assert after == before
 
 
+def test_a_run_under_a_thread_variable_says_it_left_the_blas_to_it(tmp_path, monkeypatch):
+    # The first line says what was chosen, also where nothing was.
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    stream = io.StringIO()
+    train.run(train.Config(epochs=1, hidden=[16], out=str(tmp_path), device="cpu"),
+              stream=stream, results=io.StringIO())
+    first = stream.getvalue().splitlines()[0]
+    assert first.endswith("; BLAS threads left as they are (as OPENBLAS_NUM_THREADS says)")
+
+
 def test_blas_threads_below_one_are_refused():
     with pytest.raises(ValueError, match="at least 1"):
         train.Config(blas_threads=0).check()

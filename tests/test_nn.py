@@ -1459,6 +1459,30 @@ def test_norms_refuse_mixed_float_dtypes_as_torchs_do(case):
         run(nn, F, gg.tensor, lambda n: n, gg.tensor(x))
 
 
+@pytest.mark.parametrize("norm", [
+    "layer_norm", "LayerNorm", "BatchNorm1d", "BatchNorm1d without affine or running stats",
+])
+def test_norms_refuse_integer_input_as_torchs_do(norm):
+    # The normalised values of integers are fractions: rounded back to the input's dtype
+    # they came out as integers (-1, 0, 0, 1; without affine or running statistics all
+    # 0). PyTorch refuses integer input ("not implemented for 'Long'"; its LayerNorm,
+    # whose parameters are float32, "mixed dtype").
+    torch = pytest.importorskip("torch")
+    make = {"layer_norm": lambda nn, F: (lambda x: F.layer_norm(x, (4,))),
+            "LayerNorm": lambda nn, F: nn.LayerNorm(4),
+            "BatchNorm1d": lambda nn, F: nn.BatchNorm1d(4),
+            "BatchNorm1d without affine or running stats": lambda nn, F: nn.BatchNorm1d(
+                4, affine=False, track_running_stats=False)}[norm]
+    x = np.arange(8).reshape(2, 4)
+    with pytest.raises(RuntimeError, match="not implemented for 'Long'|mixed dtype"):
+        make(torch.nn, torch.nn.functional)(torch.from_numpy(x))
+    name = "layer_norm" if "ayer" in norm else "BatchNorm1d"
+    with pytest.raises(gg.DTypeError, match=rf"{name}: input of dtype int64: a norm takes "
+                       r"floating-point input, as PyTorch's does; give it as float32 "
+                       r"\(x\.astype\('float32'\)\) \(at test_nn.py:\d+\)"):
+        make(nn, F)(gg.tensor(x))
+
+
 def test_half_precision_data_through_float32_norms_comes_out_float16_as_in_torch():
     # PyTorch's mixed precision: float16 data through a model built in float32 gives a
     # float16 result and input gradient, float32 parameter gradients and running

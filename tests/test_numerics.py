@@ -209,3 +209,30 @@ def test_var_takes_one_of_ddof_correction_and_unbiased():
         t.var(ddof=1, correction=1)
     with pytest.raises(TypeError, match="ddof must be a number >= 0"):
         t.std(ddof=-1)
+
+
+def test_std_of_equal_values_has_a_zero_gradient_as_torchs():
+    # sqrt's slope at 0 is infinite and the deviations are 0: sqrt(var) alone gives NaN,
+    # which would spread through a training step; PyTorch's std gives 0 there.
+    values = np.array([[2.0, 2.0, 2.0], [1.0, 2.0, 4.0]])
+    x = gg.tensor(values, requires_grad=True)
+    x.std(axis=1, ddof=1).sum().backward()
+    tx = torch.tensor(values, requires_grad=True)
+    tx.std(dim=1).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy()[0], [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+    assert np.isnan(gg.tensor([3.0]).std(ddof=1).item())  # no spread to take: still NaN
+
+
+@pytest.mark.parametrize("method", ["var", "std"])
+def test_var_and_std_errors_name_the_function_called_and_the_users_line(method):
+    t = gg.tensor([[1.0, 2.0], [3.0, 5.0]])
+    call = getattr(t, method)
+    with pytest.raises(gg.ShapeError, match=rf"^{method}: axis 2 is out of range .* "
+                                            r"\(at test_numerics.py:\d+\)$"):
+        call(axis=2)
+    with pytest.raises(TypeError, match=rf"^{method}: give axis= or dim=, not both"):
+        call(axis=0, dim=0)
+    with pytest.raises(TypeError, match=rf"^{method}: correction must be a number >= 0, "
+                                        r"got -1 \(at test_numerics.py:\d+\)$"):
+        call(correction=-1)

@@ -567,6 +567,16 @@ def test_an_argument_without_a_parameter_name_is_called_by_its_position():
         "first", "rest[0]", "rest[1]"]
 
 
+def test_a_tensor_passed_as_two_arguments_is_called_as_the_first():
+    """f(x, x): one leaf, at position 0, so named by f's first parameter, as "arg0" says
+    (the second name over it read "arg0 b")."""
+    data = gg.ones(2)
+    graph = gg.trace(lambda a, b: a * b, data, data)
+    assert graph.inputs == [data.node.seq] * 2
+    assert graph.nx.nodes[data.node.seq]["name"] == "a"
+    assert "= arg0 a\n" in str(graph) and 'label="a\\nfloat32[2]"' in graph.to_dot()
+
+
 def test_gradients_of_a_traces_arguments_are_named_after_them():
     graph = gg.trace(lambda x, y: x * y, gg.ones(2, requires_grad=True),
                      gg.ones(2, requires_grad=True))
