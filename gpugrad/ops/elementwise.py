@@ -237,6 +237,27 @@ _ERFC_Q = (
     1.0, 1.8587657079505362, 1.4863859288131533, 0.6563144057656087, 0.16932303108534005,
     0.02429883823852005, 0.0015232404788129825)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+# float32 (and float16, through it) has its own approximations, sized for 24 bits and
+# evaluated in float32: fewer terms, no conversions, and a sum instead of a select (4 times
+# as fast on NumPy). Fitted the same way, in float64 arithmetic (ample for 24 bits), all
+# coefficients rounded to float32 at once; each error bound below measured with them as
+# rounded. An ulp of erf(x) in float32 is at least 6e-8 * |erf(x)|:
+# - |x| < 1: erf(x) = x + x * p(x^2), p of degree 6, within 3.6e-9 of erf(x)/x - 1.
+#   The correction is at most 0.16 x, so p's rounding counts for a sixth of its size.
+# - 1 <= |x| <= 4: erf(|x|) = 1 - exp(P(|x| - 1)), P of degree 5 fitted to log(erfc(x)),
+#   an error in P being a relative one in erfc = exp(P): erfc(x) |P - log(erfc(x))| is
+#   within 2.3e-8 (0.38 ulp of erf). erfc <= 0.16 here, so erfc's rounding, NumPy's
+#   float32 exp's (up to 2.4 ulp) included, counts for a fraction of an ulp of erf, the
+#   smaller the larger |x|.
+# - |x| > 4: erf(|x|) = 1 - erfc(4), and erfc(4) = 1.5e-8 is under half an ulp of 1: 1.
+# Every float32 in (0, 4] checked against the exact value: within 1.45 ulp (1.443 at
+# x = 1.06225; 94% within half an ulp); erf is odd, and the clamp covers the rest.
+_ERF32_NEAR = (  # p(t), t = x^2 in [0, 1], constant term first; float32 values
+    0.12837916612625122, -0.3761262595653534, 0.1128358542919159, -0.026853810995817184,
+    0.005188326817005873, -0.0008010184392333031, 7.853827264625579e-05)
+_ERF32_TAIL = (  # log(erfc(x)) = P(s), s = x - 1 in [0, 3]
+    -1.8496055603027344, -2.63895845413208, -0.843226969242096, -0.041025955229997635,
+    0.00902604591101408, -0.001150432974100113)
 
 
 def _polynomial(coefficients, z):
@@ -270,31 +291,62 @@ def _erf_float64(xp, x):
     return xp.where(magnitude < 1.0, correction, xp.copysign(1.0 - erfc, x))
 
 
+def _erf_float32(xp, x):
+    """erf of a float32 array, in float32 arithmetic, with the standard's functions only.
+    Both approximations run on every element and are summed: each is exactly +-0 where
+    the other one applies, so the sum is exact, and no select (a random mask costs NumPy
+    a branch per element) nor copysign is needed."""
+    clamped = xp.clip(x, -4.0, 4.0)  # erf(4) rounds to 1: infinities too, without overflow
+    side = xp.trunc(xp.clip(clamped, -1.0, 1.0))  # +-1 in the tail, +-0 (x's sign) near 0
+    near_mask = xp.abs(side)
+    near_mask = 1.0 - near_mask  # 1 for |x| < 1, 0 in the tail (NaN stays NaN)
+    near = clamped * near_mask  # x, or +-0 in the tail
+    s = clamped * side  # |x| - 1 in the tail (-1 near 0, where it is discarded)
+    s -= 1.0
+    result = _polynomial(_ERF32_NEAR, near * near)
+    result *= near
+    result += near  # x + x * p; +-0 in the tail
+    tail = _polynomial(_ERF32_TAIL, s)
+    tail = xp.exp(tail)
+    tail = 1.0 - tail
+    tail *= side  # +-erf(|x|) in the tail, +-0 (x's sign, for erf(-0.0)) near 0
+    result += tail
+    return result
+
+
 def _erf_forward(xp, x):
-    """erf on any array namespace: computed in float64 whatever the float dtype, then
-    rounded to it, so float32 and float16 results are correctly rounded except within
-    about 1e-16 (relative) of a halfway point."""
+    """erf on any array namespace: float64 by _erf_float64; float32 by _erf_float32, in
+    float32, within 1.45 ulp of the exact value; float16 through float32, correctly
+    rounded but for +-0.001482 (one ulp off; every finite float16 checked)."""
     if x.dtype == xp.float64:
         return _erf_float64(xp, x)
-    return xp.astype(_erf_float64(xp, xp.astype(x, xp.float64)), x.dtype)
+    if x.dtype == xp.float32:
+        return _erf_float32(xp, x)
+    return xp.astype(_erf_float32(xp, xp.astype(x, xp.float32)), x.dtype)
 
 
-# Elements per block of the NumPy kernel: the block's temporaries (128 KiB each in
-# float64, a few alive at once) stay in the CPU's cache.
+# Elements per block of the NumPy kernel: the block's temporaries (128 KiB each, a few
+# alive at once) stay in the CPU's cache; in float32 (float16 too, computed in float32)
+# twice as many fit. Smaller blocks pay NumPy's per-call cost more often.
 _ERF_BLOCK = 16384
+
+
+def _erf_block(dtype):
+    return _ERF_BLOCK if dtype.itemsize == 8 else 2 * _ERF_BLOCK
 
 
 def _erf_numpy(xp, x, out=None):
     """The generic kernel block by block: the same operations, so the same bits, but its
-    ~60 passes run over a block in the CPU's cache instead of over the whole array in
-    memory (1.4 times as fast on a 256 x 512 array). `out` may be x itself: a block is
-    read whole before its result is written."""
-    if out is None and x.size <= _ERF_BLOCK:
+    passes (~60 in float64, ~40 in float32) run over a block in the CPU's cache instead of
+    over the whole array in memory (1.4 times as fast on a 256 x 512 float64 array). `out`
+    may be x itself: a block is read whole before its result is written."""
+    size = _erf_block(x.dtype)
+    if out is None and x.size <= size:
         return _erf_forward(xp, x)
     result = out if out is not None and out.flags.c_contiguous else xp.empty(x.shape, x.dtype)
     source, target = xp.ravel(x), result.reshape(-1)
-    for start in range(0, target.size, _ERF_BLOCK):
-        block = slice(start, start + _ERF_BLOCK)
+    for start in range(0, target.size, size):
+        block = slice(start, start + size)
         target[block] = _erf_forward(xp, source[block])
     if out is not None and result is not out:
         out[...] = result
