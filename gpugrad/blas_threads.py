@@ -4,8 +4,9 @@ A BLAS starts a thread per core and splits each product between them. On product
 as an MLP's on the digits (64 x 64 by 64 x 256), splitting gains nothing: one thread ran
 them as fast on 2 cores. And where another job keeps a core busy, the threads wait for each
 other: `gpugrad train` on the digits fell from 56,000 to 9,300 samples/s beside one busy
-process (to 900 beside a test suite), where one thread kept 33,000. Products of 256 x 784 by
-784 x 512 (MNIST at batch 256) run 1.8x faster on 2 threads than on one, and keep them.
+process (to 900 beside a test suite), where one thread kept 22,000-33,000. Products of
+256 x 784 by 784 x 512 (MNIST at batch 256) run 1.8x faster on 2 threads than on one, and
+keep them.
 
 So a CPU run whose largest product is small runs its BLAS on one thread, and processes of
 a distributed run sharing a machine split its cores between them, unless the user chose:
