@@ -1,5 +1,6 @@
 """Looking at graphs: Graphviz rendering, node-link JSON, GraphML, summaries."""
 
+import inspect
 import json
 import os
 import re
@@ -575,6 +576,20 @@ def test_a_tensor_passed_as_two_arguments_is_called_as_the_first():
     assert graph.inputs == [data.node.seq] * 2
     assert graph.nx.nodes[data.node.seq]["name"] == "a"
     assert "= arg0 a\n" in str(graph) and 'label="a\\nfloat32[2]"' in graph.to_dot()
+
+
+def test_a_compiled_function_shows_the_signature_and_names_of_the_one_it_compiles():
+    """gg.compile(f) keeps f's signature (help(), editors) as functools.wraps does, and
+    tracing it names its arguments as tracing f does; a compiled module, its forward's."""
+    def step(x, labels):
+        return x * labels
+
+    compiled = gg.compile(step)
+    assert inspect.signature(compiled) == inspect.signature(step)
+    graph = gg.trace(compiled, gg.ones(2), gg.ones(2))
+    assert [graph.nx.nodes[seq]["name"] for seq in graph.inputs] == ["x", "labels"]
+    graph = gg.trace(gg.compile(nn.Linear(2, 2)), gg.ones(2))
+    assert [graph.nx.nodes[seq]["name"] for seq in graph.inputs] == ["x"]
 
 
 def test_gradients_of_a_traces_arguments_are_named_after_them():

@@ -288,11 +288,14 @@ class CompiledFunction:
 
 
 def functools_wraps(wrapper, fn):
+    """As functools.wraps: fn's name and doc, and __wrapped__, through which
+    inspect.signature (help(), editors, the argument names of drawings) reads fn's."""
     for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
         try:
             setattr(wrapper, attr, getattr(fn, attr))
         except (AttributeError, TypeError):
             pass
+    wrapper.__wrapped__ = fn
 
 
 def compile(fn=None, *, retrace=True, optimize=True, cuda_graph=False,  # noqa: A001

@@ -37,6 +37,7 @@ def argument_names(fn, count):
     takes *args)."""
     from ..nn.module import Module
 
+    fn = inspect.unwrap(fn)  # a gg.compile of fn, a decorated fn: fn's own parameters
     if isinstance(fn, Module):
         fn = fn.forward
     try:
