@@ -291,15 +291,18 @@ def test_gradients_and_tensors_requiring_grad_have_colours_apart(browser, tmp_pa
     assert min(apart, 360 - apart) >= 45
 
 
+class Shared(nn.Module):
+    """One layer called twice, with another between."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared, self.other = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.shared(self.other(self.shared(x)).relu()).sum()
+
+
 def test_each_call_of_a_module_has_a_frame_of_its_own(browser, tmp_path):
-    class Shared(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.shared, self.other = nn.Linear(4, 4), nn.Linear(4, 4)
-
-        def forward(self, x):
-            return self.shared(self.other(self.shared(x)).relu()).sum()
-
     model = Shared()
     graph = model(gg.randn(2, 4)).graph
     path = tmp_path / "twice.html"
@@ -495,3 +498,69 @@ def test_leaves_show_their_names_and_long_ones_fit_their_boxes(browser, tmp_path
     page, _ = open_page(browser, eager)
     titles = page.locator("g.node.input text.title").all_text_contents()
     assert sorted(titles)[-2:] == ["input", "input"]
+
+
+def edges_through_boxes(page):
+    """["<edge> through <box>"] for each edge path that runs through a box it does not
+    join: a point of the path (sampled every 2 graph units) inside the box, 1 unit clear
+    of its border. An edge's ends are the boxes its first and last points touch."""
+    return page.evaluate("""(() => {
+      const boxes = [...document.querySelectorAll("g[data-key]")].map(g => {
+        const [x, y] = g.getAttribute("transform").match(/-?[\\d.]+/g).map(Number);
+        const r = g.querySelector("rect");
+        return [g.dataset.key, x, y, +r.getAttribute("width"), +r.getAttribute("height")];
+      });
+      const touches = (p, [, x, y, w, h]) =>
+        p.x >= x - 1 && p.x <= x + w + 1 && p.y >= y - 1 && p.y <= y + h + 1;
+      const inside = (p, [, x, y, w, h]) =>
+        p.x > x + 1 && p.x < x + w - 1 && p.y > y + 1 && p.y < y + h - 1;
+      const crossed = new Set();
+      [...document.querySelectorAll("path.edge")].forEach(path => {
+        const length = path.getTotalLength();
+        const a = path.getPointAtLength(0), z = path.getPointAtLength(length);
+        const ends = boxes.filter(b => touches(a, b) || touches(z, b)).map(b => b[0]);
+        for (let at = 0; at <= length; at += 2) {
+          const p = path.getPointAtLength(at);
+          boxes.forEach(b => {
+            if (!ends.includes(b[0]) && inside(p, b)) {
+              crossed.add(ends.join(">") + " through " + b[0]);
+            }
+          });
+        }
+      });
+      return [...crossed];
+    })()""")
+
+
+class TiedAutoencoder(nn.Module):
+    """Six layers, the last reading the first's weight again (transposed): a tied weight,
+    its edge spanning every layer between."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(8, 8) for _ in range(5)])
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x).relu()
+        return F.linear(x, self.layers[0].weight.T).sum()
+
+
+@pytest.mark.parametrize("model, width", [(TiedAutoencoder, 8), (Shared, 4)])
+def test_edges_of_a_tied_weight_run_around_the_boxes_between(browser, tmp_path, model, width):
+    """A weight read again layers later (a tied decoder, a module called twice) has an
+    edge spanning rows of other boxes: it runs in gaps beside them, never through a box
+    it does not join, forward and backward, with a module collapsed too."""
+    gg.manual_seed(0)
+    graph = model()(gg.randn(2, width)).graph
+    path = tmp_path / "tied.html"
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    assert page.locator("path.edge").count() >= len(graph) - 2
+    assert edges_through_boxes(page) == []
+    page.check("#backward")
+    assert page.locator("path.edge.grad").count() > 0
+    assert edges_through_boxes(page) == []
+    page.locator("g.frame text").nth(1).click()  # an inner module, collapsed
+    assert page.locator("g.scope").count() == 2
+    assert edges_through_boxes(page) == []

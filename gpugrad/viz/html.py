@@ -18,7 +18,9 @@ page for what is visible (a linear pass, no recursion), each time a box opens or
 A module's frame is laid out as one block below the blocks it reads from (frames stack
 in the order data flows), its title clear of the edges into it; the view fits the whole
 graph (the "fit" button, and on its own whenever what is shown changes, where the graph
-stays readable at half size or more).
+stays readable at half size or more). An edge spanning rows of other boxes (a tied weight
+read again layers later) runs through columns kept free for it in those rows, never
+through a box it does not join.
 """
 
 import html
@@ -285,21 +287,63 @@ function pack(items) {
   // them) goes at the leftmost x that is free in every row it spans. A unit fed by an
   // edge from several rows up also holds its column in the rows between (a unit read
   // there goes beside it), so that the edge runs straight down instead of through it.
+  // Long edges' columns (see longEdges) come after: the nodes keep their places.
+  const columns = items.filter(it => it.column);
+  items = items.filter(it => !it.column);
   items.sort((a, b) => a.from - b.from || (a.from < a.lo ? 0 : 1) - (b.from < b.lo ? 0 : 1) ||
              a.first - b.first);
-  const free = new Map();
+  const free = new Map(), taken = new Map();  // row -> [[x0, x1]] of what is there
   let w = 0, lo = Infinity, hi = -Infinity, first = Infinity;
+  const put = (it, x) => {
+    it.x = x;
+    for (let l = it.from; l <= it.hi; l++) {
+      free.set(l, Math.max(free.get(l) || 0, x + it.w + GX));
+      if (!taken.has(l)) taken.set(l, []);
+      taken.get(l).push([x, x + it.w]);
+    }
+    w = Math.max(w, x + it.w);
+    lo = Math.min(lo, it.lo); hi = Math.max(hi, it.hi);
+  };
   items.forEach(it => {
     let x = 0;
     for (let l = it.from; l <= it.hi; l++) x = Math.max(x, free.get(l) || 0);
-    it.x = x;
-    for (let l = it.from; l <= it.hi; l++) free.set(l, x + it.w + GX);
-    w = Math.max(w, x + it.w);
-    lo = Math.min(lo, it.lo); hi = Math.max(hi, it.hi); first = Math.min(first, it.first);
+    put(it, x);
+    first = Math.min(first, it.first);
   });
-  return {items, w, lo, hi, first};
+  columns.sort((a, b) => a.first - b.first || a.lo - b.lo);
+  columns.forEach(it => put(it, columnX(it, taken)));
+  return {items: items.concat(columns), w, lo, hi, first};
 }
-function place(units, row, blocks) {
+function columnX(it, taken) {
+  // Where a long edge's column goes: the free x nearest the middle of the first column
+  // of boxes (where a chain of layers runs, so that the edge mostly runs straight), GX
+  // clear of everything in its rows: a gap between boxes, else beside them all.
+  const blocked = [];
+  for (let l = it.from; l <= it.hi; l++) {
+    (taken.get(l) || []).forEach(([a, b]) => blocked.push([a - GX - it.w, b + GX]));
+  }
+  blocked.sort((a, b) => a[0] - b[0]);
+  const want = W / 2;
+  let best = Infinity, x = 0;  // x: the left end of the stretch free so far
+  for (const [a, b] of blocked.concat([[Infinity, Infinity]])) {
+    if (a >= x) {  // x..a is free
+      const near = Math.min(Math.max(want, x), a);
+      if (Math.abs(near - want) < Math.abs(best - want)) best = near;
+      if (x > want) break;  // every later stretch lies further away
+    }
+    x = Math.max(x, b);
+  }
+  return best;
+}
+function holdFrom(u, units, row, blocks) {
+  // The first row of the column unit u holds in its container (see pack): from just
+  // below the nearest unit it reads that reads something itself, if that is not next.
+  const l = row.get(u.key), c = containerOf(u), floor = c >= 0 ? blocks.get(c).lo : -Infinity;
+  let near = -Infinity;
+  u.ins.forEach(p => { if (units.get(p).ins.length) near = Math.max(near, row.get(p)); });
+  return near > -Infinity && near + 1 < l ? Math.max(floor, near + 1) : l;
+}
+function place(units, row, blocks, columns) {
   // Expanded scopes are packed innermost first into blocks, so that a module's frame
   // holds its own nodes and nothing else; then the blocks are placed top-down. A frame's
   // content starts far enough right of its title that no edge into its first column
@@ -308,12 +352,12 @@ function place(units, row, blocks) {
   const add = (c, item) => { if (!kids.has(c)) kids.set(c, []); kids.get(c).push(item); };
   units.forEach(u => {  // with the backward pass, a unit and its gradient go as a pair
     const l = row.get(u.key), w = showBackward && u.grad ? 2 * W + PAIR : W;
-    const c = containerOf(u), floor = c >= 0 ? blocks.get(c).lo : -Infinity;
-    let from = l, near = -Infinity;
-    u.ins.forEach(p => { if (units.get(p).ins.length) near = Math.max(near, row.get(p)); });
-    if (near > -Infinity && near + 1 < l) from = Math.max(floor, near + 1);
-    add(c, {unit: u, lo: l, hi: l, from, w, first: u.first});
+    add(containerOf(u), {unit: u, lo: l, hi: l, from: holdFrom(u, units, row, blocks), w,
+                         first: u.first});
   });
+  columns.forEach(col => add(col.container, {column: col, lo: col.lo, hi: col.hi,
+                                             from: col.lo, w: showBackward ? PAIR : 0,
+                                             first: col.first}));
   const open = [...blocks.keys()];
   let deepest = 0;
   open.forEach(s => { deepest = Math.max(deepest, SCOPES[s].depth); });
@@ -336,6 +380,7 @@ function place(units, row, blocks) {
     items.forEach(it => {
       const x = base + it.x;
       if (it.unit) { xs.set(it.unit.key, x); return; }
+      if (it.column) { it.column.x = x; return; }
       frames.push({scope: it.scope, x, w: it.w, lo: it.lo, hi: it.hi, top: it.top,
                    side: it.side});
       stack.push([it.block.items, x + it.left]);
@@ -344,17 +389,84 @@ function place(units, row, blocks) {
   const gap = open.length ? Math.max(GY, 38 + 20 * deepest) : GY;
   return {xs, frames, gap};
 }
+function chainOf(u) {  // the scopes around unit u, innermost first, then the top (-1)
+  const chain = [];
+  for (let c = containerOf(u); c >= 0; c = SCOPES[c].parent) chain.push(c);
+  chain.push(-1);
+  return chain;
+}
+function spanParts(t, u, lo, hi, blocks) {
+  // Rows lo..hi, between unit t (above) and unit u (below), split by the container an
+  // edge between them crosses each in, top-down: [[container, first row, last row]].
+  // Rows inside a scope around u (not around t) belong to the innermost such scope that
+  // has begun; else rows inside a scope around t, to the innermost not yet ended; the
+  // rest to the innermost scope around both. So the edge leaves t's frames, runs in the
+  // common one beside everything between, and enters u's frames.
+  const up = chainOf(t), down = chainOf(u);
+  const common = up.find(c => down.includes(c));
+  const tSide = up.slice(0, up.indexOf(common)), uSide = down.slice(0, down.indexOf(common));
+  const parts = [];
+  const push = (c, a, b) => {
+    a = Math.max(a, lo); b = Math.min(b, hi);
+    if (a <= b) parts.push([c, a, b]);
+  };
+  const split = uSide.length ? blocks.get(uSide[uSide.length - 1]).lo : hi + 1;
+  let r = lo;
+  tSide.forEach(s => {
+    const end = Math.min(blocks.get(s).hi, split - 1);
+    push(s, r, end);
+    r = Math.max(r, end + 1);
+  });
+  push(common, r, split - 1);
+  for (let i = uSide.length - 1; i >= 0; i--) {
+    push(uSide[i], blocks.get(uSide[i]).lo, i > 0 ? blocks.get(uSide[i - 1]).lo - 1 : hi);
+  }
+  return parts;
+}
+function longEdges(units, edges, row, blocks) {
+  // Sugiyama's virtual nodes: an edge across rows that hold other boxes (a tied weight
+  // read again layers later) runs through a column of its own in each of them, which
+  // place() packs beside the boxes there as it packs a node, so the edge never crosses
+  // a box it does not join. One column per source and container, shared by its edges
+  // (they bundle into one line), so the work grows with the rows spanned, not with
+  // edges times rows.
+  const columns = new Map(), routes = new Map();
+  edges.forEach(([a, b]) => {
+    const ra = row.get(a), rb = row.get(b);
+    if (Math.abs(ra - rb) < 2) return;  // next rows: the edge stays in the gap between
+    const [t, u] = ra < rb ? [a, b] : [b, a];
+    const parts = spanParts(units.get(t), units.get(u), Math.min(ra, rb) + 1,
+                            Math.max(ra, rb) - 1, blocks);
+    // Below a, b keeps its own column free in its container's rows from holdFrom on
+    // (the existing straight run down into b): the edge takes that, not a new one.
+    const hold = ra < rb ? holdFrom(units.get(b), units, row, blocks) : Infinity;
+    const last = parts[parts.length - 1], held = [];
+    if (last && last[0] === containerOf(units.get(b)) && hold <= last[2]) {
+      held.push([{unit: b}, Math.max(last[1], hold), last[2]]);
+      if (hold > last[1]) last[2] = hold - 1; else parts.pop();
+    }
+    routes.set(a + ">" + b, parts.map(([c, r0, r1]) => {
+      const key = a + "|" + c;
+      let col = columns.get(key);
+      if (!col) columns.set(key, col = {container: c, lo: r0, hi: r1, first: units.get(a).first});
+      col.lo = Math.min(col.lo, r0); col.hi = Math.max(col.hi, r1);
+      return [col, r0, r1];
+    }).concat(held));
+  });
+  return {columns, routes};
+}
 function layout() {
   const {units, edges, gradEdges} = buildUnits();
   const {row, blocks} = assignRows(units);
-  const {xs, frames, gap} = place(units, row, blocks);
+  const {columns, routes} = longEdges(units, edges, row, blocks);
+  const {xs, frames, gap} = place(units, row, blocks, columns);
   const pos = new Map(), y = l => l * (H + gap);
   units.forEach(u => pos.set(u.key, [xs.get(u.key), y(row.get(u.key))]));
   units.forEach(u => {  // each gradient just right of its forward node
     if (u.grad) { const [x, top] = pos.get(u.key); pos.set("b" + u.key, [x + W + PAIR, top]); }
   });
   frames.forEach(f => { f.y0 = y(f.lo) - f.top; f.y1 = y(f.hi) + H + f.side; });
-  return {units, edges, gradEdges, pos, frames};
+  return {units, edges, gradEdges, pos, frames, routes, y};
 }
 
 // --- drawing ---------------------------------------------------------------------------
@@ -369,12 +481,35 @@ function ends(p, q, up) {
   const x1 = p[0] + W / 2, x2 = q[0] + W / 2;
   return {x1, x2, y1: up ? p[1] : p[1] + H, y2: up ? q[1] + H : q[1], bend: up ? -GY / 2 : GY / 2};
 }
-function curve(c) {
-  const {x1, y1, x2, y2, bend} = c;
-  return `M${x1},${y1} C${x1},${y1 + bend} ${x2},${y2 - bend} ${x2},${y2}`;
+function pieces(p, q, route, shift, up) {
+  // An edge from the box at p to the box at q as curves that each run one way in y:
+  // the one curve of ends() between boxes in rows next to each other; else down (or up)
+  // its route's columns, straight through each row (in the gap the column keeps free)
+  // and in an S between rows, where no box is.
+  if (!route) return [ends(p, q, up)];
+  const down = q[1] > p[1], y = current.y, out = [];
+  let x = p[0] + W / 2, at = down ? p[1] + H : p[1];
+  const to = (x2, y2) => {
+    out.push({x1: x, y1: at, x2, y2, bend: (y2 - at) / 2});
+    x = x2; at = y2;
+  };
+  (down ? route : route.slice().reverse()).forEach(([col, r0, r1]) => {
+    // a column of its own, or the one its end holds (the gradient's half of it: shifted)
+    const cx = col.unit ? current.pos.get(col.unit)[0] + W / 2 + (shift ? W + PAIR : 0)
+                        : col.x + shift;
+    const top = y(r0), bottom = y(r1) + H;
+    to(cx, down ? top : bottom);
+    to(cx, down ? bottom : top);
+  });
+  to(q[0] + W / 2, down ? q[1] : q[1] + H);
+  return out;
+}
+function path(parts) {
+  return `M${parts[0].x1},${parts[0].y1}` + parts.map(c => ` C${c.x1},${c.y1 + c.bend} ` +
+    `${c.x2},${c.y2 - c.bend} ${c.x2},${c.y2}`).join("");
 }
 function curveX(c, y) {
-  // The x where curve c (as curve() draws it: y moves one way from end to end) is at y.
+  // The x where curve c (as path() draws it: y moves one way from end to end) is at y.
   const at = (a, b, e, f, t) => {
     const u = 1 - t;
     return u * u * u * a + 3 * u * u * t * b + 3 * u * t * t * e + t * t * t * f;
@@ -465,18 +600,22 @@ function drawUnit(u, pos, parent, backward) {
 function render() {
   const t0 = performance.now();
   current = layout();
-  const {units, edges, gradEdges, pos, frames} = current;
+  const {units, edges, gradEdges, pos, frames, routes} = current;
   view.textContent = "";
   elements.clear();
   const back = el("g", {}, view), lines = el("g", {}, view), boxes = el("g", {}, view);
-  const curves = edges.map(([a, b]) => ends(pos.get(a), pos.get(b), false));
-  curves.forEach(c => el("path", {class: "edge", d: curve(c)}, lines));
+  const curves = [];
+  const draw = (parts, cls) => {
+    curves.push(...parts);
+    el("path", {class: cls, d: path(parts)}, lines);
+  };
+  edges.forEach(([a, b]) => draw(pieces(pos.get(a), pos.get(b), routes.get(a + ">" + b), 0,
+                                        false), "edge"));
   units.forEach(u => drawUnit(u, pos, boxes, false));
   if (showBackward) {
-    gradEdges.forEach(([a, b]) => {
-      const c = ends(pos.get("b" + a), pos.get("b" + b), true);
-      curves.push(c);
-      el("path", {class: "edge grad", d: curve(c)}, lines);
+    gradEdges.forEach(([a, b]) => {  // beside the forward edge, in the same columns
+      draw(pieces(pos.get("b" + a), pos.get("b" + b), routes.get(b + ">" + a), PAIR, true),
+           "edge grad");
     });
     units.forEach(u => {
       if (!u.grad) return;
@@ -497,6 +636,8 @@ function render() {
     extend(x, y, x + (showBackward && u.grad ? 2 * W + PAIR : W), y + H);
   });
   frames.forEach(f => extend(f.x, f.y0, f.x + f.w, f.y1));
+  curves.forEach(c => extend(Math.min(c.x1, c.x2), Math.min(c.y1, c.y2),
+                             Math.max(c.x1, c.x2), Math.max(c.y1, c.y2)));
   current.box = units.size ? {x: x0, y: y0, width: x1 - x0, height: y1 - y0}
                            : {x: 0, y: 0, width: 0, height: 0};
   highlight();
