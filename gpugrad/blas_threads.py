@@ -61,10 +61,3 @@ def limited(threads):
 
     with threadpool_limits(limits=threads, user_api="blas"):
         yield
-
-
-def current_threads():
-    """The thread count of each BLAS loaded in this process (threadpoolctl's view)."""
-    from threadpoolctl import threadpool_info
-
-    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]

@@ -39,6 +39,12 @@ def model_and_optimiser(make_opt, seed=0, dropout=0.0):
     return model, make_opt(model.parameters())
 
 
+def assert_same_parameters(model, other):
+    """Every parameter of model equal, bit for bit, to other's in the same place."""
+    for p, q in zip(model.parameters(), other.parameters(), strict=True):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
 def eager_and_compiled(name, cuda_graph=False):
     """Two alike models and optimisers: (model, optimiser, step) trained eagerly, and
     the same through gg.compile (with cuda_graph: its graph-ready plan, quietly)."""
@@ -103,8 +109,7 @@ def test_an_optimiser_update_as_one_op_follows_eager_training(name, monkeypatch)
     names = [n.name for n in compiled.plan.program.op_nodes()]
     one_op = "adam_update" if "adam" in name else "sgd_momentum_update"
     assert names.count(one_op) == 4 * (3 if "adam" in name else 2)  # 4 parameters' outputs
-    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
-        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    assert_same_parameters(model, eager_model)
     for state, eager_state in zip(opt.state.values(), eager_opt.state.values(), strict=True):
         for key, value in eager_state.items():
             np.testing.assert_array_equal(np.asarray(state[key]), np.asarray(value), key)
@@ -228,8 +233,7 @@ def test_the_plan_reads_the_learning_rate_a_scheduler_sets_on_every_run(cuda_gra
         assert compiled(x, y).item() == eager(x, y).item()
         for s in schedules:
             s.step()
-    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
-        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    assert_same_parameters(model, eager_model)
     if cuda_graph:  # the scalars reach the body in one vector: one group, one dtype
         assert compiled.compiled.plan.run.slots.count("scalars") == 1
 
@@ -482,8 +486,7 @@ def test_gradients_made_in_one_compiled_function_are_read_by_another(cuda_graph)
         for x, y in data[i:i + 2]:
             accumulate(x, y), eager_accumulate(x, y)
         assert update().item() == eager_update().item()  # the gradients' norm
-        for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
-            np.testing.assert_array_equal(p.numpy(), q.numpy())
+        assert_same_parameters(model, eager_model)
 
 
 def test_a_parameter_frozen_or_unfrozen_between_calls_traces_anew():
@@ -771,8 +774,7 @@ def test_changing_an_optimisers_hyper_parameter_traces_anew_and_follows_eager():
             continue
         assert compiled(x, y).item() == eager(x, y).item()
     assert len(compiled.log) == 2
-    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
-        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    assert_same_parameters(model, eager_model)
     opt.param_groups[0]["maximize"] = False  # an entry the plan did not know
     with pytest.warns(gg.CompileWarning, match="an optimiser hyper-parameter changed"):
         compiled(*data[0])
@@ -786,8 +788,7 @@ def test_a_learning_rate_changed_and_changed_back_is_read_on_every_run():
         for o in (eager_opt, opt):
             o.param_groups[0]["lr"] = lr
         assert compiled(x, y).item() == eager(x, y).item()
-        for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
-            np.testing.assert_array_equal(p.numpy(), q.numpy())
+        assert_same_parameters(model, eager_model)
     assert len(compiled.log) == 1  # one trace: the rate alone never retraces
 
 
@@ -1159,8 +1160,7 @@ def test_bias_activation_gives_a_layers_bias_and_activation_one_kernel(activatio
     eager = training_step(eager_model, gg.optim.SGD(eager_model.parameters(), lr=0.1))
     for x, y in batches(3):  # the reference repeats the ops' operations: the same bits
         assert compiled(x, y).item() == eager(x, y).item()
-    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
-        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    assert_same_parameters(model, eager_model)
 
 
 def test_passes_change_no_result():
@@ -1609,8 +1609,7 @@ def test_accumulating_gradients_with_zero_grad_outside_traces_once_per_pattern()
                     o.step()
                     o.zero_grad()
     assert len(traced_anew) == 1 and len(compiled.log) == 2  # each pattern traced once
-    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
-        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    assert_same_parameters(model, eager_model)
 
 
 # --- what users write, from an audit ------------------------------------------------------------
@@ -1944,8 +1943,7 @@ def test_a_learning_rate_given_as_a_numpy_scalar_updates_as_a_python_number_does
         for o in (eager_opt, opt):
             o.param_groups[0]["lr"] = lr
         assert compiled(x, y).item() == eager(x, y).item()
-        for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
-            np.testing.assert_array_equal(p.numpy(), q.numpy())
+        assert_same_parameters(model, eager_model)
 
 
 @pytest.mark.parametrize("betas", [(np.float32(0.9), np.float32(0.999)),
@@ -1962,8 +1960,7 @@ def test_betas_changed_to_numpy_scalars_after_the_trace_update_as_eager_does(bet
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", gg.CompileWarning)
             assert compiled(x, y).item() == eager(x, y).item()
-    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
-        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    assert_same_parameters(model, eager_model)
 
 
 def test_a_decorated_functions_wrapped_code_is_read_for_guards_too():
