@@ -412,6 +412,22 @@ def test_a_default_left_out_or_given_the_same_value_shares_one_plan():
         for args, kwargs in [((x,), {"scale": 1.0}), ((x, 1.0), {}), ((x,), {"power": 1}),
                              ((x,), {})]:
             np.testing.assert_array_equal(compiled(*args, **kwargs).numpy(), fn(x).numpy())
+
+
+def test_a_default_that_cannot_be_hashed_is_the_functions_own_constant():
+    def fn(x, options={"scale": 2.0}, *, extra={"shift": 1.0}):  # noqa: B006
+        return x * options["scale"] + extra["shift"]
+
+    compiled = gg.compile(fn)
+    x = gg.tensor([1.0, 2.0])
+    for _ in range(3):  # the same dict objects on every call: one plan
+        np.testing.assert_array_equal(compiled(x).numpy(), fn(x).numpy())
+    assert compiled.log == ["first call"]
+    # Given by the caller, such a value has no value to make a plan for: refused
+    with pytest.raises(gg.CompileError, match="neither a Tensor nor hashable"):
+        compiled(x, {"scale": 3.0})
+    with pytest.raises(gg.CompileError, match="keyword-only arguments must be hashable"):
+        compiled(x, extra={"shift": 0.0})
     assert len(compiled.plans) == 1
 
 

@@ -202,14 +202,16 @@ class CompiledFunction:
         ones are constants of the plan, so hashable values, not tensors."""
         if self._signature is None:
             self._signature = inspect.signature(self.fn)
-        args, rest = _positional(self._signature, args, kwargs)
+        args, rest, defaulted = _positional(self._signature, args, kwargs)
         for name, value in rest.items():
             if isinstance(value, Tensor):
                 raise CompileError(f"gg.compile({_name(self.fn)}): the keyword-only "
                                    f"argument {name} is a Tensor; pass tensors by position")
-        key = _key(args)
+        key = _key(args, defaulted)
         if rest:
-            keywords = tuple(sorted(rest.items()))
+            keywords = tuple(sorted(
+                (name, _Identity(value) if name in defaulted and not _hashable(value)
+                 else value) for name, value in rest.items()))
             try:
                 hash(keywords)
             except TypeError:
@@ -426,14 +428,18 @@ def _collector_paused():
             gc.enable()
 
 
-def _key(args):
+def _key(args, defaulted=()):
     """What a plan is made for: each tensor argument's shape, dtype, device and
     requires_grad, every other argument's value, the grad mode and the default device
-    (where tensors made inside go)."""
+    (where tensors made inside go). A default the call left out (its position in
+    defaulted) that cannot be hashed (a dict) is the function's own object, the same on
+    every call: it is part of the key by identity."""
     parts = [(state.grad_enabled, _backends.default_device())]
-    for a in args:
+    for i, a in enumerate(args):
         if a.__class__ is Tensor:
             parts.append((a._data.shape, a._dtype, a._device, a._requires_grad))
+        elif i in defaulted and not _hashable(a):
+            parts.append(("value", type(a), _Identity(a)))
         else:
             try:
                 hash(a)
@@ -469,15 +475,19 @@ def _defaults_count(fn):
 
 
 def _positional(signature, args, kwargs):
-    """(positional arguments, keyword-only ones) of a call: every parameter that can be
-    given by position is (defaults filled in up to the last one given), so that
-    fn(x, b=t) passes the tensor t by position even when a parameter before b was
-    left out."""
+    """(positional arguments, keyword-only ones, the defaults filled in: positions and
+    keyword names) of a call: every parameter that can be given by position is
+    (defaults filled in), so that fn(x, b=t) passes the tensor t by position even when a
+    parameter before b was left out."""
     bound = signature.bind(*args, **kwargs)
+    given = set(bound.arguments)
     bound.apply_defaults()
-    positional, rest = [], {}
+    positional, rest, defaulted = [], {}, set()
     for name, param in signature.parameters.items():
         value = bound.arguments[name]
+        if name not in given and param.kind is not param.VAR_POSITIONAL:
+            defaulted.add(len(positional) if param.kind in (
+                param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD) else name)
         if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
             positional.append(value)
         elif param.kind is param.VAR_POSITIONAL:
@@ -486,7 +496,34 @@ def _positional(signature, args, kwargs):
             rest[name] = value
         else:  # **kwargs
             rest.update(value)
-    return tuple(positional), rest
+    return tuple(positional), rest, defaulted
+
+
+def _hashable(value):
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+class _Identity:
+    """A default that cannot be hashed (a dict), in a key: the function's own object,
+    the same on every call that leaves it out, so compared by identity."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, _Identity) and other.value is self.value
+
+    def __hash__(self):
+        return id(self.value)
+
+    def __repr__(self):
+        return f"the default {type(self.value).__name__}"
 
 
 def _difference(old, new):
