@@ -159,7 +159,7 @@ def _needed(order, targets):
 def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unused):
     outputs = _as_list(outputs)
     if state.capture is not None:
-        state.capture.differentiated = True
+        state.capture.differentiating()
     root_grads = _root_grads(outputs, grad_outputs,
                              "backward()" if targets is None else "gg.grad")
     if retain_graph is None:

@@ -448,6 +448,29 @@ def test_the_signature_is_read_when_tracing_not_on_every_call(monkeypatch):
     assert len(reads) == traced  # a plan's call costs microseconds: no per-call introspection
 
 
+def test_a_backward_into_an_argument_made_by_ops_outside_is_refused_before_any_update():
+    encoder, head = nn.Linear(3, 3), nn.Linear(3, 1)
+    opt = gg.optim.SGD(head.parameters(), lr=0.1)
+
+    def step(h):
+        loss = (head(h) ** 2).mean()
+        loss.backward()  # eager: into head, and on through h into the encoder
+        opt.step()
+        return loss
+
+    h = encoder(gg.ones((2, 3)))  # a graph: the compiled backward would stop at h
+    before = head.weight.numpy()
+    with pytest.raises(gg.CompileError, match=r"argument 0 \(h, made by linear at "
+                                              r"test_compile.py:\d+\) carries a graph"):
+        gg.compile(step)(h)
+    np.testing.assert_array_equal(head.weight.numpy(), before)  # no step taken
+    assert encoder.weight.grad is None and head.weight.grad is None
+    compiled = gg.compile(step)
+    for _ in range(2):  # detached, it is data: the step runs (and its plan)
+        assert np.isfinite(compiled(h.detach()).item())
+    assert not np.array_equal(head.weight.numpy(), before)
+
+
 def test_an_argument_updated_in_place_is_updated_for_the_caller_on_every_call():
     def step(x, y):
         out = (x * y).sum()  # (a compiled step updates a tensor as its last use)

@@ -82,6 +82,7 @@ class Recorder:
         self.differentiated = False  # whether a backward ran inside the function
         self.arguments = set()  # ids of the tensors passed as arguments (traced as copies)
         self.argument_copies = set()  # ids of those copies
+        self.graph_arguments = []  # words naming each argument that carries a graph
         # id -> (tensor, its array as made) of the tensors the function made itself
         # (gg.zeros, gg.tensor, ...): new at every eager call, so a plan feeds each
         # run that array, never what the previous run left in the tensor - unless
@@ -245,6 +246,19 @@ class Recorder:
                 return
             self._guard_keys.add(key)
         self.guards.append((getter, getter(), reason))
+
+    def differentiating(self):
+        """A backward() or gg.grad runs inside the function. It would stop at the
+        arguments (each traced as a leaf of its own): one made by ops outside, with a
+        graph, would leave what made it without a gradient, so it is refused here,
+        before the function goes on to an optimiser's step."""
+        self.differentiated = True
+        if self.graph_arguments:
+            raise CompileError(
+                f"{self.graph_arguments[0]} carries a graph from outside the function: a "
+                "compiled function's backward() stops at its arguments, so the tensors "
+                "that made it would get no gradient; make it inside the function, or pass "
+                "it .detach()ed")
 
     # --- writes --------------------------------------------------------------------------
     def accumulate_grad(self, tensor, g):

@@ -351,8 +351,14 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
     start_time = time.perf_counter()
     recorder = Recorder(next(_node_module._sequence))
     traced_args, aliases, given = [], {}, {}
-    for a in args:
+    names = argument_names(fn, len(args))
+    for i, a in enumerate(args):
         if a.__class__ is Tensor:  # a leaf of the trace, whatever made it
+            if a._requires_grad and a._node is not None and not a._node.op.is_leaf:
+                named = f"{names[i]}, " if names[i] else ""
+                recorder.graph_arguments.append(
+                    f"argument {i} ({named}made by {a._node.op.display_name} at "
+                    f"{a._node.where()})")
             copy = Tensor._wrap(a._data, a._dtype, a._device, a._requires_grad)
             copy._grad = a._grad  # a backward inside adds to it, as in eager mode
             aliases[copy], given[copy] = a, a._data
@@ -380,8 +386,8 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
                       "compiled results come without a graph — call backward() inside "
                       "the function", CompileWarning, stacklevel=4)
     tensor_args = [a for a in traced_args if a.__class__ is Tensor]
-    names = [name for name, a in zip(argument_names(fn, len(traced_args)), traced_args,
-                                     strict=True) if a.__class__ is Tensor]
+    names = [name for name, a in zip(names, traced_args, strict=True)
+             if a.__class__ is Tensor]
     with _collector_paused():
         traced = build(recorder, tensor_args, tensors, names)
         program = build(recorder, tensor_args, tensors, names)
