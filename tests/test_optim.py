@@ -14,6 +14,7 @@ file is skipped where PyTorch is not installed.
 """
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -264,6 +265,38 @@ def test_a_learning_rate_changed_mid_training_follows_torch(name, config):
         Problem.torch_loss(tps, x, y).backward()
         topt.step()
         assert_same_params(gps, tps, step)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_switched_on_mid_training_follows_torch(compiled, nesterov):
+    """Momentum 0 for 3 steps, then 0.9 (a warm-up): the buffer starts at the first
+    step that needs it, as PyTorch's does (it was a KeyError)."""
+    problem = Problem(seed=5)
+    gps, tps = problem.gg_params(), problem.torch_params()
+    gopt, topt = gg.optim.SGD(gps, lr=0.05), torch.optim.SGD(tps, lr=0.05)
+
+    def step(x, y):
+        W, b, V = gps
+        gopt.zero_grad()
+        loss = (((x @ W.T + b).tanh() @ V.T - y) ** 2).mean()  # Problem.gg_loss
+        loss.backward()
+        gopt.step()
+        return loss
+
+    run = gg.compile(step) if compiled else step
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gg.CompileWarning)  # a new momentum: a new plan
+        for i, (x, y) in enumerate(problem.batches, start=1):
+            if i == 4:
+                for opt in (gopt, topt):
+                    opt.param_groups[0].update(momentum=0.9, nesterov=nesterov)
+            run(gg.tensor(x), gg.tensor(y))
+            topt.zero_grad()
+            Problem.torch_loss(tps, x, y).backward()
+            topt.step()
+            assert_same_params(gps, tps, i)
+    assert set(gopt.state[gps[0]]) == {"step", "momentum_buffer"}
 
 
 # --------------------------------------------------------------------------------------

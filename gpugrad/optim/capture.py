@@ -68,7 +68,7 @@ def _step_scalars(opt, index, params, recorder, positions):
     since the trace fails the run before it advanced anything (see HostUndo)."""
     group = opt.param_groups[index]
     for p in params:
-        state = opt.state.get(p) or opt._initial_state(group, p)
+        state = opt._state(group, p)
         state.setdefault("step", 0)
         opt.state[p] = state
 

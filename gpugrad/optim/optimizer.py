@@ -52,8 +52,10 @@ class Optimizer:
     """Holds parameter groups (dicts with "params" and hyper-parameters) and per-parameter
     state (arrays and a step counter). Subclasses define:
 
-    - `_initial_state(group, p)`: the state arrays before the first step (zeros, so that the
-      first step is the general formula, bit for bit the same as a special first case);
+    - `_state_keys(group)`: the names of the state arrays a step with these
+      hyper-parameters reads; each starts as zeros of p's shape (before the first step,
+      or the first that needs it: SGD's momentum switched on later), so that the first
+      step is the general formula, bit for bit the same as a special first case;
     - `_scalars(group, step)`: the step's scalars, computed on the host (learning rate,
       bias corrections) — in a compiled plan they are read anew on every run;
     - `_update(group, p, grad, arrays, scalars, sqrt) -> (scale, delta, new_arrays)`, the
@@ -124,7 +126,7 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = self.state.get(p) or self._initial_state(group, p)
+                state = self._state(group, p)
                 step = state.get("step", 0) + 1
                 scale, delta, arrays = self._update(
                     numbers, p._data, p.grad._data, state, self._scalars(numbers, step),
@@ -160,8 +162,18 @@ class Optimizer:
             if p.grad is not None:
                 _check_grad(self, p, position)
 
-    def _initial_state(self, group, p):
-        return {}
+    def _state_keys(self, group):
+        return ()
+
+    def _state(self, group, p):
+        """p's state for a step with group's hyper-parameters: the arrays it lacks (all
+        before its first step) as zeros. Not stored here: an eager step commits it."""
+        state = self.state.get(p)
+        keys = self._state_keys(group)
+        if state is not None and all(key in state for key in keys):
+            return state
+        zeros = p.device.backend.full
+        return {**{key: zeros(p.shape, 0, p.dtype) for key in keys}, **(state or {})}
 
     def _scalars(self, group, step):
         return {"lr": group["lr"], "scale": 1.0}
@@ -263,7 +275,7 @@ def _check_saved_group(opt, index, group, saved):
 def _check_saved_state(opt, i, p, group, saved):
     """Parameter i's saved state: the entries this optimiser keeps, of p's shape."""
     name = type(opt).__name__
-    expected = set(opt._initial_state(group, p)) | {"step"}
+    expected = set(opt._state_keys(group)) | {"step"}
     if set(saved) != expected:
         raise ValueError(f"{name}.load_state_dict: the state of parameter {i} has "
                          f"{', '.join(sorted(saved)) or 'nothing'}; {name} keeps "
@@ -334,10 +346,11 @@ class SGD(Optimizer):
                                   "weight_decay": weight_decay, "nesterov": nesterov,
                                   "dampening": dampening})
 
-    def _initial_state(self, group, p):
-        if not group["momentum"]:
-            return {}
-        return {"momentum_buffer": p.device.backend.full(p.shape, 0, p.dtype)}
+    def _state_keys(self, group):
+        # A buffer made at the first step with momentum; from zeros, that step's
+        # b = mu 0 + d is PyTorch's b = d (with dampening from a later step on, it is
+        # (1 - dampening) d where PyTorch starts from d).
+        return ("momentum_buffer",) if group["momentum"] else ()
 
     def _scalars(self, group, step):
         # With a zero buffer, the first step's mu * 0 + 1 * d is exactly PyTorch's buf = d.
@@ -370,9 +383,8 @@ class Adam(Optimizer):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
                                   "weight_decay": weight_decay})
 
-    def _initial_state(self, group, p):
-        zeros = p.device.backend.full
-        return {"exp_avg": zeros(p.shape, 0, p.dtype), "exp_avg_sq": zeros(p.shape, 0, p.dtype)}
+    def _state_keys(self, group):
+        return ("exp_avg", "exp_avg_sq")
 
     def _scalars(self, group, step):
         lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
