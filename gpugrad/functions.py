@@ -92,8 +92,8 @@ def abs(x):  # noqa: A001
     return _ew.abs(x)
 
 
-def clip(x, lo=None, hi=None):
-    return _ew.clip_values(x, lo, hi)
+def clip(x, lo=None, hi=None, *, min=None, max=None):  # noqa: A002
+    return _ew.clip_values(x, lo, hi, min=min, max=max)
 
 
 clamp = clip  # PyTorch's name

@@ -412,8 +412,8 @@ class Tensor:
     def sign(self):
         return _apply(_ew.sign, (self,), _NO)
 
-    def clip(self, lo=None, hi=None):
-        return _ew.clip_values(self, lo, hi)
+    def clip(self, lo=None, hi=None, *, min=None, max=None):  # noqa: A002
+        return _ew.clip_values(self, lo, hi, min=min, max=max)
 
     clamp = clip
 

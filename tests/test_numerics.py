@@ -134,6 +134,26 @@ def test_clip_takes_tensor_bounds_as_pytorchs_clamp_does():
     assert x.clip(None, 0.5).numpy().tolist() == x.clip(None, gg.tensor(0.5)).numpy().tolist()
 
 
+
+@pytest.mark.parametrize("bounds", [{"min": 0.5}, {"max": 1.5}, {"min": 0.5, "max": 1.5},
+                                    {"min": gg.tensor([2.0, 0.0, 0.0])}])
+def test_clamp_and_clip_take_the_bounds_by_pytorchs_and_numpys_keywords(bounds):
+    values = [-1.0, 1.0, 3.0]
+    theirs = {k: torch.tensor(v.numpy()) if isinstance(v, gg.Tensor) else v
+              for k, v in bounds.items()}
+    want = torch.tensor(values).clamp(**theirs).numpy()
+    x = gg.tensor(values)
+    for got in (x.clamp(**bounds), x.clip(**bounds), gg.clamp(x, **bounds),
+                gg.clip(x, **bounds)):
+        np.testing.assert_array_equal(got.numpy(), want)
+    np.testing.assert_array_equal(np.clip(np.array(values, np.float32), **{
+        k: v.numpy() if isinstance(v, gg.Tensor) else v for k, v in bounds.items()}), want)
+
+
+def test_a_bound_given_twice_is_refused():
+    with pytest.raises(TypeError, match="both lo and min"):
+        gg.tensor([1.0]).clip(0.0, min=0.5)
+
 DTYPES = ["bool", "int32", "int64", "float32", "float64"]
 
 

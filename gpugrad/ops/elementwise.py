@@ -169,10 +169,12 @@ def _clip_vjp(ctx, g):
 clip = _unary("clip", _clip_forward, _clip_vjp, saves=(0,), infer=_numeric_unary)
 
 
-def clip_values(x, lo=None, hi=None):
-    """x clipped to [lo, hi]; an integer tensor with a float bound is clipped as float32
-    (the dtype a float scalar gives an integer tensor). NumPy scalar bounds act as the
-    Python numbers they hold (np.float64(0.5) must not widen a float32 result)."""
+def clip_values(x, lo=None, hi=None, *, min=None, max=None):  # noqa: A002
+    """x clipped to [lo, hi] (also named min= and max=, as NumPy 2's np.clip and
+    PyTorch's clamp name them); an integer tensor with a float bound is clipped as
+    float32 (the dtype a float scalar gives an integer tensor). NumPy scalar bounds act
+    as the Python numbers they hold (np.float64(0.5) must not widen a float32 result)."""
+    lo, hi = _one_bound("lo", lo, "min", min), _one_bound("hi", hi, "max", max)
     lo, hi = dtypes.python_number(lo), dtypes.python_number(hi)
     if isinstance(lo, Tensor) or isinstance(hi, Tensor):
         return _clip_by_tensors(x, lo, hi)
@@ -180,6 +182,14 @@ def clip_values(x, lo=None, hi=None):
             any(isinstance(b, float) for b in (lo, hi)):
         x = x.astype(dtypes.DEFAULT_FLOAT)
     return apply(clip, (x,), {"lo": lo, "hi": hi})
+
+
+def _one_bound(name, value, keyword, by_keyword):
+    if by_keyword is None:
+        return value
+    if value is not None:
+        raise TypeError(f"clip: got both {name} and {keyword}, which name the same bound")
+    return by_keyword
 
 
 def _clip_by_tensors(x, lo, hi):
