@@ -475,8 +475,8 @@ def test_an_argument_updated_in_place_is_updated_for_the_caller_on_every_call():
     def step(x, y):
         out = (x * y).sum()  # (a compiled step updates a tensor as its last use)
         with gg.no_grad():
-            x -= 1.0  # in place (the memory plan writes into x's array)
-            y += y.sum()  # a new shape first: the plan copies the value into y's array
+            x -= 1.0  # in place: each run hands x its new values
+            y += y.sum()  # (a value of another shape first, broadcast)
         return out
 
     compiled = gg.compile(step)
@@ -485,6 +485,72 @@ def test_an_argument_updated_in_place_is_updated_for_the_caller_on_every_call():
         assert compiled(*args).item() == step(*eager_args).item()
         for a, b in zip(args, eager_args, strict=True):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def accumulate_into(x, total):
+    """Adds to its arguments in place, as a running total does (and returns a value
+    read before the update: a compiled step updates a tensor as its last use)."""
+    before = total * 1
+    total += (x * x).sum()
+    x += 1.0
+    return before
+
+
+def a_broadcast_argument():
+    return gg.broadcast_to(gg.tensor([1.0, 2.0]), (2, 2)), gg.zeros(())
+
+
+def a_view_argument():
+    base = gg.zeros((2, 2))
+    return base[0], gg.tensor(0.0), base  # (the base itself is not passed)
+
+
+@pytest.mark.parametrize("make", [a_broadcast_argument, a_view_argument])
+def test_an_argument_updated_in_place_gets_a_new_array_as_in_eager_mode(make):
+    """An eager in-place update gives the tensor a new array: a read-only broadcast, a
+    0-d running total and a view (whose base keeps its values) behave so in every run of
+    a plan too."""
+    compiled = gg.compile(accumulate_into)
+    mine, theirs = make(), make()
+    for _ in range(3):
+        np.testing.assert_array_equal(compiled(*mine[:2]).numpy(),
+                                      accumulate_into(*theirs[:2]).numpy())
+        for a, b in zip(mine, theirs, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert compiled.log == ["first call"]
+
+
+def test_two_arguments_sharing_one_array_each_get_their_own_values():
+    compiled = gg.compile(accumulate_into)
+    mine, theirs = gg.ones(2), gg.ones(2)
+    for _ in range(3):  # x a detached view of the total: the same array at each call
+        np.testing.assert_array_equal(compiled(mine.detach(), mine).numpy(),
+                                      accumulate_into(theirs.detach(), theirs).numpy())
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+def test_the_same_tensor_passed_twice_is_one_tensor_in_the_plan():
+    def scaled_sum(x, y):
+        out = (x * y).sum()
+        x += 1.0
+        return out
+
+    compiled = gg.compile(scaled_sum)
+    a, b = gg.ones(2), gg.ones(2)
+    ea, eb = gg.ones(2), gg.ones(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gg.CompileWarning)
+        for mine, theirs in [((a, a), (ea, ea)), ((a, b), (ea, eb)), ((a, a), (ea, ea))]:
+            assert compiled(*mine).item() == scaled_sum(*theirs).item()
+            np.testing.assert_array_equal(a.numpy(), ea.numpy())
+    assert compiled.log == ["first call", "argument 1: the tensor passed as argument 0 -> "
+                                          "(2,) float32 on cpu"]  # then both plans kept
+
+    def update_both(x, y):
+        x += 1.0
+        y *= 2.0  # eagerly y is x, just updated: that is a read after the update
+    with pytest.raises(gg.CompileError, match="reads a tensor after updating it in place"):
+        gg.compile(update_both)(a, a)
 
 
 def test_a_tensor_read_both_as_an_argument_and_directly_is_refused_with_the_line():

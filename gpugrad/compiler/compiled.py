@@ -20,6 +20,8 @@ import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 
+import numpy as np
+
 from .. import backends as _backends
 from .. import node as _node_module
 from ..errors import retyped
@@ -43,8 +45,10 @@ class Plan:
     """One compiled version of a function: for one kind of arguments."""
 
     def __init__(self, run, source, program, traced, memory, pass_stats, treedef,
-                 result_specs, seconds, origin="a compiled function", reusable=True):
+                 result_specs, seconds, origin="a compiled function", reusable=True,
+                 arg_writes=()):
         self.run = run
+        self.arg_writes = arg_writes  # positions of the arguments a run gives new arrays
         self.code = source
         self.program = program
         self.traced = traced
@@ -61,13 +65,16 @@ class Plan:
         """The most bytes of the plan's own buffers alive at once (known before it runs)."""
         return self.memory.peak_bytes
 
-    def __call__(self, arrays):
+    def __call__(self, arrays, tensors=None):
+        """Run on the arrays of the tensor arguments `tensors` (the results)."""
         try:
             out = self.run(*arrays)
         except Retrace:
             raise
         except Exception as exc:  # a kernel's own error: named as eager mode names it
             raise _named(exc, self) from exc
+        if self.arg_writes:
+            out = self._hand_to_arguments(out, tensors)
         origin = self.origin
         tensors = []
         for a, (dtype, device) in zip(out, self.result_specs, strict=True):
@@ -77,6 +84,17 @@ class Plan:
         if self.treedef is _LONE_TENSOR:  # a loss: no tree to rebuild (a microsecond)
             return t
         return _unflatten(self.treedef, tensors)
+
+    def _hand_to_arguments(self, out, tensors):
+        """The run's new arrays for the arguments it updated in place (after its
+        results), handed to those tensors as an eager update hands them; the results."""
+        count = len(self.arg_writes)
+        for position, array in zip(self.arg_writes, out[-count:], strict=True):
+            t = tensors[position]
+            # (NumPy gives a 0-d value as a scalar: a tensor holds an array)
+            t._data = np.asarray(array) if isinstance(array, np.generic) else array
+            t._mark_modified()
+        return out[:-count]
 
     def release(self):
         """Give back what the plan holds beyond its arrays (a CUDA graph's memory)."""
@@ -165,11 +183,12 @@ class CompiledFunction:
         if variants is None:
             reason = "first call" if self._last is None else _difference(self._last, key)
             return self._trace(key, args, reason, fn)
-        arrays = [a._data for a in args if a.__class__ is Tensor]
+        tensors = [a for a in args if a.__class__ is Tensor]
+        arrays = [a._data for a in tensors]
         reason = None
         for plan in variants:  # the most recently used first; a guard fails before any work
             try:
-                result = plan(arrays)
+                result = plan(arrays, tensors)
             except Retrace as exc:
                 reason = reason or str(exc)
                 continue
@@ -352,14 +371,18 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
     recorder = Recorder(next(_node_module._sequence))
     traced_args, aliases, given = [], {}, {}
     names = argument_names(fn, len(args))
+    copies = {}  # id -> copy: a tensor passed twice, f(x, x), is one tensor inside
     for i, a in enumerate(args):
-        if a.__class__ is Tensor:  # a leaf of the trace, whatever made it
+        if a.__class__ is Tensor and id(a) in copies:
+            traced_args.append(copies[id(a)])
+        elif a.__class__ is Tensor:  # a leaf of the trace, whatever made it
             if a._requires_grad and a._node is not None and not a._node.op.is_leaf:
                 named = f"{names[i]}, " if names[i] else ""
                 recorder.graph_arguments.append(
                     f"argument {i} ({named}made by {a._node.op.display_name} at "
                     f"{a._node.where()})")
-            copy = Tensor._wrap(a._data, a._dtype, a._device, a._requires_grad)
+            copy = copies[id(a)] = Tensor._wrap(a._data, a._dtype, a._device,
+                                                a._requires_grad)
             copy._grad = a._grad  # a backward inside adds to it, as in eager mode
             aliases[copy], given[copy] = a, a._data
             recorder.arguments.add(id(a))
@@ -401,10 +424,11 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
         else:
             source, namespace = lower(program, memory, len(tensor_args))
             exec(builtins.compile(source, f"<gg.compile {_name(fn)}>", "exec"), namespace)
-            run = namespace["run"]
+            run, arg_writes = namespace["run"], namespace["ARG_WRITES"]
     plan = Plan(run, source, program, traced, memory, stats, treedef,
                 [(t._dtype, t._device) for t in tensors], time.perf_counter() - start_time,
-                origin=f"gg.compile({_name(fn)})", reusable=not recorder.single_use)
+                origin=f"gg.compile({_name(fn)})", reusable=not recorder.single_use,
+                arg_writes=() if ready is not None else arg_writes)
     if ready is not None:  # a graph-ready plan writes into the arrays it reads: results
         # of this call (a .grad, a parameter) must not be those arrays
         tensors = [Tensor._wrap(t._data.copy(), t._dtype, t._device, False) for t in tensors]
@@ -445,9 +469,12 @@ def _key(args, defaulted=()):
     defaulted) that cannot be hashed (a dict) is the function's own object, the same on
     every call: it is part of the key by identity."""
     parts = [(state.grad_enabled, _backends.default_device())]
+    positions = {}  # a tensor passed twice is one tensor in the plan: part of the key
     for i, a in enumerate(args):
         if a.__class__ is Tensor:
-            parts.append((a._data.shape, a._dtype, a._device, a._requires_grad))
+            first = positions.setdefault(id(a), i)
+            parts.append((a._data.shape, a._dtype, a._device, a._requires_grad)
+                         if first == i else ("same tensor as", first))
         elif i in defaulted and not _hashable(a):
             parts.append(("value", type(a), _Identity(a)))
         else:
@@ -555,6 +582,8 @@ def _difference(old, new):
 def _describe(part):
     if part[0] == "value":
         return repr(from_bits(part[2]))
+    if part[0] == "same tensor as":
+        return f"the tensor passed as argument {part[1]}"
     shape, dtype, device, requires_grad = part
     grad = ", requires grad" if requires_grad else ""
     return f"{tuple(shape)} {dtype} on {device}{grad}"

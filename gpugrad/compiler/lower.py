@@ -18,7 +18,8 @@ class Retrace(Exception):
 
 
 def lower(program, memory, n_args):
-    """(source text, namespace) of `def run(a0, a1, ...)`, returning the results."""
+    """(source text, namespace) of `def run(a0, a1, ...)`, returning the results, then
+    the new arrays of the arguments at ns["ARG_WRITES"] (their positions)."""
     ns = {"_Retrace": Retrace, "_wrap": Tensor._wrap, "__name__": __name__}  # for warnings
     names = {}
     body = []
@@ -352,12 +353,13 @@ def _sinks(program, ns, names, body):
             ns[f"Q{i}"] = sink.target
             body.append(f"Q{i}({value})")
     ordered = [results[k] for k in sorted(results)]
-    writes = [(f"a{s.target}", names[id(s.node)], s.home) for s in program.sinks
-              if s.kind == "assign_arg" and not s.in_place]
-    if writes:  # into the caller's arrays, as eager in-place updates do
-        keep_apart(program, names, ordered, body, {home for _, _, home in writes})
-        body.extend(f"{arg}[...] = {value}" for arg, value, _ in writes)
-    return ordered
+    # An argument updated in place (x += 1) gets the new array, as an eager in-place
+    # update gives its tensor (the caller's array, which views or another argument may
+    # share, and a broadcast or a 0-d scalar cannot take, is left as it was): the run
+    # returns those arrays after its results, and the plan hands them to the arguments.
+    writes = [s for s in program.sinks if s.kind == "assign_arg"]
+    ns["ARG_WRITES"] = tuple(s.target for s in writes)
+    return ordered + [names[id(s.node)] for s in writes]
 
 
 def keep_apart(program, names, results, body, written):

@@ -151,6 +151,7 @@ def _homes(program, last, position):
         # A home is a leaf: the tensor's own array (a value computed in the run, such as
         # a detach() of another value, shares that value's buffer instead).
         if (node is None or home is None or not home.op.is_leaf or node.op.is_leaf
+                or sink.kind == "assign_arg"  # (an argument gets a new array: lower.py)
                 or not writes_in_place(node) or _overlaps(node, home)):
             continue
         if home.shape != node.shape or home.dtype is not node.dtype:
