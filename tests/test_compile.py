@@ -331,8 +331,8 @@ def test_switching_between_train_and_eval_traces_once_for_each_mode():
     with gg.no_grad():
         forward(x)
         model.eval()
-        with pytest.warns(gg.CompileWarning, match="Sequential switched between train.. and "
-                          "eval"):
+        with pytest.warns(gg.CompileWarning, match="Dropout switched between train.. and "
+                          "eval"):  # the module whose forward reads the mode
             np.testing.assert_array_equal(forward(x).numpy(), model(x).numpy())  # no dropout
         np.testing.assert_array_equal(forward(x).numpy(), model(x).numpy())
         for _ in range(2):  # back and forth: each mode's plan was kept
@@ -342,6 +342,28 @@ def test_switching_between_train_and_eval_traces_once_for_each_mode():
             model.eval()
             np.testing.assert_array_equal(forward(x).numpy(), model(x).numpy())
     assert len(forward.log) == 2 and len(forward.plans) == 1  # one kind, two variants
+
+
+def test_a_modules_mode_is_guarded_where_it_is_read_through_forward_too():
+    dropout = nn.Dropout(0.5)
+    forward = gg.compile(lambda x: dropout.forward(x))  # not through dropout(x)
+    x = gg.ones((4, 8))
+    assert (forward(x).numpy() == 0).any()
+    dropout.eval()
+    with pytest.warns(gg.CompileWarning, match="Dropout switched between train"):
+        np.testing.assert_array_equal(forward(x).numpy(), x.numpy())
+
+
+def test_a_model_whose_forward_never_reads_its_mode_keeps_one_plan_in_both():
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    forward = gg.compile(lambda x: model(x).detach())
+    x = gg.ones((3, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no new trace: the plan is the same in eval()
+        for mode in (True, False, True):
+            model.train(mode)
+            np.testing.assert_array_equal(forward(x).numpy(), model(x).numpy())
+    assert forward.log == ["first call"]
 
 
 def test_gradients_returned_by_gg_grad_inside_the_function():
@@ -453,6 +475,7 @@ def test_a_backward_into_an_argument_made_by_ops_outside_is_refused_before_any_u
     opt = gg.optim.SGD(head.parameters(), lr=0.1)
 
     def step(h):
+        opt.zero_grad()
         loss = (head(h) ** 2).mean()
         loss.backward()  # eager: into head, and on through h into the encoder
         opt.step()
@@ -1531,8 +1554,15 @@ def test_an_update_traced_before_any_gradient_existed_traces_anew_once_one_does(
         np.testing.assert_array_equal(a, b)
 
 
+def model_with_batch_norm():
+    """A model whose forward reads its mode (batch statistics in train(), running ones
+    in eval()): switching it fails a plan's guard."""
+    gg.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4))
+
+
 def test_with_retrace_false_a_failed_guard_keeps_the_plan_for_when_it_holds_again():
-    model, _ = model_and_optimiser(OPTIMISERS["sgd"])
+    model = model_with_batch_norm()
     forward = gg.compile(lambda x: model(x).detach(), retrace=False)
     x = gg.ones((2, 5))
     expected = forward(x).numpy()
@@ -1546,7 +1576,7 @@ def test_with_retrace_false_a_failed_guard_keeps_the_plan_for_when_it_holds_agai
 
 
 def test_the_plan_of_a_function_whose_new_trace_failed_is_refused_with_a_reason():
-    model, _ = model_and_optimiser(OPTIMISERS["sgd"])
+    model = model_with_batch_norm()
     fail = []
 
     def forward(x):

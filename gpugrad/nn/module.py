@@ -24,7 +24,21 @@ class Module:
 
     def __init__(self):
         object.__setattr__(self, "_order", {})  # attribute name -> "param"|"buffer"|"module"
-        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_training", True)
+
+    @property
+    def training(self):
+        """True in train() mode, False in eval(). Read inside gg.compile's trace (by
+        Dropout, BatchNorm, a forward of one's own, called or not through the module),
+        it makes the plan one for this mode: switching it traces anew. A module whose
+        forward never reads it keeps its plan in either mode."""
+        if state.capture is not None:
+            _guard_mode(self, state.capture)
+        return self.__dict__["_training"]
+
+    @training.setter
+    def training(self, mode):
+        object.__setattr__(self, "_training", bool(mode))
 
     def __setattr__(self, name, value):
         order = self.__dict__.get("_order")
@@ -60,8 +74,6 @@ class Module:
         # keeps (start, module, class name), and its own number ends the range: a graph
         # can then group its nodes by module (clusters, the viewer's boxes) at no cost
         # per op, and a few attribute reads per call.
-        if state.capture is not None:  # gg.compile's trace: the plan is for this mode
-            _guard_mode(self, state.capture)
         start = next_seq()
         out = self.forward(*args, **kwargs)
         if out.__class__ is Tensor:
@@ -192,7 +204,7 @@ class Module:
     # --- modes and devices -----------------------------------------------------------------
     def train(self, mode=True):
         for module in self.modules():
-            object.__setattr__(module, "training", bool(mode))
+            object.__setattr__(module, "_training", bool(mode))
         return self
 
     def eval(self):
@@ -241,8 +253,8 @@ def _tensor_kind(owner, name, value, before):
 def _guard_mode(module, recorder):
     """A plan traced through a module is for its train()/eval() mode (dropout draws in
     one and not in the other): switching the mode traces anew."""
-    recorder.guard(lambda: module.training, f"{type(module).__name__} switched between "
-                   "train() and eval()", key=("training", id(module)))
+    recorder.guard(lambda: module.__dict__["_training"], f"{type(module).__name__} "
+                   "switched between train() and eval()", key=("training", id(module)))
 
 
 def _mark_outputs(outputs, mark):
