@@ -286,9 +286,21 @@ class Tensor:
         if result.shape != self.shape:
             raise ShapeError(f"an in-place update cannot change the shape {self.shape} to "
                              f"{result.shape}")
-        self._save_apart(result._node)
         if result._dtype is not self._dtype:
             result = self._result_in_own_dtype(result, op)
+        return self._become(result)
+
+    def __setitem__(self, key, value):
+        """x[key] = value: the values at those positions replaced (value broadcast, in
+        x's dtype), as an in-place update — the tensor keeps its object and takes the
+        new values (x[0][1] = v writes into the new tensor x[0] returns, not into x:
+        write x[0, 1] = v)."""
+        self._refuse_leaf_update()
+        self._become(_shape.assign_index(self, key, value))
+
+    def _become(self, result):
+        """Take result's values (and, where recorded, its history) as this tensor's own."""
+        self._save_apart(result._node)
         if _state.capture is not None:  # gg.compile's trace: the update is part of the plan
             _state.capture.assign(self, result)
             return self

@@ -103,6 +103,31 @@ def _scatter_ref(index, shape):
     return ref
 
 
+def _setitem_call(index):
+    """x with x[index] = values, through Tensor.__setitem__ on a copy (a gradcheck calls
+    it again and again on the same inputs)."""
+    def call(x, values):
+        out = x * 1.0
+        out[index] = values
+        return out
+
+    return call
+
+
+def _setitem_ref(index):
+    def ref(x, values):
+        out = x.copy()
+        out[index] = values
+        return out
+
+    return ref
+
+
+def _setitem_samples(cases):
+    return [Sample((Arg(x), Arg(v)), _setitem_call(index), _setitem_ref(index), label)
+            for label, x, index, v in cases]
+
+
 def _matmul_t(a, b, ta, tb):
     from gpugrad.ops.linalg import matmul
 
@@ -271,6 +296,14 @@ OPS = [
         Sample((Arg((4, 3)),), _scatter_call(([0, 2, 0, 0],), (4, 3)),
                _scatter_ref(([0, 2, 0, 0],), (4, 3)), "repeats"),
     ]),
+    OpInfo("gpugrad::setitem", _setitem_samples([
+        ("slices", (4, 5), (slice(1, 3), slice(None, None, 2)), (2, 3)),
+        ("int+broadcast", (4, 5), 2, (5,)),
+        ("0-d value", (4, 5), (slice(None), 1), ()),
+        ("none", (4, 5), (None, 1), (5,)),
+        ("array", (4, 5), [0, 3], (2, 5)),
+        ("pair", (4, 5), ([0, 3, 1], [1, 1, 4]), (3,)),
+    ])),
     OpInfo("gpugrad::concat", [
         Sample((Arg((2, 3)), Arg((4, 3))), lambda a, b: gg.concat([a, b]),
                lambda a, b: np.concatenate([a, b]), "axis0"),

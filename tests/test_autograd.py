@@ -373,6 +373,43 @@ def test_slicing_and_integer_indexing_gradients():
     assert_close(x.grad, expected)
 
 
+def test_item_assignment_writes_values_and_routes_their_gradients():
+    """x[key] = v, as in NumPy and PyTorch: the tensor takes the values (cast to its
+    dtype, broadcast); gradients go to x where it was not overwritten and to v."""
+    base, v = leaf(random(3, 4)), leaf([10.0, 20.0])
+    x = base * 1.0
+    x[1, 1:3] = v
+    x[0] = 7  # a Python number, broadcast over the row
+    x[[2, 2], [0, 3]] = v * 2.0
+    expected = base.numpy().copy()
+    expected[1, 1:3] = [10.0, 20.0]
+    expected[0] = 7.0
+    expected[2, [0, 3]] = [20.0, 40.0]
+    assert_close(x, expected)
+    upstream = random(3, 4, seed=2)
+    x.backward(const(upstream))
+    kept = np.ones((3, 4))
+    kept[1, 1:3] = kept[0] = kept[2, [0, 3]] = 0.0
+    assert_close(base.grad, upstream * kept)
+    assert_close(v.grad, upstream[1, 1:3] + 2.0 * upstream[2, [0, 3]])
+
+
+def test_item_assignment_by_a_mask_and_its_errors():
+    x = gg.tensor([1.0, -2.0, 3.0, -4.0])
+    x[x < 0] = 0.0  # PyTorch's habit for a ReLU by hand
+    assert x.numpy().tolist() == [1.0, 0.0, 3.0, 0.0]
+    ints = gg.zeros(3, dtype="int64")
+    ints[1] = 2.7  # cast to the tensor's dtype, as NumPy and PyTorch do
+    assert ints.numpy().tolist() == [0, 2, 0]
+    with pytest.raises(gg.ShapeError, match=r"setitem: values of shape \(2,\) cannot be "
+                                            r"broadcast to the \(3,\) positions"):
+        gg.zeros((2, 3))[0] = gg.ones(2)
+    with pytest.raises(gg.GraphError, match="in-place update of a leaf"):
+        gg.zeros(2, requires_grad=True)[0] = 1.0
+    with pytest.raises(gg.OutOfBoundsError):
+        gg.zeros(2)[5] = 1.0
+
+
 @pytest.mark.parametrize("key", [
     (slice(None), [0, 1], Ellipsis, 0),  # a '...' for no axis parts the index arrays
     (slice(None), np.array([True, False, True]), Ellipsis, 0),

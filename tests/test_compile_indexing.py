@@ -78,6 +78,32 @@ def test_gradients_through_an_index_argument_land_at_each_calls_positions(cuda_g
     assert step.compiled.log == ["first call"]
 
 
+def one_hot_squared_error(w):
+    """A loss of x @ w through a one-hot target built by item assignment at each call's
+    labels; its backward into w."""
+    def step(x, labels):
+        target = gg.zeros((x.shape[0], 3))
+        target[gg.arange(x.shape[0]), labels] = 1.0
+        loss = (((x @ w) - target) ** 2).mean()
+        loss.backward()
+        return loss
+
+    return step
+
+
+@PLANS
+def test_item_assignment_at_an_index_argument_follows_eager_on_every_call(cuda_graph):
+    start = RNG.standard_normal((4, 3)).astype("float32")
+    w, eager_w = (gg.tensor(start, requires_grad=True) for _ in range(2))
+    step, eager = compiled(one_hot_squared_error(w), cuda_graph), one_hot_squared_error(eager_w)
+    x = gg.tensor(RNG.standard_normal((5, 4)).astype("float32"))
+    for labels in (indices(0, 2, 1, 1, 0), indices(2, 2, 0, 1, 1), indices(1, 0, 0, 2, 2)):
+        w.grad = eager_w.grad = None
+        assert step(x, labels).item() == eager(x, labels).item()
+        np.testing.assert_array_equal(w.grad.numpy(), eager_w.grad.numpy())
+    assert step.compiled.log == ["first call"]
+
+
 def nll_model_and_optimiser():
     gg.manual_seed(3)
     model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))

@@ -23,7 +23,7 @@ FRESH = frozenset({"gpugrad::matmul", "gpugrad::linear", "gpugrad::sum", "gpugra
                    "gpugrad::sigmoid_backward", "gpugrad::sigmoid",
                    "gpugrad::binary_cross_entropy", "gpugrad::where", "gpugrad::pow",
                    "gpugrad::cross_entropy_with_grad", "gpugrad::bias_act",
-                   "gpugrad::scatter_add"})
+                   "gpugrad::scatter_add", "gpugrad::setitem"})
 IN_PLACE_BACKENDS = ("numpy", "cupy")  # namespaces whose ufuncs take out=
 
 

@@ -389,6 +389,82 @@ scatter_add = define("gpugrad::scatter_add", infer=_scatter_infer, forward=_scat
                      vjp=_scatter_vjp)
 
 
+# setitem(x, values, *arrays, index): a copy of x with `values` (broadcast) written at
+# x[index] — what `x[index] = values` gives the tensor (Tensor.__setitem__). Gradients:
+# x's where it was not overwritten, the values' at the positions they went to. Where an
+# index array names a position twice, which of its values lands there is NumPy's (and
+# PyTorch's) business, as is the gradient's.
+def _setitem_infer(x, values, *arrays, index):
+    picked = indexed_shape(x.shape, _filled(index, arrays))
+    try:
+        fits = broadcast_shapes(tuple(values.shape), picked) == tuple(picked)
+    except ShapeError:
+        fits = False
+    if not fits:
+        raise ShapeError(f"values of shape {tuple(values.shape)} cannot be broadcast to "
+                         f"the {tuple(picked)} positions x[index] picks from shape "
+                         f"{tuple(x.shape)}")
+    return tuple(x.shape), x.dtype
+
+
+def _setitem_ndarray(xp, x, values, *arrays, index):
+    out = x.copy()
+    out[_filled(index, arrays) if arrays else index] = values
+    return out
+
+
+def _setitem_generic(xp, x, values, *arrays, index):
+    # The standard writes through basic indices only (no new axes): the values go in
+    # shaped as they land; integer index arrays go through the scatter's one-hot sum
+    # (the reference kernel, for small arrays).
+    shape = tuple(x.shape)
+    values = xp.broadcast_to(values, indexed_shape(shape, _filled(index, arrays)))
+    if arrays:
+        ones = xp.ones(values.shape, dtype=x.dtype)
+        hit = _scatter_generic(xp, ones, *arrays, index=index, shape=shape) > 0
+        placed = _scatter_generic(xp, values, *arrays, index=index, shape=shape)
+        return xp.where(hit, placed, x)
+    index = tuple(i for i in index if i is not None)
+    out = xp.asarray(x, copy=True)
+    out[index] = xp.reshape(values, indexed_shape(shape, index))
+    return out
+
+
+def _setitem_vjp(ctx, g):
+    _, values, *arrays = ctx.inputs
+    index = ctx.attrs["index"]
+    need_x, need_values = ctx.needs_input_grad[:2]
+    grad_x = grad_values = None
+    if need_x:  # what was overwritten had no say in the result
+        zero = Tensor._wrap(g.device.backend.full((), 0, g.dtype), g.dtype, g.device, False)
+        grad_x = apply(setitem, (g, zero, *arrays), {"index": index})
+    if need_values:  # (summed back to the values' own shape by the engine)
+        grad_values = apply(getitem, (g, *arrays), {"index": index})
+    return (grad_x, grad_values) + (None,) * len(arrays)
+
+
+setitem = define("gpugrad::setitem", infer=_setitem_infer, forward=_setitem_generic,
+                 saves=tuple(range(2, 256)),
+                 kernels={"numpy": _setitem_ndarray, "cupy": _setitem_ndarray},
+                 vjp=_setitem_vjp)
+
+
+def assign_index(x, key, values):
+    """The tensor x[key] = values makes: values in x's dtype (as NumPy and PyTorch cast
+    them), on x's device."""
+    try:
+        key, arrays = normalize_index(x, key)
+    except GpugradError as exc:
+        raise _annotate(setitem, exc) from None
+    if not isinstance(values, Tensor):
+        from ..creation import tensor
+
+        values = tensor(values, dtype=x.dtype, device=x.device)
+    elif values.dtype is not x.dtype:
+        values = values.astype(x.dtype)
+    return apply(setitem, (x, values, *arrays), {"index": key})
+
+
 # --- concat and stack -----------------------------------------------------------------------------
 def _concat_infer(*xs, axis=0):
     if not xs:
