@@ -256,3 +256,22 @@ def test_var_and_std_errors_name_the_function_called_and_the_users_line(method):
     with pytest.raises(TypeError, match=rf"^{method}: correction must be a number >= 0, "
                                         r"got -1 \(at test_numerics.py:\d+\)$"):
         call(correction=-1)
+
+
+@pytest.mark.parametrize("shape", [(256, 10), (32, 32), (31, 10), (256, 33), (4096, 2)])
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_and_min_over_short_rows_give_numpys_bits_nan_included(shape, name):
+    """Short rows of a tall matrix are reduced from a transposed copy (see
+    ops.reduction.extremum): the same values, NaN and -0.0 included, as NumPy's."""
+    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    x[3, 1], x[5] = np.nan, -0.0
+    for axis in (-1, 1):
+        for keepdims in (False, True):
+            got = getattr(gg.tensor(x), name)(axis=axis, keepdims=keepdims).numpy()
+            want = getattr(x, name)(axis=axis, keepdims=keepdims)
+            assert got.shape == want.shape
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    logits = gg.tensor(x[6:], requires_grad=True)  # (the softmax's shift takes it too)
+    np.testing.assert_allclose(F.log_softmax(logits).numpy(),
+                               torch.log_softmax(torch.tensor(x[6:]), -1).numpy(), rtol=1e-6,
+                               atol=1e-6)

@@ -7,9 +7,12 @@ give a finite loss, and its gradient is PyTorch's (p - t) / max(p (1 - p), 1e-12
 finite there too (the composite of log and clip would give 0/0 = NaN).
 """
 
+import numpy as np
+
 from ..errors import DTypeError, OutOfBoundsError, ShapeError
 from . import elementwise as ew
 from .infer import elementwise
+from .reduction import extremum
 from .registry import OpDef, define, plan_only
 
 _EPS = 1e-12
@@ -77,8 +80,14 @@ def _cross_entropy_infer(logits, target, label_smoothing=0.0):
     return (logits.shape[0],), logits.dtype
 
 
+def _row_max(xp, logits):
+    if isinstance(logits, np.ndarray):  # (the fast path for short rows: see extremum)
+        return extremum(logits, "max", -1, True)
+    return xp.max(logits, axis=-1, keepdims=True)
+
+
 def _log_softmax(xp, logits):
-    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+    shifted = logits - _row_max(xp, logits)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
@@ -95,7 +104,7 @@ def _softmax_parts(xp, logits):
     """NumPy and CuPy: the logits shifted by their row maximum, exp of them, and its row
     sums: log-softmax is shifted - log(sums), softmax exp / sums (the log taken per
     row, not per element)."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
+    shifted = logits - _row_max(xp, logits)
     e = xp.exp(shifted)
     return shifted, e, e.sum(axis=-1, keepdims=True)
 
