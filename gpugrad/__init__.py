@@ -42,6 +42,8 @@ from .errors import (  # noqa: F401
 )
 from .functions import (  # noqa: F401
     abs,
+    all,
+    any,
     argmax,
     argmin,
     broadcast_to,

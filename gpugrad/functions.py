@@ -1,5 +1,7 @@
 """Functions on tensors in the gg namespace (gg.maximum, gg.where, gg.exp, ...)."""
 
+from collections.abc import Iterable
+
 from .ops import elementwise as _ew
 from .ops import linalg as _linalg
 from .ops import shape as _shape
@@ -107,6 +109,14 @@ def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     return x.argmin(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
+def any(x, axis=None, keepdims=False, *, dim=None, keepdim=None):  # noqa: A001
+    return x.any(axis, keepdims, dim=dim, keepdim=keepdim)
+
+
+def all(x, axis=None, keepdims=False, *, dim=None, keepdim=None):  # noqa: A001
+    return x.all(axis, keepdims, dim=dim, keepdim=keepdim)
+
+
 def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None):  # noqa: A001
     return x.sum(axis, keepdims, dim=dim, keepdim=keepdim)
 
@@ -141,8 +151,13 @@ def reshape(x, shape):
     return x.reshape(shape)
 
 
-def transpose(x, axes=None):
-    return x.transpose() if axes is None else x.transpose(tuple(axes))
+def transpose(x, *order, axes=None, dim0=None, dim1=None):
+    """np.transpose(x, axes) (axes any sequence, positional or axes=) and
+    torch.transpose(x, dim0, dim1) alike: x.transpose(...)."""
+    if len(order) == 1 and isinstance(order[0], Iterable):
+        order = (tuple(order[0]),)
+    return x.transpose(*order, axes=None if axes is None else tuple(axes), dim0=dim0,
+                       dim1=dim1)
 
 
 def broadcast_to(x, shape):

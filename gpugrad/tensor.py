@@ -501,8 +501,20 @@ class Tensor:
     def argmin(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
         return _reduce(_red.argmin, self, axis, keepdims, dim, keepdim)
 
+    def any(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        """Whether any element (over `axis`) is non-zero: a bool tensor, without gradient,
+        as a comparison's."""
+        return _reduce(_red.any, self, axis, keepdims, dim, keepdim)
+
+    def all(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        """Whether every element (over `axis`) is non-zero: a bool tensor, without
+        gradient; True over no elements, as NumPy's and PyTorch's."""
+        return _reduce(_red.all, self, axis, keepdims, dim, keepdim)
+
     # --- shape ------------------------------------------------------------------------------------
-    def reshape(self, *shape):
+    def reshape(self, *sizes, shape=None):
+        """To a shape: separate ints, one tuple, or shape= (PyTorch's and NumPy's keyword)."""
+        shape = _args_or_keyword("reshape", sizes, "shape", shape)
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         # Also to the same shape: a new tensor (a view), as PyTorch's, so that gg.grad
@@ -514,8 +526,13 @@ class Tensor:
     def flatten(self):
         return self.reshape(-1)
 
-    def unsqueeze(self, dim):
-        """A new axis of size 1 at position `dim` (negative: from the end), as PyTorch's."""
+    def unsqueeze(self, dim=None, *, axis=None):
+        """A new axis of size 1 at position `dim` (negative: from the end), as PyTorch's;
+        axis= is NumPy's word for it (np.expand_dims)."""
+        dim = _axis_or_dim("unsqueeze", axis, dim)
+        if dim is None:
+            raise _annotate("unsqueeze", TypeError(
+                "missing the position of the new axis: give dim (or axis=)"))
         ndim = self.ndim + 1
         if not -ndim <= dim < ndim:
             raise _annotate("unsqueeze", ShapeError(
@@ -524,9 +541,10 @@ class Tensor:
         dim = dim % ndim
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
-    def squeeze(self, dim=None):
-        """Without the axes of size 1 (all, or `dim`, an int or a tuple); as PyTorch's, an
-        axis of another size named in `dim` is kept."""
+    def squeeze(self, dim=None, *, axis=None):
+        """Without the axes of size 1 (all, or `dim`, an int or a tuple; axis= as NumPy
+        says it); as PyTorch's, an axis of another size named in `dim` is kept."""
+        dim = _axis_or_dim("squeeze", axis, dim)
         if dim is None:
             axes = set(range(self.ndim))
         else:
@@ -546,14 +564,20 @@ class Tensor:
         """The number of elements (PyTorch's spelling of .size)."""
         return self.size
 
-    def transpose(self, *axes):
-        """No axes reverses them (NumPy's and .T); two axes as separate ints swap them,
-        as PyTorch's transpose(dim0, dim1) does; otherwise a full permutation of the axes
-        (separate ints, or one tuple) as in NumPy.
+    def transpose(self, *order, axes=None, dim0=None, dim1=None):
+        """No axes (or None) reverses them (NumPy's and .T); two axes as separate ints, or
+        PyTorch's dim0= and dim1=, swap them, as PyTorch's transpose(dim0, dim1) does;
+        otherwise a full permutation of the axes (separate ints, one tuple, or axes= as
+        np.transpose takes it) as in NumPy.
 
         So a matrix's transpose(0, 1) is its transpose, as a PyTorch user means it, never
         the identity permutation NumPy would read there (nobody asks for that); a
         permutation of three or more axes, and a tuple, read as in NumPy."""
+        if dim0 is not None or dim1 is not None:
+            return self.swapaxes(*_two_dims(order, axes, dim0, dim1))
+        axes = _args_or_keyword("transpose", order, "axes", axes)
+        if len(axes) == 1 and axes[0] is None:  # np.transpose(a, None): reversed
+            axes = ()
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         elif len(axes) == 2 and all(isinstance(a, (int, np.integer)) for a in axes):
@@ -562,9 +586,10 @@ class Tensor:
             axes = tuple(range(self.ndim - 1, -1, -1))
         return self.permute(axes)
 
-    def permute(self, *dims):
-        """The axes in the order `dims`: a full permutation (separate ints, or one
-        tuple; negative ones count from the end), as PyTorch's permute."""
+    def permute(self, *order, dims=None):
+        """The axes in the order `dims`: a full permutation (separate ints, one tuple, or
+        dims=; negative ones count from the end), as PyTorch's permute."""
+        dims = _args_or_keyword("permute", order, "dims", dims)
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         ndim = self.ndim
@@ -630,7 +655,7 @@ class Tensor:
     def __bool__(self):
         if self.size != 1:
             raise ValueError(f"the truth value of a tensor of shape {self.shape} is "
-                             "ambiguous; use .any() or .all() on .numpy()")
+                             "ambiguous; use .any() or .all()")
         return bool(self.item())
 
     def __float__(self):
@@ -719,6 +744,32 @@ def _axis_or_dim(op, axis, dim):
             raise _annotate(op, TypeError("give axis= or dim=, not both"))
         axis = dim
     return tuple(axis) if isinstance(axis, list) else axis
+
+
+def _args_or_keyword(op, args, name, value):
+    """What a method taking *args was given: those args, or the keyword `name`= in their
+    place (PyTorch's shape= and dims=, np.transpose's axes=), as a one-tuple that the
+    method reads as it reads one tuple given positionally."""
+    if value is None:
+        return args
+    if args:
+        raise _annotate(op, TypeError(f"give the {name} as arguments or as {name}=, not both"))
+    return (value,)
+
+
+def _two_dims(args, axes, dim0, dim1):
+    """transpose's two axes from PyTorch's dim0= and dim1=, bound as Python binds the
+    arguments of transpose(dim0, dim1): transpose(0, dim1=1) is transpose(0, 1)."""
+    dims = [dim0, dim1]
+    if axes is not None or len(args) > 2 or any(d is not None for d in dims[:len(args)]):
+        raise _annotate("transpose", TypeError(
+            "dim0 and dim1 name the two axes to swap: give each once, positionally or "
+            "as a keyword, and no axes= beside them"))
+    dims[:len(args)] = args
+    if any(d is None for d in dims):
+        raise _annotate("transpose", TypeError(
+            "dim0 and dim1 name the two axes to swap: give both"))
+    return dims
 
 
 def _variance(name, x, axis, dim, keepdims, keepdim, ddofs):

@@ -488,9 +488,11 @@ def evaluate_checkpoint(path, data=None, device=None, stream=sys.stdout):
         raise ValueError(f"{path} is not a checkpoint of `gpugrad train` (it has no "
                          f"{', '.join(sorted(missing))})")
     config = Config(**checkpoint["config"])
+    trained_on = config.data
     if data is not None:
         config.data = data
     (x_train, _), (x_test, y_test) = load_data(config.data, config.seed, config.test_fraction)
+    check_data_suits(checkpoint, x_test, y_test, config.data, trained_on)
     scaler = Standardizer()
     scaler.load_state_dict(checkpoint["scaler"])
     model = build_model(x_test.shape[1], config.hidden, checkpoint["num_classes"],
@@ -500,3 +502,20 @@ def evaluate_checkpoint(path, data=None, device=None, stream=sys.stdout):
     print(f"{path}: test accuracy {acc:.2%} (loss {loss:.4f}) on {len(y_test)} samples "
           f"(epoch {checkpoint['epoch']}, data {config.data})", file=stream)
     return {"test_accuracy": acc, "test_loss": loss}
+
+
+def check_data_suits(checkpoint, x, y, data, trained_on):
+    """Test data the checkpoint's model cannot take, refused in the data's terms before
+    any loading: as features of another count, the model's first layer would not load
+    (a state-dict shape mismatch), and labels past the model's classes would fail in the
+    loss (an index out of range). Fewer classes than the model's are fine: a test set
+    may lack some."""
+    n_in = checkpoint["model"]["0.weight"].shape[1]  # an MLP's first Linear: (out, in)
+    if x.shape[1] != n_in:
+        raise DatasetError(f"the data {data} has {x.shape[1]} features where the model "
+                           f"takes {n_in} (it was trained on {trained_on})")
+    n_classes = int(checkpoint["num_classes"])
+    if len(y) and int(y.max()) >= n_classes:
+        raise DatasetError(f"the data {data} has labels up to {int(y.max())} where the "
+                           f"model tells {n_classes} classes apart (labels 0 to "
+                           f"{n_classes - 1}; it was trained on {trained_on})")

@@ -84,6 +84,22 @@ def _reductions(method, ref):
                    f"axis={axis},keepdims={keep}") for axis, keep in cases]
 
 
+def _truth(method, ref):
+    """any/all over bools, and over ints (0 is False), where both answers occur; over
+    an empty axis too (any False, all True, as their identities)."""
+    cases = [(None, False), (0, False), (1, True), ((0, 2), False), (-1, True)]
+    samples = [Sample((Arg((2, 3, 4), kind="bool"),),
+                      lambda x, a=axis, k=keep: getattr(x, method)(axis=a, keepdims=k),
+                      lambda x, a=axis, k=keep: ref(x, axis=a, keepdims=k),
+                      f"axis={axis},keepdims={keep}") for axis, keep in cases]
+    return samples + [
+        Sample((Arg((5, 3), 0, 2, kind="int"),), lambda x: getattr(x, method)(axis=0),
+               lambda x: ref(x, axis=0), "ints"),
+        Sample((Arg((0, 3), kind="bool"),), lambda x: getattr(x, method)(axis=0),
+               lambda x: ref(x, axis=0), "empty"),
+    ]
+
+
 def _scatter_call(index, shape):
     from gpugrad.ops.shape import scatter_add
 
@@ -265,6 +281,8 @@ OPS = [
     OpInfo("gpugrad::argmin", [
         Sample((Arg((2, 3, 4)),), lambda x: x.argmin(axis=0), lambda x: np.argmin(x, axis=0))],
         grad=False),
+    OpInfo("gpugrad::any", _truth("any", np.any), grad=False),
+    OpInfo("gpugrad::all", _truth("all", np.all), grad=False),
     OpInfo("gpugrad::reshape", [
         Sample((Arg((2, 3, 4)),), lambda x: x.reshape(4, -1), lambda x: x.reshape(4, -1)),
         Sample((Arg((6,)),), lambda x: x.reshape((3, 1, 2)), lambda x: x.reshape(3, 1, 2)),

@@ -962,6 +962,32 @@ def test_the_plan_reads_the_current_values_of_the_tensors_it_uses():
     assert len(compiled.plans) == 1
 
 
+def test_any_and_all_inside_the_function_give_eagers_answers_on_every_run():
+    def fn(x):
+        return x.any(), (x > 0).all(axis=1), gg.any(x < -1, dim=0, keepdim=True)
+
+    compiled = gg.compile(fn)
+    for values in ([[0.0, 0.0], [0.0, 0.0]], [[1.0, 2.0], [0.0, -3.0]],
+                   [[1.0, 2.0], [3.0, 4.0]]):  # each answer changes between runs
+        x = gg.tensor(values)
+        for got, want in zip(compiled(x), fn(x), strict=True):
+            assert got.dtype == want.dtype == np.bool_
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert len(compiled.plans) == 1
+
+
+def test_a_loss_called_with_pytorchs_keywords_inside_the_function_equals_eager():
+    model, _ = model_and_optimiser(OPTIMISERS["sgd"])
+
+    def loss_of(x, labels):
+        return F.cross_entropy(input=model(x), target=labels)
+
+    compiled = gg.compile(loss_of)
+    with gg.no_grad():  # the values alone: no graph is asked of the plan's result
+        for x, labels in batches(3):
+            assert compiled(x, labels).item() == loss_of(x, labels).item()
+
+
 def test_detach_inside_the_function_reads_each_runs_values():
     w = gg.tensor([1.0, 2.0], requires_grad=True)
 

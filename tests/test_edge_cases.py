@@ -113,6 +113,98 @@ def test_transpose_permutes_as_numpy_and_swaps_two_axes_as_pytorch():
         x.transpose(0, 5)
 
 
+# The same call on a gpugrad and on a torch tensor (or NumPy array): PyTorch's and
+# NumPy's keyword spellings of the shape methods.
+PYTORCH_KEYWORDS = {
+    "transpose(dim0=0, dim1=2)": lambda x: x.transpose(dim0=0, dim1=2),
+    "transpose(0, dim1=2)": lambda x: x.transpose(0, dim1=2),
+    "transpose(dim1=-1, dim0=1)": lambda x: x.transpose(dim1=-1, dim0=1),
+    "permute(dims=(2, 0, 1))": lambda x: x.permute(dims=(2, 0, 1)),
+    "permute(dims=[-1, 0, 1])": lambda x: x.permute(dims=[-1, 0, 1]),
+    "reshape(shape=(3, 2))": lambda x: x.reshape(shape=(3, 2)),
+    "squeeze(dim=1)": lambda x: x.squeeze(dim=1),
+    "unsqueeze(dim=0)": lambda x: x.unsqueeze(dim=0),
+}
+NUMPY_KEYWORDS = {
+    "transpose(axes=...)": (lambda x: x.transpose(axes=(2, 0, 1)),
+                            lambda a: np.transpose(a, axes=(2, 0, 1))),
+    "gg.transpose(axes=array)": (lambda x: gg.transpose(x, axes=np.array([2, 0, 1])),
+                                 lambda a: np.transpose(a, axes=np.array([2, 0, 1]))),
+    "gg.transpose(tuple)": (lambda x: gg.transpose(x, (1, 0, 2)),
+                            lambda a: np.transpose(a, (1, 0, 2))),
+    "gg.transpose(None)": (lambda x: gg.transpose(x, None), lambda a: np.transpose(a, None)),
+    "reshape(shape=...)": (lambda x: x.reshape(shape=(3, 2)),
+                           lambda a: np.reshape(a, shape=(3, 2))),
+    "gg.reshape(shape=...)": (lambda x: gg.reshape(x, shape=(3, 2)),
+                              lambda a: np.reshape(a, shape=(3, 2))),
+    "squeeze(axis=1)": (lambda x: x.squeeze(axis=1), lambda a: np.squeeze(a, axis=1)),
+    "squeeze(axis=(1,))": (lambda x: x.squeeze(axis=(1,)), lambda a: np.squeeze(a, axis=(1,))),
+    "unsqueeze(axis=-1)": (lambda x: x.unsqueeze(axis=-1),
+                           lambda a: np.expand_dims(a, axis=-1)),
+}
+
+
+@pytest.mark.parametrize("how", list(PYTORCH_KEYWORDS))
+def test_pytorchs_keywords_of_the_shape_methods_give_pytorchs_results(how):
+    torch = pytest.importorskip("torch")
+    values = np.arange(6.0).reshape(2, 1, 3)
+    call = PYTORCH_KEYWORDS[how]
+    y, ty = call(gg.tensor(values)), call(torch.tensor(values))
+    assert y.shape == tuple(ty.shape)
+    np.testing.assert_array_equal(y.numpy(), ty.numpy())
+
+
+@pytest.mark.parametrize("how", list(NUMPY_KEYWORDS))
+def test_numpys_keywords_of_the_shape_methods_give_numpys_results(how):
+    ours, numpys = NUMPY_KEYWORDS[how]
+    values = np.arange(6.0).reshape(2, 1, 3)
+    y, want = ours(gg.tensor(values)), numpys(values)
+    assert y.shape == want.shape
+    np.testing.assert_array_equal(y.numpy(), want)
+
+
+def test_gg_transpose_swaps_two_axes_as_torch_transpose_does():
+    torch = pytest.importorskip("torch")
+    values = np.arange(24.0).reshape(2, 3, 4)
+    x, t = gg.tensor(values), torch.tensor(values)
+    for ours, theirs in [(gg.transpose(x, 0, 2), torch.transpose(t, 0, 2)),
+                         (gg.transpose(x, dim0=2, dim1=1), torch.transpose(t, dim0=2, dim1=1))]:
+        assert ours.shape == tuple(theirs.shape)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+WRONG_AXES = {
+    "transpose(0, dim0=1)": (lambda x: x.transpose(0, dim0=1),
+                             "dim0 and dim1 name the two axes to swap: give each once"),
+    "transpose(0, 1, dim1=2)": (lambda x: x.transpose(0, 1, dim1=2),
+                                "dim0 and dim1 name the two axes to swap: give each once"),
+    "transpose(axes=..., dim0=0, dim1=1)": (
+        lambda x: x.transpose(axes=(1, 0, 2), dim0=0, dim1=1), "no axes= beside them"),
+    "transpose(dim0=1)": (lambda x: x.transpose(dim0=1),
+                          "dim0 and dim1 name the two axes to swap: give both"),
+    "transpose(1, 0, 2, axes=...)": (lambda x: x.transpose(1, 0, 2, axes=(1, 0, 2)),
+                                     "give the axes as arguments or as axes=, not both"),
+    "permute(1, 0, 2, dims=...)": (lambda x: x.permute(1, 0, 2, dims=(1, 0, 2)),
+                                   "give the dims as arguments or as dims=, not both"),
+    "reshape(3, 2, shape=...)": (lambda x: x.reshape(3, 2, shape=(3, 2)),
+                                 "give the shape as arguments or as shape=, not both"),
+    "squeeze(1, axis=1)": (lambda x: x.squeeze(1, axis=1), "give axis= or dim=, not both"),
+    "unsqueeze(0, axis=0)": (lambda x: x.unsqueeze(0, axis=0),
+                             "give axis= or dim=, not both"),
+    "unsqueeze()": (lambda x: x.unsqueeze(), "missing the position of the new axis: give dim"),
+}
+
+
+@pytest.mark.parametrize("how", list(WRONG_AXES))
+def test_an_axis_given_both_ways_or_half_given_is_a_type_error_naming_the_method(how):
+    call, message = WRONG_AXES[how]
+    with pytest.raises(TypeError) as excinfo:
+        call(gg.zeros((2, 1, 3)))
+    text = str(excinfo.value)
+    assert text.startswith(how.split("(")[0] + ": ") and message in text
+    assert "test_edge_cases.py" in text  # the user's line
+
+
 def test_setting_requires_grad_again_changes_nothing():
     x = gg.tensor([1.0, 2.0], requires_grad=True)
     y = (x * 2).sum()
@@ -168,6 +260,45 @@ def test_dim_is_accepted_wherever_axis_is():
     x = gg.ones((2, 3))
     assert gg.sum(x, dim=1).shape == (2,) and gg.mean(x, dim=0).shape == (3,)
     assert gg.max(x, dim=1).shape == (2,) and x.argmax(dim=1).shape == (2,)
+
+
+VALUES = np.array([[0.0, 1.5, 0.0], [2.0, -1.0, 0.0]])
+
+
+@pytest.mark.parametrize("method", ["any", "all"])
+@pytest.mark.parametrize("kwargs", [{}, {"axis": 0}, {"axis": 1, "keepdims": True},
+                                    {"axis": (0, 1)}, {"axis": -1}])
+def test_any_and_all_answer_as_numpys_in_a_bool_tensor_without_gradient(method, kwargs):
+    x = gg.tensor(VALUES, requires_grad=True)
+    got, want = getattr(x, method)(**kwargs), getattr(np, method)(VALUES, **kwargs)
+    assert got.dtype == np.bool_ and not got.requires_grad
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got.numpy(), want)
+    np.testing.assert_array_equal(getattr(gg, method)(x, **kwargs).numpy(), want)
+
+
+@pytest.mark.parametrize("method", ["any", "all"])
+def test_any_and_all_take_pytorchs_dim_and_keepdim_and_answer_as_torch(method):
+    torch = pytest.importorskip("torch")
+    x, t = gg.tensor(VALUES > 0), torch.tensor(VALUES > 0)
+    for dim, keepdim in [(0, False), (1, True), (-1, False)]:
+        got = getattr(x, method)(dim=dim, keepdim=keepdim)
+        want = getattr(t, method)(dim=dim, keepdim=keepdim)
+        assert got.shape == tuple(want.shape)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    empty = gg.zeros((0, 3), dtype="bool")
+    assert empty.any(dim=0).numpy().tolist() == torch.zeros(0, 3).bool().any(dim=0).tolist()
+    assert empty.all(dim=0).numpy().tolist() == [True, True, True]
+    with pytest.raises(TypeError, match="axis= or dim="):
+        getattr(x, method)(axis=0, dim=1)
+
+
+def test_a_tensor_of_one_truth_value_from_any_or_all_decides_an_if():
+    x = gg.tensor([[0.5, -1.0], [2.0, 3.0]])
+    assert (x < 0).any() and not (x > 0).all()
+    assert bool(gg.all(x > -2, axis=(0, 1))) is True
+    with pytest.raises(ValueError, match=r"ambiguous; use \.any\(\) or \.all\(\)"):
+        bool(x > 0)
 
 
 def test_keepdim_is_accepted_wherever_dim_is():

@@ -10,6 +10,7 @@ Expected values come from PyTorch, NumPy or closed forms, never from gpugrad its
 The whole file is skipped where PyTorch is not installed.
 """
 
+import inspect
 import math
 
 import numpy as np
@@ -346,6 +347,72 @@ def test_losses_default_to_the_mean_reduction():
     for default, mean in pairs:
         assert default.shape == ()
         assert default.item() == mean.item()
+
+
+def loss_inputs(loss, rng):
+    """An input and a target fit for `loss`, as (gpugrad, torch) pairs: probabilities
+    for binary_cross_entropy, log-probabilities for nll_loss, class indices as the
+    targets of the class losses."""
+    scores = rng.standard_normal((4, 3))
+    if loss == "binary_cross_entropy":
+        scores = 1 / (1 + np.exp(-scores))
+    if loss == "nll_loss":
+        scores = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
+    if loss in ("cross_entropy", "nll_loss"):
+        return leaf(scores), const(np.array([0, 2, 1, 2]), dtype=np.int64)
+    return leaf(scores), const(rng.uniform(0.0, 1.0, (4, 3)))
+
+
+LOSSES = ["mse_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+          "cross_entropy", "nll_loss"]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_losses_take_pytorchs_keywords_input_and_target(loss):
+    """F.loss(input=..., target=...) as PyTorch users write it: torch's value and
+    gradient, and the same as the positional call."""
+    rng = np.random.default_rng(16)
+    (gx, tx), (gy, ty) = loss_inputs(loss, rng)
+    got = getattr(F, loss)(input=gx, target=gy, reduction="sum")
+    want = getattr(tF, loss)(input=tx, target=ty, reduction="sum")
+    assert_matches(got, want)
+    got.backward()
+    want.backward()
+    assert_matches(gx.grad, tx.grad)
+    assert got.item() == getattr(F, loss)(gx, gy, reduction="sum").item()
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_losss_own_keyword_names_still_work_beside_pytorchs(loss):
+    rng = np.random.default_rng(17)
+    (gx, _), (gy, _) = loss_inputs(loss, rng)
+    first, second = list(inspect.signature(getattr(F, loss)).parameters)[:2]
+    positional = getattr(F, loss)(gx, gy).item()
+    assert getattr(F, loss)(**{first: gx, second: gy}).item() == positional
+    assert getattr(F, loss)(input=gx, **{second: gy}).item() == positional
+    assert getattr(F, loss)(gx, target=gy).item() == positional
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_an_input_given_both_by_name_and_as_input_is_a_type_error_naming_the_loss(loss):
+    rng = np.random.default_rng(18)
+    (gx, _), (gy, _) = loss_inputs(loss, rng)
+    first = next(iter(inspect.signature(getattr(F, loss)).parameters))
+    for call in (lambda: getattr(F, loss)(gx, gy, input=gx),
+                 lambda: getattr(F, loss)(**{first: gx}, input=gx, target=gy)):
+        with pytest.raises(TypeError, match=rf"^{loss}: give {first} or input=, not both "
+                           r"\(at .*test_functional.py"):
+            call()
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])
+def test_class_indices_given_both_as_class_index_and_target_are_a_type_error(loss):
+    rng = np.random.default_rng(19)
+    (gx, _), (gy, _) = loss_inputs(loss, rng)
+    with pytest.raises(TypeError, match=rf"^{loss}: give class_index or target=, not both"):
+        getattr(F, loss)(gx, gy, target=gy)
+    with pytest.raises(TypeError, match=rf"^{loss}: give class_index or target=, not both"):
+        getattr(F, loss)(input=gx, class_index=gy, target=gy)
 
 
 @pytest.mark.parametrize("loss", ["mse_loss", "binary_cross_entropy",

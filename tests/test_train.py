@@ -217,6 +217,53 @@ def test_evaluate_of_a_missing_checkpoint_is_a_one_line_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def npz_data(tmp_path, features, classes):
+    """A small npz of `features` features, with labels of `classes` classes."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / f"{features}x{classes}.npz"
+    sizes = {"train": 40, "test": 10}
+    np.savez(data, **{f"x_{split}": rng.standard_normal((n, features)).astype("float32")
+                      for split, n in sizes.items()},
+             **{f"y_{split}": np.arange(n) % classes for split, n in sizes.items()})
+    return data
+
+
+def npz_run(tmp_path, features, classes):
+    """A one-epoch run on npz_data(...): its folder and the data file."""
+    data = npz_data(tmp_path, features, classes)
+    out = tmp_path / f"run{features}x{classes}"
+    result = gpugrad("train", "--data", f"npz:{data}", "--epochs", "1", "--hidden", "8",
+                     "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, data
+
+
+def test_evaluate_on_data_of_another_width_says_how_many_features_each_has(tmp_path):
+    out, data = npz_run(tmp_path, features=5, classes=3)
+    result = gpugrad("evaluate", str(out), "--data", "digits")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (f"the data digits has 64 features where the model takes 5 (it was trained "
+            f"on npz:{data})") in result.stderr
+    assert "state dict" not in result.stderr
+
+
+def test_evaluate_on_data_with_labels_past_the_models_classes_says_so(tmp_path):
+    out, data = npz_run(tmp_path, features=64, classes=3)
+    result = gpugrad("evaluate", str(out), "--data", "digits")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert ("the data digits has labels up to 9 where the model tells 3 classes apart "
+            "(labels 0 to 2") in result.stderr
+
+
+def test_evaluate_on_data_with_fewer_classes_than_the_model_is_fine(tmp_path):
+    """A test set may lack some of the classes the model knows."""
+    out, _ = npz_run(tmp_path, features=64, classes=3)
+    fewer = npz_data(tmp_path, features=64, classes=2)
+    result = gpugrad("evaluate", str(out), "--data", f"npz:{fewer}")
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout and "on 10 samples" in result.stdout
+
+
 def test_ctrl_c_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "gpugrad", "train", "--epochs", "500",
                              "--out", str(tmp_path)], stdout=subprocess.PIPE,

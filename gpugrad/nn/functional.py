@@ -2,8 +2,9 @@
 cross-entropy, logits forms for the binary losses (finite values and gradients for
 logits of +-1000 in float32)."""
 
+import inspect
 import math
-from functools import partial
+from functools import partial, wraps
 
 import numpy as np
 
@@ -213,6 +214,42 @@ def _normalized_shape(x, normalized_shape):
     return shape
 
 
+def _pytorch_keywords(**names):
+    """Also take PyTorch's keyword names for a loss's first arguments, as in
+    F.cross_entropy(input=logits, target=labels): `names` maps each of PyTorch's names to
+    ours (input= to pred, prob, logits or log_probs; target= to class_index). The order
+    of the arguments is PyTorch's already; a value given both ways is a TypeError."""
+    def wrap(loss):
+        signature = inspect.signature(loss)
+        positions = list(signature.parameters)
+        theirs = {alias: (ours, positions.index(ours)) for alias, ours in names.items()}
+
+        @wraps(loss)
+        def call(*args, **kwargs):
+            if kwargs:
+                for alias, (ours, position) in theirs.items():
+                    # None is the alias's default: gg.compile passes it, bound as the
+                    # signature below says, when the call left the alias out.
+                    value = kwargs.pop(alias, None)
+                    if value is None:
+                        continue
+                    if ours in kwargs or len(args) > position:
+                        raise _annotate(loss.__name__, TypeError(
+                            f"give {ours} or {alias}=, not both"))
+                    kwargs[ours] = value
+            return loss(*args, **kwargs)
+
+        # help() and inspect show the aliases too, as keywords after ours.
+        call.__signature__ = signature.replace(parameters=[
+            *signature.parameters.values(),
+            *(inspect.Parameter(alias, inspect.Parameter.KEYWORD_ONLY, default=None)
+              for alias in names)])
+        return call
+
+    return wrap
+
+
+@_pytorch_keywords(input="pred")
 def l1_loss(pred, target, reduction="mean"):
     """Mean absolute error |pred - target| (its gradient at 0 is 0, as in PyTorch)."""
     _check_reduction("l1_loss", reduction)
@@ -261,6 +298,7 @@ def _target_like(target, ref):
     return tensor(target, dtype=ref.dtype, device=ref.device)
 
 
+@_pytorch_keywords(input="pred")
 def mse_loss(pred, target, reduction="mean"):
     """Mean squared error (pred - target)^2."""
     _check_reduction("mse_loss", reduction)
@@ -270,6 +308,7 @@ def mse_loss(pred, target, reduction="mean"):
     return _reduce(diff * diff, reduction)
 
 
+@_pytorch_keywords(input="prob")
 def binary_cross_entropy(prob, target, reduction="mean"):
     """-(t log p + (1 - t) log(1 - p)) for probabilities p; logs clamped at -100 and the
     gradient as in PyTorch, so p of exactly 0 or 1 stays finite. Prefer the logits form."""
@@ -284,6 +323,7 @@ def binary_cross_entropy(prob, target, reduction="mean"):
     return _reduce(_loss.binary_cross_entropy(prob, target), reduction)
 
 
+@_pytorch_keywords(input="logits")
 def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
     """BCE of sigmoid(logits): softplus(x) - x t, computed as x (1 - t) + softplus(-x)
     where x >= 0, so that a confident right answer keeps its small loss (no x - x
@@ -296,6 +336,7 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
     return _reduce(loss, reduction)
 
 
+@_pytorch_keywords(input="log_probs", target="class_index")
 def nll_loss(log_probs, class_index, weight=None, ignore_index=None, reduction="mean"):
     """-log_probs[i, class_index[i]] for a batch of log-probabilities (N, C); or, for
     one example, log-probabilities (C,) and one class index. weight (C,): each class's
@@ -316,6 +357,7 @@ def nll_loss(log_probs, class_index, weight=None, ignore_index=None, reduction="
     return _reduce(-log_probs[rows, class_index], reduction)
 
 
+@_pytorch_keywords(input="logits", target="class_index")
 def cross_entropy(logits, class_index, weight=None, ignore_index=None, label_smoothing=0.0,
                   reduction="mean"):
     """Softmax cross-entropy of logits (N, C) against class indices (N,), with optional

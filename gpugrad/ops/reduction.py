@@ -1,4 +1,4 @@
-"""Reductions over axes: sum, mean, max, min (with keepdims)."""
+"""Reductions over axes: sum, mean, max, min, argmax/argmin, any/all (with keepdims)."""
 
 from .. import dtypes
 from ..errors import ShapeError
@@ -150,5 +150,22 @@ argmax = define("gpugrad::argmax", infer=_arg_infer,
                 forward=_arg_forward(lambda xp: xp.argmax))
 argmin = define("gpugrad::argmin", infer=_arg_infer,
                 forward=_arg_forward(lambda xp: xp.argmin))
+
+
+def _truth_infer(x, axis=None, keepdims=False):
+    return reduced_shape(x.shape, normalize_axes(axis, len(x.shape)), keepdims), dtypes.bool_
+
+
+def _truth_reduction(name):
+    # Truth values, not amounts: no gradient, as the comparisons. Over no elements any
+    # is False and all True (their identities), so nothing is refused as for max.
+    return define(f"gpugrad::{name}", infer=_truth_infer,
+                  forward=lambda xp, x, axis=None, keepdims=False: getattr(xp, name)(
+                      x, axis=axis, keepdims=keepdims),
+                  kernels={"numpy": _method(name), "cupy": _method(name)})
+
+
+any = _truth_reduction("any")  # noqa: A001
+all = _truth_reduction("all")  # noqa: A001
 
 from .shape import broadcast_to, reshaped  # noqa: E402  (shape ops use reductions in their VJPs too)
