@@ -6,6 +6,7 @@ has used yet). Every operator and method is one call into the op registry's disp
 """
 
 import math
+import sys
 
 import numpy as np
 
@@ -296,7 +297,26 @@ class Tensor:
         new values (x[0][1] = v writes into the new tensor x[0] returns, not into x:
         write x[0, 1] = v)."""
         self._refuse_leaf_update()
+        self._refuse_write_through()
         self._become(_shape.assign_index(self, key, value))
+
+    def _refuse_write_through(self):
+        """x[0][1] = v, or v written into x.detach() or x.T: NumPy and PyTorch write into
+        x's memory, shared by the view; here the view takes new values of its own, and x
+        would silently stay as it was. So refused, while something still holds x (or the
+        tensor it is a view of in turn); a view of a temporary, gg.arange(6).reshape(2,
+        3), has no one to differ for."""
+        base = self._base
+        while base is not None:
+            # references: the view's _base, `base` here, and getrefcount's argument
+            if sys.getrefcount(base) > 3:
+                raise GraphError(
+                    "item assignment into a view (made by indexing, a reshape, a transpose, "
+                    "detach(), ...) of another tensor: NumPy and PyTorch write through to "
+                    "that tensor, gpugrad's view would take new values of its own; index "
+                    "the tensor itself (x[0, 1] = v, not x[0][1] = v), or write into a "
+                    ".clone()")
+            base = base._base
 
     def _become(self, result):
         """Take result's values (and, where recorded, its history) as this tensor's own."""

@@ -410,6 +410,23 @@ def test_item_assignment_by_a_mask_and_its_errors():
         gg.zeros(2)[5] = 1.0
 
 
+def test_item_assignment_into_a_view_of_a_tensor_still_held_is_refused():
+    """NumPy and PyTorch write x[0][1] = v through to x; gpugrad's x[0] has values of its
+    own, so the assignment would leave x as it was: refused, naming the way that works."""
+    x = gg.zeros((2, 3))
+    for view in (lambda: x[0], lambda: x.detach(), lambda: x.reshape(3, 2)[1], lambda: x.T):
+        with pytest.raises(gg.GraphError, match=r"x\[0, 1\] = v, not x\[0\]\[1\] = v"):
+            view()[0] = 5.0
+    assert not x.numpy().any()
+    x[0, 1] = 5.0  # the way that works
+    copy = x.clone()
+    copy[0] = 1.0  # a copy is a tensor of its own
+    matrix = gg.arange(6.0).reshape(2, 3)  # a view of a temporary: nobody to differ for
+    matrix[1, 1] = -1.0
+    assert x.numpy().tolist() == [[0.0, 5.0, 0.0], [0.0, 0.0, 0.0]]
+    assert matrix.numpy().tolist() == [[0.0, 1.0, 2.0], [3.0, -1.0, 5.0]]
+
+
 @pytest.mark.parametrize("key", [
     (slice(None), [0, 1], Ellipsis, 0),  # a '...' for no axis parts the index arrays
     (slice(None), np.array([True, False, True]), Ellipsis, 0),
