@@ -70,8 +70,21 @@ class Tensor:
         self._grad = value
 
     def _mark_modified(self):
-        """Say that this tensor's values were just changed in place (see _version)."""
+        """Say that this tensor's values were just changed in place (see _version), and
+        so those of the tensors it shares its array with through _base (the source of a
+        detach() or nn.Parameter(w), a view's input): a graph that saved one of them
+        refuses to differentiate with the new values."""
+        version = next_seq()
+        t = self
+        while t is not None:
+            t._version = version
+            t = t._base
+
+    def _mark_replaced(self):
+        """Say that this tensor was given new values in a new array (an eager x += 1):
+        the tensors it shared an array with keep theirs, and it shares none any more."""
         self._version = next_seq()
+        self._base = None
 
     # --- what it is ----------------------------------------------------------------------------
     @property
@@ -326,7 +339,7 @@ class Tensor:
             return self
         self._data = result._data
         self._take_history(result)
-        self._mark_modified()
+        self._mark_replaced()
         return self
 
     def _refuse_leaf_update(self):

@@ -863,6 +863,33 @@ def test_changing_a_saved_input_in_place_before_backward_is_refused_with_the_lin
         y.backward()
 
 
+
+@pytest.mark.parametrize("alias", [lambda w: w.detach().requires_grad_(),
+                                   lambda w: gg.nn.Parameter(w),
+                                   lambda w: w[:].detach().requires_grad_()],
+                         ids=["detach", "Parameter", "view"])
+def test_a_step_through_another_tensor_on_the_same_array_is_caught_too(alias):
+    """An optimiser writes a parameter's array in place; a tensor made from w that shares
+    it (nn.Parameter(w), w.detach()) changes w's values with it, so the graph that saved
+    w refuses the backward, as PyTorch's does (the gradient was silently wrong)."""
+    w = gg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = (w * w).sum()  # saves w
+    shared = alias(w)
+    shared.grad = gg.ones(3)
+    gg.optim.SGD([shared], lr=1.0).step()
+    assert w.numpy().tolist() == [0.0, 1.0, 2.0]  # the same array
+    with pytest.raises(gg.GraphError, match="changed in place"):
+        y.backward()
+
+
+def test_a_new_array_given_to_a_detached_copy_leaves_the_source_differentiable():
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    d = x.detach()
+    d += 1.0  # d takes a new array: x keeps its values (x.numpy() below)
+    y.backward()
+    assert x.grad.numpy().tolist() == [2.0, 4.0] and x.numpy().tolist() == [1.0, 2.0]
+
 def test_what_the_backward_does_not_need_may_change_in_place():
     w = gg.tensor([1.0, 2.0], requires_grad=True)
     x = gg.tensor([3.0, 4.0])

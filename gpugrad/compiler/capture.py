@@ -316,7 +316,7 @@ class Recorder:
             tensor._data, tensor._node = value._data, value._node
             if value._requires_grad:  # acc = gg.zeros(2); acc += w * 3: as in eager
                 tensor._requires_grad = True
-            tensor._mark_modified()
+            tensor._mark_replaced()
             return
         if leaf is not None:
             self._assigned_leaves.add(leaf)

@@ -93,7 +93,7 @@ class Plan:
             t = tensors[position]
             # (NumPy gives a 0-d value as a scalar: a tensor holds an array)
             t._data = np.asarray(array) if isinstance(array, np.generic) else array
-            t._mark_modified()
+            t._mark_replaced()
         return out[:-count]
 
     def release(self):
@@ -401,7 +401,7 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
         if copy._data is not given[copy]:  # updated in place inside the function (not
             # merely another copy of a tensor passed twice, f(x, x), left as it was)
             original._data = copy._data
-            original._mark_modified()
+            original._mark_replaced()
     tensors, treedef = _flatten(result)
     recorder.settle_created(tensors)
     if not recorder.differentiated and any(t._requires_grad for t in tensors):

@@ -193,7 +193,7 @@ class Module:
         arrays = [(t, t.device.backend.from_host(h, t.dtype)) for t, h in updates]
         for target, array in arrays:  # all converted first: no half-loaded module
             target._data = array
-            target._mark_modified()
+            target._mark_replaced()
         return {"missing_keys": missing, "unexpected_keys": unexpected}
 
     def _optional_state(self):
@@ -283,7 +283,7 @@ def move_tensor(t, dest):
         return
     t._data = transfer(t._data, t.device, dest)
     t._device = dest
-    t._mark_modified()
+    t._mark_replaced()
     if t.grad is not None:
         t.grad = t.grad.detach().to(dest)
     t._node = None  # its next use records a leaf on the new device
