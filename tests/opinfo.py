@@ -321,6 +321,7 @@ OPS = [
         ("none", (4, 5), (None, 1), (5,)),
         ("array", (4, 5), [0, 3], (2, 5)),
         ("pair", (4, 5), ([0, 3, 1], [1, 1, 4]), (3,)),
+        ("leading 1s", (4, 5), 1, (1, 1, 5)),  # dropped, as NumPy drops them
     ])),
     OpInfo("gpugrad::concat", [
         Sample((Arg((2, 3)), Arg((4, 3))), lambda a, b: gg.concat([a, b]),

@@ -394,10 +394,19 @@ scatter_add = define("gpugrad::scatter_add", infer=_scatter_infer, forward=_scat
 # x's where it was not overwritten, the values' at the positions they went to. Where an
 # index array names a position twice, which of its values lands there is NumPy's (and
 # PyTorch's) business, as is the gradient's.
+def _landing_shape(values_shape):
+    """The values' shape without leading axes of size 1, which NumPy (and PyTorch) drop
+    when writing: y[1] = [[1, 2, 3]] fills a row of three."""
+    shape = tuple(values_shape)
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
 def _setitem_infer(x, values, *arrays, index):
     picked = indexed_shape(x.shape, _filled(index, arrays))
     try:
-        fits = broadcast_shapes(tuple(values.shape), picked) == tuple(picked)
+        fits = broadcast_shapes(_landing_shape(values.shape), picked) == tuple(picked)
     except ShapeError:
         fits = False
     if not fits:
@@ -418,7 +427,8 @@ def _setitem_generic(xp, x, values, *arrays, index):
     # shaped as they land; integer index arrays go through the scatter's one-hot sum
     # (the reference kernel, for small arrays).
     shape = tuple(x.shape)
-    values = xp.broadcast_to(values, indexed_shape(shape, _filled(index, arrays)))
+    values = xp.broadcast_to(xp.reshape(values, _landing_shape(values.shape)),
+                             indexed_shape(shape, _filled(index, arrays)))
     if arrays:
         ones = xp.ones(values.shape, dtype=x.dtype)
         hit = _scatter_generic(xp, ones, *arrays, index=index, shape=shape) > 0
@@ -431,7 +441,7 @@ def _setitem_generic(xp, x, values, *arrays, index):
 
 
 def _setitem_vjp(ctx, g):
-    _, values, *arrays = ctx.inputs
+    arrays = ctx.inputs[2:]
     index = ctx.attrs["index"]
     need_x, need_values = ctx.needs_input_grad[:2]
     grad_x = grad_values = None
@@ -440,6 +450,9 @@ def _setitem_vjp(ctx, g):
         grad_x = apply(setitem, (g, zero, *arrays), {"index": index})
     if need_values:  # (summed back to the values' own shape by the engine)
         grad_values = apply(getitem, (g, *arrays), {"index": index})
+        dropped = len(ctx.input_specs[1].shape) - len(grad_values.shape)
+        if dropped > 0:  # the leading axes of size 1 the values came with
+            grad_values = grad_values.reshape((1,) * dropped + grad_values.shape)
     return (grad_x, grad_values) + (None,) * len(arrays)
 
 
