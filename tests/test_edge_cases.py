@@ -232,6 +232,16 @@ def test_the_gradient_of_x_to_the_zero_is_zero_even_at_zero():
         assert b.grad.numpy().tolist() == [0.0, 0.0]
 
 
+def test_the_gradient_of_x_to_the_zero_is_a_constant_without_nan_at_zero():
+    x = gg.tensor([0.0, 1.0], dtype="float64", requires_grad=True)
+    (g,) = gg.grad((x ** 0).sum(), [x], create_graph=True)
+    assert g.numpy().tolist() == [0.0, 0.0]
+    assert not g.requires_grad  # as PyTorch's: nothing left to differentiate (was NaN)
+    (h,) = gg.grad((x ** 0 + x ** 2).sum(), [x], create_graph=True)
+    (second,) = gg.grad(h.sum(), [x])
+    assert second.numpy().tolist() == [2.0, 2.0]
+
+
 def test_numpy_scalars_act_as_python_numbers():
     x = gg.tensor([1.0, 2.0], device="array_api_strict")
     assert (x * np.float32(2)).numpy().tolist() == [2.0, 4.0]

@@ -53,10 +53,18 @@ def _pow_vjp(ctx, g):
     need_a, need_b = ctx.needs_input_grad
     ga = None
     if need_a:
-        ga = g * b * a ** (b - 1)
         exponent = ctx.input_specs[1]
-        if not (exponent.op is CONSTANT and exponent.attrs["value"] != 0):
-            ga = where(b == 0, 0.0, ga)  # x**0 is constant: its gradient is 0, even at 0
+        if exponent.op is CONSTANT and exponent.attrs["value"] == 0:
+            # x**0 is constant: its gradient is 0, even at 0, and so are its own
+            # derivatives (a where() would differentiate a**-1 too: NaN at 0); zeros,
+            # as PyTorch's, also where g is inf or NaN
+            from ..creation import zeros_like
+
+            ga = zeros_like(g)
+        else:
+            ga = g * b * a ** (b - 1)
+            if exponent.op is not CONSTANT:
+                ga = where(b == 0, 0.0, ga)  # an exponent tensor's zeros, likewise
     gb = None
     if need_b:
         # d(a^b)/db = a^b log a; at a == 0 and b >= 0 the limit is taken as 0, as PyTorch
