@@ -816,12 +816,16 @@ def _variance(name, x, axis, dim, keepdims, keepdim, ddofs):
         reduced = _red.normalize_axes(axis, x.ndim)
     except GpugradError as exc:
         raise _annotate(name, exc) from None
+    half = x.dtype == np.float16  # its sums of squares pass 65,504 soon: in float32,
+    if half:                      # as PyTorch's and NumPy's var compute them
+        x = x.astype(np.float32)
     mean = _reduce(_red.mean, x, axis, True, None, None)
     centred = x - mean
     squares = _reduce(_red.sum, centred * centred, axis, keepdims, None, keepdim)
     n = math.prod(x.shape[a] for a in reduced) if x.ndim else 1
     # n - ddof <= 0: inf (or NaN for an empty sum), as NumPy and PyTorch give
-    return squares / max(n - ddof, 0)
+    variance = squares / max(n - ddof, 0)
+    return variance.astype(np.float16) if half else variance
 
 
 def _root(variance):

@@ -275,3 +275,23 @@ def test_max_and_min_over_short_rows_give_numpys_bits_nan_included(shape, name):
     np.testing.assert_allclose(F.log_softmax(logits).numpy(),
                                torch.log_softmax(torch.tensor(x[6:]), -1).numpy(), rtol=1e-6,
                                atol=1e-6)
+
+
+def test_float16_means_and_variances_over_more_elements_than_float16_counts():
+    """70,000 elements: the count itself is past float16's 65,504 (a constant of it was
+    inf, and every gradient 0); var and std sum their squares in float32, as PyTorch."""
+    values = (np.arange(70_000) % 3).astype(np.float16)
+    for reduce in ("mean", "var", "std"):
+        mine = gg.tensor(values, requires_grad=True)
+        theirs = torch.tensor(values, requires_grad=True)
+        out = getattr(mine, reduce)()
+        ref = getattr(theirs, reduce)(**({} if reduce == "mean" else {"correction": 0}))
+        out.backward()
+        ref.backward()
+        assert out.dtype == np.float16
+        np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), rtol=1e-3)
+        np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-2,
+                                   atol=1e-7)
+        assert np.abs(mine.grad.numpy()).max() > 0
+    loss = F.mse_loss(gg.tensor(values, requires_grad=True), gg.zeros(70_000, dtype="float16"))
+    assert np.isfinite(loss.numpy())

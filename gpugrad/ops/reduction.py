@@ -1,5 +1,7 @@
 """Reductions over axes: sum, mean, max, min, argmax/argmin, any/all (with keepdims)."""
 
+import numpy as np
+
 from .. import dtypes
 from ..errors import ShapeError
 from .infer import normalize_axes, reduced_shape
@@ -48,7 +50,15 @@ def _mean_vjp(ctx, g):
     count = 1
     for a in axes:
         count *= shape[a]
-    return (broadcast_to(g / count, shape=shape),)
+    return (broadcast_to(per_count(g, count), shape=shape),)
+
+
+def per_count(t, count):
+    """t / count, also where count is past t's dtype's range (float16's 65,504, which a
+    constant of t's dtype would make inf, and every quotient 0): then t * (1 / count)."""
+    if t.dtype.kind == "f" and count > np.finfo(t.dtype).max:
+        return t * (1.0 / count)
+    return t / count
 
 
 def _extremum_vjp(ctx, g):
