@@ -60,10 +60,18 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     try:
         host = np.asarray(data)
     except (ValueError, TypeError) as exc:
-        raise DTypeError(f"cannot make a tensor from {type(data).__name__}: {exc}") from None
+        raise _annotate("tensor", DTypeError(
+            f"cannot make a tensor from {type(data).__name__}: {exc}")) from None
     dt = dtype or dtypes.host_dtype(host, from_python)
     dev = dev or default_device()
     return _finish(dev.backend.from_host(host, dt), dt, dev, requires_grad)
+
+
+def _annotate(name, exc):
+    """exc naming `name` and the user's line, as an op's error does."""
+    from .ops.registry import _annotate as annotate  # (the ops import this module)
+
+    return annotate(name, exc)
 
 
 def _shape(shape, keyword=None):
@@ -76,7 +84,7 @@ def _shape(shape, keyword=None):
         shape = tuple(shape[0])
     out = tuple(whole_number(d, "a size in a shape") for d in shape)
     if any(d < 0 for d in out):
-        raise ShapeError(f"a shape cannot have negative sizes, got {out}")
+        raise _annotate("shape", ShapeError(f"a shape cannot have negative sizes, got {out}"))
     return out
 
 
@@ -157,6 +165,8 @@ def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=Fals
     """Evenly spaced values in [start, stop): int64 for ints, float32 otherwise."""
     if stop is None:
         start, stop = 0, start
+    if step == 0:  # (NumPy's ZeroDivisionError)
+        raise _annotate("arange", ValueError("step must not be zero"))
     if dtype is None:
         ints = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
         dtype = dtypes.int64 if ints else dtypes.DEFAULT_FLOAT

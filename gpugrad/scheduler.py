@@ -93,14 +93,15 @@ def _root_grads(outputs, grad_outputs, caller):
     grads = []
     for out, g in zip(outputs, grad_outputs, strict=True):
         if not out.requires_grad:
-            raise GraphError(_no_graph_message(out))
+            raise GraphError(f"{caller}: {_no_graph_message(out)} (at "
+                             f"{format_site(user_site(1))})")
         if g is None:
             if out.size != 1:
                 how = ("grad_outputs= (a tensor of each output's shape)"
                        if caller == "gg.grad" else "grad= (a tensor of the same shape)")
                 raise GraphError(f"{caller} of a tensor of shape {out.shape}: a gradient "
                                  "can be implicitly created only for scalar outputs; pass "
-                                 f"{how}")
+                                 f"{how} (at {format_site(user_site(1))})")
             g = Tensor._wrap(out._device.backend.full(out.shape, 1, out._dtype), out._dtype,
                              out._device, False)
             if state.capture is not None and not out.shape:
@@ -117,8 +118,9 @@ def _root_grads(outputs, grad_outputs, caller):
                 raise ShapeError(f"{caller}: the gradient has shape {g.shape} but the output "
                                  f"has shape {out.shape} (at {format_site(user_site(1))})")
             if g._device is not out._device:
-                raise DeviceError(f"the gradient is on {g._device} but the output is on "
-                                  f"{out._device}; move it with .to()")
+                raise DeviceError(f"{caller}: the gradient is on {g._device} but the "
+                                  f"output is on {out._device}; move it with .to() (at "
+                                  f"{format_site(user_site(1))})")
             if g._dtype is not out._dtype:
                 g = g.astype(out._dtype)
         grads.append(g)

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import dtypes
 from .errors import DeviceError, DTypeError, GpugradError, GraphError, ShapeError
-from .node import next_seq
+from .node import format_site, next_seq, user_site
 
 
 class Tensor:
@@ -298,8 +298,9 @@ class Tensor:
         self._refuse_leaf_update()
         result = _apply(op, (self, other), _NO)
         if result.shape != self.shape:
-            raise ShapeError(f"an in-place update cannot change the shape {self.shape} to "
-                             f"{result.shape}")
+            raise _annotate(f"{op.display_name} in place", ShapeError(
+                f"an in-place update cannot change the shape {self.shape} to "
+                f"{result.shape}"))
         if result._dtype is not self._dtype:
             result = self._result_in_own_dtype(result, op)
         return self._become(result)
@@ -348,9 +349,10 @@ class Tensor:
         from .mode import is_grad_enabled
 
         if self._requires_grad and self.is_leaf and is_grad_enabled():
-            raise GraphError("an in-place update of a leaf tensor that requires grad while "
-                             "the graph is recorded; do it under gg.no_grad(), e.g. "
-                             "`with gg.no_grad(): w -= lr * w.grad`")
+            raise GraphError(
+                "an in-place update of a leaf tensor that requires grad while the graph is "
+                "recorded; do it under gg.no_grad(), e.g. `with gg.no_grad(): w -= lr * "
+                f"w.grad` (at {format_site(user_site())})")
 
     def _save_apart(self, node):
         """The op just recorded (node) may have saved this tensor for its VJP (acc *= w
@@ -378,10 +380,11 @@ class Tensor:
         float32 tensor); a float result into an int tensor is refused, as PyTorch and
         NumPy refuse it (x *= 2.5 truncated x silently)."""
         if not np.can_cast(result._dtype, self._dtype, casting="same_kind"):
-            raise DTypeError(f"{op.display_name} in place: the {result._dtype} result cannot "
-                             f"be stored in the {self._dtype} tensor without losing its kind; "
-                             f"write x = x {_SYMBOLS.get(op.name, op.display_name)} y for a "
-                             f"new {result._dtype} tensor")
+            raise _annotate(f"{op.display_name} in place", DTypeError(
+                f"the {result._dtype} result cannot be stored in the {self._dtype} tensor "
+                f"without losing its kind; write x = x "
+                f"{_SYMBOLS.get(op.name, op.display_name)} y for a new {result._dtype} "
+                "tensor"))
         if result._requires_grad or _state.tracing:
             return result.astype(self._dtype)  # recorded: the gradient flows back through
         return Tensor._wrap(self._device.backend.astype(result._data, self._dtype),

@@ -270,3 +270,35 @@ def test_to_with_a_name_that_is_neither_device_nor_dtype_says_both():
                                              r"a dtype"):
         gg.ones(2).to("bogus")
     assert gg.ones(2).to("float64").dtype == np.float64
+
+
+def scale_an_int_tensor_in_place():
+    x = gg.tensor([1, 2])
+    x *= 2.5
+
+
+def update_a_leaf_in_place():
+    w = gg.tensor([1.0], requires_grad=True)
+    w += 1.0
+
+
+def broadcast_in_place():
+    x = gg.zeros(2)
+    x += gg.ones((3, 2))
+
+
+@pytest.mark.parametrize("call, error, names", [
+    (scale_an_int_tensor_in_place, gg.DTypeError, "mul in place"),
+    (update_a_leaf_in_place, gg.GraphError, "in-place update of a leaf"),
+    (broadcast_in_place, gg.ShapeError, "add in place"),
+    (lambda: gg.tensor([[1, 2], [3]]), gg.DTypeError, "tensor: cannot make a tensor"),
+    (lambda: gg.zeros((-1, 2)), gg.ShapeError, "negative sizes"),
+    (lambda: gg.arange(0, 1, 0), ValueError, "arange: step must not be zero"),
+    (lambda: (gg.ones(3, requires_grad=True) * 2).backward(), gg.GraphError,
+     "backward\\(\\) of a tensor of shape \\(3,\\)"),
+    (lambda: gg.grad(gg.ones(3) * 2, [gg.ones(1)]), gg.GraphError, "gg.grad: a tensor"),
+], ids=["int *= float", "leaf +=", "+= broadcast", "ragged list", "negative size",
+        "arange step 0", "backward of a vector", "gg.grad without a graph"])
+def test_errors_outside_the_ops_name_what_failed_and_the_users_line_too(call, error, names):
+    with pytest.raises(error, match=f"{names}.*\\(at {THIS_FILE}:\\d+\\)"):
+        call()
