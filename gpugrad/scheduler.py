@@ -51,9 +51,11 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, *, retain_graph
     inputs = [inputs] if single else list(inputs)
     for t in inputs:
         if not isinstance(t, Tensor):
-            raise TypeError(f"gg.grad inputs must be Tensors, got {type(t).__name__}")
+            raise TypeError(f"gg.grad: inputs must be Tensors, got {type(t).__name__} (at "
+                            f"{format_site(user_site(1))})")
         if not t.requires_grad:
-            raise GraphError("one of the inputs of gg.grad does not require grad")
+            raise GraphError(f"gg.grad: input {inputs.index(t)} (shape {t.shape}) does not "
+                             f"require grad (at {format_site(user_site(1))})")
     targets = [node_of(t) for t in inputs]
     found, reached = _run(outputs, grad_outputs, targets, retain_graph, create_graph,
                           allow_unused)
@@ -63,8 +65,9 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, *, retain_graph
         if g is None:
             if node not in reached:
                 if not allow_unused:
-                    raise GraphError("one of the inputs of gg.grad was not used to compute "
-                                     "the outputs; pass allow_unused=True to get None")
+                    raise GraphError(
+                        f"gg.grad: input {len(results)} was not used to compute the outputs; "
+                        f"pass allow_unused=True to get None (at {format_site(user_site(1))})")
                 results.append(None)
                 continue
             g = Tensor._wrap(t._device.backend.full(t.shape, 0, t._dtype), t._dtype,

@@ -296,9 +296,13 @@ def broadcast_in_place():
     (lambda: gg.arange(0, 1, 0), ValueError, "arange: step must not be zero"),
     (lambda: (gg.ones(3, requires_grad=True) * 2).backward(), gg.GraphError,
      "backward\\(\\) of a tensor of shape \\(3,\\)"),
-    (lambda: gg.grad(gg.ones(3) * 2, [gg.ones(1)]), gg.GraphError, "gg.grad: a tensor"),
+    (lambda: gg.grad(gg.ones(3) * 2, [gg.ones(1, requires_grad=True)]), gg.GraphError,
+     "gg.grad: a tensor of shape \\(3,\\) does not require grad"),
+    (lambda: gg.grad(gg.ones(1, requires_grad=True) * 2, [gg.ones(1)]), gg.GraphError,
+     "gg.grad: input 0 \\(shape \\(1,\\)\\) does not require grad"),
 ], ids=["int *= float", "leaf +=", "+= broadcast", "ragged list", "negative size",
-        "arange step 0", "backward of a vector", "gg.grad without a graph"])
+        "arange step 0", "backward of a vector", "gg.grad without a graph",
+        "gg.grad of an input without grad"])
 def test_errors_outside_the_ops_name_what_failed_and_the_users_line_too(call, error, names):
     with pytest.raises(error, match=f"{names}.*\\(at {THIS_FILE}:\\d+\\)"):
         call()
