@@ -653,6 +653,13 @@ class Tensor:
     def T(self):
         return self.transpose()
 
+    @property
+    def mT(self):  # noqa: N802  (NumPy's and PyTorch's name)
+        """The last two axes swapped: a stack of matrices, each transposed."""
+        if self.ndim < 2:
+            raise _annotate("mT", ShapeError(f"needs at least 2 axes, got shape {self.shape}"))
+        return self.swapaxes(-2, -1)
+
     def broadcast_to(self, shape):
         return _apply(_shape.broadcast_to, (self,), {"shape": tuple(shape)})
 

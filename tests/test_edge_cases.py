@@ -124,6 +124,7 @@ PYTORCH_KEYWORDS = {
     "reshape(shape=(3, 2))": lambda x: x.reshape(shape=(3, 2)),
     "squeeze(dim=1)": lambda x: x.squeeze(dim=1),
     "unsqueeze(dim=0)": lambda x: x.unsqueeze(dim=0),
+    "mT": lambda x: x.mT,
 }
 NUMPY_KEYWORDS = {
     "transpose(axes=...)": (lambda x: x.transpose(axes=(2, 0, 1)),
@@ -141,6 +142,7 @@ NUMPY_KEYWORDS = {
     "squeeze(axis=(1,))": (lambda x: x.squeeze(axis=(1,)), lambda a: np.squeeze(a, axis=(1,))),
     "unsqueeze(axis=-1)": (lambda x: x.unsqueeze(axis=-1),
                            lambda a: np.expand_dims(a, axis=-1)),
+    "mT": (lambda x: x.mT, lambda a: a.mT),
 }
 
 
