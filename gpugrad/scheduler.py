@@ -195,6 +195,8 @@ def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unuse
                 if profiler is not None:  # a leaf's gradient, for gg.profile(stats=True)
                     profiler.backward(node, None, g)
                 continue
+            if node.ref is not None and targets is None:  # t.retain_grad(): into t.grad
+                _accumulate_leaf(node, g, create_graph)
             if needed is not None:
                 needs = tuple([inp.requires_grad and inp in needed for inp in node.inputs])
                 if not any(needs):
@@ -297,7 +299,7 @@ def sum_to(g, shape, node=None):
 
 
 def _accumulate_leaf(node, g, create_graph):
-    tensor = node.ref()
+    tensor = node.ref()  # (also an intermediate's, after its retain_grad())
     if tensor is None:  # the leaf is gone: nobody can read its gradient
         return
     if state.capture is not None:  # gg.compile's trace: the .grad write is part of the plan

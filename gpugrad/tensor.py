@@ -7,6 +7,7 @@ has used yet). Every operator and method is one call into the op registry's disp
 
 import math
 import sys
+import weakref
 
 import numpy as np
 
@@ -140,6 +141,22 @@ class Tensor:
     @property
     def is_leaf(self):
         return self._node is None or self._node.op.is_leaf
+
+    def retain_grad(self):
+        """Keep this intermediate tensor's gradient in .grad at the next backward passes
+        (added up over them, as a leaf's), as PyTorch's retain_grad; a leaf keeps it
+        anyway. Its node then holds a weak reference to it, as a leaf's node does."""
+        if not self._requires_grad:
+            raise GraphError(f"retain_grad() of a tensor that does not require grad: it "
+                             f"has no gradient to keep (at {format_site(user_site())})")
+        if _state.capture is not None:
+            from .compiler.capture import CompileError
+
+            raise CompileError("retain_grad() inside gg.compile: a plan hands back only "
+                               "what the function returns; return gg.grad(loss, [t]) "
+                               f"instead (at {format_site(user_site())})")
+        if not self.is_leaf:
+            self._node.ref = weakref.ref(self)
 
     @property
     def node(self):

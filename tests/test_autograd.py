@@ -981,3 +981,24 @@ def test_a_view_of_a_tensor_changed_in_place_is_refused_as_the_tensor_is():
         opt.step()  # changes w's array, which the saved view shares
         with pytest.raises(gg.GraphError, match="changed in place"):
             loss.backward()
+
+
+def test_retain_grad_keeps_an_intermediates_gradient_added_up_as_pytorchs():
+    torch = pytest.importorskip("torch")
+    x, tx = leaf([1.0, -2.0, 3.0]), torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64,
+                                                  requires_grad=True)
+    h, th = (x * x).tanh(), (tx * tx).tanh()
+    h.retain_grad()
+    th.retain_grad()
+    y, ty = (h * h.exp()).sum(), (th * th.exp()).sum()
+    for _ in range(2):  # a second backward adds to it, as to a leaf's
+        y.backward(retain_graph=True)
+        ty.backward(retain_graph=True)
+        np.testing.assert_allclose(h.grad.numpy(), th.grad.numpy(), rtol=1e-12)
+    # (1 - tanh^2 near tanh = 1 cancels: the two libraries' formulas round apart there)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-7)
+    gg.grad(y, [x])  # gg.grad leaves every .grad alone
+    np.testing.assert_allclose(h.grad.numpy(), th.grad.numpy(), rtol=1e-12)
+    with pytest.raises(gg.GraphError, match="retain_grad.. of a tensor that does not "
+                                            "require grad"):
+        gg.tensor([1.0]).retain_grad()
