@@ -54,7 +54,8 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, *, retain_graph
             raise TypeError(f"gg.grad: inputs must be Tensors, got {type(t).__name__} (at "
                             f"{format_site(user_site(1))})")
         if not t.requires_grad:
-            raise GraphError(f"gg.grad: input {inputs.index(t)} (shape {t.shape}) does not "
+            position = next(i for i, u in enumerate(inputs) if u is t)
+            raise GraphError(f"gg.grad: input {position} (shape {t.shape}) does not "
                              f"require grad (at {format_site(user_site(1))})")
     targets = [node_of(t) for t in inputs]
     found, reached = _run(outputs, grad_outputs, targets, retain_graph, create_graph,
@@ -163,14 +164,14 @@ def _needed(order, targets):
 
 def _run(outputs, grad_outputs, targets, retain_graph, create_graph, allow_unused):
     outputs = _as_list(outputs)
-    if state.capture is not None:
-        state.capture.differentiating()
     root_grads = _root_grads(outputs, grad_outputs,
                              "backward()" if targets is None else "gg.grad")
     if retain_graph is None:
         retain_graph = create_graph
     roots = [node_of(t) for t in outputs]
     order = _reachable(roots)
+    if state.capture is not None:  # gg.compile's trace
+        state.capture.differentiating(order if targets is None else ())
     needed = None if targets is None else _needed(order, targets)
     target_set = None if targets is None else set(targets)
     pending = {}

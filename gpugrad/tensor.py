@@ -325,8 +325,8 @@ class Tensor:
     def __setitem__(self, key, value):
         """x[key] = value: the values at those positions replaced (value broadcast, in
         x's dtype), as an in-place update — the tensor keeps its object and takes the
-        new values (x[0][1] = v writes into the new tensor x[0] returns, not into x:
-        write x[0, 1] = v)."""
+        new values (into a view of another tensor, x[0][1] = v, it is refused: see
+        _refuse_write_through)."""
         self._refuse_leaf_update()
         self._refuse_write_through()
         self._become(_shape.assign_index(self, key, value))
@@ -334,13 +334,18 @@ class Tensor:
     def _refuse_write_through(self):
         """x[0][1] = v, or v written into x.detach() or x.T: NumPy and PyTorch write into
         x's memory, shared by the view; here the view takes new values of its own, and x
-        would silently stay as it was. So refused, while something still holds x (or the
-        tensor it is a view of in turn); a view of a temporary, gg.arange(6).reshape(2,
-        3), has no one to differ for."""
+        would silently stay as it was. So refused where the arrays do share memory (not
+        for a copy: x[[0, 1]], x[mask]) and something still holds x (or the tensor it is
+        a view of in turn): a view of a temporary, gg.arange(6).reshape(2, 3), has no one
+        to differ for. (Inside gg.compile's trace the trace holds every tensor: the plan
+        does as the eager code does.)"""
+        if _state.capture is not None:
+            return
         base = self._base
         while base is not None:
             # references: the view's _base, `base` here, and getrefcount's argument
-            if sys.getrefcount(base) > 3:
+            if sys.getrefcount(base) > 3 and _may_share(self._device.backend.xp, self._data,
+                                                        base._data):
                 raise GraphError(
                     "item assignment into a view (made by indexing, a reshape, a transpose, "
                     "detach(), ...) of another tensor: NumPy and PyTorch write through to "
@@ -804,6 +809,13 @@ def _axis_or_dim(op, axis, dim):
             raise _annotate(op, TypeError("give axis= or dim=, not both"))
         axis = dim
     return tuple(axis) if isinstance(axis, list) else axis
+
+
+def _may_share(xp, a, b):
+    """Whether two arrays of namespace xp may share memory (their bounds overlap, as
+    NumPy's and CuPy's may_share_memory tell); True where the namespace cannot tell."""
+    check = getattr(xp, "may_share_memory", None)
+    return True if check is None else bool(check(a, b))
 
 
 def _args_or_keyword(op, args, name, value):

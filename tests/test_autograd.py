@@ -425,6 +425,17 @@ def test_item_assignment_into_a_view_of_a_tensor_still_held_is_refused():
     matrix[1, 1] = -1.0
     assert x.numpy().tolist() == [[0.0, 5.0, 0.0], [0.0, 0.0, 0.0]]
     assert matrix.numpy().tolist() == [[0.0, 1.0, 2.0], [3.0, -1.0, 5.0]]
+    for copy in (matrix[gg.tensor([0, 1])], matrix[matrix > 2], matrix.T.reshape(6)):
+        copy[0] = 9.0  # copies in NumPy and PyTorch too: nothing to write through to
+    assert matrix.numpy().tolist() == [[0.0, 1.0, 2.0], [3.0, -1.0, 5.0]]
+
+    def into_a_view_of_its_own(x):
+        z = gg.zeros(6).reshape(2, 3)
+        z[0] = x
+        return z
+
+    np.testing.assert_array_equal(gg.compile(into_a_view_of_its_own)(gg.ones(3)).numpy(),
+                                  into_a_view_of_its_own(gg.ones(3)).numpy())
 
 
 @pytest.mark.parametrize("key", [
@@ -861,7 +872,6 @@ def test_changing_a_saved_input_in_place_before_backward_is_refused_with_the_lin
     with pytest.raises(gg.GraphError, match=r"mul: a tensor it saved .* changed in place "
                                             r".*test_autograd.py"):
         y.backward()
-
 
 
 @pytest.mark.parametrize("alias", [lambda w: w.detach().requires_grad_(),

@@ -494,6 +494,16 @@ def test_a_backward_into_an_argument_made_by_ops_outside_is_refused_before_any_u
     assert not np.array_equal(head.weight.numpy(), before)
 
 
+def test_gg_grad_with_respect_to_an_argument_made_by_ops_outside_is_its_own_business():
+    w = gg.randn(3, requires_grad=True)
+    h = w * 2.0  # a graph outside, which a gradient with respect to h does not enter
+
+    def gradient(h):
+        return gg.grad((h * h).sum(), [h])[0]
+
+    np.testing.assert_array_equal(gg.compile(gradient)(h).numpy(), gradient(h).numpy())
+
+
 def test_an_argument_updated_in_place_is_updated_for_the_caller_on_every_call():
     def step(x, y):
         out = (x * y).sum()  # (a compiled step updates a tensor as its last use)

@@ -519,3 +519,16 @@ def test_an_axis_out_of_range_for_squeeze_or_unsqueeze_is_a_shape_error_naming_i
         x.unsqueeze(3)
     with pytest.raises(gg.ShapeError, match="squeeze: axis 2 is out of range"):
         x.squeeze(2)
+
+
+@pytest.mark.parametrize("device", device_params())
+def test_item_assignment_with_repeated_positions_keeps_the_last_value_as_numpy(device):
+    values = np.arange(12.0).reshape(3, 4)
+    x = gg.tensor(values, device=device)
+    rows, cols = gg.tensor([2, 0, 2], device=device), gg.tensor([1, 3, 1], device=device)
+    x[rows, cols] = gg.tensor([7.0, 8.0, 9.0], device=device)
+    x[0, 0] = gg.tensor([[-1.0]], device=device)  # leading axes of size 1 are dropped
+    want = values.copy()
+    want[[2, 0, 2], [1, 3, 1]] = [7.0, 8.0, 9.0]
+    want[0, 0] = -1.0
+    np.testing.assert_array_equal(x.numpy(), want)

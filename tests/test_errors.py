@@ -298,8 +298,9 @@ def broadcast_in_place():
      "backward\\(\\) of a tensor of shape \\(3,\\)"),
     (lambda: gg.grad(gg.ones(3) * 2, [gg.ones(1, requires_grad=True)]), gg.GraphError,
      "gg.grad: a tensor of shape \\(3,\\) does not require grad"),
-    (lambda: gg.grad(gg.ones(1, requires_grad=True) * 2, [gg.ones(1)]), gg.GraphError,
-     "gg.grad: input 0 \\(shape \\(1,\\)\\) does not require grad"),
+    (lambda: gg.grad(gg.ones(2, requires_grad=True).sum(), [gg.ones(2, requires_grad=True),
+                                                          gg.ones(2)]), gg.GraphError,
+     "gg.grad: input 1 \\(shape \\(2,\\)\\) does not require grad"),
 ], ids=["int *= float", "leaf +=", "+= broadcast", "ragged list", "negative size",
         "arange step 0", "backward of a vector", "gg.grad without a graph",
         "gg.grad of an input without grad"])

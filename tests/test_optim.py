@@ -267,11 +267,16 @@ def test_a_learning_rate_changed_mid_training_follows_torch(name, config):
         assert_same_params(gps, tps, step)
 
 
+MOMENTUM_SCHEDULES = {"on at step 4": {4: 0.9}, "on, off, on": {1: 0.9, 3: 0.0, 5: 0.8}}
+
+
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("nesterov", [False, True])
-def test_momentum_switched_on_mid_training_follows_torch(compiled, nesterov):
-    """Momentum 0 for 3 steps, then 0.9 (a warm-up): the buffer starts at the first
-    step that needs it, as PyTorch's does (it was a KeyError)."""
+@pytest.mark.parametrize("schedule", list(MOMENTUM_SCHEDULES))
+def test_momentum_switched_on_mid_training_follows_torch(compiled, nesterov, schedule):
+    """Momentum 0, then 0.9 (a warm-up): the buffer starts at the first step that needs
+    it, as PyTorch's does (it was a KeyError); switched off, the buffer is kept for when
+    it comes on again, as PyTorch keeps it."""
     problem = Problem(seed=5)
     gps, tps = problem.gg_params(), problem.torch_params()
     gopt, topt = gg.optim.SGD(gps, lr=0.05), torch.optim.SGD(tps, lr=0.05)
@@ -288,9 +293,11 @@ def test_momentum_switched_on_mid_training_follows_torch(compiled, nesterov):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gg.CompileWarning)  # a new momentum: a new plan
         for i, (x, y) in enumerate(problem.batches, start=1):
-            if i == 4:
+            momentum = MOMENTUM_SCHEDULES[schedule].get(i)
+            if momentum is not None:
                 for opt in (gopt, topt):
-                    opt.param_groups[0].update(momentum=0.9, nesterov=nesterov)
+                    opt.param_groups[0].update(momentum=momentum,
+                                               nesterov=nesterov and momentum > 0)
             run(gg.tensor(x), gg.tensor(y))
             topt.zero_grad()
             Problem.torch_loss(tps, x, y).backward()

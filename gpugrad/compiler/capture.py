@@ -82,7 +82,8 @@ class Recorder:
         self.differentiated = False  # whether a backward ran inside the function
         self.arguments = set()  # ids of the tensors passed as arguments (traced as copies)
         self.argument_copies = set()  # ids of those copies
-        self.graph_arguments = []  # words naming each argument that carries a graph
+        self.graph_arguments = {}  # id of the copy -> (copy, words naming an argument
+        # that carries a graph from outside; see differentiating)
         # id -> (tensor, its array as made) of the tensors the function made itself
         # (gg.zeros, gg.tensor, ...): new at every eager call, so a plan feeds each
         # run that array, never what the previous run left in the tensor - unless
@@ -247,18 +248,23 @@ class Recorder:
             self._guard_keys.add(key)
         self.guards.append((getter, getter(), reason))
 
-    def differentiating(self):
-        """A backward() or gg.grad runs inside the function. It would stop at the
-        arguments (each traced as a leaf of its own): one made by ops outside, with a
-        graph, would leave what made it without a gradient, so it is refused here,
-        before the function goes on to an optimiser's step."""
+    def differentiating(self, reached):
+        """A backward() or gg.grad runs inside the function, over the nodes `reached`
+        (those a backward() accumulates into). One that reaches an argument made by
+        ops outside would eagerly go on into them (an encoder's weights); a plan stops
+        at its arguments, so it is refused, before any gradient is stored."""
         self.differentiated = True
-        if self.graph_arguments:
-            raise CompileError(
-                f"{self.graph_arguments[0]} carries a graph from outside the function: a "
-                "compiled function's backward() stops at its arguments, so the tensors "
-                "that made it would get no gradient; make it inside the function, or pass "
-                "it .detach()ed")
+        if not self.graph_arguments:
+            return
+        arguments = {copy._node: words for copy, words in self.graph_arguments.values()
+                     if copy._node is not None}
+        for node in reached:
+            if node in arguments:
+                raise CompileError(
+                    f"{arguments[node]} carries a graph from outside the function: a "
+                    "compiled function's backward() stops at its arguments, so the tensors "
+                    "that made it would get no gradient; make it inside the function, or "
+                    "pass it .detach()ed")
 
     # --- writes --------------------------------------------------------------------------
     def accumulate_grad(self, tensor, g):
@@ -325,7 +331,7 @@ class Recorder:
         if value._node is None:
             self.leaves.setdefault(node_of(value), value)
         tensor._data = value._data
-        tensor._mark_modified()  # as eager in-place updates do (so do the plan's runs)
+        tensor._mark_replaced()  # as eager updates giving a new array do (so do runs)
 
     def state(self, setter, value, feed_node=None):
         """An optimiser's new state array: setter(array) stores it after each run."""

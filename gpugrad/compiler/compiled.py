@@ -66,7 +66,8 @@ class Plan:
         return self.memory.peak_bytes
 
     def __call__(self, arrays, tensors=None):
-        """Run on the arrays of the tensor arguments `tensors` (the results)."""
+        """The results of a run on `arrays`, those of the tensor arguments `tensors`
+        (which a plan that updates an argument in place needs: arg_writes)."""
         try:
             out = self.run(*arrays)
         except Retrace:
@@ -235,11 +236,9 @@ class CompiledFunction:
             keywords = tuple(sorted(
                 (name, _Identity(value) if name in defaulted and not _hashable(value)
                  else value) for name, value in rest.items()))
-            try:
-                hash(keywords)
-            except TypeError:
+            if not _hashable(keywords):
                 raise CompileError(f"gg.compile({_name(self.fn)}): keyword-only arguments "
-                                   "must be hashable (numbers, strings, tuples)") from None
+                                   "must be hashable (numbers, strings, tuples)")
             key += (("value", "keywords", keywords),)
         return args, functools.partial(self.fn, **rest) if rest else self.fn, key
 
@@ -376,13 +375,13 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
         if a.__class__ is Tensor and id(a) in copies:
             traced_args.append(copies[id(a)])
         elif a.__class__ is Tensor:  # a leaf of the trace, whatever made it
-            if a._requires_grad and a._node is not None and not a._node.op.is_leaf:
-                named = f"{names[i]}, " if names[i] else ""
-                recorder.graph_arguments.append(
-                    f"argument {i} ({named}made by {a._node.op.display_name} at "
-                    f"{a._node.where()})")
             copy = copies[id(a)] = Tensor._wrap(a._data, a._dtype, a._device,
                                                 a._requires_grad)
+            if a._requires_grad and a._node is not None and not a._node.op.is_leaf:
+                named = f"{names[i]}, " if names[i] else ""
+                recorder.graph_arguments[id(copy)] = (copy, (
+                    f"argument {i} ({named}made by {a._node.op.display_name} at "
+                    f"{a._node.where()})"))
             copy._grad = a._grad  # a backward inside adds to it, as in eager mode
             aliases[copy], given[copy] = a, a._data
             recorder.arguments.add(id(a))
@@ -478,12 +477,10 @@ def _key(args, defaulted=()):
         elif i in defaulted and not _hashable(a):
             parts.append(("value", type(a), _Identity(a)))
         else:
-            try:
-                hash(a)
-            except TypeError:
+            if not _hashable(a):
                 raise CompileError(f"gg.compile: an argument of type {type(a).__name__} is "
                                    "neither a Tensor nor hashable; pass tensors, numbers or "
-                                   "strings") from None
+                                   "strings")
             if isinstance(a, (tuple, frozenset)) and any(isinstance(i, Tensor) for i in a):
                 raise CompileError("gg.compile: an argument is a tuple of tensors; pass "
                                    "each tensor as an argument of its own (f(x, y), not "

@@ -344,11 +344,14 @@ def _sinks(program, ns, names, body):
             body.append(f"Q{i}._grad = _wrap({value}, QD{i}, QV{i}, False)")
         elif sink.kind == "assign":
             ns[f"Q{i}"] = sink.target
-            if not sink.in_place:
+            # changed, as eager updates say (a graph recorded before this run then
+            # refuses to differentiate with the new values): in its array (and so in
+            # the tensors sharing it), or as a new array of its own
+            if sink.in_place:
+                body.append(f"Q{i}._mark_modified()")
+            else:
                 body.append(f"Q{i}._data = {value}")
-            # changed in place, as eager updates say (a graph recorded before this run
-            # then refuses to differentiate with the new values)
-            body.append(f"Q{i}._mark_modified()")
+                body.append(f"Q{i}._mark_replaced()")
         elif sink.kind == "state" and not sink.in_place:
             ns[f"Q{i}"] = sink.target
             body.append(f"Q{i}({value})")

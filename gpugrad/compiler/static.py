@@ -240,8 +240,8 @@ def _sinks(program, ns, names, body):
             ns[f"QD{i}"], ns[f"QV{i}"] = sink.node.dtype, sink.node.device
             finish.append(f"Q{i}._grad = _wrap({o}, QD{i}, QV{i}, False)")
         elif sink.kind == "assign":
-            finish.append(f"if Q{i}._data is not {o}: Q{i}._data = {o}")
-            finish.append(f"Q{i}._mark_modified()")
+            finish.append(f"if Q{i}._data is not {o}: Q{i}._data = {o}; Q{i}._mark_replaced()")
+            finish.append(f"else: Q{i}._mark_modified()")
         elif sink.kind == "state":
             finish.append(f"Q{i}({o})")
     host_after(program, ns, finish)

@@ -409,10 +409,9 @@ def _zero_grad_in_place(p):
     # A fresh array, not zeros written into g's: backward may have handed one gradient
     # array to several tensors, which must not change with it.
     g._data = g.device.backend.full(g.shape, 0, g.dtype)
-    g._base = None  # (it shares no array any more)
     g._node = None  # detached from the graph that made it, as PyTorch detaches it
     g._requires_grad = False
-    g._mark_modified()
+    g._mark_replaced()  # (it shares no array any more)
 
 
 def _tree_repr(root):

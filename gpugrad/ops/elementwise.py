@@ -7,7 +7,7 @@ import math
 from .. import dtypes
 from ..tensor import Tensor
 from .infer import comparison, elementwise, numeric, require_bool, unary_same
-from .registry import CONSTANT, apply, define
+from .registry import CONSTANT, _annotate, apply, define
 
 
 def _binary(name, forward, vjp, saves=(0, 1), promote="common", infer=elementwise, **kw):
@@ -196,7 +196,8 @@ def _one_bound(name, value, keyword, by_keyword):
     if by_keyword is None:
         return value
     if value is not None:
-        raise TypeError(f"clip: got both {name} and {keyword}, which name the same bound")
+        raise _annotate("clip", TypeError(
+            f"got both {name} and {keyword}, which name the same bound"))
     return by_keyword
 
 

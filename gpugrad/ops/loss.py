@@ -81,13 +81,15 @@ def _cross_entropy_infer(logits, target, label_smoothing=0.0):
 
 
 def _row_max(xp, logits):
-    if isinstance(logits, np.ndarray):  # (the fast path for short rows: see extremum)
+    """For the kernels of NumPy and CuPy arrays (_softmax_parts): on NumPy, the fast path
+    for short rows (see ops.reduction.extremum)."""
+    if isinstance(logits, np.ndarray):
         return extremum(logits, "max", -1, True)
-    return xp.max(logits, axis=-1, keepdims=True)
+    return logits.max(axis=-1, keepdims=True)
 
 
 def _log_softmax(xp, logits):
-    shifted = logits - _row_max(xp, logits)
+    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 

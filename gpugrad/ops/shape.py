@@ -418,22 +418,30 @@ def _setitem_infer(x, values, *arrays, index):
 
 def _setitem_ndarray(xp, x, values, *arrays, index):
     out = x.copy()
-    out[_filled(index, arrays) if arrays else index] = values
+    out[_filled(index, arrays) if arrays else index] = values.reshape(
+        _landing_shape(values.shape))
     return out
 
 
 def _setitem_generic(xp, x, values, *arrays, index):
     # The standard writes through basic indices only (no new axes): the values go in
-    # shaped as they land; integer index arrays go through the scatter's one-hot sum
-    # (the reference kernel, for small arrays).
+    # shaped as they land; with integer index arrays, each position takes the last
+    # value aimed at it, as NumPy's assignment does (the reference kernel, for small
+    # arrays: a one-hot matrix of which value goes where).
     shape = tuple(x.shape)
     values = xp.broadcast_to(xp.reshape(values, _landing_shape(values.shape)),
                              indexed_shape(shape, _filled(index, arrays)))
     if arrays:
-        ones = xp.ones(values.shape, dtype=x.dtype)
-        hit = _scatter_generic(xp, ones, *arrays, index=index, shape=shape) > 0
-        placed = _scatter_generic(xp, values, *arrays, index=index, shape=shape)
-        return xp.where(hit, placed, x)
+        size = _size(shape)
+        positions = xp.reshape(_getitem_generic(xp, xp.reshape(xp.arange(size), shape),
+                                                *arrays, index=index), (-1,))
+        count = positions.shape[0]
+        aims = positions[:, None] == xp.arange(size)[None, :]  # value i goes to position j
+        order = xp.reshape(xp.arange(1, count + 1), (-1, 1))
+        last = xp.max(xp.where(aims, order, 0), axis=0) - 1  # the last value aimed, or -1
+        hit = last >= 0
+        placed = xp.take(xp.reshape(values, (-1,)), xp.where(hit, last, 0))
+        return xp.where(xp.reshape(hit, shape), xp.reshape(placed, shape), x)
     index = tuple(i for i in index if i is not None)
     out = xp.asarray(x, copy=True)
     out[index] = xp.reshape(values, indexed_shape(shape, index))

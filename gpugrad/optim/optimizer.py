@@ -131,7 +131,8 @@ class Optimizer:
                 scale, delta, arrays = self._update(
                     numbers, p._data, p.grad._data, state, self._scalars(numbers, step),
                     p.device.backend.xp.sqrt)
-                pending.append((p, scale, delta, {**arrays, "step": step}))
+                # (state the step left alone stays: momentum set to 0 keeps its buffer)
+                pending.append((p, scale, delta, {**state, **arrays, "step": step}))
         for p, scale, delta, new_state in pending:  # commit only once all succeeded
             if scale != 1:
                 p._data *= scale
@@ -347,9 +348,10 @@ class SGD(Optimizer):
                                   "dampening": dampening})
 
     def _state_keys(self, group):
-        # A buffer made at the first step with momentum; from zeros, that step's
-        # b = mu 0 + d is PyTorch's b = d (with dampening from a later step on, it is
-        # (1 - dampening) d where PyTorch starts from d).
+        # A buffer made at the first step with momentum, kept while momentum is 0; from
+        # zeros, that step's b = mu 0 + d is PyTorch's b = d (where momentum comes on
+        # after the first step with dampening too, it is (1 - dampening) d, where
+        # PyTorch starts from d).
         return ("momentum_buffer",) if group["momentum"] else ()
 
     def _scalars(self, group, step):
