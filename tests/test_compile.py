@@ -66,6 +66,20 @@ OPTIMISERS = {
 
 
 @pytest.mark.parametrize("name", OPTIMISERS)
+def test_views_of_the_parameters_follow_a_compiled_step_as_an_eager_one(name):
+    """An optimiser's step writes into each parameter's array, eagerly and in every run of
+    a plan: a detach() taken before (or the source of nn.Parameter(w)) follows it."""
+    (eager_model, _, eager), (model, _, compiled) = eager_and_compiled(name)
+    views = [p.detach() for p in model.parameters()]
+    eager_views = [p.detach() for p in eager_model.parameters()]
+    for x, y in batches(3):
+        compiled(x, y), eager(x, y)
+        for view, eager_view, p in zip(views, eager_views, model.parameters(), strict=True):
+            np.testing.assert_array_equal(view.numpy(), p.numpy())
+            np.testing.assert_array_equal(view.numpy(), eager_view.numpy())
+
+
+@pytest.mark.parametrize("name", OPTIMISERS)
 def test_a_compiled_training_step_follows_eager_training_bit_for_bit(name):
     (eager_model, eager_opt, eager), (model, opt, compiled) = eager_and_compiled(name)
     for x, y in batches(6):

@@ -76,6 +76,7 @@ class Recorder:
         self.writes_from = None  # len(host) when the first write into a tensor was traced
         self.first_calls = 0  # how many host items are calls made before anything else
         self.assigns = {}  # tensor -> traced Tensor of its new values
+        self.into_array = set()  # ids of those whose own array takes them (see assign)
         self.states = []  # (setter, traced Tensor, feed leaf Node or None)
         self.guards = []  # (getter, expected value, reason)
         self._assigned_leaves = set()
@@ -298,8 +299,10 @@ class Recorder:
             self.first_calls += 1  # before any op: eager mode did it whatever fails later
         self.host.append(("call", fn, undo))
 
-    def assign(self, tensor, value):
-        """tensor's values become value's (an in-place update)."""
+    def assign(self, tensor, value, into_array=False):
+        """tensor's values become value's (an in-place update): as a new array, as an
+        eager x += 1 gives it, or written into its array (into_array: an optimiser's
+        step, which views and tensors sharing the array, nn.Parameter(w), follow)."""
         from ..ops.registry import node_of
 
         leaf = tensor._node
@@ -330,8 +333,13 @@ class Recorder:
         self.assigns[tensor] = value
         if value._node is None:
             self.leaves.setdefault(node_of(value), value)
-        tensor._data = value._data
-        tensor._mark_replaced()  # as eager updates giving a new array do (so do runs)
+        if into_array:  # (so does each run: in place, or copied at its end)
+            self.into_array.add(id(tensor))
+            tensor._data[...] = value._data
+            tensor._mark_modified()
+        else:  # as eager updates giving a new array do (so do runs)
+            tensor._data = value._data
+            tensor._mark_replaced()
 
     def state(self, setter, value, feed_node=None):
         """An optimiser's new state array: setter(array) stores it after each run."""

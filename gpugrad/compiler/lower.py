@@ -349,6 +349,9 @@ def _sinks(program, ns, names, body):
             # the tensors sharing it), or as a new array of its own
             if sink.in_place:
                 body.append(f"Q{i}._mark_modified()")
+            elif sink.into_array:
+                body.append(f"Q{i}._data[...] = {value}")
+                body.append(f"Q{i}._mark_modified()")
             else:
                 body.append(f"Q{i}._data = {value}")
                 body.append(f"Q{i}._mark_replaced()")

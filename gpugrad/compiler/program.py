@@ -24,17 +24,19 @@ class Sink:
     position of the argument whose array the values are written into), "state" (target:
     a setter);
     home: a leaf whose buffer the value may be written into in place (the tensor's own
-    values, the optimiser's old state array).
+    values, the optimiser's old state array); into_array: an "assign" whose values go
+    into the tensor's own array, where no op wrote them there (an optimiser's step).
     """
 
-    __slots__ = ("kind", "target", "node", "home", "in_place")
+    __slots__ = ("kind", "target", "node", "home", "in_place", "into_array")
 
-    def __init__(self, kind, target, node, home=None):
+    def __init__(self, kind, target, node, home=None, into_array=False):
         self.kind = kind
         self.target = target
         self.node = node
         self.home = home
         self.in_place = False
+        self.into_array = into_array
 
     def __repr__(self):
         return f"<sink {self.kind} of {self.node!r}>"
@@ -152,7 +154,8 @@ def build(recorder, args, results, arg_names=()):
             home = target._node  # the tensor's own leaf, if the trace read it
             if home in arg_index:  # an argument: each run writes into that call's array
                 kind, target = "assign_arg", arg_index[home]
-        program_sinks.append(Sink(kind, target, node, copies.get(home)))
+        program_sinks.append(Sink(kind, target, node, copies.get(home), into_array=(
+            kind == "assign" and id(target) in recorder.into_array)))
     host, after = split_host(_host(recorder.host, copies, recorder.feeds),
                              recorder.writes_from)
     return Program(list(copies.values()), program_sinks, host, recorder.guards, calls,

@@ -135,7 +135,7 @@ def _captured_update(opt, group, p, scalar_t, recorder, positions):
             value = p * scale - delta if opt._scales_params(group) else p - delta
     for key, t in new.items():
         recorder.state(_setter(opt, p, key), t, feeds.get(key))
-    recorder.assign(p, value)
+    recorder.assign(p, value, into_array=True)  # as an eager step writes it
 
 
 def _getter(opt, p, key):
