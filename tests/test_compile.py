@@ -565,6 +565,9 @@ def test_an_argument_updated_in_place_gets_a_new_array_as_in_eager_mode(make):
         for a, b in zip(mine, theirs, strict=True):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert compiled.log == ["first call"]
+    returned = compiled.code.splitlines()[-1].strip()  # the generated code says so
+    assert returned.startswith("return (") and "new arrays of argument(s)" in returned
+    assert "a0" in returned.split("#")[1] and "a1" in returned.split("#")[1]
 
 
 def test_two_arguments_sharing_one_array_each_get_their_own_values():

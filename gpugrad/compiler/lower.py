@@ -36,7 +36,11 @@ def lower(program, memory, n_args):
     body = taken_back_on_failure(body, start, undo, "_UH(_u)", end=kernels_from)
     results = _sinks(program, ns, names, body)
     host_after(program, ns, body)
-    body.append(f"return ({''.join(r + ', ' for r in results)})")
+    returned = f"return ({''.join(r + ', ' for r in results)})"
+    if ns["ARG_WRITES"]:
+        returned += ("  # the results, then the new arrays of argument(s) "
+                     f"{', '.join(f'a{i}' for i in ns['ARG_WRITES'])}")
+    body.append(returned)
     context = _context(program)
     head = f"def run({', '.join(f'a{i}' for i in range(n_args))}):"
     if context is not None:
