@@ -49,12 +49,11 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, *, retain_graph
     outputs = _as_list(outputs)
     single = isinstance(inputs, Tensor)
     inputs = [inputs] if single else list(inputs)
-    for t in inputs:
+    for position, t in enumerate(inputs):
         if not isinstance(t, Tensor):
             raise TypeError(f"gg.grad: inputs must be Tensors, got {type(t).__name__} (at "
                             f"{format_site(user_site(1))})")
         if not t.requires_grad:
-            position = next(i for i, u in enumerate(inputs) if u is t)
             raise GraphError(f"gg.grad: input {position} (shape {t.shape}) does not "
                              f"require grad (at {format_site(user_site(1))})")
     targets = [node_of(t) for t in inputs]

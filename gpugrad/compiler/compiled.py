@@ -77,14 +77,14 @@ class Plan:
         if self.arg_writes:
             out = self._hand_to_arguments(out, tensors)
         origin = self.origin
-        tensors = []
+        results = []
         for a, (dtype, device) in zip(out, self.result_specs, strict=True):
             t = Tensor._wrap(a, dtype, device, False)
             t._made_by = origin  # its .graph says to look at the plan's
-            tensors.append(t)
+            results.append(t)
         if self.treedef is _LONE_TENSOR:  # a loss: no tree to rebuild (a microsecond)
             return t
-        return _unflatten(self.treedef, tensors)
+        return _unflatten(self.treedef, results)
 
     def _hand_to_arguments(self, out, tensors):
         """The run's new arrays for the arguments it updated in place (after its
