@@ -1468,6 +1468,22 @@ def test_compiled_random_programs_equal_eager_bit_for_bit(steps):
     assert memory.peak_bytes == plan.peak_bytes
 
 
+@pytest.mark.parametrize("dtype", ["bool", "int8", "int32", "int64", "float16", "float32",
+                                   "float64"])
+def test_a_compiled_sum_gives_the_eager_sum_its_dtype_and_bits_over_any_axes(dtype):
+    """A plan on NumPy sums by np.add.reduce itself (Op.plan_kernel): the same values and
+    dtype as eager mode's sum, small integers and booleans summed as int64 included."""
+    x = gg.tensor((RNG.standard_normal((5, 4, 3)) * 40).astype(dtype))
+    for axis in (None, 0, -1, (0, 2), (1,)):
+        for keepdims in (False, True):
+            sums = gg.compile(lambda t, axis=axis, keepdims=keepdims: t.sum(
+                axis=axis, keepdims=keepdims))
+            got, want = sums(x), x.sum(axis=axis, keepdims=keepdims)
+            assert (got.dtype, got.shape) == (want.dtype, want.shape)
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+            assert got.numpy().dtype == want.numpy().dtype
+
+
 def test_gpugrad_train_compiles_by_default_and_gives_the_eager_run(tmp_path):
     from gpugrad.train import Config, run
 

@@ -303,7 +303,7 @@ def _ops(program, memory, ns, names, body, kernel_for=kernel_of):
             ns[f"O{i}"] = functools.partial(node.op.out_kernel, backend.xp)
             body.append(f"{name} = O{i}({args}, {names[id(target)]})  # {node.name}, in place")
         else:
-            ns[f"K{i}"] = _bound(kernel_for(node, backend), backend.xp, node.attrs)
+            ns[f"K{i}"] = _plan_kernel(node, backend, kernel_for)
             body.append(f"{name} = K{i}({args})  # {node.name}")
         names[id(node)] = name
         gone = memory.free_after.get(node)
@@ -326,6 +326,18 @@ def _fused(node, i, target, backend, ns, names, body):
     else:
         ns[f"K{i}"] = made[0]
         body.append(f"v{i} = K{i}({args})  # {what}")
+
+
+def _plan_kernel(node, backend, kernel_for):
+    """The callable of the arrays a plan calls for one op node: the op's own plan_kernel
+    where it has one for the backend (and no lowering swapped the kernel), else its kernel
+    bound to xp and the node's attributes."""
+    kernel = kernel_for(node, backend)
+    if node.op.plan_kernel is not None and kernel is node.op.kernel_for(backend.name):
+        made = node.op.plan_kernel(backend.name, node.attrs)
+        if made is not None:
+            return made
+    return _bound(kernel, backend.xp, node.attrs)
 
 
 def _bound(kernel, xp, attrs):

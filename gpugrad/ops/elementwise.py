@@ -4,6 +4,8 @@ shape, so the VJP rules below return gradients of the broadcast output's shape."
 
 import math
 
+import numpy as np
+
 from .. import dtypes
 from ..tensor import Tensor
 from .infer import comparison, elementwise, numeric, require_bool, unary_same
@@ -133,13 +135,19 @@ relu = _unary("relu", lambda xp, x: xp.maximum(x, 0),
               infer=_numeric_unary, out_kernel=lambda xp, x, out: xp.maximum(x, 0, out=out))
 
 
+_UNSIGNED = {size: np.dtype(f"u{size}") for size in (1, 2, 4, 8)}  # by itemsize
+
+
 def _relu_backward_mask(xp, g, y, out=None):
     """g where y > 0, else 0 (NumPy and CuPy). A select (where) is several times slower
     on a random mask (branches), and g * mask makes inf * 0 = NaN where PyTorch gives 0
     (relu(x).sqrt() at x <= 0); so g's bits are ANDed with all ones or all zeros. The
     standard's strict arrays take the select."""
-    unsigned = xp.dtype(f"u{g.dtype.itemsize}")
-    keep = xp.negative((y > 0).astype(unsigned))  # 1 -> all ones, 0 -> 0
+    unsigned = _UNSIGNED[g.dtype.itemsize]
+    if xp is np:  # the comparison made all ones by one ufunc, casting as it negates
+        keep = np.negative(np.greater(y, 0), dtype=unsigned)
+    else:
+        keep = xp.negative((y > 0).astype(unsigned))  # 1 -> all ones, 0 -> 0
     if out is None:
         return xp.bitwise_and(g.view(unsigned), keep).view(g.dtype)
     return xp.bitwise_and(g.view(unsigned), keep, out=out.view(unsigned)).view(g.dtype)
@@ -152,7 +160,7 @@ relu_backward = _binary(
     lambda ctx, g: (relu_backward(g, ctx.inputs[1]) if ctx.needs_input_grad[0] else None,
                     None),
     saves=(1,), kernels={"numpy": _relu_backward_mask, "cupy": _relu_backward_mask},
-    out_kernel=lambda xp, g, y, out: _relu_backward_mask(xp, g, y, out))
+    out_kernel=_relu_backward_mask)
 abs = _unary("abs", lambda xp, x: xp.abs(x),  # noqa: A001
              lambda ctx, g: (g * sign(ctx.inputs[0]),), saves=(0,))
 sign = _unary("sign", lambda xp, x: xp.sign(x), None, infer=_numeric_unary)

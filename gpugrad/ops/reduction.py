@@ -120,9 +120,24 @@ def _mean_ndarray(xp, x, axis=None, keepdims=False):
     return x.mean(axis=axis, keepdims=keepdims)
 
 
+def _sum_plan_kernel(backend_name, attrs):
+    # ndarray.sum is np.add.reduce behind a Python wrapper (the same bits, the same
+    # dtypes: small integers and booleans summed as int64): called directly, a third
+    # less per call on a small array (a bias gradient).
+    if backend_name != "numpy":
+        return None
+    axis, keepdims = attrs.get("axis"), attrs.get("keepdims", False)
+    reduce = np.add.reduce
+
+    def plan_sum(x):
+        return reduce(x, axis, None, None, keepdims)
+
+    return plan_sum
+
+
 sum = _reduction(  # noqa: A001
     "sum", lambda xp, x, axis=None, keepdims=False: xp.sum(x, axis=axis, keepdims=keepdims),
-    _sum_vjp, promote="accumulate")
+    _sum_vjp, promote="accumulate", plan_kernel=_sum_plan_kernel)
 mean = _reduction(
     "mean", lambda xp, x, axis=None, keepdims=False: xp.mean(x, axis=axis, keepdims=keepdims),
     _mean_vjp, ndarray=_mean_ndarray, promote="float")

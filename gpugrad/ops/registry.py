@@ -33,7 +33,7 @@ class OpDef:
     def __init__(self, name, *, infer, forward, vjp=None, saves=(), save_output=False,
                  promote=None, promote_args=None, kernels=None, differentiable=True,
                  crosses_devices=False, source="built-in", doc=None, check_output=None,
-                 out_kernel=None, ufunc=None, returns_view=False):
+                 out_kernel=None, ufunc=None, returns_view=False, plan_kernel=None):
         self.name = name
         namespace, _, short = name.rpartition("::")
         self.display_name = short if namespace == "gpugrad" else name
@@ -75,6 +75,10 @@ class OpDef:
         # transpose, indexing): an in-place change of that input changes it too, so the
         # output's Tensor keeps the input as its _base (see Tensor._version).
         self.returns_view = returns_view
+        # plan_kernel(backend_name, attrs): the kernel of the arrays alone, its attributes
+        # bound in a closure, for compiled plans (or None: the generic partial over xp and
+        # the attributes, which costs a reduction on a small array a third more).
+        self.plan_kernel = plan_kernel
         self.source = source
         self.__doc__ = doc
 
