@@ -17,8 +17,10 @@
 //
 // Arithmetic is the host's IEEE arithmetic: the explicitly rounded intrinsics (__fadd_rn,
 // ...) are the plain operations, and host_cuda.py compiles with -ffp-contract=off so that
-// nothing is fused into a multiply-add, as on the GPU. expf, logf, tanhf and log1pf are the
-// C library's, which differ from CUDA's by an ulp or two.
+// nothing is fused into a multiply-add, as those intrinsics ensure on the GPU (where NVRTC
+// contracts a plain a * b + c by default: in bias_act.cu and softmax_xent.cu it may, which
+// their tolerances allow). expf, logf, tanhf and log1pf are the C library's, which differ
+// from CUDA's by an ulp or two.
 #pragma once
 
 #include <math.h>

@@ -102,6 +102,28 @@ def test_the_cupy_namespace_offers_the_array_api_names_the_kernels_use():
         assert callable(getattr(xp, name)), name
 
 
+@pytest.mark.skipif(not HAS_CUPY, reason="CuPy is not installed")
+def test_the_cupy_namespace_is_named_cupy_so_kernels_take_their_cupy_path(monkeypatch):
+    # Kernels choose by the namespace's name: erf's out-kernel (a compiled plan writing
+    # erf into a free buffer) must take CUDA's erf, as the eager kernel does, not the
+    # generic blocks of the NumPy kernel; fused chains run each op's CuPy kernel.
+    import cupy
+
+    from gpugrad.backends.cupy_backend import _namespace
+    from gpugrad.compiler import fusion
+    from gpugrad.ops import elementwise
+
+    xp = _namespace(cupy)
+    assert xp.__name__ == "cupy"
+    calls = []
+    monkeypatch.setattr(elementwise, "_erf_cupy", lambda xp, x, out=None: calls.append(x))
+    elementwise._erf_into(xp, "x", "out")
+    assert calls == ["x"]
+    monkeypatch.setitem(fusion.REGISTRY["gpugrad::neg"].kernels, "cupy",
+                        lambda xp, x: ("cupy kernel", x))
+    assert fusion._step_by_step(xp, 1, steps=(("gpugrad::neg", (0,)),)) == ("cupy kernel", 1)
+
+
 def test_mixing_devices_in_one_op_names_the_op_and_both_devices():
     a = gg.tensor([1.0, 2.0])
     b = gg.tensor([1.0, 2.0], device="array_api_strict")

@@ -3,6 +3,7 @@ eagerly gives — bit for bit, since the plan calls the same kernels — step af
 with its side effects (gradients, parameter updates, optimiser state) included."""
 
 import pathlib
+import re
 import shutil
 import subprocess
 import warnings
@@ -1229,13 +1230,43 @@ def cuda_translation_unit(name, steps, n, ctype):
 def test_every_fusible_op_and_a_training_steps_chains_compile_as_cuda(tmp_path):
     nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
     source = tmp_path / "fused.cu"
-    source.write_text("\n".join(cuda_translation_unit(f"{i}_{ctype}", steps, n, ctype)
-                                for i, (steps, n) in enumerate(fusion_chains())
-                                for ctype in ("float", "double")))
+    source.write_text(fusion.PREAMBLE + "\n".join(
+        cuda_translation_unit(f"{i}_{ctype}", steps, n, ctype)
+        for i, (steps, n) in enumerate(fusion_chains()) for ctype in ("float", "double")))
     result = subprocess.run([nvcc, "--ptx", "-arch=sm_80", "-Werror", "all-warnings",
                              str(source), "-o", str(tmp_path / "fused.ptx")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None and not
+                    pathlib.Path("/usr/local/cuda/bin/nvcc").is_file(),
+                    reason="nvcc is not installed (no CUDA toolkit)")
+def test_fused_chains_round_every_product_and_sum_as_the_unfused_kernels_do(tmp_path):
+    # NVRTC, as nvcc, contracts by default: a product and sum left without a rounding mode
+    # in the PTX (mul.f32, add.f32) may become one fused multiply-add in the machine code,
+    # which the eager ops, one CuPy kernel each, never compute. Chains of arithmetic only
+    # (CUDA's exp, log, ... are compiled as in CuPy's own kernels, and excluded here).
+    nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    transcendental = {"gpugrad::exp", "gpugrad::log", "gpugrad::tanh", "gpugrad::erf",
+                      "gpugrad::sqrt"}
+    chains = [(steps, n) for steps, n in fusion_chains()
+              if not transcendental & {name for name, _ in steps}]
+    chains.append(((("gpugrad::mul", (1, 2)), ("gpugrad::sub", (0, 3))), 3))  # p - lr g
+    assert any(len(steps) > 1 for steps, _ in chains)
+    source = tmp_path / "arithmetic.cu"
+    source.write_text(fusion.PREAMBLE + "\n".join(
+        cuda_translation_unit(f"{i}_{ctype}", steps, n, ctype)
+        for i, (steps, n) in enumerate(chains) for ctype in ("float", "double")))
+    for arch in ("sm_80", "sm_90"):
+        ptx = tmp_path / f"arithmetic_{arch}.ptx"
+        result = subprocess.run([nvcc, "--ptx", f"-arch={arch}", "-ftz=true", str(source),
+                                 "-o", str(ptx)], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        text = ptx.read_text()
+        assert "fma." not in text
+        contractible = re.findall(r"\b(?:mul|add|sub)(?:\.ftz)?\.f(?:32|64)\b", text)
+        assert not contractible, f"{arch}: {contractible[:3]}"
 
 
 def fusion_chains():

@@ -82,6 +82,31 @@ def test_on_a_cpu_the_plan_runs_without_a_graph_and_says_so():
     assert "def body(" in step.code  # the graph-ready plan, shown as code
 
 
+def test_a_plan_with_a_collective_is_never_captured(monkeypatch):
+    # DistributedDataParallel's gradient average is an op with effects: its kernel starts
+    # an NCCL allreduce and waits for it on the host, which fails inside a capture (and a
+    # failed wait aborts the NCCL communicator). On a CUDA device such a plan runs without
+    # a graph from the start; here the CPU stands in for one.
+    from gpugrad.compiler import cuda_graph
+    from gpugrad.ops.custom import CustomOp
+
+    monkeypatch.setattr(cuda_graph, "CAPTURE_BACKENDS", ("cupy", "numpy"))
+    average = CustomOp("test::average", lambda g: g / 2, differentiable=False,
+                       source="test")
+    average.effects = True
+    step = gg.compile(lambda x: average(x * 3), cuda_graph=True)
+    x = gg.tensor([1.0, 2.0])
+    with pytest.warns(gg.CompileWarning, match="calls test::average, which waits on the host"):
+        step(x)
+    assert step.plan.run.status.startswith("not captured: the function calls test::average")
+    for _ in range(3):  # never a capture (which would use CuPy here)
+        np.testing.assert_array_equal(step(x).numpy(), [1.5, 3.0])
+    assert step.plan.run.captures == 0
+    plain = gg.compile(lambda x: x * 3, cuda_graph=True)
+    plain(x)
+    assert plain.plan.run.status == "warming up"
+
+
 def test_the_body_reads_nothing_but_its_inputs_and_constants():
     # What a graph replays: kernel calls on the body's arguments. Reading a tensor's
     # array, a .grad or the host scalars inside it would bake the capture's values in.

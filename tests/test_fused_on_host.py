@@ -102,6 +102,41 @@ def test_device_scalar_updates_equal_the_host_scalar_ones(dtype, on_host):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_plans_one_op_update_of_a_column_major_parameter_updates_each_element(dtype,
+                                                                               on_host):
+    # A compiled step on CuPy updates each parameter with optim.cu's kernel, which indexes
+    # its arrays flat (gpugrad.optim.fused_update); a parameter may be column-major
+    # (nn.Parameter(w.T), a tensor of a Fortran-ordered array) and its gradient not.
+    from gpugrad.optim import fused_update
+
+    rng = np.random.default_rng(7)
+    p, g, m, v, buf = (rng.standard_normal((5, 3)).astype(dtype) for _ in range(5))
+    v = v * v
+    adam = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01, "l2": True,
+            "scales": False}
+    scalars = [np.asarray(x, dtype) for x in (0.02, 0.3, 1.0)]  # as a graph-ready plan's
+    want = [a.copy() for a in (p, m, v)]
+    fused_update._adam_numpy(np, want[0], g, want[1], want[2], *scalars, **adam)
+    got = [np.asfortranarray(a) for a in (p, m, v)]
+    assert fused_update._adam_cupy(np, got[0], g, got[1], got[2], *scalars, **adam)[0] \
+        is got[0]
+    for a, b in zip(got, want, strict=True):
+        assert a.flags.f_contiguous
+        np.testing.assert_array_equal(a, b)
+
+    sgd = {"weight_decay": 0.01, "momentum": 0.9, "nesterov": True}
+    lr, dampening = np.asarray(0.1, dtype), np.asarray(1.0, dtype)
+    want = [p.copy(), buf.copy()]
+    fused_update._sgd_numpy(np, want[0], g, want[1], lr, dampening, **sgd)
+    got = [np.asfortranarray(p), buf.T.copy().T]
+    fused_update._sgd_cupy(np, got[0], g, got[1], lr, dampening, **sgd)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert on_host == [f"adam_update_dev_{fused._SUFFIXES[np.dtype(dtype)]}",
+                       f"sgd_update_dev_{fused._SUFFIXES[np.dtype(dtype)]}"]
+
+
 # === what the cases do not reach ==============================================================
 @pytest.mark.parametrize("block", [32, 64, 96, 256, 1024])
 def test_the_block_reduction_gives_every_row_its_sum_at_any_block_size(modules, block):
@@ -215,8 +250,9 @@ def chain_inputs(n, dtype):
 def test_fusion_kernels_compute_what_numpy_computes_step_by_step(dtype, tmp_path):
     chains = fusion_chains()
     source = tmp_path / "fusion.cu"
-    source.write_text("\n".join(elementwise_unit(f"chain_{i}", steps, n, C_TYPES[dtype])
-                                for i, (steps, n) in enumerate(chains)))
+    source.write_text(fusion.PREAMBLE + "\n".join(
+        elementwise_unit(f"chain_{i}", steps, n, C_TYPES[dtype])
+        for i, (steps, n) in enumerate(chains)))
     module = HostModule(source, tmp_path)
     with np.errstate(all="ignore"):
         for i, (steps, n) in enumerate(chains):

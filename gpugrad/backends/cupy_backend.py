@@ -17,7 +17,9 @@ _ALIASES = {"concat": "concatenate", "permute_dims": "transpose", "pow": "power"
 def _namespace(cupy):
     import types
 
-    ns = types.ModuleType("gpugrad_cupy_namespace")
+    # Named "cupy", as the module it stands for: kernels tell the namespaces apart by
+    # name (xp.__name__ == "cupy"), and gg.array_namespace says "numpy, cupy, ...".
+    ns = types.ModuleType(cupy.__name__)
     ns.__dict__.update({k: v for k, v in vars(cupy).items() if not k.startswith("__")})
     for standard, old in _ALIASES.items():
         if not hasattr(cupy, standard):

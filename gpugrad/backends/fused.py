@@ -612,7 +612,8 @@ def adam_step_cupy(param, grad, exp_avg, exp_avg_sq, *, betas, eps, weight_decay
     """The launch of kernels/optim.cu's Adam update with this step's scalars given: as
     numbers (a 0-d NumPy value is read as its number), or as 0-d CuPy arrays of param's
     dtype, read on the device (a graph-ready plan's, which a CUDA graph may replay). In
-    place on param, exp_avg, exp_avg_sq, C-contiguous CuPy arrays of param's dtype."""
+    place on param, exp_avg, exp_avg_sq, CuPy arrays of param's dtype (one that is not
+    C-contiguous, which the kernel would index wrongly, through a C-contiguous copy)."""
     cp = _cupy()
     grad = cp.ascontiguousarray(grad)
     t = param.dtype.type
@@ -620,6 +621,8 @@ def adam_step_cupy(param, grad, exp_avg, exp_avg_sq, *, betas, eps, weight_decay
     n = param.size
     if not n:
         return
+    (param, exp_avg, exp_avg_sq), write_back = _updated_in_place(cp, param, exp_avg,
+                                                                 exp_avg_sq)
     on_device = _device_scalars(cp, param, scale, step_size, sqrt_bias2)
     if on_device:
         name, per_step = "adam_update_dev", (scale, np.int32(bool(scales)), step_size,
@@ -630,6 +633,25 @@ def adam_step_cupy(param, grad, exp_avg, exp_avg_sq, *, betas, eps, weight_decay
     _launch("optim.cu", name, param.dtype, _blocks(n), _THREADS,
             (param, grad, exp_avg, exp_avg_sq, np.int64(n), t(b1), t(1 - b1), t(b2),
              t(1 - b2), t(eps), t(weight_decay), np.int32(bool(l2))) + per_step)
+    write_back()
+
+
+def _updated_in_place(cp, *arrays):
+    """(C-contiguous stand-ins for the arrays a kernel updates in place, a function that
+    writes them back): each array itself where it is C-contiguous (None stays None), else
+    a C-contiguous copy, copied back into it by write_back() after the launch. The kernels
+    index their arrays flat, as the C-contiguous gradient they read beside them: a
+    Fortran-ordered parameter (nn.Parameter(w.T), a tensor of a column-major array) would
+    otherwise pair each element with another one's gradient."""
+    work = [a if a is None or a.flags.c_contiguous else cp.ascontiguousarray(a)
+            for a in arrays]
+
+    def write_back():
+        for a, w in zip(arrays, work, strict=True):
+            if w is not a:
+                a[...] = w
+
+    return work, write_back
 
 
 def _device_scalars(cp, param, *scalars):
@@ -719,13 +741,15 @@ def sgd_step_cupy(param, grad, buffer, *, lr, weight_decay, momentum, dampening_
     and dampening_factor as numbers, or both as 0-d CuPy arrays read on the device):
     buf = momentum buf + dampening_factor d (gpugrad.optim.SGD passes 1 on the first
     step, whose buffer is zero). In place on param and buffer (None without momentum),
-    C-contiguous CuPy arrays of param's float dtype."""
+    CuPy arrays of param's float dtype (not C-contiguous: through a C-contiguous copy, as
+    in adam_step_cupy)."""
     cp = _cupy()
     grad = cp.ascontiguousarray(grad)
     t = param.dtype.type
     n = param.size
     if not n:
         return
+    (param, buffer), write_back = _updated_in_place(cp, param, buffer)
     if _device_scalars(cp, param, lr, dampening_factor):
         name, lr, dampening = "sgd_update_dev", lr, dampening_factor
     else:
@@ -735,6 +759,7 @@ def sgd_step_cupy(param, grad, buffer, *, lr, weight_decay, momentum, dampening_
              np.int64(n), lr, t(weight_decay), np.int32(bool(weight_decay)),
              t(momentum), dampening, np.int32(bool(momentum)),
              np.int32(bool(nesterov)), np.int32(bool(first_step))))
+    write_back()
 
 
 def sgd_update(param, grad, momentum_buffer=None, *, lr, momentum=0.0, weight_decay=0.0,

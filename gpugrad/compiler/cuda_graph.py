@@ -49,7 +49,16 @@ def graph_ready(program, memory, n_args, name):
                       f"{backend.name} backend; CUDA graphs need a CUDA device, so its "
                       "graph-ready plan runs without one", CompileWarning, stacklevel=5)
         return static, static.source
-    return CudaGraphRunner(static, name), static.source
+    runner = CudaGraphRunner(static, name)
+    collective = next((n.op.name for n in program.op_nodes()
+                       if getattr(n.op, "effects", False)), None)
+    if collective is not None:
+        # A collective (gpugrad.distributed's gradient average) waits on the host for the
+        # other processes: inside a capture that wait fails, and NCCL's communicator is
+        # aborted on a failed wait. So no capture is tried.
+        runner._give_up(f"the function calls {collective}, which waits on the host for "
+                        "other processes and cannot be captured")
+    return runner, static.source
 
 
 def capture_kernel_for(node, backend):

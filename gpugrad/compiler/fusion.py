@@ -25,10 +25,13 @@ from ..ops.registry import REGISTRY, OpDef, plan_only
 # of the group's type T. Each matches its NumPy kernel, NaN and signed zeros included:
 # relu is NumPy's maximum(x, 0) (a NaN stays NaN, -0.0 becomes +0.0); relu_backward
 # selects g or +0.0 as NumPy's kernel does (an inf gradient where y <= 0 gives 0).
+# Products, sums and differences are explicitly rounded (PREAMBLE): NVRTC contracts a
+# plain `a * b + c` into one fused multiply-add (--fmad=true is its default), which
+# rounds once where the unfused ops, one kernel each, round twice.
 C_EXPRESSIONS = {
-    "gpugrad::add": "{0} + {1}",
-    "gpugrad::sub": "{0} - {1}",
-    "gpugrad::mul": "{0} * {1}",
+    "gpugrad::add": "gg_add({0}, {1})",
+    "gpugrad::sub": "gg_sub({0}, {1})",
+    "gpugrad::mul": "gg_mul({0}, {1})",
     "gpugrad::div": "{0} / {1}",
     "gpugrad::neg": "-{0}",
     "gpugrad::exp": "exp({0})",
@@ -39,6 +42,20 @@ C_EXPRESSIONS = {
     "gpugrad::relu": "{0} > (T)0 || {0} != {0} ? {0} : (T)0",
     "gpugrad::relu_backward": "{1} > (T)0 ? {0} : (T)0",
 }
+
+
+# Defined before every fused kernel's body (CUDA's intrinsics: the host harness of the
+# tests defines them too). Not --fmad=false for the whole kernel: that would also reach
+# the multiply-adds inside CUDA's exp, log, tanh and erf, which CuPy's own kernels
+# compile with contraction allowed.
+PREAMBLE = """\
+__device__ __forceinline__ float gg_add(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double gg_add(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ float gg_sub(float a, float b) { return __fsub_rn(a, b); }
+__device__ __forceinline__ double gg_sub(double a, double b) { return __dsub_rn(a, b); }
+__device__ __forceinline__ float gg_mul(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double gg_mul(double a, double b) { return __dmul_rn(a, b); }
+"""
 
 
 # At most this many ops per fused op: a long chain (a 100,000-op elementwise forward)
@@ -277,4 +294,4 @@ def _cupy_kernel(steps, n):
 
     params = ", ".join(f"T x{k}" for k in range(n))
     body = cuda_body(steps, n)
-    return cupy.ElementwiseKernel(params, "T y", body, cuda_name(body))
+    return cupy.ElementwiseKernel(params, "T y", body, cuda_name(body), preamble=PREAMBLE)
