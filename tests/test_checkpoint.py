@@ -80,8 +80,9 @@ def test_a_momentum_state_loads_into_an_sgd_made_without_momentum():
     assert twin.param_groups[0]["momentum"] == 0.9
     assert "momentum_buffer" in twin.state[model.parameters()[0]]
     state = opt.state_dict()
-    del state["state"][0]["momentum_buffer"]
-    with pytest.raises(ValueError, match="the state of parameter 0 has step; SGD keeps "
+    state["state"][0]["exp_avg"] = state["state"][0]["momentum_buffer"]
+    with pytest.raises(ValueError, match="the state of parameter 0 has exp_avg, "
+                                         "momentum_buffer, step; SGD keeps "
                                          "momentum_buffer, step"):
         twin.load_state_dict(state)
 

@@ -467,6 +467,29 @@ def test_binary_cross_entropy_with_logits_is_stable_for_huge_logits():
     assert_finite_and_matches(gz.grad, tz.grad)
 
 
+def test_binary_cross_entropy_with_logits_of_masked_infinite_logits_has_torch_gradients():
+    """Logits masked with -inf or +inf, their losses then dropped by a where(): the
+    gradient is torch's, 0 there and finite elsewhere (the branch of the loss that the
+    where() inside leaves unused took softplus's gradient as e^(inf - inf), NaN, which
+    0 times NaN kept). softplus's own gradient at +inf is 1, as torch's."""
+    z = np.array([0.5, -np.inf, 2.0, np.inf, -3.0], dtype=np.float32)
+    y = np.array([1.0, 0.0, 0.0, 1.0, 1.0], dtype=np.float32)
+    kept = np.array([True, False, True, False, True])
+    gz, tz = f32_leaf(z)
+    gl = gg.where(gg.tensor(kept), F.binary_cross_entropy_with_logits(
+        gz, gg.tensor(y), reduction="none"), 0.0).sum()
+    tl = torch.where(torch.tensor(kept), tF.binary_cross_entropy_with_logits(
+        tz, torch.tensor(y), reduction="none"), 0.0).sum()
+    assert_finite_and_matches(gl, tl)
+    gl.backward()
+    tl.backward()
+    assert_finite_and_matches(gz.grad, tz.grad)
+    gz, tz = f32_leaf([np.inf, -np.inf, 30.0, -30.0])
+    F.softplus(gz).sum().backward()
+    tF.softplus(tz).sum().backward()
+    assert_finite_and_matches(gz.grad, tz.grad)
+
+
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
 def test_softmax_and_log_softmax_are_stable_for_huge_logits(fn):
     """softmax/log_softmax of rows with +-1000 entries: finite values and gradients that

@@ -306,6 +306,32 @@ def test_momentum_switched_on_mid_training_follows_torch(compiled, nesterov, sch
     assert set(gopt.state[gps[0]]) == {"step", "momentum_buffer"}
 
 
+@pytest.mark.parametrize("schedule", list(MOMENTUM_SCHEDULES))
+def test_sgd_resumed_at_every_step_of_a_momentum_schedule_follows_torch(tmp_path, schedule):
+    """A checkpoint taken at any step of a momentum schedule loads and goes on as
+    training that never stopped: taken with momentum 0 after steps with it (the buffer
+    kept), or with momentum just switched on (no buffer yet). Each was refused by
+    load_state_dict as another optimiser's state."""
+    problem = Problem(seed=6)
+    gps, tps = problem.gg_params(), problem.torch_params()
+    gopt, topt = gg.optim.SGD(gps, lr=0.05), torch.optim.SGD(tps, lr=0.05)
+    for i, (x, y) in enumerate(problem.batches, start=1):
+        momentum = MOMENTUM_SCHEDULES[schedule].get(i)
+        if momentum is not None:
+            for opt in (gopt, topt):
+                opt.param_groups[0]["momentum"] = momentum
+        gg.save(gopt.state_dict(), tmp_path / "opt.npz")
+        gopt = gg.optim.SGD(gps, lr=0.05)
+        gopt.load_state_dict(gg.load(tmp_path / "opt.npz"))
+        gopt.zero_grad()
+        Problem.gg_loss(gps, x, y).backward()
+        gopt.step()
+        topt.zero_grad()
+        Problem.torch_loss(tps, x, y).backward()
+        topt.step()
+        assert_same_params(gps, tps, i)
+
+
 # --------------------------------------------------------------------------------------
 # add_param_group, zero_grad(set_to_none=False), repr, learning rates put into groups
 # --------------------------------------------------------------------------------------

@@ -31,6 +31,36 @@ def test_tensors_cached_in_forward_are_not_part_of_the_model():
     Cache().load_state_dict(model.state_dict())
 
 
+def test_a_parameter_added_to_a_model_already_run_is_trained_and_saved():
+    """An nn.Parameter assigned after the model's first call (a learned scale added
+    for fine-tuning) is a parameter, as in PyTorch: it was a plain attribute, silently
+    never trained by an optimiser of model.parameters() and missing from the state
+    dict. A tensor cached by the forward at the same time stays out."""
+    class Cache(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            self.last = self.fc(x).relu()
+            return self.last * self.scale if hasattr(self, "scale") else self.last
+
+    model = Cache()
+    model(gg.ones((1, 2)))
+    model.scale = nn.Parameter(gg.ones(2))
+    # (a module's own parameters before its submodules', as PyTorch lists them)
+    assert [name for name, _ in model.named_parameters()] == ["scale", "fc.weight",
+                                                              "fc.bias"]
+    assert sorted(model.state_dict()) == ["fc.bias", "fc.weight", "scale"]
+    opt = gg.optim.SGD(model.parameters(), lr=0.5)
+    x = gg.tensor([[1.0, 2.0]])
+    expected = 1 - 0.5 * model.fc(x).relu().numpy()[0]  # d sum(h * scale) / d scale = h
+    model(x).sum().backward()
+    opt.step()
+    np.testing.assert_allclose(model.scale.numpy(), expected, rtol=1e-6)
+    assert sorted(model.state_dict()) == ["fc.bias", "fc.weight", "scale"]
+
+
 def test_frozen_parameters_are_kept_by_the_optimiser_and_left_alone():
     model = nn.MLP([2, 3, 1])
     for p in model[0].parameters():

@@ -20,7 +20,8 @@ class Module:
     state dict, not trained) until it is made to require grad. A parameter stays one: a
     tensor assigned in its place must be trainable too (as in PyTorch; else it would
     silently drop out of training). Tensors first assigned after the module's first call
-    (a forward caching an activation) stay plain attributes."""
+    (a forward caching an activation) stay plain attributes, but for one made by
+    nn.Parameter, a parameter whenever it is assigned."""
 
     def __init__(self):
         object.__setattr__(self, "_order", {})  # attribute name -> "param"|"buffer"|"module"
@@ -46,9 +47,13 @@ class Module:
             raise AttributeError(f"{type(self).__name__}.__init__ must call "
                                  "super().__init__() before assigning attributes")
         if isinstance(value, Tensor):
-            if name not in order and self.__dict__.get("_called"):
+            if name not in order and self.__dict__.get("_called") and \
+                    not _is_declared(value):
                 # after the first call (e.g. a forward caching an activation): a plain
-                # attribute, not a parameter or buffer of the model
+                # attribute, not a parameter or buffer of the model. An nn.Parameter is
+                # one whenever it is assigned, as in PyTorch (a learned scale added to a
+                # model already run): a plain attribute, it was silently never trained
+                # and missing from the state dict.
                 object.__setattr__(self, name, value)
                 return
             order[name] = _tensor_kind(self, name, value, order.get(name))
@@ -237,10 +242,14 @@ def declare_parameter(t):
     return t
 
 
+def _is_declared(t):
+    return _declared.get(id(t)) is t
+
+
 def _tensor_kind(owner, name, value, before):
     """"param" or "buffer" for a Tensor assigned as `name`; in place of a parameter, a
     tensor that cannot be trained is a TypeError, as in PyTorch."""
-    trainable = value._requires_grad or _declared.get(id(value)) is value
+    trainable = value._requires_grad or _is_declared(value)
     if before == "param" and not trainable:
         raise TypeError(
             f"cannot assign a tensor that does not require grad as parameter {name!r} of "

@@ -226,8 +226,17 @@ def _logaddexp_vjp(ctx, g):
     a, b = ctx.inputs
     out = ctx.output
     need_a, need_b = ctx.needs_input_grad
-    return ((g * (a - out).exp() if need_a else None),
-            (g * (b - out).exp() if need_b else None))
+    return ((g * _share_of(a, out) if need_a else None),
+            (g * _share_of(b, out) if need_b else None))
+
+
+def _share_of(x, out):
+    """e^(x - out), x's share of logaddexp's output out, and 1 where x is out itself: an
+    infinite x made out infinite too, and inf - inf would make it NaN (softplus(inf)'s
+    gradient; a masked -inf logit's in the branch of binary_cross_entropy_with_logits
+    that where() leaves unused, which then made the whole gradient NaN). Where x equals
+    a finite out, x - out is 0 already: the same values."""
+    return where(x == out, 0.0, x - out).exp()
 
 
 logaddexp = _binary("logaddexp", lambda xp, a, b: xp.logaddexp(a, b), _logaddexp_vjp,

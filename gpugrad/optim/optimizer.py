@@ -166,6 +166,12 @@ class Optimizer:
     def _state_keys(self, group):
         return ()
 
+    def _optional_state_keys(self):
+        """State entries a parameter's state may hold or lack whatever the group's
+        hyper-parameters (a state dict is checked against them): none, unless an
+        optimiser keeps one across a change of its hyper-parameters."""
+        return ()
+
     def _state(self, group, p):
         """p's state for a step with group's hyper-parameters: the arrays it lacks (all
         before its first step) as zeros. Not stored here: an eager step commits it."""
@@ -274,13 +280,16 @@ def _check_saved_group(opt, index, group, saved):
 
 
 def _check_saved_state(opt, i, p, group, saved):
-    """Parameter i's saved state: the entries this optimiser keeps, of p's shape."""
+    """Parameter i's saved state: the entries this optimiser keeps, of p's shape. An
+    optional entry may be there or not (SGD's momentum buffer, kept while momentum is 0
+    and made at the first step that needs it, as a state never saved would be)."""
     name = type(opt).__name__
     expected = set(opt._state_keys(group)) | {"step"}
-    if set(saved) != expected:
+    optional = set(opt._optional_state_keys())
+    if not expected - optional <= set(saved) <= expected | optional:
         raise ValueError(f"{name}.load_state_dict: the state of parameter {i} has "
                          f"{', '.join(sorted(saved)) or 'nothing'}; {name} keeps "
-                         f"{', '.join(sorted(expected))}")
+                         f"{', '.join(sorted(expected | optional))}")
     for key, value in saved.items():
         if isinstance(value, Tensor) and value.shape != p.shape:
             raise ValueError(f"{name}.load_state_dict: state {key!r} of parameter {i} has "
@@ -353,6 +362,11 @@ class SGD(Optimizer):
         # after the first step with dampening too, it is (1 - dampening) d, where
         # PyTorch starts from d).
         return ("momentum_buffer",) if group["momentum"] else ()
+
+    def _optional_state_keys(self):
+        # Saved with momentum 0 after steps with momentum (the buffer kept), or with
+        # momentum just switched on (no buffer yet): both go on as they would have.
+        return ("momentum_buffer",)
 
     def _scalars(self, group, step):
         # With a zero buffer, the first step's mu * 0 + 1 * d is exactly PyTorch's buf = d.
