@@ -382,14 +382,17 @@ def test_strict_load_is_the_default_and_rejects_a_missing_key_alone():
         m.load_state_dict(sd, strict=True)
 
 
-def test_non_strict_load_ignores_missing_and_unexpected_keys():
-    """strict=False loads what matches and leaves the rest of the model as it was."""
+def test_non_strict_load_ignores_missing_and_unexpected_keys_and_names_them():
+    """strict=False loads what matches and leaves the rest of the model as it was; it
+    returns the keys it passed over, a pair as PyTorch's (unpacked, or read by name)."""
     m = TwoLayer()
     kept_fc2 = values(m.fc2.weight)
     sd = {"fc1.weight": gg.tensor(np.full((5, 3), 0.5, dtype=np.float32)),
           "fc1.bias": gg.tensor(np.full(5, -1.0, dtype=np.float32)),
           "not.a.key": gg.zeros(7)}
-    m.load_state_dict(sd, strict=False)
+    missing, unexpected = result = m.load_state_dict(sd, strict=False)
+    assert missing == result.missing_keys == [k for k in m.state_dict() if k not in sd]
+    assert unexpected == result.unexpected_keys == ["not.a.key"]
     np.testing.assert_array_equal(values(m.fc1.weight), np.full((5, 3), 0.5))
     np.testing.assert_array_equal(values(m.fc1.bias), np.full(5, -1.0))
     np.testing.assert_array_equal(values(m.fc2.weight), kept_fc2)
@@ -1534,7 +1537,7 @@ def test_a_batch_norm_state_dict_without_its_batch_count_loads_as_torchs_does(st
     ours = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
     ours.load_state_dict({**ours.state_dict(), "1.num_batches_tracked": gg.tensor(7)})
     result = ours.load_state_dict({k: v.numpy() for k, v in old.items()}, strict=strict)
-    assert result == {"missing_keys": [], "unexpected_keys": []}
+    assert (result.missing_keys, result.unexpected_keys) == ([], [])
     assert ours[1].num_batches_tracked.item() == 7
     for name, value in theirs.state_dict().items():
         np.testing.assert_array_equal(ours.state_dict()[name].numpy(), value.numpy(),

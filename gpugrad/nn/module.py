@@ -2,6 +2,7 @@
 attributes, with state dicts, train/eval modes and device moves."""
 
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 
@@ -11,6 +12,14 @@ from ..errors import StateDictError
 from ..mode import state
 from ..node import next_seq
 from ..tensor import Tensor
+
+
+class IncompatibleKeys(NamedTuple):
+    """What load_state_dict found on one side only: unpacked as a pair, or read by name
+    (result.missing_keys), as PyTorch's result is."""
+
+    missing_keys: list
+    unexpected_keys: list
 
 
 class Module:
@@ -169,7 +178,8 @@ class Module:
         in their dtypes. Raises StateDictError listing every missing, unexpected and
         mis-shaped key; nothing is changed unless everything fits. A key a module
         declares optional (BatchNorm1d's num_batches_tracked, as in PyTorch) may be
-        absent: that tensor keeps its value, and is not a missing key."""
+        absent: that tensor keeps its value, and is not a missing key. Returns the keys
+        passed over (strict=False) as PyTorch does: `missing, unexpected = ...`."""
         own = dict(self._named_tensors(("param", "buffer"), every_path=True))
         optional = _optional_keys(self)
         missing = [k for k in own if k not in state_dict and k not in optional]
@@ -199,7 +209,7 @@ class Module:
         for target, array in arrays:  # all converted first: no half-loaded module
             target._data = array
             target._mark_replaced()
-        return {"missing_keys": missing, "unexpected_keys": unexpected}
+        return IncompatibleKeys(missing, unexpected)
 
     def _optional_state(self):
         """Names of this module's own tensors that a state dict may lack (each then keeps
