@@ -960,7 +960,21 @@ def parse_args(argv):
         args.max_nodes = QUICK_MAX_NODES if args.quick else CHAIN_SIZES[-1]
     if args.max_nodes < 1:
         parser.error("--max-nodes must be at least 1")
+    if args.json:  # said now, not after minutes of benchmarks whose records it would lose
+        problem = json_path_problem(args.json)
+        if problem:
+            parser.error(f"--json {args.json}: {problem}")
     return args
+
+
+def json_path_problem(path):
+    """Why `path` cannot take the results file, or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"no folder {folder}"
+    if os.path.isdir(path):
+        return "it is a folder; give a file in it"
+    return None
 
 
 def bench_distributed(args):

@@ -16,6 +16,7 @@ import zlib
 import numpy as np
 
 from .errors import DTypeError, GpugradError
+from .files import create_temporary, remove_quietly, target_of
 from .tensor import Tensor
 
 _INDEX = "__gpugrad_index__"
@@ -62,20 +63,6 @@ def _flatten(value, path, arrays):
                     "without pickle; use tensors, arrays, numbers, strings, lists, dicts")
 
 
-def _create_temporary(folder):
-    """A new file beside the checkpoint, opened for writing: (fd, path). Created with
-    mode 0o666 for the kernel to apply the umask to, so that the checkpoint, once
-    renamed into place, has the mode any new file gets (mkstemp's would be 0o600,
-    whatever the umask); O_EXCL keeps it ours alone."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = os.path.join(folder, f".tmp-{os.urandom(8).hex()}.npz")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:  # another writer's name, by a 1 in 2**64 chance
-            continue
-
-
 def _write_npz(f, arrays):
     """What np.savez(f, **arrays) writes (one .npy member per array, zip64, stored),
     but cleaned up so that an interrupt mid-write is what the caller gets.
@@ -110,9 +97,7 @@ def _write_npz(f, arrays):
 def save(obj, path):
     """Write `obj` (e.g. model.state_dict(), or {"model": ..., "epoch": 3}) to `path`."""
     asked = os.fspath(path)
-    # Through a symbolic link, onto the file it points to (the link stays a link), as
-    # open() would write; the temporary file sits beside that file, on its filesystem.
-    path = os.path.realpath(asked) if os.path.islink(asked) else asked
+    path = target_of(asked)
     arrays = {}
     index = {"format": FORMAT, "root": _flatten(obj, "", arrays)}
     folder = os.path.dirname(os.path.abspath(path))
@@ -121,7 +106,7 @@ def save(obj, path):
     if os.path.isdir(path):  # (else the rename failed naming the temporary file)
         raise IsADirectoryError(f"cannot save to {asked}: it is a folder; give a file "
                                 f"in it, e.g. {os.path.join(asked, 'checkpoint.npz')}")
-    fd, tmp = _create_temporary(folder)
+    fd, tmp = create_temporary(folder, ".npz")
     try:
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, {_INDEX: np.array(json.dumps(index)), **arrays})
@@ -129,8 +114,7 @@ def save(obj, path):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        remove_quietly(tmp)
         raise
 
 

@@ -247,10 +247,7 @@ def _cmd_viz(args):
         graph = step_graph(MLP(sizes), gg.randn(args.batch, sizes[0]), labels)
     if kind == "html":
         graph.to_html(out)
-    elif kind == "dot":
-        with open(out, "w") as f:
-            f.write(graph.to_dot())
-    else:
+    else:  # .dot too: render writes the DOT text, whole or not at all
         graph.render(out)
     print(f"{out}: {len(graph.op_nodes())} ops, {len(graph)} nodes")
     return 0
@@ -344,7 +341,7 @@ def main(argv=None):
         from .errors import GpugradError
 
         expected = (GpugradError, ValueError, OSError, ImportError, AttributeError) \
-            if args.command in ("train", "evaluate", "ops", "viz") else GpugradError
+            if args.command in ("train", "evaluate", "ops", "viz", "demo") else GpugradError
         if not isinstance(exc, expected):
             raise
         print(f"gpugrad: error: {exc}", file=sys.stderr)

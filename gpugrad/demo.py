@@ -87,6 +87,7 @@ def logistic_regression(steps=300, lr=0.5, seed=0):
 
 
 def main(out=None):
+    folder = _output_folder(out)  # a mistake in --out said before the demo runs
     print(f"gpugrad {gg.__version__} on {gg.info()['default_device']} "
           f"({gg.info()['reason']})\n")
     all_ok = True
@@ -112,11 +113,21 @@ def main(out=None):
     graph = circuit_sigmoid_neuron()[0].graph
     print(f"the graph of the sigmoid neuron ({len(graph.op_nodes())} ops):")
     print("  " + str(graph).replace("\n", "\n  "))
-    if out is not None:
-        import pathlib
-
-        path = pathlib.Path(out)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "sigmoid_neuron.dot").write_text(graph.to_dot())
-        print(f"\nwrote {path / 'sigmoid_neuron.dot'} (render: dot -Tsvg -O <file>)")
+    if folder is not None:
+        (folder / "sigmoid_neuron.dot").write_text(graph.to_dot())
+        print(f"\nwrote {folder / 'sigmoid_neuron.dot'} (render: dot -Tsvg -O <file>)")
     return 0 if all_ok else 1
+
+
+def _output_folder(out):
+    """--out as a folder, made if missing (None: no --out)."""
+    if out is None:
+        return None
+    import pathlib
+
+    folder = pathlib.Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: give a folder for the "
+                         "graph's DOT file")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -335,6 +335,8 @@ def new_run_folder():
 def refuse_to_overwrite(out, overwrite):
     """A run folder that holds a run already is not written over unless asked: its
     checkpoint and metrics would be lost."""
+    if os.path.exists(out) and not os.path.isdir(out):  # (else: makedirs' "File exists")
+        raise ValueError(f"--out {out} is a file, not a folder: give a folder for the run")
     found = [name for name in RUN_FILES if os.path.exists(os.path.join(out, name))]
     if found and not overwrite:
         raise ValueError(f"{out} holds a run already ({', '.join(found)}): choose another "
@@ -487,7 +489,14 @@ def evaluate_checkpoint(path, data=None, device=None, stream=sys.stdout):
     if missing:
         raise ValueError(f"{path} is not a checkpoint of `gpugrad train` (it has no "
                          f"{', '.join(sorted(missing))})")
-    config = Config(**checkpoint["config"])
+    try:
+        config = Config(**checkpoint["config"])
+    except TypeError as exc:  # settings another version of gpugrad wrote, or none
+        raise ValueError(f"{path}: its run settings are not those `gpugrad train` writes "
+                         f"({exc})") from None
+    if not isinstance(checkpoint["model"], dict) or "0.weight" not in checkpoint["model"]:
+        raise ValueError(f"{path}: its model has no first layer (0.weight): not an MLP "
+                         "of `gpugrad train`")
     trained_on = config.data
     if data is not None:
         config.data = data

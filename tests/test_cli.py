@@ -22,6 +22,16 @@ def test_demo_reproduces_the_lecture_numbers(tmp_path):
     assert (tmp_path / "sigmoid_neuron.dot").read_text().startswith("digraph")
 
 
+def test_a_demo_out_that_is_a_file_is_a_one_line_error_before_the_demo_runs(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    result = run("-m", "gpugrad.cli", "demo", "--out", str(notes))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == f"gpugrad: error: --out {notes} is a file, not a folder: " \
+        "give a folder for the graph's DOT file\n"
+    assert result.stdout == "" and notes.read_text() == "mine"
+
+
 def test_info_says_which_backend_and_why():
     result = run("-m", "gpugrad.cli", "info")
     assert result.returncode == 0, result.stderr
@@ -89,6 +99,15 @@ def test_a_cuda_graph_without_the_compiled_step_is_a_one_line_error():
     assert result.returncode != 0
     assert "--cuda-graph replays the compiled step" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bench_json_path_that_cannot_be_written_is_refused_before_any_benchmark(tmp_path):
+    for path, problem in [(tmp_path / "missing" / "r.json", f"no folder {tmp_path}/missing"),
+                          (tmp_path, "it is a folder; give a file in it")]:
+        result = run("-m", "gpugrad.cli", "bench", "--quick", "--json", str(path))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"error: --json {path}: {problem}" in result.stderr
+        assert "total wall time" not in result.stdout  # nothing was run
 
 
 def test_bench_quick_runs_and_prints_ratios():

@@ -103,6 +103,19 @@ def test_a_split_is_a_disjoint_cover():
     assert np.array_equal(xt[:, 0], yt * 3)  # rows stay with their labels
 
 
+@pytest.mark.parametrize("n, val_fraction", [(1, 0.1), (0, 0.1), (10, 0.99)])
+def test_a_split_that_leaves_nothing_to_train_on_is_refused(n, val_fraction):
+    x, y = numbered(n)
+    with pytest.raises(ValueError, match=f"{n} sample.* none is left to train on"):
+        gg.data.train_val_split(x, y, val_fraction=val_fraction)
+
+
+def test_the_smallest_split_keeps_one_sample_on_each_side():
+    x, y = numbered(2)
+    (xt, yt), (xv, yv) = gg.data.train_val_split(x, y, val_fraction=0.1)
+    assert len(yt) == 1 and len(yv) == 1
+
+
 def test_standardising_uses_the_training_statistics():
     rng = np.random.default_rng(0)
     train = rng.normal(5.0, 3.0, (500, 4)).astype(np.float32)
@@ -178,6 +191,37 @@ def test_bad_mnist_files_say_what_was_expected(tmp_path):
     np.savez(tmp_path / "partial.npz", x_train=np.zeros((1, 784)))
     with pytest.raises(DatasetError, match="missing y_train"):
         gg.data.load_mnist(tmp_path / "partial.npz")
+
+
+@pytest.mark.parametrize("content", [b"", b"x_train,y_train\n1,2\n", b"\x80\x04K\x01.",
+                                     b"\x93NUMPY\x01\x00"])
+def test_a_file_that_is_not_an_npz_is_named_as_such(tmp_path, content):
+    """np.load took an empty file for a cut-short one (EOFError), text or a pickle for a
+    pickle it may not load (advising to load it unsafely), a .npy for an array."""
+    path = tmp_path / "data.npz"
+    path.write_bytes(content)
+    for load in (gg.data.load_npz, gg.data.load_mnist):
+        with pytest.raises(DatasetError, match=r"data.npz: not an .npz archive"):
+            load(path)
+
+
+def test_a_truncated_npz_is_reported(tmp_path):
+    path = tmp_path / "data.npz"
+    np.savez(path, x_train=np.ones((4, 3)), y_train=np.arange(4), x_test=np.ones((2, 3)),
+             y_test=np.arange(2))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DatasetError, match="data.npz: not a readable .npz file"):
+        gg.data.load_npz(path)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_an_npz_split_without_samples_is_named(tmp_path, split):
+    arrays = {"x_train": np.ones((4, 3)), "y_train": np.arange(4), "x_test": np.ones((2, 3)),
+              "y_test": np.arange(2)}
+    arrays[f"x_{split}"], arrays[f"y_{split}"] = np.ones((0, 3)), np.arange(0)
+    np.savez(tmp_path / "data.npz", **arrays)
+    with pytest.raises(DatasetError, match=rf"x_{split} must hold samples .* shape \(0, 3\)"):
+        gg.data.load_npz(tmp_path / "data.npz")
 
 
 def test_a_truncated_idx_file_is_reported(tmp_path):

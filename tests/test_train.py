@@ -68,6 +68,16 @@ def test_evaluate_reloads_the_checkpoint_and_agrees(small_run):
     assert f"test accuracy {metrics['test_accuracy']:.2%}" in result.stdout
 
 
+@pytest.mark.parametrize("extra", [(), ("--overwrite",)])
+def test_an_out_that_is_a_file_is_a_one_line_error_that_keeps_the_file(tmp_path, extra):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    result = gpugrad("train", "--epochs", "1", "--hidden", "8", "--out", str(notes), *extra)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"--out {notes} is a file, not a folder" in result.stderr
+    assert notes.read_text() == "mine"
+
+
 def test_a_run_folder_holding_a_run_is_not_written_over_unless_asked(small_run, tmp_path):
     out, _ = small_run
     before = (out / "metrics.json").read_text()
@@ -215,6 +225,24 @@ def test_evaluate_of_a_missing_checkpoint_is_a_one_line_error(tmp_path):
     result = gpugrad("evaluate", str(tmp_path / "nope.npz"))
     assert result.returncode == 1 and "no checkpoint at" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_checkpoint_with_other_settings_or_no_mlp_is_a_one_line_error(small_run, tmp_path):
+    """Settings written by another version of gpugrad (an option this one lacks), or a
+    model that is not the MLP a run trains, failed with a TypeError or a KeyError."""
+    out, _ = small_run
+    for name, edit, message in [
+            ("settings", lambda c: c["config"].update(warmup=5),
+             "its run settings are not those `gpugrad train` writes (Config.__init__() "
+             "got an unexpected keyword argument 'warmup')"),
+            ("model", lambda c: c.update(model={"fc.weight": c["model"]["0.weight"]}),
+             "its model has no first layer (0.weight): not an MLP of `gpugrad train`")]:
+        checkpoint = gg.load(out / "checkpoint.npz")
+        edit(checkpoint)
+        gg.save(checkpoint, tmp_path / f"{name}.npz")
+        result = gpugrad("evaluate", str(tmp_path / f"{name}.npz"))
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr == f"gpugrad: error: {tmp_path / name}.npz: {message}\n"
 
 
 def npz_data(tmp_path, features, classes):

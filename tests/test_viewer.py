@@ -210,6 +210,54 @@ def test_a_10000_node_model_opens_collapsed_and_expands_on_demand(browser, tmp_p
     page.screenshot(path=str(tmp_path / "model.png"))
 
 
+def test_terms_made_first_and_summed_later_each_sit_above_their_sum(browser, tmp_path):
+    """A list of terms summed one by one (per-sample losses, say): laid out by longest
+    path alone, every term shared the second row, with an edge down across every row to
+    its add (a column each to route past all the boxes there: 20 s for 800 terms, and a
+    page that never opened for 1,700)."""
+    def total(w):
+        terms = [(w * float(i)).exp() for i in range(300)]
+        s = terms[0]
+        for t in terms[1:]:
+            s = s + t
+        return s
+
+    graph = gg.trace(total, gg.ones(4))
+    path = tmp_path / "terms.html"
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    page.wait_for_function(f"document.querySelectorAll('g.node').length >= {len(graph)}",
+                           timeout=120_000)
+    spans = dict(page.evaluate("""current.edges.map(([a, b]) => [a, Math.round(
+        (current.pos.get(b)[1] - current.pos.get(a)[1]) / current.y(1))])"""))
+    terms = [f"n{seq}" for seq, data in graph.nx.nodes(data=True) if data["op"] == "exp"]
+    assert len(terms) == 300
+    assert {spans[t] for t in terms} == {1}  # each term just above the add reading it
+
+
+def test_a_chain_whose_every_value_is_also_summed_at_its_end_opens(browser, tmp_path):
+    """Each value's edge to its add at the end runs in a column of its own past the rest
+    of the chain: 2,000 columns side by side, which took minutes to place (each checked
+    against every other one in each of its rows)."""
+    def dense(x):
+        values = [x]
+        for _ in range(2000):
+            values.append((values[-1] * 0.9).tanh())
+        s = values[0]
+        for v in values[1:]:
+            s = s + v
+        return s
+
+    graph = gg.trace(dense, gg.ones(4))
+    path = tmp_path / "dense.html"
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    # The time limit of the wait is the "reasonable time"; nothing here is a benchmark.
+    page.wait_for_function(f"document.querySelectorAll('g.node').length >= {len(graph)}",
+                           timeout=60_000)
+    assert page.locator("path.edge").count() == len(graph.nx.edges)
+
+
 def test_graphs_shown_inline_in_a_notebook_keep_to_themselves(browser, tmp_path):
     """A notebook puts each output's HTML into its own page: two graphs there must each
     draw, and the viewer's page styles must not restyle the notebook."""

@@ -105,6 +105,17 @@ def test_summary_counts_parameters_flops_and_bytes(capsys):
     assert str(result) + "\n" == printed and "cross_entropy" in str(result)
 
 
+def test_a_reduction_counts_an_operation_per_element_it_reads():
+    x = gg.ones((1000, 30), requires_grad=True)
+    loss = F.cross_entropy(x, gg.zeros(1000, dtype="int64")) + x.sum(axis=1).max() + \
+        x.mean()
+    rows = [(r["op"], r["flops"]) for r in loss.graph.summary(print_table=False)["rows"]
+            if r["op"] != "add"]
+    # cross_entropy, sum and x.mean() read 30,000 values; max and the loss's mean 1,000.
+    assert sorted(rows) == [("cross_entropy", 30_000), ("max", 1000), ("mean", 1000),
+                            ("mean", 30_000), ("sum", 30_000)]
+
+
 def test_a_profile_records_the_graph_of_what_needs_no_gradient():
     # An evaluation under gg.profile(): its ops are recorded, their times on the graph.
     with gg.profile() as prof:
@@ -516,6 +527,52 @@ def test_a_render_past_its_timeout_is_a_render_error(tmp_path):
     with pytest.raises(gg.viz.RenderError, match=r"did not finish drawing this graph "
                        r"\(11 nodes\) in 0.001 s"):
         graph.render(tmp_path / "step.svg", timeout=0.001)
+
+
+@needs_dot
+def test_a_drawing_that_fails_midway_leaves_the_file_drawn_before(tmp_path):
+    """Graphviz killed while it writes (here by a file size limit, SIGXFSZ, after its
+    first 2,000 bytes) would leave a truncated file over the one drawn before."""
+    code = ("import os, resource\nimport gpugrad as gg\n"
+            "gg.trace(lambda a: a * 2.0, gg.ones(2)).render('g.svg')\n"
+            "before = open('g.svg').read()\n"
+            "big = gg.trace(lambda a: a.tanh().exp().sqrt().relu().sum(), gg.ones(2))\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))\n"
+            "try:\n    big.render('g.svg')\nexcept gg.viz.RenderError as e:\n"
+            "    print('failed:', e)\n"
+            "print(open('g.svg').read() == before, sorted(os.listdir('.')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert "failed: Graphviz was killed by signal SIGXFSZ" in result.stdout, result.stderr
+    assert result.stdout.rstrip().endswith("True ['g.svg']"), result.stdout
+
+
+@pytest.mark.parametrize("export", ["to_html", "to_json", "to_graphml"])
+def test_an_export_that_cannot_be_written_whole_leaves_the_one_written_before(tmp_path, export):
+    """A write cut short (here by a file size limit: EFBIG, as a full disk's ENOSPC)
+    would leave a truncated page over the previous one."""
+    code = ("import os, resource, signal\nimport gpugrad as gg\n"
+            f"gg.trace(lambda a: a * 2.0, gg.ones(2)).{export}('g.out')\n"
+            "before = open('g.out').read()\n"
+            "def chain(a):\n    for _ in range(300):\n        a = a.tanh()\n    return a\n"
+            "big = gg.trace(chain, gg.ones(2))\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) + 1000,) * 2)\n"
+            f"try:\n    big.{export}('g.out')\nexcept OSError as e:\n"
+            "    print('failed:', e.strerror)\n"
+            "print(open('g.out').read() == before, sorted(os.listdir('.')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.stdout == "failed: File too large\nTrue ['g.out']\n", result.stderr
+
+
+def test_a_dot_file_is_kept_when_the_options_are_wrong(tmp_path):
+    graph, _ = training_step_graph()
+    path = graph.render(tmp_path / "step.dot")
+    with pytest.raises(ValueError, match="passes must be one of"):
+        graph.render(path, passes="sideways")
+    assert open(path).read() == graph.to_dot()
+    assert os.listdir(tmp_path) == ["step.dot"]
 
 
 def test_render_into_a_missing_folder_names_the_folder(tmp_path):

@@ -4,6 +4,7 @@ MNIST from files the user has (IDX, plain or .gz, or an .npz)."""
 import gzip
 import importlib.util
 import os
+import zipfile
 
 import numpy as np
 
@@ -99,7 +100,16 @@ def load_npz(path):
     return _load_npz(path, scale=False)
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # what every .npz (a zip archive) starts with
+
+
 def _load_npz(path, scale=True):
+    # np.load takes any other file for a .npy (a TypeError later) or a pickle (whose
+    # refusal advises loading it unsafely, of a text file too): say what it is not.
+    with open(path, "rb") as f:
+        if f.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+            raise DatasetError(f"{path}: not an .npz archive (np.savez writes one) with "
+                               "arrays x_train, y_train, x_test, y_test")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test")
@@ -110,7 +120,7 @@ def _load_npz(path, scale=True):
             return tuple(_as_xy(data[f"x_{split}"], data[f"y_{split}"], scale,
                                 f"{path}: x_{split}", f"{path}: y_{split}")
                          for split in ("train", "test"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # (cut short)
         if isinstance(exc, DatasetError):
             raise
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
@@ -122,6 +132,9 @@ def _as_xy(images, labels, scale=True, x_name="the images", y_name="the labels")
     images, labels = np.asarray(images), np.asarray(labels)
     if images.dtype.kind not in "biuf":
         raise DatasetError(f"{x_name} must be numbers, got {images.dtype}")
+    if images.ndim == 0 or len(images) == 0:  # nothing to train on, or to test
+        raise DatasetError(f"{x_name} must hold samples along its first axis, got shape "
+                           f"{images.shape}")
     x = images.reshape(len(images), -1).astype(np.float32)
     if not np.isfinite(x).all():
         raise DatasetError(f"{x_name} holds {int((~np.isfinite(x)).sum())} NaN or infinite "

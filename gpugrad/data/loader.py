@@ -104,6 +104,9 @@ def train_val_split(x, y, val_fraction=0.2, seed=0):
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     order = np.random.default_rng(seed).permutation(len(x))
     n_val = max(1, int(round(len(x) * val_fraction)))
+    if n_val >= len(x):  # an empty training set failed later, in a reduction's message
+        raise ValueError(f"train_val_split: {len(x)} sample(s), of which val_fraction "
+                         f"{val_fraction} holds out {n_val}: none is left to train on")
     val, train = order[:n_val], order[n_val:]
     return (x[train], y[train]), (x[val], y[val])
 

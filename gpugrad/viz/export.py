@@ -4,6 +4,8 @@ import json
 
 import networkx as nx
 
+from ..files import write_text, write_whole
+
 
 def _plain(value):
     """A value GraphML can hold: numbers, strings and bools as they are; the rest as text."""
@@ -23,8 +25,7 @@ def to_json(graph, path=None):
     data = nx.node_link_data(graph.refresh(), edges="edges")
     text = json.dumps(data, default=_plain, indent=1)
     if path is not None:
-        with open(path, "w") as f:
-            f.write(text)
+        write_text(path, text)  # whole or not at all
     return Text(text, "JSON", path)
 
 
@@ -49,5 +50,5 @@ def to_graphml(graph, path):
         plain.add_node(node, **{k: _plain(v) for k, v in data.items()})
     for a, b, data in graph.nx.edges(data=True):
         plain.add_edge(a, b, **{k: _plain(v) for k, v in data.items()})
-    nx.write_graphml(plain, path)
+    write_whole(path, lambda tmp: nx.write_graphml(plain, tmp))  # whole or not at all
     return path

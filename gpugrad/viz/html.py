@@ -1,12 +1,13 @@
 """Graph.to_html: one self-contained HTML file (no network when opened).
 
-The page lays the DAG out in layers (longest path from the inputs, each leaf just above
-the first op that reads it), pans and zooms, searches nodes, and shows a node's details
-on a click: op, attributes, shape, dtype, device, the user's file:line, bytes (output,
-saved for the backward, allocated by the kernel) and, after gg.profile, measured times
-and (stats=True) value and gradient statistics. Nodes holding a NaN or an Inf are red,
-zero gradients grey and dashed. A toggle adds the backward pass beside the forward one
-(a "grad of <op>" node per node requiring grad; selecting either highlights both).
+The page lays the DAG out in layers (longest path from the inputs, then each node and
+leaf just above the first op that reads it), pans and zooms, searches nodes, and shows a
+node's details on a click: op, attributes, shape, dtype, device, the user's file:line,
+bytes (output, saved for the backward, allocated by the kernel) and, after gg.profile,
+measured times and (stats=True) value and gradient statistics. Nodes holding a NaN or an
+Inf are red, zero gradients grey and dashed. A toggle adds the backward pass beside the
+forward one (a "grad of <op>" node per node requiring grad; selecting either highlights
+both).
 Leaves show their names (viz.labels: a parameter's in its module, a traced function's
 argument's), cut in the middle where too long for a box; details and search have them
 whole.
@@ -26,6 +27,7 @@ through a box it does not join.
 import html
 import json
 
+from ..files import write_text
 from .export import Text
 from .labels import title
 
@@ -256,6 +258,15 @@ function assignRows(units) {
         if (d === 0) queue.push(v);
       });
     }
+    // Then each item sinks to just above the first item that reads it, last rows first:
+    // by longest path alone, terms made early and read one by one later (a sum of
+    // per-sample losses) shared one row, each with an edge across all the rows below it
+    // (a column each to route past every box there: minutes for a few thousand nodes).
+    core.slice().sort((a, b) => local.get(b) - local.get(a)).forEach(it => {
+      let l = Infinity;
+      it.succs.forEach(v => { if (local.has(v)) l = Math.min(l, local.get(v)); });
+      if (l < Infinity && l - it.h > local.get(it)) local.set(it, l - it.h);
+    });
     list.forEach(it => {
       if (isLeaf(it)) local.set(it, it.outs.reduce((m, v) => Math.min(m, relative(v, c)),
                                                       Infinity) - 1);
@@ -293,9 +304,11 @@ function pack(items) {
   items.sort((a, b) => a.from - b.from || (a.from < a.lo ? 0 : 1) - (b.from < b.lo ? 0 : 1) ||
              a.first - b.first);
   const free = new Map(), taken = new Map();  // row -> [[x0, x1]] of what is there
+  const placed = [];  // the items put so far
   let w = 0, lo = Infinity, hi = -Infinity, first = Infinity;
   const put = (it, x) => {
     it.x = x;
+    placed.push(it);
     for (let l = it.from; l <= it.hi; l++) {
       free.set(l, Math.max(free.get(l) || 0, x + it.w + GX));
       if (!taken.has(l)) taken.set(l, []);
@@ -311,16 +324,27 @@ function pack(items) {
     first = Math.min(first, it.first);
   });
   columns.sort((a, b) => a.first - b.first || a.lo - b.lo);
-  columns.forEach(it => put(it, columnX(it, taken)));
+  columns.forEach(it => put(it, columnX(it, taken, placed)));
   return {items: items.concat(columns), w, lo, hi, first};
 }
-function columnX(it, taken) {
+function columnX(it, taken, placed) {
   // Where a long edge's column goes: the free x nearest the middle of the first column
   // of boxes (where a chain of layers runs, so that the edge mostly runs straight), GX
   // clear of everything in its rows: a gap between boxes, else beside them all.
   const blocked = [];
-  for (let l = it.from; l <= it.hi; l++) {
-    (taken.get(l) || []).forEach(([a, b]) => blocked.push([a - GX - it.w, b + GX]));
+  let entries = 0;
+  for (let l = it.from; l <= it.hi; l++) entries += (taken.get(l) || []).length;
+  if (entries <= placed.length) {  // what stands in its rows, row by row
+    for (let l = it.from; l <= it.hi; l++) {
+      (taken.get(l) || []).forEach(([a, b]) => blocked.push([a - GX - it.w, b + GX]));
+    }
+  } else {
+    // The same, from the items placed: where many long columns run side by side (each
+    // value of a chain also summed at its end), each column is listed in every row it
+    // spans, and reading them row by row took minutes for a few thousand nodes.
+    placed.forEach(p => {
+      if (p.from <= it.hi && p.hi >= it.from) blocked.push([p.x - GX - it.w, p.x + p.w + GX]);
+    });
   }
   blocked.sort((a, b) => a[0] - b[0]);
   const want = W / 2;
@@ -890,6 +914,5 @@ def to_html(graph, path=None, title="gpugrad graph", collapse=None):
     data = json.dumps(page_data(graph, collapse)).replace("</", "<\\/")  # safe in <script>
     page = _PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
     if path is not None:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(page)
+        write_text(path, page, encoding="utf-8")  # whole or not at all
     return Text(page, "HTML page", path)

@@ -272,7 +272,13 @@ def profile(device=None, stats=False, memory=None):
     (CUDA), True: also on the host (tracemalloc: slower, times less exact), False: never.
     """
     from ..backends import device as as_device
+    from ..mode import state
 
+    if state.profiler is not None:
+        # The inner one would take every record of its block, and the outer one, left
+        # with none of them, would report those ops as never run.
+        raise RuntimeError("gg.profile() inside another gg.profile(): the outer profile "
+                           "records everything its block runs; use one of them")
     dev = as_device(device)
     prof = Profile(stats=stats)
     probe = _probe(dev, memory)

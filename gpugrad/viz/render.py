@@ -7,6 +7,7 @@ import signal
 import subprocess
 
 from ..errors import GpugradError
+from ..files import write_text, write_whole
 
 FORMATS = ("svg", "png", "pdf")
 
@@ -28,9 +29,9 @@ def render(graph, path, format=None, timeout=600,  # noqa: A002  (Graphviz's wor
     folder = os.path.dirname(path)
     if folder and not os.path.isdir(folder):  # said before Graphviz runs, as open() would
         raise FileNotFoundError(errno.ENOENT, f"no folder {folder!r} to render into", path)
+    text = graph.to_dot(**dot_options)  # (a bad option fails before any file is touched)
     if format == "dot":
-        with open(path, "w") as f:
-            f.write(graph.to_dot(**dot_options))
+        write_text(path, text)
         return path
     dot = shutil.which("dot")
     if dot is None:
@@ -38,7 +39,14 @@ def render(graph, path, format=None, timeout=600,  # noqa: A002  (Graphviz's wor
                           "Ubuntu: apt-get install graphviz; macOS: brew install graphviz; "
                           "conda: conda install graphviz); g.to_dot() gives the DOT text "
                           "without it")
-    text = graph.to_dot(**dot_options)
+    # Into a file beside path first: a drawing that fails midway (Graphviz killed, or
+    # past its timeout, after writing part of it) leaves the file drawn before.
+    write_whole(path, lambda tmp: _run_dot(dot, format, tmp, text, graph, timeout))
+    return path
+
+
+def _run_dot(dot, format, path, text, graph, timeout):  # noqa: A002  (Graphviz's word)
+    """Graphviz drawing `text` into `path`; its failures as RenderErrors that say why."""
     try:
         result = subprocess.run([dot, f"-T{format}", "-o", path], input=text,
                                 capture_output=True, text=True, timeout=timeout)
@@ -52,7 +60,6 @@ def render(graph, path, format=None, timeout=600,  # noqa: A002  (Graphviz's wor
     if result.returncode != 0:
         reason = result.stderr.strip() or f"exit status {result.returncode}, no message"
         raise RenderError(f"Graphviz failed on this graph: {reason}")
-    return path
 
 
 # What to do about a graph too large for Graphviz.

@@ -15,15 +15,24 @@ def _size(shape):
     return n
 
 
+# Ops that read more elements than they write, one operation per element read: a sum of
+# a million values to one is a million additions, not one.
+REDUCTIONS = frozenset(f"gpugrad::{name}" for name in ("sum", "mean", "max", "min",
+                                                        "cross_entropy"))
+
+
 def flops(node):
     """Floating-point operations of one op, estimated from shapes (2mnk for products,
-    one per output element for the rest, per step of a fused op)."""
+    one per input element for reductions, one per output element for the rest, per step
+    of a fused op)."""
     name = node.op.name
     if name in ("gpugrad::matmul", "gpugrad::linear"):
         inner = node.inputs[0].shape[-1] if node.inputs[0].shape else 1
         return 2 * _size(node.shape) * inner
     if name == "gpugrad::fused":
         return _size(node.shape) * len(node.attrs["steps"])
+    if name in REDUCTIONS and node.inputs:
+        return max(_size(node.shape), _size(node.inputs[0].shape))
     return _size(node.shape)
 
 
