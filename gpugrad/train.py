@@ -16,6 +16,7 @@ one process takes with the same seed and --batch-size, which stays the global ba
 
 import csv
 import json
+import math
 import os
 import signal
 import sys
@@ -429,12 +430,26 @@ def write_step_graph(model, loader, out):
 
 def write_metrics(results, out):
     with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(results, f, indent=2)
+        json.dump(strict_json(results), f, indent=2, allow_nan=False)
     if results["epochs"]:
         with open(os.path.join(out, "metrics.csv"), "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(results["epochs"][0]))
             writer.writeheader()
             writer.writerows(results["epochs"])
+
+
+def strict_json(value):
+    """`value` (the results: dicts and lists a few levels deep) with every NaN and
+    infinity as None: Python's json writes them as NaN and Infinity, which strict JSON
+    readers (a browser's JSON.parse, jq) refuse: a diverged run's loss, the precision of
+    a class never predicted. The CSV keeps them as text."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def write_plots(history, confusion, out, stream):

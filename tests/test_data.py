@@ -179,6 +179,21 @@ def test_mnist_reads_an_npz(tmp_path):
     assert xt.shape == (4, 784) and ys.tolist() == [0, 1]
 
 
+def test_mnist_scales_pixels_and_keeps_features_a_user_standardised(tmp_path):
+    """8-bit pixels (integers, or floats within [0, 255]) are scaled to [0, 1]; floats
+    with negative values (standardised already) are kept as they are."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (4, 28, 28))
+    standardised = rng.standard_normal((4, 28, 28)) * 3
+    for images, expected in [(pixels, pixels / 255.0),
+                             (pixels.astype(np.float64), pixels / 255.0),
+                             (standardised, standardised)]:
+        np.savez(tmp_path / "mnist.npz", x_train=images, y_train=np.arange(4),
+                 x_test=images[:2], y_test=np.arange(2))
+        (xt, _), _ = gg.data.load_mnist(tmp_path / "mnist.npz")
+        np.testing.assert_allclose(xt, expected.reshape(4, -1).astype(np.float32))
+
+
 def test_bad_mnist_files_say_what_was_expected(tmp_path):
     with pytest.raises(DatasetError, match="expected a folder"):
         gg.data.load_mnist(tmp_path / "nowhere")

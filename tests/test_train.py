@@ -60,6 +60,21 @@ def test_metrics_record_every_epoch_and_the_test_result(small_run):
     assert "epoch   3/3" in result.stderr and "test accuracy" not in result.stderr
 
 
+def test_a_diverged_runs_metrics_are_strict_json_with_null_for_nan(tmp_path):
+    """A learning rate far too large makes the loss NaN: metrics.json says null there
+    (Python's NaN literal is refused by strict JSON readers), the CSV keeps the text."""
+    result = gpugrad("train", "--epochs", "1", "--hidden", "8", "--optimizer", "sgd",
+                     "--lr", "1e30", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+
+    def refuse(literal):
+        raise ValueError(f"{literal} in metrics.json")
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
+    assert metrics["epochs"][0]["train_loss"] is None and metrics["test_loss"] is None
+    assert ",nan," in (tmp_path / "metrics.csv").read_text()
+
+
 def test_evaluate_reloads_the_checkpoint_and_agrees(small_run):
     out, _ = small_run
     metrics = json.loads((out / "metrics.json").read_text())

@@ -44,7 +44,8 @@ _IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049
 def load_mnist(path):
     """((x_train, y_train), (x_test, y_test)) from `path`: a folder with the four
     standard MNIST IDX files (each plain or .gz), or an .npz with x_train, y_train,
-    x_test, y_test. Images come as float32 in [0, 1] of shape (N, 784)."""
+    x_test, y_test. Images come as float32 of shape (N, 784), 8-bit pixel values
+    scaled to [0, 1] (values a user standardised already are kept)."""
     path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path):
         raise DatasetError(f"no MNIST data at {path}: expected a folder with "
@@ -139,9 +140,18 @@ def _as_xy(images, labels, scale=True, x_name="the images", y_name="the labels")
     if not np.isfinite(x).all():
         raise DatasetError(f"{x_name} holds {int((~np.isfinite(x)).sum())} NaN or infinite "
                            "value(s)")
-    if scale and x.max(initial=0) > 1.0:  # 8-bit pixels
+    if scale and _pixels(images, x):
         x /= 255.0
     return x, _class_labels(labels, len(x), y_name)
+
+
+def _pixels(images, x):
+    """Whether MNIST's images hold 8-bit pixel values, which are scaled to [0, 1]: values
+    above 1, of an integer dtype or all within [0, 255]. Features a user standardised
+    already (negative values) or scaled are kept as they are."""
+    if x.max(initial=0) <= 1.0:
+        return False
+    return images.dtype.kind in "biu" or (x.min() >= 0.0 and x.max() <= 255.0)
 
 
 def _class_labels(labels, count, name):
