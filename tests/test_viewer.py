@@ -612,3 +612,10 @@ def test_edges_of_a_tied_weight_run_around_the_boxes_between(browser, tmp_path, 
     page.locator("g.frame text").nth(1).click()  # an inner module, collapsed
     assert page.locator("g.scope").count() == 2
     assert edges_through_boxes(page) == []
+
+
+def test_the_page_title_is_the_text_of_the_title_given_escaped():
+    graph = gg.trace(lambda t: t * 2.0, gg.ones(2))
+    assert "<title>run 7</title>" in str(graph.to_html(title="run 7"))
+    assert "<title>7</title>" in str(graph.to_html(title=7))
+    assert "<title>a &lt;b&gt;</title>" in str(graph.to_html(title="a <b>"))

@@ -912,7 +912,7 @@ def to_html(graph, path=None, title="gpugrad graph", collapse=None):
     with every module scope collapsed (None: when the graph has more than COLLAPSE_ABOVE
     nodes)."""
     data = json.dumps(page_data(graph, collapse)).replace("</", "<\\/")  # safe in <script>
-    page = _PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
+    page = _PAGE.replace("__TITLE__", html.escape(str(title))).replace("__DATA__", data)
     if path is not None:
         write_text(path, page, encoding="utf-8")  # whole or not at all
     return Text(page, "HTML page", path)
