@@ -63,6 +63,8 @@ OPTIMISERS = {
     "sgd dampening": lambda ps: gg.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.3),
     "adam": lambda ps: gg.optim.Adam(ps, lr=1e-2, weight_decay=1e-3),
     "adamw": lambda ps: gg.optim.AdamW(ps, lr=1e-2),
+    "adamw amsgrad maximize": lambda ps: gg.optim.AdamW(ps, lr=1e-2, amsgrad=True,
+                                                        maximize=True),
 }
 
 
@@ -931,7 +933,7 @@ def test_changing_an_optimisers_hyper_parameter_traces_anew_and_follows_eager():
         assert compiled(x, y).item() == eager(x, y).item()
     assert len(compiled.log) == 2
     assert_same_parameters(model, eager_model)
-    opt.param_groups[0]["maximize"] = False  # an entry the plan did not know
+    opt.param_groups[0]["foreach"] = False  # an entry the plan did not know
     with pytest.warns(gg.CompileWarning, match="an optimiser hyper-parameter changed"):
         compiled(*data[0])
 

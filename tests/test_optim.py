@@ -110,6 +110,8 @@ SGD_CONFIGS = [
     pytest.param(dict(lr=0.05, momentum=0.8, weight_decay=0.01), id="momentum+wd"),
     pytest.param(dict(lr=0.05, momentum=0.9, weight_decay=0.02, nesterov=True),
                  id="nesterov+wd"),
+    pytest.param(dict(lr=0.05, momentum=0.9, weight_decay=0.02, maximize=True),
+                 id="maximize"),
 ]
 
 
@@ -125,6 +127,9 @@ ADAM_CONFIGS = [
     pytest.param(dict(lr=0.01, weight_decay=0.1), id="weight_decay"),
     pytest.param(dict(lr=0.02, betas=(0.8, 0.95), eps=1e-6), id="betas+eps"),
     pytest.param(dict(lr=0.02, betas=(0.5, 0.9), eps=1e-4, weight_decay=0.05), id="all"),
+    pytest.param(dict(lr=0.02, betas=(0.5, 0.9), amsgrad=True), id="amsgrad"),
+    pytest.param(dict(lr=0.02, weight_decay=0.05, amsgrad=True, maximize=True),
+                 id="amsgrad+maximize"),
 ]
 
 
@@ -140,6 +145,9 @@ ADAMW_CONFIGS = [
     pytest.param(dict(lr=0.01, weight_decay=0.1), id="weight_decay"),
     pytest.param(dict(lr=0.02, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.3), id="all"),
     pytest.param(dict(lr=0.01, weight_decay=0.0), id="no_decay"),
+    pytest.param(dict(lr=0.02, betas=(0.5, 0.9), weight_decay=0.1, amsgrad=True),
+                 id="amsgrad"),
+    pytest.param(dict(lr=0.02, weight_decay=0.1, maximize=True), id="maximize"),
 ]
 
 
@@ -165,6 +173,7 @@ OPTIMIZERS = [
                  id="sgd"),
     pytest.param("Adam", dict(lr=0.01, weight_decay=0.1), id="adam"),
     pytest.param("AdamW", dict(lr=0.01, weight_decay=0.1), id="adamw"),
+    pytest.param("Adam", dict(lr=0.02, amsgrad=True, maximize=True), id="adam-amsgrad"),
 ]
 
 
@@ -426,11 +435,12 @@ def test_repr_shows_each_groups_hyper_parameters_as_torch_prints_them():
     opt.add_param_group({"params": [b], "lr": 0.01})
     assert repr(opt) == "\n".join([
         "SGD (", "Parameter Group 0", "    dampening: 0.0", "    lr: 0.1",
-        "    momentum: 0.9", "    nesterov: False", "    weight_decay: 0.0",
-        "Parameter Group 1", "    dampening: 0.0", "    lr: 0.01", "    momentum: 0.9",
-        "    nesterov: False", "    weight_decay: 0.0", ")"])
-    assert repr(gg.optim.Adam([W])).splitlines()[:3] == [
-        "Adam (", "Parameter Group 0", "    betas: (0.9, 0.999)"]
+        "    maximize: False", "    momentum: 0.9", "    nesterov: False",
+        "    weight_decay: 0.0",
+        "Parameter Group 1", "    dampening: 0.0", "    lr: 0.01", "    maximize: False",
+        "    momentum: 0.9", "    nesterov: False", "    weight_decay: 0.0", ")"])
+    assert repr(gg.optim.Adam([W])).splitlines()[:4] == [
+        "Adam (", "Parameter Group 0", "    amsgrad: False", "    betas: (0.9, 0.999)"]
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
@@ -966,3 +976,39 @@ def test_a_compiled_step_checks_the_lr_of_a_group_without_gradients_too():
     for run in (step, compiled):  # eager refuses it; so does the plan's run
         with pytest.raises(ValueError, match="parameter group 1 has lr=nan"):
             run(gg.ones(2))
+
+
+def test_amsgrad_switched_on_and_a_state_saved_without_the_switches_go_on_as_torch():
+    """AMSGrad switched on at step 4 starts its maximum from zeros then, as a fresh
+    torch.optim.Adam(amsgrad=True) loaded with the state so far does; a state dict
+    saved without the amsgrad and maximize entries loads with both off."""
+    problem = Problem(seed=3)
+    gps, tps = problem.gg_params(), problem.torch_params()
+    gopt, topt = gg.optim.Adam(gps, lr=0.02), torch.optim.Adam(tps, lr=0.02)
+    for step, (x, y) in enumerate(problem.batches, start=1):
+        if step == 4:
+            saved = gopt.state_dict()
+            for group in saved["param_groups"]:
+                del group["amsgrad"], group["maximize"]  # as an older state holds it
+            gopt = gg.optim.Adam(gps, lr=0.02, maximize=True)
+            gopt.load_state_dict(saved)
+            assert gopt.param_groups[0]["maximize"] is False
+            gopt.param_groups[0]["amsgrad"] = True
+            topt.param_groups[0]["amsgrad"] = True
+            for p in tps:  # torch makes the maximum only in a fresh state: give it zeros
+                topt.state[p]["max_exp_avg_sq"] = torch.zeros_like(p)
+        gopt.zero_grad()
+        Problem.gg_loss(gps, x, y).backward()
+        gopt.step()
+        topt.zero_grad()
+        Problem.torch_loss(tps, x, y).backward()
+        topt.step()
+        assert_same_params(gps, tps, step)
+    assert sorted(gopt.state[gps[0]]) == ["exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step"]
+
+
+@pytest.mark.parametrize("make", [lambda ps: gg.optim.Adam(ps, amsgrad="False"),
+                                  lambda ps: gg.optim.SGD(ps, lr=0.1, maximize=1)])
+def test_a_switch_must_be_true_or_false(make):
+    with pytest.raises(TypeError, match="must be True or False"):
+        make(Problem().gg_params())

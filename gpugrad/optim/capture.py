@@ -10,8 +10,10 @@ hyper-parameters are constants of the plan, guarded: changing one traces anew.
 
 import math
 import operator
+import types
 
 from ..compiler.reads import typed
+from ..functions import maximum
 from ..mode import no_grad
 from ..tensor import Tensor
 from .fused_update import fused_update_for
@@ -111,6 +113,10 @@ def _step_scalars(opt, index, params, recorder, positions):
     return per_param
 
 
+# What an update rule calls beyond operators (Optimizer._update's xp), on Tensors.
+TENSOR_MATH = types.SimpleNamespace(sqrt=Tensor.sqrt, maximum=maximum)
+
+
 def _captured_update(opt, group, p, scalar_t, recorder, positions):
     state = opt.state[p]
     arrays, feeds = {}, {}
@@ -131,7 +137,7 @@ def _captured_update(opt, group, p, scalar_t, recorder, positions):
         if fused is not None:  # one op (one kernel of kernels/optim.cu on CuPy)
             value, new = fused(opt, group, p, p.grad, arrays, scalar_t)
         else:
-            scale, delta, new = opt._update(group, p, p.grad, arrays, scalar_t, Tensor.sqrt)
+            scale, delta, new = opt._update(group, p, p.grad, arrays, scalar_t, TENSOR_MATH)
             value = p * scale - delta if opt._scales_params(group) else p - delta
     for key, t in new.items():
         recorder.state(_setter(opt, p, key), t, feeds.get(key))

@@ -132,8 +132,10 @@ def fused_update_for(opt, group, p):
 
     if p.device.backend.name not in FUSED_UPDATE_BACKENDS:
         return None
+    if group.get("maximize"):  # (the kernels descend)
+        return None
     if isinstance(opt, Adam):
-        return adam_update
+        return None if group.get("amsgrad") else adam_update
     if isinstance(opt, SGD) and group["momentum"]:
         return sgd_momentum_update
     return None

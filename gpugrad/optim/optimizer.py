@@ -58,9 +58,10 @@ class Optimizer:
       step is the general formula, bit for bit the same as a special first case;
     - `_scalars(group, step)`: the step's scalars, computed on the host (learning rate,
       bias corrections) — in a compiled plan they are read anew on every run;
-    - `_update(group, p, grad, arrays, scalars, sqrt) -> (scale, delta, new_arrays)`, the
-      update being p = scale * p - delta; written once for both backend arrays (eager)
-      and Tensors (traced by gg.compile).
+    - `_update(group, p, grad, arrays, scalars, xp) -> (scale, delta, new_arrays)`, the
+      update being p = scale * p - delta; written once for both backend arrays (eager,
+      xp their namespace) and Tensors (traced by gg.compile, xp a namespace of the
+      tensor functions the rules call: sqrt and maximum).
     """
 
     def __init__(self, params, defaults):
@@ -130,7 +131,7 @@ class Optimizer:
                 step = state.get("step", 0) + 1
                 scale, delta, arrays = self._update(
                     numbers, p._data, p.grad._data, state, self._scalars(numbers, step),
-                    p.device.backend.xp.sqrt)
+                    p.device.backend.xp)
                 # (state the step left alone stays: momentum set to 0 keeps its buffer)
                 pending.append((p, scale, delta, {**state, **arrays, "step": step}))
         for p, scale, delta, new_state in pending:  # commit only once all succeeded
@@ -185,7 +186,7 @@ class Optimizer:
     def _scalars(self, group, step):
         return {"lr": group["lr"], "scale": 1.0}
 
-    def _update(self, group, p, grad, arrays, scalars, sqrt):
+    def _update(self, group, p, grad, arrays, scalars, xp):
         raise NotImplementedError
 
     def _scales_params(self, group):
@@ -233,7 +234,7 @@ class Optimizer:
         kind of optimiser (its hyper-parameters and state entries), the same number of
         groups and of parameters in each, state of the parameters' shapes."""
         name = type(self).__name__
-        saved_groups = state_dict["param_groups"]
+        saved_groups = [_with_switches(self, g) for g in state_dict["param_groups"]]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"{name}.load_state_dict: the state has {len(saved_groups)} "
                              f"parameter group(s), this optimiser {len(self.param_groups)}")
@@ -258,6 +259,16 @@ class Optimizer:
             group.update({k: tuple(v) if k == "betas" else v for k, v in saved.items()
                           if k != "params"})
         self.state = state
+
+
+SWITCHES = ("amsgrad", "maximize")  # off unless a saved group says otherwise
+
+
+def _with_switches(opt, saved):
+    """A saved group with the switches it lacks off: a state saved before an optimiser
+    had them (or by one that never turned them on) loads and goes on as it would have."""
+    missing = {k: False for k in SWITCHES if k in opt.defaults and k not in saved}
+    return {**missing, **saved} if missing else saved
 
 
 def _check_saved_group(opt, index, group, saved):
@@ -308,6 +319,13 @@ def _check_hyper(name, **values):
             raise ValueError(f"{name}: {key} must be a finite number >= 0, got {value!r}")
 
 
+def _flag(name, key, value):
+    """A switch (amsgrad, maximize) as a bool: a string "False" would read as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: {key} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _check_lr(opt, group, index):
     """A learning rate must be a finite number >= 0: a negative one climbs the loss,
     and NaN or inf turns every parameter into NaN at the first step."""
@@ -347,14 +365,15 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
-                 dampening=0.0):
+                 dampening=0.0, *, maximize=False):
         _check_hyper("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay,
                      dampening=dampening)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum needs momentum > 0 and no dampening")
         super().__init__(params, {"lr": lr, "momentum": momentum,
                                   "weight_decay": weight_decay, "nesterov": nesterov,
-                                  "dampening": dampening})
+                                  "dampening": dampening,
+                                  "maximize": _flag("SGD", "maximize", maximize)})
 
     def _state_keys(self, group):
         # A buffer made at the first step with momentum, kept while momentum is 0; from
@@ -373,8 +392,8 @@ class SGD(Optimizer):
         return {"lr": group["lr"], "scale": 1.0,
                 "dampening": 1.0 if step == 1 else 1 - group["dampening"]}
 
-    def _update(self, group, p, grad, arrays, scalars, sqrt):
-        d = grad
+    def _update(self, group, p, grad, arrays, scalars, xp):
+        d = -grad if group["maximize"] else grad  # ascent: as PyTorch, before the decay
         if group["weight_decay"]:
             d = d + group["weight_decay"] * p
         mu = group["momentum"]
@@ -392,15 +411,25 @@ class Adam(Optimizer):
 
     decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        _check_hyper(type(self).__name__, lr=lr, eps=eps, weight_decay=weight_decay)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False, *, maximize=False):
+        name = type(self).__name__
+        _check_hyper(name, lr=lr, eps=eps, weight_decay=weight_decay)
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
-                                  "weight_decay": weight_decay})
+                                  "weight_decay": weight_decay,
+                                  "amsgrad": _flag(name, "amsgrad", amsgrad),
+                                  "maximize": _flag(name, "maximize", maximize)})
 
     def _state_keys(self, group):
-        return ("exp_avg", "exp_avg_sq")
+        # AMSGrad's running maximum of v, from zeros (as PyTorch's) at the first step
+        # that uses it
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+
+    def _optional_state_keys(self):
+        # kept while amsgrad is switched off, made when it is switched on (see SGD's)
+        return ("max_exp_avg_sq",)
 
     def _scalars(self, group, step):
         lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
@@ -413,15 +442,19 @@ class Adam(Optimizer):
     def _scales_params(self, group):
         return bool(self.decoupled and group["weight_decay"])
 
-    def _update(self, group, p, grad, arrays, scalars, sqrt):
+    def _update(self, group, p, grad, arrays, scalars, xp):
         (b1, b2), eps, wd = group["betas"], group["eps"], group["weight_decay"]
+        if group["maximize"]:  # ascent: as PyTorch, before the decay
+            grad = -grad
         if wd and not self.decoupled:
             grad = grad + wd * p
         m = b1 * arrays["exp_avg"] + (1 - b1) * grad
         v = b2 * arrays["exp_avg_sq"] + (1 - b2) * grad * grad
-        denom = sqrt(v) / scalars["sqrt_bias2"] + eps
-        return scalars["scale"], scalars["step_size"] * (m / denom), \
-            {"exp_avg": m, "exp_avg_sq": v}
+        new = {"exp_avg": m, "exp_avg_sq": v}
+        if group["amsgrad"]:  # the step divides by the largest v so far
+            v = new["max_exp_avg_sq"] = xp.maximum(arrays["max_exp_avg_sq"], v)
+        denom = xp.sqrt(v) / scalars["sqrt_bias2"] + eps
+        return scalars["scale"], scalars["step_size"] * (m / denom), new
 
 
 class AdamW(Adam):
@@ -429,5 +462,7 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
+                 amsgrad=False, *, maximize=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize)
