@@ -182,8 +182,8 @@ def _check_samples_suit(op, samples):
 
     from .creation import tensor
 
-    try:
-        op(*[tensor(s, dtype=np.float64) for s in samples])
+    try:  # on the CPU, where opcheck runs them (not on the default device)
+        op(*[tensor(s, dtype=np.float64, device="cpu") for s in samples])
     except Exception as exc:
         raise ValueError(
             f"{op.name} does not take the default samples ({len(samples)} float64 "

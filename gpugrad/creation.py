@@ -12,14 +12,14 @@ from .backends import device as as_device
 from .errors import DTypeError, ShapeError
 from .mode import state as _state
 from .spec import whole_number
-from .tensor import Tensor
+from .tensor import Tensor, array_of
 
 
 def _finish(data, dtype, dev, requires_grad):
     if requires_grad and dtype.kind != "f":
         raise DTypeError(f"only floating-point tensors can require gradients, not {dtype} "
                          "(pass dtype='float32' or use float values)")
-    t = Tensor._wrap(data, dtype, dev, bool(requires_grad))
+    t = Tensor._wrap(array_of(data), dtype, dev, bool(requires_grad))
     if _state.capture is not None:  # made inside gg.compile's trace: new at every call
         _state.capture.made(t)
     return t
@@ -62,7 +62,11 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     except (ValueError, TypeError) as exc:
         raise _annotate("tensor", DTypeError(
             f"cannot make a tensor from {type(data).__name__}: {exc}")) from None
-    dt = dtype or dtypes.host_dtype(host, from_python)
+    try:
+        dt = dtype or dtypes.host_dtype(host, from_python)
+    except DTypeError as exc:  # strings, complex numbers, None: named as a ragged list is
+        raise _annotate("tensor", DTypeError(
+            f"{exc} (from a {type(data).__name__})")) from None
     dev = dev or default_device()
     return _finish(dev.backend.from_host(host, dt), dt, dev, requires_grad)
 

@@ -12,16 +12,27 @@ class GradcheckInputError(GpugradError, ValueError):
     """gradcheck was given nothing to check: no input requires grad."""
 
 
-def _outputs(fn, inputs):
+def _outputs(fn, inputs, checked=None):
+    """fn's outputs as a list; with `checked` (a list of bools), those it marks."""
     out = fn(*inputs)
-    return [out] if isinstance(out, Tensor) else list(out)
+    out = [out] if isinstance(out, Tensor) else list(out)
+    return out if checked is None else [o for o, c in zip(out, checked, strict=True) if c]
 
 
-def _flat_outputs(fn, inputs):
+def _flat_outputs(fn, inputs, checked=None):
     # With gradients on: fn may compute gradients itself (gg.grad with create_graph),
     # which is how second derivatives are checked.
     return np.concatenate([o.numpy().astype(np.float64).ravel()
-                           for o in _outputs(fn, inputs)])
+                           for o in _outputs(fn, inputs, checked)])
+
+
+def _checked_outputs(fn, inputs):
+    """Which of fn's outputs are checked: those that require grad, as PyTorch's
+    gradcheck has it (an output declared nondifferentiable, or detached, has no
+    analytical gradient to compare with its finite differences); all of them where none
+    does, so that their finite differences must then be zero."""
+    wanted = [o.requires_grad for o in _outputs(fn, inputs)]
+    return wanted if any(wanted) else [True] * len(wanted)
 
 
 def _perturbed(inputs, which, delta):
@@ -37,7 +48,7 @@ def _perturbed(inputs, which, delta):
     return out
 
 
-def _numerical_vjp(fn, inputs, which, v, eps):
+def _numerical_vjp(fn, inputs, which, v, eps, checked):
     """v . J_which by central differences, one input element at a time."""
     x = inputs[which]
     n = x.size
@@ -45,14 +56,14 @@ def _numerical_vjp(fn, inputs, which, v, eps):
     for k in range(n):
         e = np.zeros(n)
         e[k] = eps
-        plus = _flat_outputs(fn, _perturbed(inputs, which, e))
-        minus = _flat_outputs(fn, _perturbed(inputs, which, -e))
+        plus = _flat_outputs(fn, _perturbed(inputs, which, e), checked)
+        minus = _flat_outputs(fn, _perturbed(inputs, which, -e), checked)
         result[k] = v @ (plus - minus) / (2 * eps)
     return result
 
 
-def _analytical_vjp(fn, inputs, v, diff):
-    outs = _outputs(fn, inputs)
+def _analytical_vjp(fn, inputs, v, diff, checked):
+    outs = _outputs(fn, inputs, checked)
     grads, start = [], 0
     for o in outs:
         size = o.size
@@ -96,19 +107,20 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, seed=0,
         if id(inputs[i]) not in copies:
             copies[id(inputs[i])] = _in_float64(inputs[i])
     inputs = [copies[id(x)] if i in diff else x for i, x in enumerate(inputs)]
-    n_out = _flat_outputs(fn, inputs).size
+    checked = _checked_outputs(fn, inputs)
+    n_out = _flat_outputs(fn, inputs, checked).size
     rng = np.random.default_rng(seed)
     projections = [rng.standard_normal(n_out)] if fast else list(np.eye(n_out))
     failures = []
     for row, v in enumerate(projections):
-        analytical = _analytical_vjp(fn, inputs, v, diff)
+        analytical = _analytical_vjp(fn, inputs, v, diff, checked)
         for i, a in zip(diff, analytical, strict=True):
             if fast:
                 u = rng.standard_normal(inputs[i].size)
-                num = _directional(fn, inputs, i, u, eps) @ v
+                num = _directional(fn, inputs, i, u, eps, checked) @ v
                 ana = a @ u
             else:
-                num = _numerical_vjp(fn, inputs, i, v, eps)
+                num = _numerical_vjp(fn, inputs, i, v, eps, checked)
                 ana = a
             if not np.allclose(ana, num, atol=atol, rtol=rtol):
                 failures.append(_describe(i, row, ana, num, fast))
@@ -129,9 +141,9 @@ def _in_float64(x):
     return x.detach().astype("float64").requires_grad_()
 
 
-def _directional(fn, inputs, which, u, eps):
-    plus = _flat_outputs(fn, _perturbed(inputs, which, eps * u))
-    minus = _flat_outputs(fn, _perturbed(inputs, which, -eps * u))
+def _directional(fn, inputs, which, u, eps, checked):
+    plus = _flat_outputs(fn, _perturbed(inputs, which, eps * u), checked)
+    minus = _flat_outputs(fn, _perturbed(inputs, which, -eps * u), checked)
     return (plus - minus) / (2 * eps)
 
 

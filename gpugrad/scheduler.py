@@ -271,14 +271,14 @@ def _fit(g, inp, node):
     if not isinstance(g, Tensor):
         raise GraphError(f"{node.name}: the VJP returned a {type(g).__name__}, not a Tensor "
                          f"(op created at {node.where()})")
+    if g._device is not inp.device:  # (a DeviceError, as devices mixed in an op are)
+        raise DeviceError(f"{node.name}: the VJP returned a gradient on {g._device} for "
+                          f"an input on {inp.device} (op created at {node.where()})")
     shape = inp.shape
     if g._data.shape != shape:
         g = sum_to(g, shape, node)
     if g._dtype is not inp.dtype:
         g = g.astype(inp.dtype)
-    if g._device is not inp.device:
-        raise GraphError(f"{node.name}: the VJP returned a gradient on {g._device} for an "
-                         f"input on {inp.device} (op created at {node.where()})")
     return g
 
 

@@ -16,6 +16,25 @@ from .errors import DeviceError, DTypeError, GpugradError, GraphError, ShapeErro
 from .node import format_site, next_seq, user_site
 
 
+def array_of(data):
+    """`data` as an array that can be written into. NumPy's ufuncs give a 0-d result as
+    a NumPy scalar (np.float32), which has no memory to update in place: an optimiser's
+    step would rebind it (a detach() of the parameter would not follow) and a compiled
+    step's write into it would fail. So a tensor that may be updated in place, or whose
+    array is shared, holds a 0-d array instead (the same value)."""
+    return np.asarray(data) if isinstance(data, np.generic) else data
+
+
+def trainable_array(data):
+    """`data` as an array a parameter can be updated in: array_of's, and a copy of a
+    read-only NumPy view (a broadcast_to's, whose elements share memory), which an
+    optimiser's step could not write into half way through its parameters."""
+    data = array_of(data)
+    if not getattr(getattr(data, "flags", None), "writeable", True):
+        data = data.copy()
+    return data
+
+
 class Tensor:
     """An n-dimensional array that records the ops applied to it, for gradients."""
 
@@ -130,6 +149,8 @@ class Tensor:
                     else "; use .detach() to get a leaf")
             raise RuntimeError("requires_grad can only be changed on leaf tensors" + hint)
         self._requires_grad = value
+        if value:  # a tensor to train is updated in place (optimisers, compiled steps)
+            self._data = trainable_array(self._data)
         # Graphs already recorded keep the leaf as it was then; the next op makes a new
         # leaf node that knows the new setting.
         self._node = None
@@ -204,6 +225,7 @@ class Tensor:
         """The same values, cut from the graph (a leaf that does not require grad)."""
         if _state.capture is not None:  # gg.compile's trace: recorded, see ops.conversion
             return _apply(_conv.detach, (self,), _NO)
+        self._data = array_of(self._data)  # (one array to share, see array_of)
         t = Tensor._wrap(self._data, self._dtype, self._device, False)
         t._base = self  # the same array: self's in-place changes are t's
         return t

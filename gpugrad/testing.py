@@ -130,8 +130,8 @@ def opcheck(op, sample_inputs, attrs=None, *, device="cpu", atol=1e-5, rtol=1e-3
     def run(name, check):
         try:
             report[name] = check()
-        except (GradcheckError, AssertionError, ValueError, TypeError,
-                RuntimeError) as exc:
+        except Exception as exc:  # whatever the op's parts raise (a KeyError in its VJP,
+            # a ZeroDivisionError) fails this check, listed with the others
             report[name] = f"failed: {exc}"
             failures.append(f"{name}: {exc}")
 

@@ -166,6 +166,18 @@ def test_set_default_device_moves_new_tensors():
     assert gg.zeros(2).device == before
 
 
+def test_set_default_device_auto_chooses_as_the_environments_auto_does():
+    before = gg.default_device()
+    try:
+        gg.set_default_device("array_api_strict")
+        gg.set_default_device("auto")
+        expected = "cuda:0" if gg.cuda.is_available() else "cpu"
+        assert gg.zeros(2).device == expected
+        assert gg.info()["reason"].startswith("auto: ")
+    finally:
+        gg.set_default_device(before)
+
+
 def test_manual_seed_repeats_random_numbers():
     gg.manual_seed(7)
     first = gg.randn(4).numpy()

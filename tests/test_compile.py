@@ -709,6 +709,50 @@ def test_a_defvjp_op_differentiated_inside_a_compiled_function_is_refused():
         gg.compile(lambda x: softplus(x * w).sum().backward())(x)
 
 
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_a_custom_ops_output_is_checked_in_every_run_of_a_plan_as_eagerly(outputs):
+    """A kernel whose output shape depends on its input's values (or breaks its shape
+    function's promise) after the trace: eager mode refuses it, naming the op and the
+    line, and so must each run of a plan made for the traced shapes (not go on with a
+    wrong shape, or with its dtype)."""
+    def first_or_all(x):
+        return x[:1] if float(x[0]) > 5 else x * 1
+
+    @gg.custom_op(f"test_compile::first_or_all_{outputs}", outputs=outputs, replace=True)
+    def op(x):
+        return first_or_all(x) if outputs == 1 else (x * 1, first_or_all(x))
+
+    @op.register_shape
+    def _(x):
+        return x if outputs == 1 else (x, x)
+
+    def fn(x):
+        out = op(x)
+        return (out if outputs == 1 else out[0] + out[1]).sum()
+
+    compiled = gg.compile(fn)
+    assert compiled(gg.ones(2)).item() == fn(gg.ones(2)).item() == 2.0 * outputs
+    with pytest.raises(gg.ShapeError, match=f"test_compile::first_or_all_{outputs}"):
+        fn(gg.full((2,), 10.0))
+    where = "" if outputs == 1 else r", as output 1,"
+    with pytest.raises(gg.ShapeError, match=rf"first_or_all_{outputs}: the kernel returned"
+                                            rf"{where} \(1,\) float32 where its traced "
+                                            r"call returned \(2,\) float32.*in a run of "
+                                            r"gg.compile\(.*fn\).*test_compile.py"):
+        compiled(gg.full((2,), 10.0))
+
+    @gg.custom_op("test_compile::sometimes_f64", replace=True)
+    def sometimes_f64(x):
+        return x.astype("float64") if float(x[0]) > 5 else x * 1
+
+    doubled = gg.compile(lambda x: sometimes_f64(x) * 2)
+    assert doubled(gg.ones(2)).dtype == np.float32
+    with pytest.raises(gg.DTypeError, match=r"sometimes_f64: the kernel returned \(2,\) "
+                                            r"float64 where its traced call returned "
+                                            r"\(2,\) float32"):
+        doubled(gg.full((2,), 10.0))
+
+
 def test_a_backward_into_an_argument_adds_to_its_grad_and_says_how_to_avoid_retraces():
     w = gg.tensor([1.0, 2.0])
 

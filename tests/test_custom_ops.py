@@ -194,6 +194,26 @@ def test_a_vjp_returning_the_wrong_number_or_shape_of_gradients_names_the_op():
     badvjp.register_vjp(lambda ctx, g: (g, gg.ones(4)))
     with pytest.raises(gg.ShapeError, match="test_custom::badvjp"):
         badvjp(x, y).sum().backward()
+    badvjp.register_vjp(lambda ctx, g: g)  # a bare Tensor: says what it should be
+    with pytest.raises(gg.GraphError, match=r"test_custom::badvjp: the VJP returned a "
+                                            r"Tensor, not a tuple of gradients, one per "
+                                            r"input \(2 here"):
+        badvjp(x, y).sum().backward()
+
+
+def test_a_vjp_returning_a_gradient_on_another_device_is_a_device_error_naming_the_op():
+    pytest.importorskip("array_api_strict")
+
+    @gg.custom_op("test_custom::elsewhere", replace=True)
+    def elsewhere(x):
+        return x * 2
+
+    elsewhere.register_vjp(lambda ctx, g: (gg.ones(3, device="array_api_strict"),))
+    x = gg.ones(3, requires_grad=True)
+    with pytest.raises(gg.DeviceError, match="test_custom::elsewhere: the VJP returned a "
+                                             "gradient on array_api_strict for an input "
+                                             "on cpu .*test_custom_ops.py"):
+        elsewhere(x).sum().backward()
 
 
 def test_differentiating_an_op_without_a_vjp_says_how_to_fix_it():
@@ -217,6 +237,35 @@ def test_differentiating_an_op_without_a_vjp_says_how_to_fix_it():
 def test_bad_names_are_refused(name, message):
     with pytest.raises(ValueError, match=message):
         gg.custom_op(name)(lambda x: x)
+
+
+@pytest.mark.parametrize("options, error, message", [
+    ({"outputs": 0}, ValueError, "outputs must be a whole number >= 1, got 0"),
+    ({"outputs": 1.5}, ValueError, "outputs must be a whole number >= 1, got 1.5"),
+    ({"outputs": True}, ValueError, "outputs must be a whole number >= 1, got True"),
+    ({"outputs": 2, "nondifferentiable_outputs": (2,)}, ValueError, "names no output"),
+    ({"outputs": 2, "nondifferentiable_outputs": 1}, TypeError, "tuple of output indices"),
+    ({"nondifferentiable_outputs": (0,)}, ValueError, "differentiable=False"),
+], ids=["no outputs", "a fraction", "a bool", "index past the outputs", "an int",
+        "the one output"])
+def test_output_counts_and_indices_that_cannot_be_meant_are_refused_naming_the_op(
+        options, error, message):
+    """At the definition (outputs=1.5 was cut to 1, outputs=0 made a one-output op, and a
+    one-output op's output 0 declared nondifferentiable still required grad)."""
+    with pytest.raises(error, match=f"test_custom::counted: .*{message}"):
+        gg.custom_op("test_custom::counted", replace=True, **options)(lambda x: (x, x))
+
+
+def test_a_composite_op_returning_anything_but_one_tensor_names_the_op_and_line():
+    pair = gg.composite_op("test_custom::pair_composite", replace=True)(
+        lambda x: (x * 2, x * 3))
+    with pytest.raises(TypeError, match=r"test_custom::pair_composite: .* returns one "
+                                        r"Tensor, got a tuple \(at test_custom_ops.py:\d+\);"
+                                        r" for several outputs"):
+        pair(gg.ones(2))
+    number = gg.composite_op("test_custom::number_composite", replace=True)(lambda x: 3.0)
+    with pytest.raises(TypeError, match="got a float"):
+        number(gg.ones(2))
 
 
 def test_a_name_is_registered_once_unless_replaced():
@@ -260,6 +309,20 @@ def test_opcheck_catches_a_vjp_without_a_second_derivative():
     with pytest.raises(OpcheckError, match="gradgradcheck") as excinfo:
         opcheck(swish, [np.linspace(-2, 2, 7)])
     assert "gradcheck (fast)" not in str(excinfo.value)  # the first order is right
+
+
+@pytest.mark.parametrize("mistake, raised", [
+    (lambda ctx, g: (g * ctx.attrs["betaa"],), "KeyError"),
+    (lambda ctx, g: (g * (1 / 0),), "ZeroDivisionError"),
+], ids=["attribute typo", "division by zero"])
+def test_opcheck_reports_any_error_of_a_vjp_as_a_failed_check(mistake, raised):
+    """Whatever a VJP raises fails the checks that run it, listed in one OpcheckError
+    (not a bare KeyError out of opcheck, the other checks unreported)."""
+    swish = make_swish("test_custom::raising_vjp")
+    swish.register_vjp(mistake)
+    with pytest.raises(OpcheckError, match=f"gradcheck: .*its VJP raised {raised}") as info:
+        opcheck(swish, [np.linspace(-2, 2, 7)])
+    assert "inference" not in str(info.value)  # the forward and shape rule are fine
 
 
 def test_opcheck_needs_sample_inputs():
@@ -416,6 +479,28 @@ def test_a_kernel_must_return_as_many_outputs_as_declared():
         short(gg.ones(2))
 
 
+def test_gradcheck_and_opcheck_check_only_the_outputs_gradients_flow_through():
+    """A float output declared nondifferentiable (a statistic, say) has no gradient to
+    compare with its finite differences: a correct op passes, as PyTorch's gradcheck
+    passes a function with a detached output; a wrong VJP is still caught; and with no
+    differentiable output at all, the finite differences must be zero."""
+    @gg.custom_op("test_custom::with_statistic", outputs=2, nondifferentiable_outputs=(1,),
+                  replace=True)
+    def with_statistic(x):
+        return x * 2, x * 3
+
+    with_statistic.register_vjp(lambda ctx, grads: (grads[0] * 2,))
+    x = gg.tensor(np.linspace(-1, 1, 4), requires_grad=True)
+    assert gg.gradcheck(with_statistic, [x]) and gg.gradcheck(with_statistic, [x], fast=True)
+    assert opcheck(with_statistic, [x])["gradcheck"] == "ok"
+    assert gg.gradcheck(lambda t: (t * 2, (t * 3).detach()), [x])
+    with_statistic.register_vjp(lambda ctx, grads: (grads[0] * 2.5,))
+    with pytest.raises(gg.GradcheckError):
+        gg.gradcheck(with_statistic, [x])
+    with pytest.raises(gg.GradcheckError, match="numerical"):
+        gg.gradcheck(lambda t: (t * 3).detach(), [x])
+
+
 def test_defvjp_computes_residuals_once_in_the_forward_and_frees_them_after_backward():
     calls = []
 
@@ -441,6 +526,28 @@ def test_defvjp_computes_residuals_once_in_the_forward_and_frees_them_after_back
     assert calls == ["forward"]  # the backward used the residual, not a second forward
     assert all(y.graph.node(n).saved == ("<freed>",) for n in y.graph.op_nodes())
     assert gg.gradcheck(softplus, [x])
+
+
+@pytest.mark.parametrize("residuals, error, says", [
+    (lambda x: x * 2, TypeError, "residuals a tuple of arrays .* of type ndarray"),
+    (lambda x: None, TypeError, "residuals a tuple of arrays .* of type NoneType"),
+    (lambda x: ([1.0, 2.0],), gg.DeviceError, "residual 0, a builtins.list, not an array"),
+    (lambda x: (x, 2.0), gg.DeviceError, "residual 1, a builtins.float, not an array"),
+    (lambda x: (x.astype(np.complex64),), gg.DTypeError, "residual 0, dtype complex64"),
+], ids=["one-array", "none", "list", "float", "complex"])
+def test_defvjp_residuals_that_are_not_a_tuple_of_arrays_are_refused_naming_the_op(
+        residuals, error, says):
+    """One array is not split into its rows, and what bwd could not compute with fails
+    at the call that made it, naming the op and the line (not in the backward, as an
+    AttributeError naming neither)."""
+    @gg.custom_op("test_custom::double_res", replace=True)
+    def double(x):
+        return x * 2
+
+    double.defvjp(lambda x: (double(x), residuals(x)), lambda res, grad: (grad * 2,))
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(error, match=f"test_custom::double_res: .*{says}.*test_custom_ops.py"):
+        double(x)
 
 
 def test_defvjp_fwd_may_call_the_op_itself_as_in_jax():

@@ -532,3 +532,53 @@ def test_item_assignment_with_repeated_positions_keeps_the_last_value_as_numpy(d
     want[[2, 0, 2], [1, 3, 1]] = [7.0, 8.0, 9.0]
     want[0, 0] = -1.0
     np.testing.assert_array_equal(x.numpy(), want)
+
+
+@pytest.mark.parametrize("device", device_params())
+def test_item_assignment_into_a_0d_result_of_an_op_works_as_into_a_0d_leaf(device):
+    """NumPy gives an op's 0-d result as a NumPy scalar, which takes no item assignment:
+    the tensor must take it all the same, as PyTorch's does."""
+    s = gg.tensor(1.0, device=device) + 1
+    s[...] = 5.0
+    assert s.item() == 5.0
+    total = gg.ones((2, 2), device=device).sum()
+    total[()] = gg.tensor(-1.0, device=device)
+    assert total.item() == -1.0
+
+
+@pytest.mark.parametrize("make", [
+    lambda: (gg.tensor(1.0) + 1).detach().requires_grad_(),
+    lambda: (gg.tensor(1.0) * 2).requires_grad_(),
+    lambda: gg.nn.Parameter(gg.ones(3).sum() - 1),
+    lambda: gg.tensor(gg.tensor(1.0) + 1, requires_grad=True),
+], ids=["detach", "requires_grad_", "Parameter", "tensor"])
+def test_a_0d_parameter_made_from_an_op_is_updated_in_place_eagerly_and_compiled(make):
+    """An optimiser updates a parameter's array in place (a detach() of it follows), and
+    a compiled step writes into it: also when the parameter's values came from an op,
+    whose 0-d NumPy result is a scalar that cannot be written into."""
+    w, v = make(), gg.tensor([1.0, 2.0], requires_grad=True)
+    seen = w.detach()
+    opt = gg.optim.SGD([w, v], lr=0.1, momentum=0.9)
+
+    def step(x):
+        opt.zero_grad()
+        loss = ((v * w - x) ** 2).sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    step(gg.tensor([0.5, 0.5]))
+    assert seen.item() == w.item() != 2.0
+    compiled = gg.compile(step)
+    losses = [compiled(gg.tensor([0.5, 0.5])).item() for _ in range(2)]
+    w2, v2 = make(), gg.tensor([1.0, 2.0], requires_grad=True)
+    opt2 = gg.optim.SGD([w2, v2], lr=0.1, momentum=0.9)
+    eager = []
+    for _ in range(3):
+        opt2.zero_grad()
+        loss = ((v2 * w2 - gg.tensor([0.5, 0.5])) ** 2).sum()
+        loss.backward()
+        opt2.step()
+        eager.append(loss.item())
+    assert losses == eager[1:]
+    assert w.item() == w2.item() == seen.item()

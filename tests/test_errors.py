@@ -292,6 +292,10 @@ def broadcast_in_place():
     (update_a_leaf_in_place, gg.GraphError, "in-place update of a leaf"),
     (broadcast_in_place, gg.ShapeError, "add in place"),
     (lambda: gg.tensor([[1, 2], [3]]), gg.DTypeError, "tensor: cannot make a tensor"),
+    (lambda: gg.tensor("abc"), gg.DTypeError, "tensor: cannot make a tensor of dtype <U3 "
+                                             "\\(from a str\\)"),
+    (lambda: gg.tensor([1j]), gg.DTypeError, "tensor: cannot make a tensor of dtype "
+                                            "complex128"),
     (lambda: gg.zeros((-1, 2)), gg.ShapeError, "negative sizes"),
     (lambda: gg.arange(0, 1, 0), ValueError, "arange: step must not be zero"),
     (lambda: (gg.ones(3, requires_grad=True) * 2).backward(), gg.GraphError,
@@ -301,7 +305,8 @@ def broadcast_in_place():
     (lambda: gg.grad(gg.ones(2, requires_grad=True).sum(), [gg.ones(2, requires_grad=True),
                                                           gg.ones(2)]), gg.GraphError,
      "gg.grad: input 1 \\(shape \\(2,\\)\\) does not require grad"),
-], ids=["int *= float", "leaf +=", "+= broadcast", "ragged list", "negative size",
+], ids=["int *= float", "leaf +=", "+= broadcast", "ragged list", "a string",
+        "complex numbers", "negative size",
         "arange step 0", "backward of a vector", "gg.grad without a graph",
         "gg.grad of an input without grad"])
 def test_errors_outside_the_ops_name_what_failed_and_the_users_line_too(call, error, names):

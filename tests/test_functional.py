@@ -192,6 +192,36 @@ def test_gelu_of_float16_is_computed_in_float32_as_torchs(approximate):
     np.testing.assert_array_max_ulp(got.numpy(), want, maxulp=6)
 
 
+@pytest.mark.parametrize("call, name", [
+    (lambda: F.softmax(gg.tensor([True, False])), "softmax"),
+    (lambda: F.log_softmax(gg.tensor([[True, False]]), axis=1), "log_softmax"),
+    (lambda: F.dropout(gg.tensor([1, 2, 3]), p=0.5), "dropout"),
+    (lambda: nn.Dropout(0.5)(gg.tensor([1, 2, 3])), "dropout"),
+], ids=["softmax-bool", "log_softmax-bool", "dropout-int", "Dropout-int"])
+def test_an_input_of_a_dtype_a_function_cannot_take_is_refused_under_its_name(call, name):
+    """As PyTorch refuses them, but naming the function called and the line, not an op
+    or a random draw inside it."""
+    with pytest.raises(gg.DTypeError, match=rf"^{name}: .*\(at test_functional.py:\d+\)"):
+        call()
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_softmax_of_an_empty_tensor_is_empty_along_any_axis_as_torchs(name, axis):
+    """Along an empty axis there is no maximum to shift by: the result is empty, as
+    PyTorch's, not an error blaming a max the user never called."""
+    x = gg.zeros((0, 3), requires_grad=True)
+    y = getattr(F, name)(x, axis=axis)
+    assert y.shape == tuple(getattr(torch, name)(torch.zeros(0, 3), dim=axis).shape) == (0, 3)
+    y.sum().backward()
+    assert x.grad.shape == (0, 3)
+
+
+def test_dropout_outside_training_passes_any_dtype_through_as_torchs():
+    x = gg.tensor([1, 2, 3])
+    assert F.dropout(x, p=0.5, training=False) is x
+
+
 def test_gelu_refuses_an_unknown_approximation_naming_the_choices():
     x = gg.tensor([1.0])
     with pytest.raises(ValueError, match=r"gelu: approximate must be 'none' or 'tanh', "
@@ -747,6 +777,33 @@ def test_class_indices_or_weights_on_another_device_name_the_loss():
         F.cross_entropy(logits, gg.tensor([0, 1]), ignore_index=-100)
     with pytest.raises(gg.DeviceError, match="nll_loss: class weights on cpu"):
         F.nll_loss(logits, [0, 1], weight=gg.tensor([1.0, 2.0, 3.0]))
+
+
+@pytest.mark.parametrize("loss", ["mse_loss", "l1_loss", "binary_cross_entropy",
+                                  "binary_cross_entropy_with_logits"])
+def test_a_target_on_another_device_names_the_loss_not_an_op_inside_it(loss):
+    pytest.importorskip("array_api_strict")
+    x = gg.full((2, 3), 0.5)
+    target = gg.full((2, 3), 0.5, device="array_api_strict")
+    with pytest.raises(gg.DeviceError, match=rf"^{loss}: input of shape \(2, 3\) on cpu "
+                                             r"and target of shape \(2, 3\) on "
+                                             r"array_api_strict.*test_functional.py"):
+        getattr(F, loss)(x, target)
+
+
+@pytest.mark.parametrize("call, name, which", [
+    (lambda x, s: F.layer_norm(x, (3,), weight=gg.ones(3, device=s)), "layer_norm",
+     "weight on array_api_strict"),
+    (lambda x, s: nn.LayerNorm(3).to(s)(x), "layer_norm", "weight on array_api_strict, "
+     "bias on array_api_strict"),
+    (lambda x, s: nn.BatchNorm1d(3).to(s)(x), "BatchNorm1d", "weight on array_api_strict, "
+     "bias on array_api_strict, running_mean on array_api_strict"),
+], ids=["layer_norm", "LayerNorm", "BatchNorm1d"])
+def test_a_norms_parameters_on_another_device_name_the_norm(call, name, which):
+    pytest.importorskip("array_api_strict")
+    with pytest.raises(gg.DeviceError, match=rf"^{name}: input on cpu with {which}.*"
+                                             r"test_functional.py"):
+        call(gg.ones((2, 3)), "array_api_strict")
 
 
 def test_class_weights_and_ignore_index_are_checked():

@@ -258,6 +258,27 @@ def test_to_moves_parameters_in_place_to_another_device():
 
 
 @pytest.mark.skipif(not HAS_STRICT, reason="array-api-strict is not installed")
+def test_a_move_that_fails_for_one_tensor_leaves_the_whole_module_where_it_was():
+    """array-api-strict has no float16: the half-precision layer cannot go there. The
+    error names the module's call and the tensor, and no parameter, buffer or gradient
+    has moved (the layers before it are not left on the other device)."""
+    m = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2), nn.Linear(2, 2))
+    m[2].weight = nn.Parameter(gg.ones((2, 2), dtype="float16"))
+    m[0](gg.ones((1, 3))).sum().backward()
+    with pytest.raises(TypeError, match=r"Sequential.to\('array_api_strict'\): 2.weight "
+                                        r"\(shape \(2, 2\), float16, on cpu\) could not be "
+                                        r"copied: .*nothing was moved"):
+        m.to("array_api_strict")
+    assert all(t.device == "cpu" for _, t in [*m.named_parameters(), *m.named_buffers()])
+    assert m[0].weight.grad.device == "cpu"
+    m[2].weight = nn.Parameter(gg.ones((2, 2)))
+    m.to("array_api_strict")  # then it all goes, gradients too
+    assert all(t.device == "array_api_strict"
+               for _, t in [*m.named_parameters(), *m.named_buffers()])
+    assert m[0].weight.grad.device == "array_api_strict"
+
+
+@pytest.mark.skipif(not HAS_STRICT, reason="array-api-strict is not installed")
 def test_an_mlp_with_dropout_trains_on_another_device():
     """MLP + Dropout moved to array_api_strict: the forward in training mode (random
     mask drawn on the device), the backward and an SGD step all stay on that device."""

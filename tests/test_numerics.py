@@ -154,6 +154,17 @@ def test_a_bound_given_twice_is_refused():
     with pytest.raises(TypeError, match="both lo and min"):
         gg.tensor([1.0]).clip(0.0, min=0.5)
 
+
+def test_tensor_bounds_that_do_not_fit_the_input_name_clip_and_the_line():
+    x = gg.ones((2, 3))
+    with pytest.raises(gg.ShapeError, match=r"^clip: bounds that do not fit the input: "
+                                            r"shapes \(2, 3\) and \(4,\) .*test_numerics"):
+        x.clip(gg.zeros(4), 1.0)
+    pytest.importorskip("array_api_strict")
+    with pytest.raises(gg.DeviceError, match=r"^clip: a bound on array_api_strict for an "
+                                             r"input on cpu.*test_numerics"):
+        x.clamp(max=gg.ones(3, device="array_api_strict"))
+
 DTYPES = ["bool", "int32", "int64", "float32", "float64"]
 
 

@@ -94,6 +94,15 @@ def test_ops_check_of_a_built_in_op():
     assert "gpugrad::sigmoid: gradgradcheck: ok" in result.stdout
 
 
+def test_ops_check_runs_on_the_cpu_whatever_the_default_device():
+    """opcheck runs on the CPU (and against CUDA where usable): an unusable default
+    device is no fault of the op's."""
+    result = run("-m", "gpugrad", "ops", "check", "gpugrad::tanh",
+                 env={"GPUGRAD_DEVICE": "nonsense"})
+    assert result.returncode == 0, result.stderr
+    assert "gpugrad::tanh: gradcheck: ok" in result.stdout
+
+
 @pytest.mark.parametrize("name", ["gpugrad::matmul", "gpugrad::where"])
 def test_ops_check_says_when_the_default_samples_do_not_suit_the_op(name):
     # Two (3, 4) arrays cannot be multiplied, and where's condition is a bool: that is

@@ -147,6 +147,24 @@ def test_a_gradient_that_does_not_match_its_parameter_is_refused_and_nothing_cha
             (value.tolist() if isinstance(value, np.ndarray) else value), key
 
 
+@pytest.mark.parametrize("make", [
+    lambda: gg.zeros(3).broadcast_to((2, 3)).detach().requires_grad_(),
+    lambda: gg.nn.Parameter(gg.zeros(3).broadcast_to((2, 3))),
+], ids=["requires_grad_", "Parameter"])
+def test_a_parameter_made_from_a_broadcast_view_is_trained_in_memory_of_its_own(make):
+    """NumPy's broadcast views are read-only (their elements share memory): a parameter
+    made from one gets an array of its own, so that every step updates every parameter
+    (an update into the view failed after the parameters before it had moved) and each
+    element moves by its own gradient."""
+    a = gg.tensor([1.0, 2.0], requires_grad=True)
+    b = make()
+    opt = gg.optim.SGD([a, b], lr=0.1)
+    (a.sum() + (b * gg.tensor([[1.0], [2.0]])).sum()).backward()
+    opt.step()
+    np.testing.assert_allclose(a.numpy(), [0.9, 1.9])
+    np.testing.assert_allclose(b.numpy(), [[-0.1] * 3, [-0.2] * 3])
+
+
 def test_a_parameter_listed_twice_is_refused():
     p = gg.tensor([1.0], requires_grad=True)
     with pytest.raises(ValueError, match="more than once"):

@@ -139,13 +139,18 @@ _default = None
 _default_reason = None
 
 
+def _auto():
+    """The device `auto` picks, and why: CUDA where usable, else the CPU."""
+    status = cuda_status()
+    if status["available"]:
+        return device("cuda:0"), f"auto: {status['reason']}"
+    return device("cpu"), f"auto: NumPy on the CPU, because {status['reason']}"
+
+
 def _resolve_default():
     choice = os.environ.get("GPUGRAD_DEVICE", "auto").strip().lower() or "auto"
     if choice == "auto":
-        status = cuda_status()
-        if status["available"]:
-            return device("cuda:0"), f"auto: {status['reason']}"
-        return device("cpu"), f"auto: NumPy on the CPU, because {status['reason']}"
+        return _auto()
     try:
         dev = device(choice)
     except DeviceError as exc:
@@ -172,8 +177,12 @@ def default_device():
 
 
 def set_default_device(spec):
-    """Make `spec` ("cpu", "cuda", ...) the device new tensors go to."""
+    """Make `spec` ("cpu", "cuda", ...) the device new tensors go to; "auto" chooses as
+    GPUGRAD_DEVICE=auto does (CUDA where usable, else the CPU)."""
     global _default, _default_reason
+    if isinstance(spec, str) and spec.strip().lower() == "auto":
+        _default, _default_reason = _auto()
+        return
     dev = device(spec)
     _check_usable(dev)  # fail here, not at the first tensor, if the device is unusable
     _default, _default_reason = dev, f"set_default_device({str(dev)!r})"

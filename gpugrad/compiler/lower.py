@@ -9,6 +9,7 @@ remains per call: what is left per op is one Python call to its kernel.
 
 import functools
 
+from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor
 from .fusion import FUSED, kernels
 
@@ -267,9 +268,11 @@ def _ops(program, memory, ns, names, body, kernel_for=kernel_of):
     groups = {}  # a several-output op's call, made once: group id -> variable
     ops = program.op_nodes()
     untaken = {}  # group id -> outputs not yet taken from its call's tuple
+    members = {}  # group id -> its nodes in the plan
     for node in ops:
         if node.meta and "group" in node.meta:
             untaken[node.meta["group"]] = untaken.get(node.meta["group"], 0) + 1
+            members.setdefault(node.meta["group"], []).append(node)
     committed = False
     for i, node in enumerate(ops):
         name = f"v{i}"
@@ -287,7 +290,8 @@ def _ops(program, memory, ns, names, body, kernel_for=kernel_of):
             group = node.meta["group"]
             if group not in groups:
                 groups[group] = f"g{i}"
-                ns[f"K{i}"] = _bound(kernel_for(node, backend), backend.xp, node.attrs)
+                ns[f"K{i}"] = _checked(_bound(kernel_for(node, backend), backend.xp,
+                                              node.attrs), members[group], backend)
                 body.append(f"g{i} = K{i}({args})  # {node.name}")
             body.append(f"{name} = {groups[group]}[{node.meta['output_index']}]")
             untaken[group] -= 1
@@ -303,7 +307,7 @@ def _ops(program, memory, ns, names, body, kernel_for=kernel_of):
             ns[f"O{i}"] = functools.partial(node.op.out_kernel, backend.xp)
             body.append(f"{name} = O{i}({args}, {names[id(target)]})  # {node.name}, in place")
         else:
-            ns[f"K{i}"] = _plan_kernel(node, backend, kernel_for)
+            ns[f"K{i}"] = _checked(_plan_kernel(node, backend, kernel_for), [node], backend)
             body.append(f"{name} = K{i}({args})  # {node.name}")
         names[id(node)] = name
         gone = memory.free_after.get(node)
@@ -338,6 +342,47 @@ def _plan_kernel(node, backend, kernel_for):
         if made is not None:
             return made
     return _bound(kernel, backend.xp, node.attrs)
+
+
+def _checked(kernel, nodes, backend):
+    """The kernel, or for an op whose kernels are not gpugrad's (a user's custom op: it
+    has a check_output) the kernel with its outputs checked on every run, as eager dispatch
+    checks them: arrays of the device, of the shapes and dtypes of the trace, which the
+    plan's later calls and buffers are made for (a kernel's output shape may depend on
+    its inputs' values, or break a shape function's promise, after the trace)."""
+    op = nodes[0].op
+    if op.check_output is None or op.name.startswith("gpugrad::"):  # (gpugrad's own)
+        return kernel
+    several = "output_index" in (nodes[0].meta or {})
+    expected = [(n.meta["output_index"] if several else None, tuple(n.shape), n.dtype)
+                for n in nodes]
+    passed = set()  # array classes found to be this device's: checked once
+
+    def check(index, array, shape, dtype):
+        what = "the kernel returned" if index is None else \
+            f"the kernel returned, as output {index},"
+        op.check_output(op, backend, array, None, None)  # an array of this device
+        real = backend.dtype_of(array)
+        if tuple(array.shape) != shape or real != dtype:
+            error = ShapeError if tuple(array.shape) != shape else DTypeError
+            raise error(f"{what} {tuple(array.shape)} {real} where its traced call "
+                        f"returned {shape} {dtype}: a compiled plan is made for the "
+                        "shapes and dtypes of its trace")
+        passed.add(array.__class__)
+
+    def run(*arrays):
+        out = kernel(*arrays)
+        if several and (not isinstance(out, (tuple, list)) or len(out) != op.num_outputs):
+            raise ShapeError(f"the kernel must return {op.num_outputs} arrays, got "
+                             f"{type(out).__name__}")
+        for index, shape, dtype in expected:
+            array = out if index is None else out[index]
+            if array.__class__ not in passed or array.shape != shape or \
+                    array.dtype != dtype:
+                check(index, array, shape, dtype)
+        return out
+
+    return run
 
 
 def _bound(kernel, xp, attrs):

@@ -32,7 +32,7 @@ def log_softmax(x, axis=-1, *, dim=None):
     """x - log(sum(exp(x))) along `axis` (or dim=), shifted by the (constant) maximum."""
     axis = axis if dim is None else dim
     _check_axis("log_softmax", x, axis)
-    shifted = x - x.max(axis=axis, keepdims=True).detach()
+    shifted = _shifted(x, axis)
     return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
 
 
@@ -40,8 +40,17 @@ def softmax(x, axis=-1, *, dim=None):
     """exp(x) / sum(exp(x)) along `axis` (or dim=), shifted by the maximum first."""
     axis = axis if dim is None else dim
     _check_axis("softmax", x, axis)
-    e = (x - x.max(axis=axis, keepdims=True).detach()).exp()
+    e = _shifted(x, axis).exp()
     return e / e.sum(axis=axis, keepdims=True)
+
+
+def _shifted(x, axis):
+    """x less its (constant) maximum along `axis`, so that exp cannot overflow. An empty
+    x has nothing to shift, and along an empty axis no maximum: the result is as empty
+    as x, as PyTorch's."""
+    if x.size == 0:
+        return x
+    return x - x.max(axis=axis, keepdims=True).detach()
 
 
 def leaky_relu(x, negative_slope=0.01):
@@ -97,6 +106,10 @@ def dropout(x, p=0.5, training=True):
     _check_probability("dropout", p)
     if not training or p == 0.0:
         return x
+    if x.dtype.kind != "f":  # (the draw would be blamed otherwise; PyTorch refuses too)
+        raise _annotate("dropout", DTypeError(
+            f"needs a floating-point input to scale by 1 / (1 - p), got {x.dtype} (input "
+            f"of shape {tuple(x.shape)}); cast first, e.g. x.astype('float32')"))
     if p == 1.0:  # nothing kept, and no 1/(1-p): a mask of False, not drawn
         return ew.where(zeros(x.shape, dtype="bool", device=x.device), x, 0.0)
     keep = rand(*x.shape, dtype=x.dtype, device=x.device) >= p
@@ -183,6 +196,12 @@ def _check_norm_dtypes(name, x, **tensors):
     on float64 data (or hand a float32 input a float64 result), where the same code on
     PyTorch stops."""
     given = {key: t for key, t in tensors.items() if t is not None}
+    elsewhere = ", ".join(f"{key} on {t.device}" for key, t in given.items()
+                          if t.device is not x.device)
+    if elsewhere:  # (checked here, where the op inside that would meet them is not named)
+        raise _annotate(name, DeviceError(
+            f"input on {x.device} with {elsewhere}; move one side explicitly with "
+            ".to(device) - gpugrad never copies between devices silently"))
     kinds = {t.dtype for t in given.values()}
     if x.dtype.kind != "f":
         wanted = next(iter(kinds)) if len(kinds) == 1 else np.dtype("float32")
@@ -259,8 +278,13 @@ def l1_loss(pred, target, reduction="mean"):
 
 
 def _check_axis(name, x, axis):
-    """A bad axis refused under the public function's name (the max inside would be
-    blamed otherwise)."""
+    """A bad axis, or a bool input (which has no subtraction: PyTorch refuses it too),
+    refused under the public function's name (the max or sub inside would be blamed
+    otherwise)."""
+    if isinstance(x, Tensor) and x.dtype.kind == "b":
+        raise _annotate(name, DTypeError(
+            f"not defined for bool tensors (input of shape {tuple(x.shape)}); cast first, "
+            "e.g. x.astype('float32')"))
     try:
         normalize_axes(axis, len(x.shape))
     except ShapeError as exc:
@@ -283,6 +307,13 @@ def _check_reduction(name, reduction):
 
 
 def _check_same_shape(name, a, b):
+    """Input and target of one shape, and on one device (the sub or mul inside would be
+    blamed otherwise)."""
+    if a.device is not b.device:
+        raise _annotate(name, DeviceError(
+            f"input of shape {tuple(a.shape)} on {a.device} and target of shape "
+            f"{tuple(b.shape)} on {b.device}; move one explicitly with .to(device) - "
+            "gpugrad never copies between devices silently"))
     if tuple(a.shape) != tuple(b.shape):
         raise _annotate(name, ShapeError(f"input of shape {tuple(a.shape)} and target of "
                                          f"shape {tuple(b.shape)} differ"))

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..backends import device as as_device
 from ..backends import transfer
-from ..errors import StateDictError
+from ..errors import StateDictError, retyped
 from ..mode import state
 from ..node import next_seq
 from ..tensor import Tensor
@@ -226,10 +226,15 @@ class Module:
         return self.train(False)
 
     def to(self, device):
-        """Move every parameter and buffer (the same Tensor objects) to `device`."""
+        """Move every parameter and buffer (the same Tensor objects) to `device`: all are
+        copied there first, then all switched, so that a copy that fails (the device's
+        memory, a dtype it lacks) leaves the whole module where it was, not split."""
         dest = as_device(device)
-        for _, t in self._named_tensors(("param", "buffer")):
-            move_tensor(t, dest)
+        moves = [_copied_to(self, name, t, dest)
+                 for name, t in _first_of_each(self._named_tensors(("param", "buffer")))
+                 if t.device is not dest]
+        for t, data, grad in moves:
+            _switch(t, data, grad, dest)
         return self
 
     def zero_grad(self, set_to_none=True):
@@ -296,15 +301,27 @@ def _copy(t):
     return Tensor._wrap(t.device.backend.astype(t._data, t.dtype), t.dtype, t.device, False)
 
 
-def move_tensor(t, dest):
-    """Move a leaf tensor's data (and its gradient) to another device, in place."""
-    if t.device is dest:
-        return
-    t._data = transfer(t._data, t.device, dest)
+def _copied_to(module, name, t, dest):
+    """(t, its array on dest, its gradient's array on dest or None); an error names the
+    module's call, the tensor and what it is."""
+    try:
+        data = transfer(t._data, t.device, dest)
+        grad = t._grad
+        grad = None if grad is None else transfer(grad._data, grad.device, dest)
+    except Exception as exc:
+        raise retyped(exc, f"{type(module).__name__}.to({str(dest)!r}): {name} (shape "
+                           f"{t.shape}, {t.dtype}, on {t.device}) could not be copied: "
+                           f"{exc}; nothing was moved") from exc
+    return t, data, grad
+
+
+def _switch(t, data, grad, dest):
+    """Give a leaf tensor its array (and gradient) on another device, in place."""
+    t._data = data
     t._device = dest
     t._mark_replaced()
-    if t.grad is not None:
-        t.grad = t.grad.detach().to(dest)
+    if grad is not None:
+        t.grad = Tensor._wrap(grad, t._grad.dtype, dest, False)
     t._node = None  # its next use records a leaf on the new device
 
 

@@ -6,6 +6,7 @@ differentiates through its VJP (written with gpugrad ops, so higher orders work)
 """
 
 import inspect
+import operator
 import re
 import threading
 
@@ -87,9 +88,8 @@ class CustomOp(OpDef):
         if node is not None and node.saved is not None:
             # The residuals ride along with the saved inputs: freed with them once the
             # backward has used them.
-            node.saved = tuple(node.saved) + tuple(
-                Tensor._wrap(r, result.device.backend.dtype_of(r), result.device, False)
-                for r in _stash.residuals)
+            node.saved = tuple(node.saved) + _residual_tensors(self, _stash.residuals,
+                                                               result.device)
         _stash.residuals = None
         return result
 
@@ -107,6 +107,11 @@ class CustomOp(OpDef):
                 out, residuals = fwd(*arrays, **attrs)
             finally:
                 _stash.in_fwd = outer
+            if not isinstance(residuals, (tuple, list)):
+                # tuple() of one array would make its rows the residuals, silently
+                raise TypeError("defvjp's fwd must return (output, residuals), residuals "
+                                "a tuple of arrays (one array: (array,)); got residuals "
+                                f"of type {type(residuals).__name__}")
             _stash.residuals = tuple(residuals)
             return out
 
@@ -223,6 +228,24 @@ def _shape_and_dtype(spec):
     return tuple(shape), as_dtype(dtype)
 
 
+def _residual_tensors(op, residuals, device):
+    """A defvjp forward's residuals as tensors for its bwd, which computes with them by
+    gpugrad ops: each must be an array of the output's device, of a dtype gpugrad has
+    (checked as a kernel's output is, here rather than as a puzzle in the backward)."""
+    from .registry import _annotate
+
+    backend = device._backend or device.backend
+    tensors = []
+    for i, r in enumerate(residuals):
+        try:
+            _, dtype = _check_output(op, backend, r, None, None,
+                                     what=f"defvjp's fwd returned, as residual {i},")
+        except GpugradError as exc:
+            raise _annotate(op, exc) from None
+        tensors.append(Tensor._wrap(r, dtype, device, False))
+    return tuple(tensors)
+
+
 def _check_call(op, inputs, attrs):
     """A custom op takes tensors positionally and static values as keywords."""
     if not inputs:
@@ -319,19 +342,19 @@ def _watch_outputs(op, args, results, backend):
             state.profiler.forward(op, r, args)
 
 
-def _check_output(op, backend, out, shape, dtype):
+def _check_output(op, backend, out, shape, dtype, what="the kernel returned"):
     """The kernel's output must be an array of this device, with the promised shape and
-    dtype (when a shape function promised one)."""
+    dtype (when a shape function promised one). `what` says where the array came from."""
     module = _module_of(out.__class__)
     if module != _ARRAY_MODULES.get(backend.name) or not hasattr(out, "shape"):
-        raise DeviceError(f"the kernel returned a {type(out).__module__}."
-                          f"{type(out).__name__}, not an array of {backend.device} "
-                          f"({backend.name}); a kernel returns arrays where its inputs are")
+        raise DeviceError(f"{what} a {type(out).__module__}.{type(out).__name__}, not an "
+                          f"array of {backend.device} ({backend.name}); a kernel returns "
+                          "arrays where its inputs are")
     real_dtype = backend.dtype_of(out)
     if shape is None:
         if real_dtype not in SUPPORTED:
-            raise DTypeError(f"the kernel returned dtype {real_dtype}, which gpugrad does "
-                             f"not support ({', '.join(d.name for d in SUPPORTED)})")
+            raise DTypeError(f"{what} dtype {real_dtype}, which gpugrad does not support "
+                             f"({', '.join(d.name for d in SUPPORTED)})")
         return tuple(out.shape), real_dtype
     if out.shape != shape:
         raise ShapeError(f"the kernel returned shape {tuple(out.shape)} but the shape "
@@ -355,6 +378,7 @@ def custom_op(name, *, differentiable=True, replace=False, outputs=1,
     lists the indices of outputs gradients never flow through (e.g. integer indices).
     """
     _check_name(name, replace)
+    nondifferentiable_outputs = _check_outputs(name, outputs, nondifferentiable_outputs)
 
     def decorator(fn):
         return register(CustomOp(name, fn, differentiable=differentiable, outputs=outputs,
@@ -362,6 +386,29 @@ def custom_op(name, *, differentiable=True, replace=False, outputs=1,
                         replace=True)
 
     return decorator
+
+
+def _check_outputs(name, outputs, nondifferentiable):
+    """outputs: a count >= 1 (1.5 was cut to 1, 0 made a one-output op); the indices of
+    nondifferentiable outputs among them, as a tuple. One output that no gradient flows
+    through is an op declared differentiable=False (else its output required grad)."""
+    if isinstance(outputs, bool) or not hasattr(type(outputs), "__index__") or outputs < 1:
+        raise ValueError(f"{name}: outputs must be a whole number >= 1, got {outputs!r}")
+    outputs = operator.index(outputs)
+    try:
+        indices = tuple(nondifferentiable)
+    except TypeError:
+        raise TypeError(f"{name}: nondifferentiable_outputs is a tuple of output indices "
+                        f"(e.g. (1,)), got {nondifferentiable!r}") from None
+    wrong = [i for i in indices if isinstance(i, bool) or not hasattr(type(i), "__index__")
+             or not 0 <= i < outputs]
+    if wrong:
+        raise ValueError(f"{name}: nondifferentiable_outputs {indices!r} names no output "
+                         f"of the {outputs} (indices 0 to {outputs - 1})")
+    if outputs == 1 and indices:
+        raise ValueError(f"{name}: its one output is nondifferentiable: declare the op "
+                         "with differentiable=False")
+    return indices
 
 
 # --- composite ops: a function of gpugrad ops, recorded as one named node -----------------
@@ -390,6 +437,13 @@ class CompositeOp(OpDef):
             return self._fn(*tensors, **attrs)
         with no_grad():  # the value only; the backward computes again what it needs
             self._result = self._fn(*tensors, **attrs)
+        if not isinstance(self._result, Tensor):
+            got, self._result = self._result, None
+            hint = ("; for several outputs, define one op per output, or a @gg.custom_op "
+                    "with outputs=k" if isinstance(got, (tuple, list)) else "")
+            raise TypeError(f"{self.name}: a composite op's function returns one Tensor, "
+                            f"got a {type(got).__name__} (at {format_site(user_site(1))})"
+                            f"{hint}")
         try:
             return apply(self, tuple(tensors), attrs)
         finally:

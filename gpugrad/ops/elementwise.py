@@ -7,8 +7,9 @@ import math
 import numpy as np
 
 from .. import dtypes
+from ..errors import DeviceError, GpugradError
 from ..tensor import Tensor
-from .infer import comparison, elementwise, numeric, require_bool, unary_same
+from .infer import broadcast_shapes, comparison, elementwise, numeric, require_bool, unary_same
 from .registry import CONSTANT, _annotate, apply, define
 
 
@@ -213,12 +214,31 @@ def _clip_by_tensors(x, lo, hi):
     """clip with tensor bounds (broadcast against x, as PyTorch's clamp takes them): the
     bound where x is past it, else x, which keeps the gradient at a bound as clip does;
     a bound's own gradient is where it was taken."""
+    _check_bounds(x, lo, hi)
     y = x
     if lo is not None:
         y = where(y < lo, lo, y)
     if hi is not None:
         y = where(y > hi, hi, y)
     return y
+
+
+def _check_bounds(x, lo, hi):
+    """Tensor bounds on x's device and broadcasting against it, refused under clip's name
+    (the comparison inside would be blamed otherwise)."""
+    bounds = [b for b in (lo, hi) if isinstance(b, Tensor)]
+    if not isinstance(x, Tensor):
+        return
+    for b in bounds:
+        if b.device is not x.device:
+            raise _annotate("clip", DeviceError(
+                f"a bound on {b.device} for an input on {x.device}; move it explicitly with "
+                ".to(device) - gpugrad never copies between devices silently"))
+    try:
+        broadcast_shapes(tuple(x.shape), *[tuple(b.shape) for b in bounds])
+    except GpugradError as exc:
+        raise _annotate("clip", type(exc)(f"bounds that do not fit the input: {exc}")) \
+            from None
 
 
 def _logaddexp_vjp(ctx, g):

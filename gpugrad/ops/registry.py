@@ -484,8 +484,11 @@ def run_vjp(node, grad, needs_input_grad):
                     raise _modified_error(node)
                 t = t._base
     grads = op.vjp(Context(node, needs_input_grad), grad)
-    if not isinstance(grads, (tuple, list)) or len(grads) != len(node.inputs):
-        count = len(grads) if isinstance(grads, (tuple, list)) else "a non-sequence"
-        raise GraphError(f"{op.display_name}: the VJP returned {count} gradients for "
+    if not isinstance(grads, (tuple, list)):  # e.g. one Tensor, for an op of one input
+        raise GraphError(f"{op.display_name}: the VJP returned a {type(grads).__name__}, "
+                         f"not a tuple of gradients, one per input ({len(node.inputs)} "
+                         f"here; (grad,) for one) (op created at {node.where()})")
+    if len(grads) != len(node.inputs):
+        raise GraphError(f"{op.display_name}: the VJP returned {len(grads)} gradients for "
                          f"{len(node.inputs)} inputs (op created at {node.where()})")
     return grads

@@ -417,7 +417,7 @@ def _setitem_infer(x, values, *arrays, index):
 
 
 def _setitem_ndarray(xp, x, values, *arrays, index):
-    out = x.copy()
+    out = xp.array(x, copy=True)  # (x.copy() of a 0-d NumPy result is a scalar, read-only)
     out[_filled(index, arrays) if arrays else index] = values.reshape(
         _landing_shape(values.shape))
     return out

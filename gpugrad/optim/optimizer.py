@@ -134,6 +134,8 @@ class Optimizer:
                     p.device.backend.xp)
                 # (state the step left alone stays: momentum set to 0 keeps its buffer)
                 pending.append((p, scale, delta, {**state, **arrays, "step": step}))
+        if _mode.anomaly:
+            _check_finite_updates(self, pending)
         for p, scale, delta, new_state in pending:  # commit only once all succeeded
             if scale != 1:
                 p._data *= scale
@@ -357,6 +359,27 @@ def _check_grad(opt, p, position):
         return
     raise _annotate(f"{type(opt).__name__}.step", error(
         f"parameter {position} (shape {p.shape}, {p.dtype}, on {p.device}) has {what}"))
+
+
+def _check_finite_updates(opt, pending):
+    """Under gg.detect_anomaly(): a step that would put a NaN or an Inf into a parameter
+    (from a gradient set by hand, an lr too large for the loss) raises before any
+    parameter or state changes, naming the parameter by its place among the optimiser's
+    and the user's line, as an op's NaN does."""
+    from ..ops.registry import AnomalyError, _annotate
+
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for p, scale, delta, _ in pending:
+        xp = p.device.backend.xp
+        new = p._data * scale - delta
+        nans, infs = int(xp.sum(xp.isnan(new))), int(xp.sum(xp.isinf(new)))
+        if nans or infs:
+            grad = p.grad._data
+            position = next(i for i, q in enumerate(params) if q is p)
+            raise _annotate(f"{type(opt).__name__}.step", AnomalyError(
+                f"parameter {position} (shape {p.shape}, {p.dtype}) would get {nans} NaN "
+                f"and {infs} Inf value(s) (its gradient has {int(xp.sum(xp.isnan(grad)))} "
+                f"NaN and {int(xp.sum(xp.isinf(grad)))} Inf); no parameter was updated"))
 
 
 class SGD(Optimizer):
