@@ -582,3 +582,20 @@ def test_a_0d_parameter_made_from_an_op_is_updated_in_place_eagerly_and_compiled
         eager.append(loss.item())
     assert losses == eager[1:]
     assert w.item() == w2.item() == seen.item()
+
+
+def test_the_mean_of_no_elements_is_nan_quietly_eager_and_compiled():
+    """As in PyTorch: NaN, with no NumPy warning (run with warnings as errors, as a
+    user's own settings may have them; gpugrad's own filter stays in front)."""
+    code = """if True:
+        import numpy as np, gpugrad as gg
+        for dtype in ("float16", "float32", "int64"):
+            x = gg.zeros((0, 3), dtype=dtype)
+            for mean in (lambda t: t.mean(axis=0), gg.compile(lambda t: t.mean(axis=0))):
+                assert np.isnan(mean(x).numpy()).all() and mean(x).shape == (3,)
+            assert np.isnan(x.mean().item())
+        print("quiet")"""
+    result = subprocess.run([sys.executable, "-W", "error", "-c", code],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "quiet\n" and result.stderr == ""

@@ -1,5 +1,7 @@
 """Reductions over axes: sum, mean, max, min, argmax/argmin, any/all (with keepdims)."""
 
+import warnings
+
 import numpy as np
 
 from .. import dtypes
@@ -117,7 +119,18 @@ def _mean_ndarray(xp, x, axis=None, keepdims=False):
     # 3 µs on a small array (a loss over a batch).
     if axis is None and x.dtype.kind == "f" and x.dtype.itemsize >= 4:
         return x.sum(keepdims=keepdims) / x.size
+    if x.size == 0:  # NaN over no elements, as in PyTorch: quietly (see _empty_mean)
+        return _empty_mean(x, axis, keepdims)
     return x.mean(axis=axis, keepdims=keepdims)
+
+
+def _empty_mean(x, axis, keepdims):
+    """ndarray.mean of an empty array, without the RuntimeWarnings NumPy raises from its
+    own lines ("Mean of empty slice"), which the filter on gpugrad's lines cannot reach:
+    the values (NaN) speak for themselves, as for a 0 / 0 anywhere else."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return x.mean(axis=axis, keepdims=keepdims)
 
 
 def _sum_plan_kernel(backend_name, attrs):
