@@ -4,6 +4,8 @@ This is where host data becomes device data, explicitly: the user asked for a te
 a device from values they hold.
 """
 
+import math
+
 import numpy as np
 
 from . import dtypes
@@ -95,13 +97,28 @@ def _shape(shape, keyword=None):
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
     """A tensor of `shape` filled with `fill_value` (float32 unless dtype says)."""
     shape = _shape(shape if isinstance(shape, (tuple, list)) else (shape,))
-    fill_value = dtypes.python_number(fill_value)
+    fill_value = _range_number(fill_value)  # (a 0-d tensor too, as PyTorch's full takes)
     if dtype is None:
         dtype = dtypes.scalar_dtype(fill_value, dtypes.bool_) \
             if not isinstance(fill_value, float) else dtypes.DEFAULT_FLOAT
     dtype = dtypes.as_dtype(dtype)
+    _check_fits("full", fill_value, dtype)
     dev = as_device(device)
     return _finish(dev.backend.full(shape, fill_value, dtype), dtype, dev, requires_grad)
+
+
+def _check_fits(name, value, dtype):
+    """A fill value an integer dtype cannot hold is refused, as PyTorch refuses it: NumPy
+    would fill with an arbitrary integer for NaN or inf (and warn, naming its own line),
+    or raise a bare OverflowError for an int out of range."""
+    if dtype.kind not in "iu" or isinstance(value, bool):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _annotate(name, DTypeError(f"{value} cannot be stored in {dtype}"))
+    info = np.iinfo(dtype)
+    if not info.min <= value <= info.max:
+        raise _annotate(name, DTypeError(
+            f"{value} is out of the range of {dtype} ([{info.min}, {info.max}])"))
 
 
 def zeros(*dims, shape=None, dtype=None, device=None, requires_grad=False):
@@ -112,18 +129,19 @@ def ones(*dims, shape=None, dtype=None, device=None, requires_grad=False):
     return full(_shape(dims, shape), 1.0, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def zeros_like(t, dtype=None, requires_grad=False):
-    return full(t.shape, 0, dtype=dtype or t.dtype, device=t.device,
+def zeros_like(t, dtype=None, requires_grad=False, *, device=None):
+    """Zeros of t's shape, in t's dtype and on t's device unless dtype= or device= say."""
+    return full(t.shape, 0, dtype=dtype or t.dtype, device=device or t.device,
                 requires_grad=requires_grad)
 
 
-def ones_like(t, dtype=None, requires_grad=False):
-    return full(t.shape, 1, dtype=dtype or t.dtype, device=t.device,
+def ones_like(t, dtype=None, requires_grad=False, *, device=None):
+    return full(t.shape, 1, dtype=dtype or t.dtype, device=device or t.device,
                 requires_grad=requires_grad)
 
 
-def full_like(t, fill_value, dtype=None, requires_grad=False):
-    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=t.device,
+def full_like(t, fill_value, dtype=None, requires_grad=False, *, device=None):
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device,
                 requires_grad=requires_grad)
 
 
@@ -166,17 +184,33 @@ def randint(low, high=None, size=(), dtype=None, device=None):
 
 
 def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=False):
-    """Evenly spaced values in [start, stop): int64 for ints, float32 otherwise."""
+    """Evenly spaced values in [start, stop): int64 for ints, float32 otherwise. The
+    bounds and step may be NumPy scalars or one-element tensors."""
+    start, stop, step = (_range_number(v) for v in (start, stop, step))
     if stop is None:
         start, stop = 0, start
     if step == 0:  # (NumPy's ZeroDivisionError)
         raise _annotate("arange", ValueError("step must not be zero"))
-    if dtype is None:
-        ints = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
-        dtype = dtypes.int64 if ints else dtypes.DEFAULT_FLOAT
-    dtype = dtypes.as_dtype(dtype)
+    ints = all(isinstance(v, int) for v in (start, stop, step))
+    dtype = dtypes.as_dtype(dtype) or (dtypes.int64 if ints else dtypes.DEFAULT_FLOAT)
     dev = as_device(device)
-    return _finish(dev.backend.arange(start, stop, step, dtype), dtype, dev, requires_grad)
+    # start + i * step computed in float64 (int64 for ints), then cast, as PyTorch does:
+    # NumPy's arange in float32 adds a step rounded to float32 again and again
+    # (arange(1, 0, -0.1) reached 0.6999999 for 0.7), and into an int dtype it truncates
+    # the step first (arange(0, 3, 0.5, dtype=int64) was six zeros).
+    exact = dtypes.int64 if ints else dtypes.float64
+    data = dev.backend.arange(start, stop, step, exact)
+    if dtype is not exact:
+        data = dev.backend.astype(data, dtype)
+    return _finish(data, dtype, dev, requires_grad)
+
+
+def _range_number(value):
+    """A bound or step of arange as the Python number it holds (a NumPy scalar, a tensor
+    of one element: gg.arange(n) where n = x.shape[0] or a 0-d tensor)."""
+    if isinstance(value, Tensor):
+        return value.item()
+    return dtypes.python_number(value)
 
 
 def _float_dtype(name, dtype):

@@ -83,9 +83,20 @@ def host_dtype(array, from_python):
     dt = array.dtype
     if from_python and dt == float64:
         return DEFAULT_FLOAT
+    if from_python and (dt == np.uint64 or dt.kind == "O" and _holds_int(array)):
+        # NumPy's uint64 (or objects) for ints past int64: not a dtype the user chose
+        raise DTypeError("a Python int does not fit int64 (from -2**63 to 2**63 - 1); "
+                         "pass dtype='float64' for such numbers")
     if dt.kind in "OUSV" or dt.kind == "c":
         raise DTypeError(f"cannot make a tensor of dtype {dt}")
     return as_dtype(dt)
+
+
+def _holds_int(array):
+    """Whether an object array NumPy made from Python data holds an int past int64 (NumPy
+    keeps those as objects); its first elements say."""
+    return any(isinstance(v, int) and not -2**63 <= v < 2**63
+               for v in array.reshape(-1)[:64])
 
 
 def python_number(value):

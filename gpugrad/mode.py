@@ -5,6 +5,7 @@
 - anomaly detection (gg.detect_anomaly) and profiling (gg.profile): ops are watched.
 """
 
+import functools
 import threading
 from contextlib import contextmanager
 
@@ -21,26 +22,66 @@ class _State(threading.local):
 state = _State()
 
 
-@contextmanager
-def set_grad_enabled(enabled):
-    """Record graphs (True) or not (False) inside the block; restores the previous mode."""
-    previous = state.grad_enabled
-    state.grad_enabled = bool(enabled)
-    try:
-        yield
-    finally:
-        state.grad_enabled = previous
+class _GradMode:
+    """Record graphs (enabled) or not inside a `with` block, in this thread, restoring the
+    previous mode after it; as a decorator, around each call of the function."""
+
+    def __init__(self, enabled):
+        self._enabled = bool(enabled)
+        self._previous = []  # a stack: one object may be entered again inside its block
+
+    def __enter__(self):
+        self._previous.append(state.grad_enabled)
+        state.grad_enabled = self._enabled
+        return self
+
+    def __exit__(self, *exc_info):
+        state.grad_enabled = self._previous.pop()
+        return False
+
+    def __call__(self, func):
+        enabled = self._enabled
+
+        @functools.wraps(func)
+        def in_mode(*args, **kwargs):
+            with _GradMode(enabled):  # a mode per call: recursion and threads are safe
+                return func(*args, **kwargs)
+
+        return in_mode
 
 
-def no_grad():
+class set_grad_enabled(_GradMode):  # noqa: N801  (PyTorch's name, a function to its users)
+    """Record graphs (True) or not (False), as PyTorch's set_grad_enabled: from the call
+    on, so `gg.set_grad_enabled(False)` alone switches recording off in this thread; in
+    a `with` block, or as a decorator, only inside it (the previous mode comes back)."""
+
+    def __init__(self, enabled):
+        super().__init__(enabled)
+        self._outside = state.grad_enabled
+        state.grad_enabled = self._enabled
+
+    def __enter__(self):
+        self._previous.append(self._outside)  # set already, by the call
+        return self
+
+    def __call__(self, func):
+        state.grad_enabled = self._outside  # a decorator acts inside the calls only
+        return super().__call__(func)
+
+
+def no_grad(func=None):
     """Run ops without recording the graph: no gradients flow through what runs inside.
-    A context manager, or a decorator."""
-    return set_grad_enabled(False)
+    A context manager, or a decorator (`@gg.no_grad()`, or `@gg.no_grad` as PyTorch's
+    takes it too)."""
+    mode = _GradMode(False)
+    return mode if func is None else mode(func)
 
 
-def enable_grad():
-    """Turn recording back on inside a no_grad block."""
-    return set_grad_enabled(True)
+def enable_grad(func=None):
+    """Turn recording back on inside a no_grad block (a context manager or decorator, as
+    no_grad)."""
+    mode = _GradMode(True)
+    return mode if func is None else mode(func)
 
 
 def is_grad_enabled():

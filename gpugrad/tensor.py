@@ -230,20 +230,28 @@ class Tensor:
         t._base = self  # the same array: self's in-place changes are t's
         return t
 
-    def to(self, target=None, dtype=None):
+    def to(self, target=None, dtype=None, *, device=None):
         """A copy on another device and/or as another dtype (differentiable). `target`
-        is a device ("cpu", "cuda:0") or a dtype."""
-        from .backends import device
+        is a device ("cpu", "cuda:0") or a dtype; device= (PyTorch's keyword) a device."""
+        from .backends import device as as_device
 
-        out = self
         if target is not None and not _is_device_name(target):
+            if dtype is not None:
+                raise _annotate(".to()", TypeError(
+                    f"two dtypes given, {target!r} and {dtype!r}: give one"))
             target, dtype = None, target  # a dtype (or its name) in the first place
             if isinstance(dtype, str):
                 _device_or_dtype(dtype)
+        if device is not None:
+            if target is not None:
+                raise _annotate(".to()", TypeError(
+                    "give the device once: positionally or as device="))
+            target = device
+        out = self
         if dtype is not None:
             out = out.astype(dtype)
         if target is not None:
-            dest = device(target)
+            dest = as_device(target)
             if dest is not out._device:
                 out = _apply(_conv.to_device, (out,), {"device": dest, "source": out._device})
         return out
@@ -313,6 +321,18 @@ class Tensor:
     def __rpow__(self, other):
         return _apply(_ew.pow, (other, self), _NO)
 
+    def __floordiv__(self, other):
+        return _apply(_ew.floor_divide, (self, other), _NO)
+
+    def __rfloordiv__(self, other):
+        return _apply(_ew.floor_divide, (other, self), _NO)
+
+    def __mod__(self, other):
+        return _apply(_ew.remainder, (self, other), _NO)
+
+    def __rmod__(self, other):
+        return _apply(_ew.remainder, (other, self), _NO)
+
     def __matmul__(self, other):
         return _apply(_linalg.matmul, (self, other), _NO)
 
@@ -380,6 +400,8 @@ class Tensor:
         """Take result's values (and, where recorded, its history) as this tensor's own."""
         self._save_apart(result._node)
         if _state.capture is not None:  # gg.compile's trace: the update is part of the plan
+            if self._loses_gradient(result):
+                self._requires_grad = False  # as in eager mode (see _take_history)
             _state.capture.assign(self, result)
             return self
         self._data = result._data
@@ -413,11 +435,21 @@ class Tensor:
         """After the update, this tensor is the op's result for autograd: where the op
         was recorded for gradients, or traced (gg.trace) for a tensor without them. An
         update under no_grad leaves a tensor that requires grad its history (its new
-        values, the old graph), as in PyTorch."""
+        values, the old graph), as in PyTorch. An update through an op without a
+        gradient (y //= 2) leaves it none, as y = y // 2 does: the old history would give
+        the replaced values' gradient to the new ones."""
+        if self._loses_gradient(result):
+            self._node, self._requires_grad = result._node, False
+            return
         if result._node is None:
             return
         if result._requires_grad or (_state.tracing and not self._requires_grad):
             self._node, self._requires_grad = result._node, result._requires_grad
+
+    def _loses_gradient(self, result):
+        """Whether an update to result, recorded, leaves this tensor without a gradient:
+        result came from an op that has none (y //= 2)."""
+        return self._requires_grad and not result._requires_grad and _state.grad_enabled
 
     def _result_in_own_dtype(self, result, op):
         """The result in this tensor's dtype, where it keeps its kind (float64 into a
@@ -446,11 +478,21 @@ class Tensor:
     def __itruediv__(self, other):
         return self._update_in_place(_ew.div, other)
 
+    def __ifloordiv__(self, other):
+        return self._update_in_place(_ew.floor_divide, other)
+
+    def __imod__(self, other):
+        return self._update_in_place(_ew.remainder, other)
+
     # --- comparisons and logic (no gradient) ------------------------------------------------------
     def __eq__(self, other):
+        if _incomparable(other):
+            return NotImplemented  # Python's answer then: False (`t in [None, t2]` works)
         return _apply(_ew.eq, (self, other), _NO)
 
     def __ne__(self, other):
+        if _incomparable(other):
+            return NotImplemented  # True
         return _apply(_ew.ne, (self, other), _NO)
 
     def __lt__(self, other):
@@ -468,8 +510,20 @@ class Tensor:
     def __and__(self, other):
         return _apply(_ew.logical_and, (self, other), _NO)
 
+    def __rand__(self, other):  # True & mask
+        return _apply(_ew.logical_and, (other, self), _NO)
+
     def __or__(self, other):
         return _apply(_ew.logical_or, (self, other), _NO)
+
+    def __ror__(self, other):
+        return _apply(_ew.logical_or, (other, self), _NO)
+
+    def __xor__(self, other):
+        return _apply(_ew.logical_xor, (self, other), _NO)
+
+    def __rxor__(self, other):
+        return _apply(_ew.logical_xor, (other, self), _NO)
 
     def __invert__(self):
         return _apply(_ew.logical_not, (self,), _NO)
@@ -554,9 +608,11 @@ class Tensor:
         return _reduce(_red.mean, self, axis, keepdims, dim, keepdim)
 
     def max(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        _refuse_second_tensor("max", "maximum", axis)
         return _reduce(_red.max, self, axis, keepdims, dim, keepdim)
 
     def min(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        _refuse_second_tensor("min", "minimum", axis)
         return _reduce(_red.min, self, axis, keepdims, dim, keepdim)
 
     def var(self, axis=None, *, ddof=None, keepdims=False, dim=None, correction=None,
@@ -716,8 +772,15 @@ class Tensor:
         return self._data.shape[0]
 
     def __iter__(self):
-        for i in range(len(self)):
-            yield self[i]
+        if not self._data.shape:  # (checked here, not at the first next())
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self)))
+
+    def __contains__(self, value):
+        """`value in t`: whether any element equals value, over all axes, as NumPy's and
+        PyTorch's `in` (iterating would compare rows, whose truth is ambiguous)."""
+        found = self == value  # (None or a string: Python's False, no element equal)
+        return isinstance(found, Tensor) and bool(found.any())
 
     # --- copies: a copy is a new leaf, never a second handle on the same node ---------
     def __copy__(self):
@@ -786,6 +849,12 @@ class Tensor:
         return "tensor(" + ", ".join([values] + extras) + ")"
 
 
+def _incomparable(other):
+    """What `==` cannot take as a tensor: None, a string. The comparison then answers as
+    Python's does for unrelated objects (False for ==), as PyTorch's."""
+    return other is None or isinstance(other, (str, bytes))
+
+
 def _is_device_name(target):
     from .backends import Device
 
@@ -822,6 +891,16 @@ def _reduce(op, x, axis, keepdims, dim, keepdim):
             raise _annotate(op, exc) from None
         axis = None
     return _apply(op, (x,), {"axis": axis, "keepdims": _keepdims(keepdims, keepdim)})
+
+
+def _refuse_second_tensor(name, elementwise, axis):
+    """PyTorch's x.max(y) and torch.max(x, y) are the elementwise maximum of two tensors;
+    here the argument is an axis: where a tensor of values comes, say what to call."""
+    if isinstance(axis, Tensor) and (axis.ndim or axis.dtype.kind not in "iu"):
+        raise _annotate(name, TypeError(
+            f"the {name} of two tensors, elementwise, is gg.{elementwise}(x, y); {name}'s "
+            f"argument is an axis (an int or a tuple of ints), got a {axis.dtype} tensor of "
+            f"shape {axis.shape}"))
 
 
 def _axis_or_dim(op, axis, dim):
@@ -951,4 +1030,4 @@ def _device_or_dtype(name):
 
 # Operators of the in-place updates, for their error messages.
 _SYMBOLS = {"gpugrad::add": "+", "gpugrad::sub": "-", "gpugrad::mul": "*",
-            "gpugrad::div": "/"}
+            "gpugrad::div": "/", "gpugrad::floor_divide": "//", "gpugrad::remainder": "%"}

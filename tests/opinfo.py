@@ -193,6 +193,14 @@ OPS = [
     OpInfo("gpugrad::pow", _binary(lambda a, b: a ** b, np.power, low=0.5, high=2.0)
            + [Sample((Arg((3,), -2, 2),), lambda x: x ** 2, lambda x: x ** 2, "square"),
               Sample((Arg((3,), -1, 1),), lambda x: 2.0 ** x, lambda x: 2.0 ** x, "rpow")]),
+    OpInfo("gpugrad::floor_divide", _binary(lambda a, b: a // b, np.floor_divide,
+                                            low_b=0.5, high_b=2.0), grad=False),
+    # divisors of both signs, away from 0; gradcheck's steps stay clear of the jumps
+    OpInfo("gpugrad::remainder", _binary(lambda a, b: a % b, np.remainder, low_b=0.5,
+                                         high_b=2.0)
+           + [Sample((Arg((5,), -3, 3), Arg((5,), -2.0, -0.5)), lambda a, b: a % b,
+                     np.remainder, "negative divisors"),
+              Sample((Arg((4,), 0.6, 2.0),), lambda x: 1.5 % x, lambda x: 1.5 % x, "rmod")]),
     OpInfo("gpugrad::neg", _unary(lambda x: -x, np.negative)),
     OpInfo("gpugrad::exp", _unary(lambda x: x.exp(), np.exp)),
     OpInfo("gpugrad::log", _unary(lambda x: x.log(), np.log, 0.5, 3.0)),
@@ -267,6 +275,8 @@ OPS = [
                                            lambda a, b: a & b, np.logical_and)], grad=False),
     OpInfo("gpugrad::logical_or", [Sample((Arg((3, 1), kind="bool"), Arg((4,), kind="bool")),
                                           lambda a, b: a | b, np.logical_or)], grad=False),
+    OpInfo("gpugrad::logical_xor", [Sample((Arg((3, 1), kind="bool"), Arg((4,), kind="bool")),
+                                           lambda a, b: a ^ b, np.logical_xor)], grad=False),
     OpInfo("gpugrad::logical_not", [Sample((Arg((3, 4), kind="bool"),), lambda a: ~a,
                                            np.logical_not)], grad=False),
     OpInfo("gpugrad::sum", _reductions("sum", np.sum)),

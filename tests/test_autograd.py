@@ -320,6 +320,55 @@ def test_grad_recording_resumes_after_no_grad():
     assert_close(x.grad, [2.0, 2.0])
 
 
+def test_no_grad_and_enable_grad_decorate_with_or_without_parentheses_as_pytorchs():
+    x = leaf([1.0, 2.0])
+
+    @gg.no_grad
+    def bare(t):
+        return t * 2.0
+
+    @gg.no_grad()
+    def called(t):
+        return t * 2.0
+
+    @gg.enable_grad
+    def recorded(t):
+        return t * 2.0
+
+    assert not bare(x).requires_grad and not called(x).requires_grad
+    assert bare.__name__ == "bare" and gg.is_grad_enabled()
+    with gg.no_grad():
+        assert recorded(x).requires_grad and not gg.is_grad_enabled()
+    mode = gg.no_grad()  # one object entered again inside its own block
+    with mode:
+        with mode:
+            pass
+        assert not gg.is_grad_enabled()
+    assert gg.is_grad_enabled()
+
+
+def test_set_grad_enabled_switches_from_the_call_on_as_pytorchs():
+    """A plain call sets the mode, as torch.set_grad_enabled(False) does; a with block
+    or a decorated function gets the mode inside only."""
+    x = leaf([1.0, 2.0])
+    try:
+        gg.set_grad_enabled(False)
+        assert not gg.is_grad_enabled() and not (x * 2.0).requires_grad
+        gg.set_grad_enabled(True)
+        assert (x * 2.0).requires_grad
+        with gg.set_grad_enabled(False):
+            assert not (x * 2.0).requires_grad
+        assert gg.is_grad_enabled()
+
+        @gg.set_grad_enabled(False)
+        def off(t):
+            return t * 2.0
+
+        assert gg.is_grad_enabled() and not off(x).requires_grad and gg.is_grad_enabled()
+    finally:
+        gg.set_grad_enabled(True)
+
+
 def test_detach_cuts_the_graph():
     """d/dx of sum(detach(x) * x) treats the detached factor as a constant."""
     x_np = np.array([1.0, -2.0, 3.0])

@@ -344,6 +344,114 @@ def test_to_takes_a_dtype_name():
     assert gg.tensor([1.0]).to(np.float64).dtype == np.float64
 
 
+def test_to_takes_pytorchs_device_keyword():
+    x = gg.tensor([1.0, 2.0])
+    assert x.to(device="cpu").device == gg.device("cpu")
+    moved = x.to("float64", device="cpu")
+    assert moved.dtype == np.float64 and moved.device == gg.device("cpu")
+    with pytest.raises(TypeError, match="give the device once"):
+        x.to("cpu", device="cpu")
+
+
+FLOOR_AND_REMAINDER_CASES = [
+    ([-7, 7, -7, 7, 0], [2, 2, -2, -2, 3]),  # ints: rounded towards -inf
+    ([-7.5, 7.5, -7.5, 7.5, 0.0], [2.0, 2.0, -2.0, -2.0, 3.0]),
+    ([1.0, -1.0, 0.0, 3.0, -3.0], [0.0, 0.0, 0.0, float("inf"), float("inf")]),
+]
+
+
+@pytest.mark.parametrize("a, b", FLOOR_AND_REMAINDER_CASES)
+@pytest.mark.parametrize("symbol", ["//", "%"])
+def test_floor_division_and_remainder_give_pytorchs_values_and_dtypes(symbol, a, b):
+    torch = pytest.importorskip("torch")
+    ops = {"//": lambda x, y: x // y, "%": lambda x, y: x % y}
+    op = ops[symbol]
+    for ours, theirs in [(op(gg.tensor(a), gg.tensor(b)), op(torch.tensor(a), torch.tensor(b))),
+                         (op(gg.tensor(a), 2.5), op(torch.tensor(a), 2.5)),
+                         (op(gg.tensor(a), 2), op(torch.tensor(a), 2)),
+                         (op(-7, gg.tensor(b[:2])), op(-7, torch.tensor(b[:2]))),
+                         (op(gg.tensor(a), np.float64(1.5)), op(torch.tensor(a), 1.5))]:
+        assert str(ours.dtype) == str(theirs.dtype).removeprefix("torch.")
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_remainders_gradient_is_pytorchs_and_floor_division_has_none():
+    torch = pytest.importorskip("torch")
+    a_np, b_np = np.array([-7.5, 7.3, 2.2, -0.4]), np.array([2.0, -2.0, 0.7, 3.0])
+    weights = np.arange(1.0, 5.0)
+    a, b = gg.tensor(a_np, requires_grad=True), gg.tensor(b_np, requires_grad=True)
+    ((a % b) * gg.tensor(weights)).sum().backward()
+    ta, tb = torch.tensor(a_np, requires_grad=True), torch.tensor(b_np, requires_grad=True)
+    ((ta % tb) * torch.tensor(weights)).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy())
+    np.testing.assert_allclose(b.grad.numpy(), tb.grad.numpy())
+    assert not (a // b).requires_grad  # piecewise constant, as a comparison
+    counts = gg.tensor([5, 6, 7])
+    counts //= 2
+    counts %= 2
+    assert counts.numpy().tolist() == [0, 1, 1]
+    with pytest.raises(gg.DTypeError, match=r"floor_divide in place: .* x = x // y"):
+        counts //= 2.5
+    x = gg.tensor([1.5, 3.5], requires_grad=True)
+    y = x * 3.0
+    halves = y * 1.0
+    halves //= 2  # as halves = halves // 2: no gradient from here on (not y's old one)
+    assert not halves.requires_grad
+    (y.sum() + halves.sum()).backward()
+    assert x.grad.numpy().tolist() == [3.0, 3.0]
+
+
+def test_an_update_without_a_gradient_drops_it_in_a_compiled_function_as_in_eager_mode():
+    def update(t):
+        kept = t * 3.0
+        halves = kept * 1.0
+        halves //= 2
+        return gg.grad(kept.sum() + halves.sum(), [t])[0], halves
+
+    x = gg.tensor([1.5, 3.5], requires_grad=True)
+    compiled = gg.compile(update)
+    for grad, halves in (update(x), compiled(x), compiled(x)):
+        assert grad.numpy().tolist() == [3.0, 3.0] and halves.numpy().tolist() == [2.0, 5.0]
+
+
+def test_bool_operators_take_python_bools_on_either_side_and_xor():
+    mask = gg.tensor([True, False])
+    assert (True & mask).numpy().tolist() == [True, False]
+    assert (False | mask).numpy().tolist() == [True, False]
+    assert (mask ^ gg.tensor([True, True])).numpy().tolist() == [False, True]
+    assert (True ^ mask).numpy().tolist() == [False, True]
+    with pytest.raises(gg.DTypeError, match="logical_xor: .* must be a bool tensor"):
+        gg.tensor([1, 2]) ^ gg.tensor([1, 1])
+
+
+def test_in_looks_for_an_element_over_all_axes_as_pytorch_and_numpy():
+    matrix = gg.tensor([[1, 2], [3, 4]])
+    assert 2 in matrix and 7 not in matrix
+    assert (2 in np.array([[1, 2], [3, 4]])) and 2.0 in gg.tensor([1.0, 2.0])
+
+
+def test_a_tensor_compared_with_none_or_a_string_is_unequal_as_in_pytorch():
+    x = gg.tensor(1.0)
+    assert (x == None) is False and (x != None) is True  # noqa: E711  (the point)
+    assert (x == "a") is False
+    assert x not in [None, "a"] and x in [None, x]
+    assert None not in gg.tensor([1, 2]) and "a" not in gg.tensor([1, 2])  # (as NumPy)
+
+
+def test_iterating_over_a_0d_tensor_says_so_at_once():
+    with pytest.raises(TypeError, match="iteration over a 0-d tensor"):
+        iter(gg.tensor(1.0))
+
+
+def test_max_or_min_of_two_tensors_as_pytorch_writes_it_names_maximum_or_minimum():
+    a, b = gg.tensor([1.0, 5.0]), gg.tensor([3.0, 2.0])
+    with pytest.raises(TypeError, match=r"^max: .* is gg\.maximum\(x, y\).*test_edge_cases"):
+        gg.max(a, b)
+    with pytest.raises(TypeError, match=r"^min: .* is gg\.minimum\(x, y\)"):
+        a.min(b)
+    assert gg.tensor([[1.0, 5.0]]).max(gg.tensor(1)).numpy().tolist() == [5.0]  # an axis
+
+
 def test_an_index_out_of_bounds_is_an_index_error_naming_the_op():
     x = gg.tensor([1.0, 2.0])
     for key in (5, [0, 5]):
@@ -383,6 +491,17 @@ def test_a_max_or_min_over_a_non_empty_axis_of_an_empty_tensor_is_empty():
 def test_a_scalar_that_does_not_fit_names_the_op():
     with pytest.raises(gg.DTypeError, match="add"):
         gg.tensor([1, 2], dtype="uint8") + 300
+
+
+def test_a_comparison_with_a_number_the_dtype_cannot_hold_answers_as_numpy():
+    values = np.array([0, 200], dtype=np.uint8)
+    x = gg.tensor(values)
+    for ours, numpys in [(x < -1, values < -1), (x == 300, values == 300),
+                         (x != 300, values != 300), (-1 < x, -1 < values),
+                         (gg.tensor([-3, 100], dtype="int8") < 200,
+                          np.array([-3, 100], dtype=np.int8) < 200)]:
+        assert ours.dtype == np.bool_
+        np.testing.assert_array_equal(ours.numpy(), numpys)
 
 
 def test_leaves_get_gradient_tensors_of_their_own():
@@ -477,6 +596,24 @@ def test_floating_point_warnings_of_gpugrads_kernels_stay_quiet():
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "anomaly: log", "own numpy: divide by zero encountered in log"]
+
+
+HALF_OVERFLOW_SCRIPT = """
+import numpy as np, gpugrad as gg
+half = gg.tensor(np.full(8, 30000.0, dtype=np.float16))
+print(half.sum().item(), (half * 1e6).numpy()[0], gg.full((2,), 1e6, dtype="float16")[0].item())
+"""
+
+
+def test_float16_overflows_stay_quiet_too():
+    """The sum of float16 values past 65,504, a number that overflows float16: inf as
+    the answer, without a warning from NumPy's own files (numeric.py, _methods.py), which
+    a user cannot tell from theirs."""
+    result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c",
+                             HALF_OVERFLOW_SCRIPT], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["inf inf inf"]
 
 
 @pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # log(0), as meant

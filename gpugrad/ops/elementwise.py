@@ -86,6 +86,23 @@ div = _binary("div", lambda xp, a, b: a / b, _div_vjp, promote="float",
 pow = _binary("pow", lambda xp, a, b: xp.pow(a, b), _pow_vjp,  # noqa: A001
               save_output=True, infer=numeric)
 
+
+def _remainder_vjp(ctx, g):
+    # a % b = a - floor(a / b) b, where floor(a / b) is constant between its jumps.
+    a, b = ctx.inputs
+    need_a, need_b = ctx.needs_input_grad
+    return (g if need_a else None), (-g * floor_divide(a, b) if need_b else None)
+
+
+# // and % as Python's (and PyTorch's) operators: the quotient rounded towards -inf, and
+# a remainder that takes the divisor's sign. The quotient is piecewise constant: like a
+# comparison, it has no gradient; the remainder's gradient flows to both inputs.
+floor_divide = define("gpugrad::floor_divide", infer=numeric, promote="common",
+                      forward=lambda xp, a, b: xp.floor_divide(a, b))
+remainder = _binary("remainder", lambda xp, a, b: xp.remainder(a, b), _remainder_vjp,
+                    saves={0: (), 1: (0, 1)}, infer=numeric)
+
+
 neg = _unary("neg", lambda xp, x: -x, lambda ctx, g: (-g,), infer=_numeric_unary,
              ufunc="negative")
 
@@ -493,5 +510,7 @@ logical_and = define("gpugrad::logical_and", infer=_logical_infer,
                      forward=lambda xp, a, b: xp.logical_and(a, b))
 logical_or = define("gpugrad::logical_or", infer=_logical_infer,
                     forward=lambda xp, a, b: xp.logical_or(a, b))
+logical_xor = define("gpugrad::logical_xor", infer=_logical_infer,
+                     forward=lambda xp, a, b: xp.logical_xor(a, b))
 logical_not = define("gpugrad::logical_not", infer=_logical_infer,
                      forward=lambda xp, a: xp.logical_not(a))

@@ -16,6 +16,7 @@ from ..errors import DeviceError, DTypeError, GpugradError, GraphError, retyped
 from ..mode import state
 from ..node import Node, format_site, user_site
 from ..tensor import Tensor
+from .infer import comparison
 
 REGISTRY = {}  # qualified name -> OpDef
 NO_ATTRS = {}  # shared empty attrs of ops called without any; never mutated
@@ -157,7 +158,10 @@ def apply(op, args, attrs):
             try:
                 args = _coerce(op, args)
             except OverflowError as exc:  # e.g. uint8 tensor + 300
-                raise _annotate(op, DTypeError(str(exc))) from None
+                wider = _widened_for_comparison(op, args)
+                if wider is None:
+                    raise _annotate(op, DTypeError(str(exc))) from None
+                args = wider
             return apply(op, args, attrs)
         if device is None:
             device, dtype = arg._device, arg._dtype
@@ -308,6 +312,17 @@ def constant(value, dtype, device):
         if len(_constants) < 4096 and value == value:  # NaN never hits a cache
             _constants[key] = t
     return t
+
+
+def _widened_for_comparison(op, args):
+    """A comparison of a small integer tensor with a Python int its dtype cannot hold
+    (uint8 < -1, int8 == 300) has an answer, NumPy's: the tensor's values compared as
+    int64. The arguments so (None for another op, or where that does not help)."""
+    if op.infer is not comparison:
+        return None
+    wider = tuple(a.astype(dtypes.int64) if isinstance(a, Tensor) and a._dtype.kind in "iu"
+                  and a._dtype.itemsize < 8 else a for a in args)
+    return None if all(w is a for w, a in zip(wider, args, strict=True)) else wider
 
 
 def _coerce(op, args):
