@@ -25,13 +25,15 @@ def array_of(data):
     return np.asarray(data) if isinstance(data, np.generic) else data
 
 
-def trainable_array(data):
-    """`data` as an array a parameter can be updated in: array_of's, and a copy of a
-    read-only NumPy view (a broadcast_to's, whose elements share memory), which an
-    optimiser's step could not write into half way through its parameters."""
+def trainable_array(data, backend):
+    """`data` as an array a parameter can be updated in: array_of's, and a copy of a view
+    whose elements share memory (a broadcast_to's), which an optimiser's step could not
+    write into half way through its parameters (NumPy's and array-api-strict's: read-only)
+    or would write into wrongly (CuPy's: each element the last one written)."""
     data = array_of(data)
-    if not getattr(getattr(data, "flags", None), "writeable", True):
-        data = data.copy()
+    if not backend.updatable(data):  # a copy of its own: NumPy's and CuPy's C-ordered
+        copy = getattr(data, "copy", None)
+        data = copy() if copy is not None else backend.astype(data, backend.dtype_of(data))
     return data
 
 
@@ -150,7 +152,7 @@ class Tensor:
             raise RuntimeError("requires_grad can only be changed on leaf tensors" + hint)
         self._requires_grad = value
         if value:  # a tensor to train is updated in place (optimisers, compiled steps)
-            self._data = trainable_array(self._data)
+            self._data = trainable_array(self._data, self._device.backend)
         # Graphs already recorded keep the leaf as it was then; the next op makes a new
         # leaf node that knows the new setting.
         self._node = None

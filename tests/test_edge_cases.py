@@ -736,3 +736,20 @@ def test_the_mean_of_no_elements_is_nan_quietly_eager_and_compiled():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "quiet\n" and result.stderr == ""
+
+
+def test_a_sum_that_overflows_or_adds_opposite_infinities_is_quiet_eager_and_compiled():
+    """inf and NaN, as an elementwise op's overflow gives them: with no NumPy warning
+    from NumPy's own line (ndarray.sum's), which gpugrad's filter cannot reach."""
+    code = """if True:
+        import numpy as np, gpugrad as gg
+        for values in ([3e38, 3e38], [np.inf, -np.inf]):
+            x = gg.tensor(values)
+            for f in (lambda t: t.sum(), lambda t: t.mean(), lambda t: t[None].sum(axis=1)):
+                for run in (f, gg.compile(f), gg.compile(f)):
+                    assert not np.isfinite(run(x).numpy()).any()
+        print("quiet")"""
+    result = subprocess.run([sys.executable, "-W", "error", "-c", code],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "quiet\n" and result.stderr == ""

@@ -520,6 +520,23 @@ def test_binary_cross_entropy_with_logits_of_masked_infinite_logits_has_torch_gr
     assert_finite_and_matches(gz.grad, tz.grad)
 
 
+def test_logaddexps_gradients_are_torchs_where_both_inputs_are_equal():
+    """d/dt logaddexp(t, t) = d/dt (t + log 2) = 1, half from each input, also where the
+    output rounds to t (float32 1e30; e^(t - out) gave each input all of it: 2); at the
+    same infinity twice NaN, as torch's (it was 2). Second derivatives as torch's."""
+    gt, tt = f32_leaf([-np.inf, -3.0, 0.0, 1e30, np.inf])
+    gg.logaddexp(gt, gt).backward(gg.ones(5))  # (a sum of -inf and inf would be NaN)
+    torch.logaddexp(tt, tt).backward(torch.ones(5))
+    np.testing.assert_array_equal(gt.grad.numpy(), tt.grad.numpy())
+    np.testing.assert_array_equal(gt.grad.numpy()[1:4], [1.0, 1.0, 1.0])
+    x, tx = f32_leaf([0.5, 2.0])
+    (g,) = gg.grad(gg.logaddexp(x, gg.tensor([1.0, 2.0])).sum(), [x], create_graph=True)
+    (tg,) = torch.autograd.grad(torch.logaddexp(tx, torch.tensor([1.0, 2.0])).sum(), [tx],
+                                create_graph=True)
+    np.testing.assert_allclose(gg.grad(g.sum(), [x])[0].numpy(),
+                               torch.autograd.grad(tg.sum(), [tx])[0].numpy(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
 def test_softmax_and_log_softmax_are_stable_for_huge_logits(fn):
     """softmax/log_softmax of rows with +-1000 entries: finite values and gradients that
@@ -804,6 +821,16 @@ def test_a_norms_parameters_on_another_device_name_the_norm(call, name, which):
     with pytest.raises(gg.DeviceError, match=rf"^{name}: input on cpu with {which}.*"
                                              r"test_functional.py"):
         call(gg.ones((2, 3)), "array_api_strict")
+
+
+def test_a_layer_norms_numpy_weight_and_bias_are_taken_as_any_ops_argument():
+    # A NumPy array's .device is the string "cpu", never a gpugrad device: not refused as
+    # "on another device" (the ops inside take it as they take NumPy arguments).
+    x = gg.randn(2, 3)
+    weight, bias = np.array([1.0, 2.0, 3.0], np.float32), np.array([0.5, 0.0, -1.0], np.float32)
+    got = F.layer_norm(x, (3,), weight=weight, bias=bias)
+    want = F.layer_norm(x, (3,), weight=gg.tensor(weight), bias=gg.tensor(bias))
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 
 def test_class_weights_and_ignore_index_are_checked():

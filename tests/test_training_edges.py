@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import device_params
 
 import gpugrad as gg
 import gpugrad.nn as nn
@@ -147,22 +148,39 @@ def test_a_gradient_that_does_not_match_its_parameter_is_refused_and_nothing_cha
             (value.tolist() if isinstance(value, np.ndarray) else value), key
 
 
+@pytest.mark.parametrize("device", device_params())
 @pytest.mark.parametrize("make", [
-    lambda: gg.zeros(3).broadcast_to((2, 3)).detach().requires_grad_(),
-    lambda: gg.nn.Parameter(gg.zeros(3).broadcast_to((2, 3))),
+    lambda d: gg.zeros(3, device=d).broadcast_to((2, 3)).detach().requires_grad_(),
+    lambda d: gg.nn.Parameter(gg.zeros(3, device=d).broadcast_to((2, 3))),
 ], ids=["requires_grad_", "Parameter"])
-def test_a_parameter_made_from_a_broadcast_view_is_trained_in_memory_of_its_own(make):
-    """NumPy's broadcast views are read-only (their elements share memory): a parameter
-    made from one gets an array of its own, so that every step updates every parameter
-    (an update into the view failed after the parameters before it had moved) and each
-    element moves by its own gradient."""
-    a = gg.tensor([1.0, 2.0], requires_grad=True)
-    b = make()
+def test_a_parameter_made_from_a_broadcast_view_is_trained_in_memory_of_its_own(make,
+                                                                                device):
+    """A broadcast view's elements share memory (NumPy's and array-api-strict's views are
+    read-only, CuPy's are not): a parameter made from one gets an array of its own, so
+    that every step updates every parameter (an update into the view failed after the
+    parameters before it had moved) and each element moves by its own gradient."""
+    a = gg.tensor([1.0, 2.0], requires_grad=True, device=device)
+    b = make(device)
     opt = gg.optim.SGD([a, b], lr=0.1)
-    (a.sum() + (b * gg.tensor([[1.0], [2.0]])).sum()).backward()
+    (a.sum() + (b * gg.tensor([[1.0], [2.0]], device=device)).sum()).backward()
     opt.step()
     np.testing.assert_allclose(a.numpy(), [0.9, 1.9])
     np.testing.assert_allclose(b.numpy(), [[-0.1] * 3, [-0.2] * 3])
+
+
+def test_a_view_whose_elements_share_memory_is_not_updatable_in_place():
+    # CuPy's broadcast views are writable, with a zero stride: as this NumPy view is.
+    backend = gg.device("cpu").backend
+    shared = np.lib.stride_tricks.as_strided(np.zeros(3), (2, 3), (0, 8), writeable=True)
+    assert not backend.updatable(shared)
+    assert not backend.updatable(np.broadcast_to(np.zeros(3), (2, 3)))
+    assert backend.updatable(np.zeros((2, 3)).T) and backend.updatable(np.zeros((1, 3))[:, ::2])
+    assert backend.updatable(np.lib.stride_tricks.as_strided(np.zeros(3), (1, 3), (0, 8)))
+    t = gg.Tensor._wrap(shared, np.dtype("float64"), gg.device("cpu"), False)
+    t.requires_grad = True
+    t.grad = gg.ones((2, 3), dtype="float64")
+    gg.optim.SGD([t], lr=1.0).step()
+    np.testing.assert_array_equal(t.numpy(), -np.ones((2, 3)))
 
 
 def test_a_parameter_listed_twice_is_refused():

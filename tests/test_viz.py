@@ -1,6 +1,7 @@
 """Looking at graphs: Graphviz rendering, node-link JSON, GraphML, summaries."""
 
 import inspect
+import io
 import json
 import os
 import re
@@ -85,6 +86,13 @@ def test_graphml_reads_back_with_networkx(tmp_path):
     assert back.number_of_nodes() == len(graph)
     assert sorted(d["op"] for _, d in back.nodes(data=True)) == \
         sorted(d["op"] for _, d in graph.nx.nodes(data=True))
+
+
+def test_graphml_goes_into_an_open_file_as_networkx_writes_it():
+    graph, _ = training_step_graph()
+    out = io.BytesIO()
+    assert graph.to_graphml(out) is out
+    assert nx.read_graphml(io.BytesIO(out.getvalue())).number_of_nodes() == len(graph)
 
 
 def test_summary_counts_parameters_flops_and_bytes(capsys):

@@ -39,6 +39,15 @@ class Backend:
     def astype(self, array, dtype):
         return self.xp.astype(array, self.native_dtype(dtype))
 
+    def updatable(self, array):
+        """Whether an in-place update of a backend array changes each of its elements on
+        its own: not for a read-only array, or a view whose elements share memory (a
+        broadcast's: a zero stride along an axis of more than one element)."""
+        if not getattr(getattr(array, "flags", None), "writeable", True):
+            return False
+        strides = getattr(array, "strides", None) or ()
+        return all(s or n <= 1 for s, n in zip(strides, array.shape, strict=False))
+
     # --- fills ---------------------------------------------------------------------------
     def full(self, shape, value, dtype):
         return self.xp.full(shape, value, dtype=self.native_dtype(dtype))

@@ -36,6 +36,10 @@ class StrictBackend(HostRandomMixin, Backend):
     def dtype_of(self, array):
         return self._to_numpy[array.dtype]
 
+    def updatable(self, array):
+        # (its arrays keep their NumPy array, and with it the memory they share, apart)
+        return super().updatable(getattr(array, "_array", array))
+
     def from_host(self, array, dtype):
         return self.xp.asarray(np.array(array, dtype=dtype, copy=True))
 

@@ -197,7 +197,7 @@ def _check_norm_dtypes(name, x, **tensors):
     PyTorch stops."""
     given = {key: t for key, t in tensors.items() if t is not None}
     elsewhere = ", ".join(f"{key} on {t.device}" for key, t in given.items()
-                          if t.device is not x.device)
+                          if isinstance(t, Tensor) and t.device is not x.device)
     if elsewhere:  # (checked here, where the op inside that would meet them is not named)
         raise _annotate(name, DeviceError(
             f"input on {x.device} with {elsewhere}; move one side explicitly with "

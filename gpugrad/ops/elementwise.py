@@ -259,25 +259,21 @@ def _check_bounds(x, lo, hi):
 
 
 def _logaddexp_vjp(ctx, g):
-    # d/da log(e^a + e^b) = e^(a - out): a softmax of the two, never overflowing.
+    # d/da log(e^a + e^b) = e^a / (e^a + e^b) = sigmoid(a - b), as PyTorch computes it: a
+    # softmax of the two, never overflowing. An infinite input beside a finite one has
+    # all of it or none (softplus(inf)'s gradient is 1; a masked -inf logit's 0 in the
+    # branch of binary_cross_entropy_with_logits that where() leaves unused, where
+    # e^(a - out) was e^(-inf + inf), NaN, which made the whole gradient NaN). The two
+    # shares add up to 1 also where the output rounds to an input (1e30 twice in float32:
+    # e^(a - out) gave each all of it); the same infinity twice is NaN, as in PyTorch.
     a, b = ctx.inputs
-    out = ctx.output
     need_a, need_b = ctx.needs_input_grad
-    return ((g * _share_of(a, out) if need_a else None),
-            (g * _share_of(b, out) if need_b else None))
-
-
-def _share_of(x, out):
-    """e^(x - out), x's share of logaddexp's output out, and 1 where x is out itself: an
-    infinite x made out infinite too, and inf - inf would make it NaN (softplus(inf)'s
-    gradient; a masked -inf logit's in the branch of binary_cross_entropy_with_logits
-    that where() leaves unused, which then made the whole gradient NaN). Where x equals
-    a finite out, x - out is 0 already: the same values."""
-    return where(x == out, 0.0, x - out).exp()
+    return ((g * (a - b).sigmoid() if need_a else None),
+            (g * (b - a).sigmoid() if need_b else None))
 
 
 logaddexp = _binary("logaddexp", lambda xp, a, b: xp.logaddexp(a, b), _logaddexp_vjp,
-                    promote="float", save_output=True, infer=numeric)
+                    promote="float", infer=numeric)
 
 
 # --- erf: the error function, which NumPy and the array API standard lack --------------------

@@ -118,10 +118,18 @@ def _mean_ndarray(xp, x, axis=None, keepdims=False):
     # ndarray.mean computes (the same bits), without its argument handling, which takes
     # 3 µs on a small array (a loss over a batch).
     if axis is None and x.dtype.kind == "f" and x.dtype.itemsize >= 4:
-        return x.sum(keepdims=keepdims) / x.size
+        total = _sum_numpy(xp, x, None, keepdims) if xp is np else x.sum(keepdims=keepdims)
+        return total / x.size
     if x.size == 0:  # NaN over no elements, as in PyTorch: quietly (see _empty_mean)
         return _empty_mean(x, axis, keepdims)
     return x.mean(axis=axis, keepdims=keepdims)
+
+
+def _sum_numpy(xp, x, axis=None, keepdims=False):
+    # np.add.reduce, which ndarray.sum calls (the same bits and dtypes), called from
+    # gpugrad's own line: an overflow, or inf - inf, in a sum is then as quiet as in an
+    # elementwise op (ndarray.sum's line is NumPy's, past gpugrad's warning filter).
+    return np.add.reduce(x, axis, None, None, keepdims)
 
 
 def _empty_mean(x, axis, keepdims):
@@ -131,13 +139,6 @@ def _empty_mean(x, axis, keepdims):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return x.mean(axis=axis, keepdims=keepdims)
-
-
-def _sum_numpy(xp, x, axis=None, keepdims=False):
-    # ndarray.sum is np.add.reduce behind a Python wrapper (the same bits and dtypes):
-    # called from here, an overflow's warning (float16 sums past 65,504) names this line,
-    # which gpugrad's filter quiets as its kernels' others, not NumPy's _methods.py.
-    return np.add.reduce(x, axis=axis, keepdims=keepdims)
 
 
 def _sum_plan_kernel(backend_name, attrs):

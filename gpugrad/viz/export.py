@@ -50,5 +50,8 @@ def to_graphml(graph, path):
         plain.add_node(node, **{k: _plain(v) for k, v in data.items()})
     for a, b, data in graph.nx.edges(data=True):
         plain.add_edge(a, b, **{k: _plain(v) for k, v in data.items()})
-    write_whole(path, lambda tmp: nx.write_graphml(plain, tmp))  # whole or not at all
+    if hasattr(path, "write"):  # an open file, which networkx writes into as it is
+        nx.write_graphml(plain, path)
+    else:
+        write_whole(path, lambda tmp: nx.write_graphml(plain, tmp))  # whole or not at all
     return path
