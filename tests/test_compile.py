@@ -770,6 +770,67 @@ def test_a_backward_into_an_argument_adds_to_its_grad_and_says_how_to_avoid_retr
     assert [len(v) for v in compiled.plans.values()] == [1]  # no run could use the others
 
 
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+def test_a_constant_gradient_accumulated_into_by_later_runs_stays_the_plans_constant(
+        cuda_graph):
+    """x.grad of (x * 2).sum() is a constant of the plan made while it was None: a copy
+    of it each run, since the plan made for a .grad that exists (a graph-ready one writes
+    the sum into that .grad's array) must not change it for later runs after a reset."""
+    def calls(compiled):
+        x = gg.tensor([1.0, 2.0], requires_grad=True)
+
+        def backward():
+            (x * 2).sum().backward()
+            return x.grad * 1
+
+        step = compile_quietly(backward, cuda_graph) if compiled else backward
+        seen = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gg.CompileWarning)
+            for _ in range(3):
+                x.grad = None
+                seen += [step().numpy().tolist() for _ in range(3)]
+        return seen
+
+    assert calls(compiled=True) == calls(compiled=False)
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["plan", "graph-ready plan"])
+def test_a_gradient_one_plan_set_and_another_edits_in_place_changes_no_plans_constant(
+        cuda_graph):
+    """backward's plan sets x.grad to a constant of its own (2 everywhere); the other
+    plan halves the .grad each call finds, in place: that tensor takes the new values,
+    as in eager mode, and no run writes into the first plan's constant (which a later
+    backward, accumulating into the .grad's array, would otherwise change too)."""
+    def calls(compiled):
+        x = gg.tensor([1.0, 2.0], requires_grad=True)
+
+        def backward():
+            (x * 2).sum().backward()
+
+        def halve():
+            with gg.no_grad():
+                x.grad *= 0.5
+
+        if compiled:
+            backward, halve = (compile_quietly(backward, cuda_graph),
+                               compile_quietly(halve, cuda_graph))
+        seen = []
+        warnings.simplefilter("ignore", gg.CompileWarning)  # (a plan with .grad, one without)
+        for _ in range(3):
+            x.grad = None
+            backward()
+            held = x.grad
+            halve()
+            seen.append((x.grad is held, x.grad.numpy().tolist()))
+            backward()  # accumulated into the halved gradient
+            seen.append(x.grad.numpy().tolist())
+        return seen
+
+    with warnings.catch_warnings():
+        assert calls(compiled=True) == calls(compiled=False)
+
+
 @pytest.mark.parametrize("reset", ["None", "zeros"])
 def test_a_grad_set_inside_the_function_is_the_runs_own(reset):
     def make():
@@ -1218,6 +1279,38 @@ def test_a_fused_chain_on_numpy_reuses_its_own_buffers():
     assert fusion.scratch_buffers(steps, 2, has_out=True) == 1
 
 
+TRANSPOSED_CHAINS = {
+    "(-x.T * w).sum()": lambda x, w: (-x.T * w).sum(),
+    "(-x.T * w).sum(0)": lambda x, w: (-x.T * w).sum(0),
+    "((x.T.exp() * 2).tanh() + w).sum(0)": lambda x, w: ((x.T.exp() * 2).tanh() + w).sum(0),
+    "(x.T * 2 + (w * 3).exp() + x.T.abs()).sum(1)":
+        lambda x, w: (x.T * 2 + (w * 3).exp() + x.T.abs()).sum(1),
+}
+
+
+@pytest.mark.parametrize("optimize", [False, True], ids=["unoptimized", "fused"])
+@pytest.mark.parametrize("name", TRANSPOSED_CHAINS)
+def test_an_op_over_a_transpose_writes_into_a_buffer_of_eagers_layout_only(name, optimize):
+    """An elementwise op over a transpose makes a column-major array, and one over that
+    and a row-major array a row-major one again: a plan writing the second into the
+    first's buffer (in place, or a fused chain's step) would leave it column-major, and a
+    sum over it adds in another order than eager mode's."""
+    fn = TRANSPOSED_CHAINS[name]
+    x = gg.tensor(RNG.standard_normal((300, 200)).astype("float32"))
+    w = gg.tensor(RNG.standard_normal((200, 300)).astype("float32"))
+    compiled = gg.compile(fn, optimize=optimize)
+    for _ in range(3):
+        np.testing.assert_array_equal(compiled(x, w).numpy(), fn(x, w).numpy())
+
+
+def test_a_fused_chain_reuses_only_buffers_of_a_steps_own_layout():
+    steps = (("gpugrad::exp", (0,)), ("gpugrad::add", (2, 1)), ("gpugrad::tanh", (3,)))
+    source, _ = fusion.chain_source(steps, 2, layouts=(0, 1, 1))
+    assert "s1 = U1(s0, x1)" in source  # exp's result is column-major, add's is not
+    assert "s2 = U2(s1, out=s1)" in source
+    assert fusion.scratch_buffers(steps, 2, has_out=False, layouts=(0, 1, 1)) == 1
+
+
 def test_a_fused_chain_calls_an_op_that_is_no_single_ufunc_through_its_kernels():
     steps = (("gpugrad::exp", (0,)), ("gpugrad::relu", (2,)), ("gpugrad::mul", (3, 1)))
     source, _ = fusion.chain_source(steps, 2)
@@ -1543,6 +1636,50 @@ def test_compiled_random_programs_equal_eager_bit_for_bit(steps):
     assert_no_buffer_is_overwritten_while_still_to_be_read(plan.program, plan.memory)
     memory = plan_memory(plan.program)  # planning again gives the same plan
     assert memory.peak_bytes == plan.peak_bytes
+
+
+@st.composite
+def square_programs(draw):
+    """A random chain of elementwise ops and transposes over two square inputs, whose
+    intermediates die along the way (their buffers free to take a result)."""
+    steps = []
+    for i in range(draw(st.integers(2, 10))):
+        kind = draw(st.sampled_from(["unary", "binary", "transpose", "scale"]))
+        a = draw(st.integers(0, i + 1))
+        if kind == "unary":
+            steps.append((kind, draw(st.sampled_from(UNARY)), a))
+        elif kind == "binary":
+            steps.append((kind, draw(st.sampled_from(BINARY)), a, draw(st.integers(0, i + 1))))
+        else:
+            steps.append((kind, None, a))
+    return steps
+
+
+def run_square_program(steps, x, y):
+    values = [x, y]
+    for step in steps:
+        kind, name, a = step[:3]
+        if kind == "unary":
+            values.append(getattr(values[a], name)())
+        elif kind == "binary":
+            values.append(getattr(values[a], f"__{name}__")(values[step[3]]))
+        elif kind == "transpose":
+            values.append(values[a].T)
+        else:
+            values.append(values[a] * 0.5)
+    last = values[-1]  # sums along and across its rows: they add in its layout's order
+    return [last.sum(axis=0), last.sum(axis=1), last.sum()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(square_programs(), st.booleans())
+def test_compiled_programs_over_transposes_equal_eager_bit_for_bit(steps, optimize):
+    x = gg.tensor(RNG.standard_normal((40, 40)).astype("float32"))
+    y = gg.tensor(RNG.standard_normal((40, 40)).astype("float32"))
+    compiled = gg.compile(lambda x, y: run_square_program(steps, x, y), optimize=optimize)
+    for _ in range(2):
+        for a, b in zip(compiled(x, y), run_square_program(steps, x, y), strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 @pytest.mark.parametrize("dtype", ["bool", "int8", "int32", "int64", "float16", "float32",
@@ -2026,6 +2163,70 @@ def test_numpy_floats_and_floats_in_tuples_are_told_apart_by_their_bits_too():
     assert by_tuple(x, (0.0,)).item() == np.inf and by_tuple(x, (-0.0,)).item() == -np.inf
 
 
+def test_keyword_only_numbers_are_told_apart_by_their_types_and_bits_too():
+    """A keyword-only argument is a constant of the plan as a positional number is: -0.0
+    is not 0.0 (x / s), 2 is not 2.0 (an integer tensor times it), and a NaN keeps its
+    plan."""
+    def f(x, *, s):
+        return x / s, x.astype("int64") * s
+
+    compiled = gg.compile(f)
+    x = gg.tensor([1.0, -2.0])
+    for s in (0.0, -0.0, 2, 2.0, float("nan"), float("nan")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gg.CompileWarning)
+            got = compiled(x, s=s)
+        for a, b in zip(got, f(x, s=s), strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+            np.testing.assert_array_equal(np.signbit(a.numpy()), np.signbit(b.numpy()))
+    assert len(compiled.log) == 5  # the second NaN ran the first one's plan
+
+
+def test_a_new_trace_for_an_equal_number_of_another_type_names_both_types():
+    def f(x, s, *, k=1.0):
+        return x * (s[0] if isinstance(s, tuple) else s) * k
+
+    compiled = gg.compile(f)
+    x = gg.ones(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gg.CompileWarning)
+        compiled(x, 2.0)
+        compiled(x, np.float32(2.0))
+        compiled(x, np.float32(2.0), k=np.float64(1.0))
+        compiled(x, (1, 2.0))
+        compiled(x, (1, np.float32(2.0)))
+    assert compiled.log[1:] == [
+        "argument 1: float 2.0 -> numpy.float32 2.0",
+        "keyword arguments {'k': float 1.0} -> {'k': numpy.float64 1.0}",
+        "argument 1: 2.0 -> (1, 2.0)",
+        "argument 1: tuple (int 1, float 2.0) -> tuple (int 1, numpy.float32 2.0)"]
+
+
+def test_reasons_for_new_traces_tell_keyword_only_arguments_from_positional_ones():
+    """A function taking *args and keyword-only ones binds every call (the keyword-only
+    defaults are part of each key); the reasons count the positional arguments alone and
+    say which keyword-only ones changed."""
+    def spread(x, *rest, k=2):
+        return x * k + sum(rest) if rest else x * k
+
+    def scaled(x, **options):
+        return x * options.get("s", 1.0)
+
+    x, y = gg.ones(2), gg.zeros(2)
+    first, second = gg.compile(spread), gg.compile(scaled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gg.CompileWarning)
+        for args, kwargs in [((x,), {}), ((x, y), {}), ((x, y), {"k": 3}), ((x, y, y), {"k": 3})]:
+            np.testing.assert_array_equal(first(*args, **kwargs).numpy(),
+                                          spread(*args, **kwargs).numpy())
+        second(x)
+        second(x, s=2.0)
+    assert first.log == ["first call", "2 arguments instead of 1",
+                         "keyword arguments {'k': 2} -> {'k': 3}", "3 arguments instead of 2"]
+    assert second.log == ["first call", "keyword arguments {} -> {'s': 2.0}"]
+
+
 def test_results_that_hold_no_tensor_come_back_as_they_are():
     import enum
 
@@ -2125,7 +2326,28 @@ def test_builtins_modules_and_objects_the_function_reads_add_no_guard():
     guards = f.plan.program.guards
     assert [reason for _, _, reason in guards] == [
         "the global variable 'shape' that f reads changed (it was (1, 2); pass values that "
-        "vary as arguments)"]  # a tuple of numbers is guarded; len, math, a tensor not
+        "vary as arguments)",  # a tuple of numbers is guarded; len, math not
+        "the global variable 'bias' that f reads holds another tensor (it held one of "
+        "shape (2,); pass tensors that vary as arguments)"]  # a tensor by identity
+
+
+def test_a_global_tensor_rebound_to_another_tensor_traces_anew():
+    """The plan reads a global tensor's values on every run, from the tensor it was
+    traced with: rebinding the variable to another tensor traces anew (a plan reading
+    the old one would give its values)."""
+    module = module_with("def f(x):\n"
+                         "    return x * weight\n", weight=gg.tensor([1.0, 2.0]))
+    f = gg.compile(module["f"])
+    x = gg.ones(2)
+    for values in ([1.0, 2.0], [5.0, 6.0], [5.0, 6.0]):
+        if values != module["weight"].tolist():
+            module["weight"] = gg.tensor(values)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gg.CompileWarning)
+            np.testing.assert_array_equal(f(x).numpy(), np.array(values, "float32"))
+    module["weight"] *= 2  # (an in-place update: the same tensor, new values)
+    np.testing.assert_array_equal(f(x).numpy(), [10.0, 12.0])
+    assert len(f.log) == 2 and "holds another tensor" in f.log[1]
 
 
 def test_a_guarded_variable_rebound_to_an_equal_value_of_another_type_traces_anew():

@@ -166,6 +166,44 @@ def test_a_boolean_mask_tensor_inside_gg_compile_raises_naming_the_line():
     assert f"test_compile_indexing.py:{line.co_firstlineno + 1}" in str(caught.value)
 
 
+def clamp_where(x, mask, rows):
+    """(y, dy/dx): y is x with the masked elements and rows set, the rows' in x's dtype."""
+    y = x * 2
+    y[y.abs() > 3] = 0.0
+    y[mask] = -1
+    y[(rows,)] = gg.tensor(2.5, dtype="float64")
+    return [y] + gg.grad((y * y).sum(), [x])
+
+
+@PLANS
+def test_one_value_assigned_through_a_boolean_mask_tensor_follows_each_calls_mask(
+        cuda_graph):
+    """x[mask] = v changes no shape: with v one value that no gradient flows into, each
+    run sets the elements its own mask picks, as eager mode does (a mask of the leading
+    axes too), gradients included."""
+    step = compiled(clamp_where, cuda_graph)
+    x = gg.tensor(RNG.standard_normal((4, 5)).astype("float32") * 2, requires_grad=True)
+    for k in range(3):
+        mask = gg.tensor(RNG.random((4, 5)) > 0.5)
+        rows = gg.tensor(np.arange(4) == k)
+        for got, want in zip(step(x, mask, rows), clamp_where(x, mask, rows), strict=True):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+            assert got.dtype == want.dtype
+    assert step.compiled.log == ["first call"]
+
+
+def test_values_assigned_through_a_boolean_mask_that_need_a_gradient_are_refused():
+    def fn(x, mask, v):
+        y = x * 1
+        y[mask] = v
+        return y
+
+    step = gg.compile(fn)
+    mask = gg.tensor(np.array([True, False, True, False]))
+    with pytest.raises(gg.CompileError, match="boolean mask"):
+        step(MATRIX, mask, gg.tensor(1.0, requires_grad=True))
+
+
 def test_a_boolean_mask_still_indexes_eagerly_and_checks_its_shape():
     mask = gg.tensor(np.array([True, False, True, False]))
     np.testing.assert_array_equal(MATRIX[mask].numpy(), MATRIX.numpy()[[0, 2]])

@@ -94,6 +94,10 @@ class Recorder:
         self._created_guards = {}  # id -> (tensor, reason): .grad guards left out
         self.single_use = False  # a guard that never holds again: the plan serves no run
         self._guard_keys = set()
+        # trace Node -> strides of the array it made, where that array was not row-major
+        # (a transpose, an op over one): the memory plan writes an op's result into a
+        # buffer only of the layout eager mode gave it (see memory.same_layout)
+        self.layouts = {}
 
     # --- reads ---------------------------------------------------------------------------
     def note_leaves(self, args):
@@ -116,6 +120,12 @@ class Recorder:
                         "tensor in place only as its last use")
                 if node not in self.leaves:
                     self.leaves[node] = a
+
+    def note_output(self, tensor):
+        """An op made tensor: remember its array's layout where it is not row-major."""
+        flags = getattr(tensor._data, "flags", None)  # (the standard's arrays have none)
+        if flags is not None and not flags.c_contiguous and tensor._node is not None:
+            self.layouts[tensor._node] = tensor._data.strides
 
     def host_read(self, tensor):
         raise CompileError(

@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import gc
 import inspect
+import math
 import re
 import time
 import warnings
@@ -33,7 +34,7 @@ from .capture import CompileError, Recorder, capturing
 from .cuda_graph import graph_ready
 from .lower import Retrace, lower
 from .memory import plan_memory
-from .program import build
+from .program import build, copy_constants_handed_out
 from .reads import by_bits, from_bits, guarded_reads
 
 
@@ -223,7 +224,8 @@ class CompiledFunction:
     def _keywords(self, args, kwargs):
         """(args, function, key) of a call with keyword arguments: those the signature
         also takes by position are passed by position (tensors included); keyword-only
-        ones are constants of the plan, so hashable values, not tensors."""
+        ones are constants of the plan, so hashable values, not tensors, told apart as
+        other arguments are: by type and bits (s=-0.0 is not s=0.0, s=2 not s=2.0)."""
         if self._signature is None:
             self._signature = inspect.signature(self.fn)
         args, rest, defaulted = _positional(self._signature, args, kwargs)
@@ -239,7 +241,8 @@ class CompiledFunction:
             if not _hashable(keywords):
                 raise CompileError(f"gg.compile({_name(self.fn)}): keyword-only arguments "
                                    "must be hashable (numbers, strings, tuples)")
-            key += (("value", "keywords", keywords),)
+            key += (("value", "keywords", tuple((name, type(value), by_bits(value))
+                                                for name, value in keywords)),)
         return args, functools.partial(self.fn, **rest) if rest else self.fn, key
 
     def _trace(self, key, args, reason, fn):
@@ -415,6 +418,7 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
         program = build(recorder, tensor_args, tensors, names)
         _detach_grads(recorder)
         stats = passes.run_all(program) if optimize else {}
+        copy_constants_handed_out(program)
         memory = plan_memory(program)
         ready = graph_ready(program, memory, len(tensor_args), _name(fn)) if cuda_graph \
             else None
@@ -439,10 +443,12 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
 
 def _detach_grads(recorder):
     """The .grad the trace left: without the trace's node, as eager gradients are (a
-    later trace reading it would otherwise follow that node into a finished trace)."""
+    later trace reading it would otherwise follow that node into a finished trace). A
+    gradient that is a leaf (one from before the call, updated in place: p.grad *= 0.5)
+    stays the tensor it is, as in eager mode."""
     for tensor in recorder.grads:
         g = tensor.grad
-        if g is not None and g._node is not None:
+        if g is not None and g._node is not None and not g._node.op.is_leaf:
             tensor.grad = Tensor._wrap(g._data, g._dtype, g._device, False)
 
 
@@ -502,7 +508,11 @@ def _defaults_count(fn):
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY,
                                                        p.POSITIONAL_OR_KEYWORD)]
     if any(p.kind is p.KEYWORD_ONLY for p in parameters):
-        return len(positional) + 1  # every call: the keyword-only defaults are constants
+        # every call: the keyword-only defaults are constants (after *args, a call of
+        # any length)
+        if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+            return math.inf
+        return len(positional) + 1
     if any(p.default is not p.empty for p in positional):
         return len(positional)
     return None
@@ -563,22 +573,71 @@ class _Identity:
 def _difference(old, new):
     """In words, what differs between two keys."""
     if len(old) != len(new):
-        return f"{len(new) - 1} arguments instead of {len(old) - 1}"
+        before, after = _positional_count(old), _positional_count(new)
+        if before == after:  # keyword-only arguments given where none were, or back
+            return f"keyword arguments {_keywords_in(old)} -> {_keywords_in(new)}"
+        return f"{after} arguments instead of {before}"
     if old[0][0] != new[0][0]:
         return "grad mode " + ("on" if new[0][0] else "off")
     if old[0] != new[0]:
         return f"the default device {old[0][1]} -> {new[0][1]}"
     for i, (a, b) in enumerate(zip(old[1:], new[1:], strict=True)):
         if a != b and a[:2] == b[:2] == ("value", "keywords"):
-            return f"keyword arguments {dict(a[2])} -> {dict(b[2])}"
+            return f"keyword arguments {_change(a, b, _keyword_words)}"
         if a != b:
-            return f"argument {i}: {_describe(a)} -> {_describe(b)}"
+            return f"argument {i}: {_change(a, b, _describe)}"
     return "a guard of the plan failed"
 
 
-def _describe(part):
+def _positional_count(key):
+    """How many arguments a key stands for (its keyword-only ones apart)."""
+    return sum(1 for part in key[1:] if part[:2] != ("value", "keywords"))
+
+
+def _keywords_in(key):
+    """The keyword-only arguments of a key in words ({} where it has none)."""
+    for part in key[1:]:
+        if part[:2] == ("value", "keywords"):
+            return _keyword_words(part, False)
+    return "{}"
+
+
+def _change(old, new, words):
+    """'old -> new' of two parts of keys in words(part, typed), naming the values' types
+    where the words are the same (2.0 and np.float32(2.0), (1,) and (1.0,))."""
+    before, after = words(old, False), words(new, False)
+    if before == after:
+        before, after = words(old, True), words(new, True)
+    return f"{before} -> {after}"
+
+
+def _keyword_words(part, typed):
+    """The keyword-only arguments of a key in words."""
+    if not typed:
+        return repr({name: from_bits(bits) for name, _, bits in part[2]})
+    return "{" + ", ".join(f"{name!r}: {_typed_words(kind, bits)}"
+                           for name, kind, bits in part[2]) + "}"
+
+
+def _typed_words(kind, bits):
+    """A value of a key as its type says it: 'numpy.float32 2.0', 'tuple (int 1, bool
+    True)'."""
+    if kind in (tuple, list) and isinstance(bits, tuple):  # (type, bits) per item
+        return f"{_type_name(kind)} ({', '.join(_typed_words(*item) for item in bits)})"
+    return f"{_type_name(kind)} {from_bits(bits)!r}"
+
+
+def _type_name(kind):
+    module = getattr(kind, "__module__", "builtins")
+    name = getattr(kind, "__qualname__", repr(kind))
+    return name if module == "builtins" else f"{module}.{name}"
+
+
+def _describe(part, typed=False):
+    if part[:2] == ("value", "keywords"):  # (beside a positional argument's part)
+        return f"keyword arguments {_keyword_words(part, typed)}"
     if part[0] == "value":
-        return repr(from_bits(part[2]))
+        return _typed_words(part[1], part[2]) if typed else repr(from_bits(part[2]))
     if part[0] == "same tensor as":
         return f"the tensor passed as argument {part[1]}"
     shape, dtype, device, requires_grad = part

@@ -12,7 +12,8 @@ How a fused op runs, by backend:
   one per op. Made once and cached (CuPy keeps the compiled binary on disk too).
 - NumPy: one generated Python function per list of steps, a chain of the ops' own
   ufunc calls with `out=`, each step written into the buffer of a step nobody reads
-  again: the same ufuncs as eager, so the results are bit for bit the same.
+  again where the trace made both of one layout: the same ufuncs as eager, into
+  arrays of eager's layouts, so the results are bit for bit the same.
 - any other namespace (the array API's strict arrays): step by step, each op's kernel.
 """
 
@@ -95,7 +96,7 @@ def fuse_elementwise(program):
         if len(members) < 2:
             continue
         absorbed.update(id(m) for m in members if m is not root)
-        _make_fused(root, members)
+        _make_fused(root, members, program.layouts)
         merged += len(members) - 1
     if merged:
         program.nodes = [n for n in program.nodes if id(n) not in absorbed]
@@ -146,10 +147,13 @@ def _group(root, readers, apart, position, written):
     return sorted(members.values(), key=lambda n: position[id(n)])
 
 
-def _make_fused(root, members):
+def _make_fused(root, members, layouts):
     """Turn the root into the group's fused node: its inputs are what the group reads
     from outside, in order of first use. The root keeps its place in the schedule,
-    after every member and every input."""
+    after every member and every input. Where the trace made the members' arrays in
+    different layouts (a step over a transpose, then one over a row-major array),
+    attrs["layouts"] numbers each step's layout: a step reuses only a buffer of its
+    own."""
     step_of = {id(m): j for j, m in enumerate(members)}
     inputs, index = [], {}
     for m in members:
@@ -163,6 +167,9 @@ def _make_fused(root, members):
                   for m in members)
     root.op, root.inputs = FUSED, tuple(inputs)
     root.attrs = {"expr": describe(steps, n), "steps": steps}  # expr: for the viewers
+    kinds = [layouts.get(m) for m in members]
+    if any(kind != kinds[0] for kind in kinds):
+        root.attrs["layouts"] = tuple(kinds.index(kind) for kind in kinds)
 
 
 def describe(steps, n):
@@ -174,7 +181,7 @@ def describe(steps, n):
 
 
 # --- running a fused op ---------------------------------------------------------------------
-def _step_by_step(xp, *arrays, steps, expr=None):
+def _step_by_step(xp, *arrays, steps, expr=None, layouts=None):
     """The reference, and the kernel of namespaces without out=: each op's own kernel."""
     backend = xp.__name__  # the backends are named after their namespaces
     values = list(arrays)
@@ -188,11 +195,11 @@ FUSED = OpDef("gpugrad::fused", infer=plan_only("gpugrad::fused"), forward=_step
 FUSED.label_attrs = ("expr",)  # drawings show the expression; the steps are for kernels
 
 
-def kernels(steps, n, backend_name):
+def kernels(steps, n, backend_name, layouts=None):
     """(kernel(*arrays), out_kernel(*arrays, out)) running the steps on a backend, or
-    None where only the step-by-step reference runs there."""
+    None where only the step-by-step reference runs there. layouts: see _make_fused."""
     if backend_name == "numpy":
-        return _numpy_chain(steps, n)
+        return _numpy_chain(steps, n, layouts)
     if backend_name == "cupy":
         kernel = _cupy_kernel(steps, n)
         return kernel, kernel  # an ElementwiseKernel takes its output as a last argument
@@ -200,18 +207,19 @@ def kernels(steps, n, backend_name):
 
 
 @functools.lru_cache(maxsize=None)
-def _numpy_chain(steps, n):
+def _numpy_chain(steps, n, layouts=None):
     """Two generated functions (allocating, and writing into `out`) chaining the steps'
     ufuncs with out=."""
-    source, namespace = chain_source(steps, n)
+    source, namespace = chain_source(steps, n, layouts)
     exec(compile(source, f"<gpugrad fused {describe(steps, n)}>", "exec"), namespace)
     return namespace["fused"], namespace["fused_out"]
 
 
-def chain_source(steps, n):
+def chain_source(steps, n, layouts=None):
     """(source, namespace) of `fused(x0, ...)` and `fused_out(x0, ..., out)` on NumPy:
-    a step writes into the buffer of an earlier step it reads for the last time; only
-    the result goes into `out`, once every input was read."""
+    a step writes into the buffer of an earlier step it reads for the last time (of its
+    own layout, where layouts number them); only the result goes into `out`, once every
+    input was read."""
     import numpy
 
     last_read = _last_reads(steps)
@@ -221,7 +229,7 @@ def chain_source(steps, n):
     for j, (name, args) in enumerate(steps):
         op = REGISTRY[name]
         ins = ", ".join(names[a] for a in args)
-        dying = _dying(args, j, n, last_read)
+        dying = _dying(args, j, n, last_read, layouts)
         if op.ufunc is not None:  # the ufunc itself, without the op's lambda around it
             namespace[f"U{j}"] = getattr(numpy, op.ufunc)
             call = f"U{j}({ins}" + (f", out={names[dying]})" if dying is not None else ")")
@@ -253,20 +261,22 @@ def _last_reads(steps):
     return last_read
 
 
-def _dying(args, j, n, last_read):
+def _dying(args, j, n, last_read, layouts=None):
     """The value index of a step result that step j reads for the last time (its buffer
-    is free for step j's result), or None."""
+    is free for step j's result, where it has step j's layout), or None."""
     for a in args:
-        if a >= n and last_read[a] == j:
+        if (a >= n and last_read[a] == j
+                and (layouts is None or layouts[a - n] == layouts[j])):
             return a
     return None
 
 
-def scratch_buffers(steps, n, has_out):
+def scratch_buffers(steps, n, has_out, layouts=None):
     """How many buffers of the result's size a fused op allocates and frees within one
     call (what the memory plan adds to its peak at that op)."""
     last_read = _last_reads(steps)
-    made = [_dying(args, j, n, last_read) is None for j, (_, args) in enumerate(steps)]
+    made = [_dying(args, j, n, last_read, layouts) is None
+            for j, (_, args) in enumerate(steps)]
     if has_out:
         return sum(made[:-1])
     return sum(made) - 1  # the result keeps one of the buffers made

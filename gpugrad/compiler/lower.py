@@ -320,7 +320,7 @@ def _fused(node, i, target, backend, ns, names, body):
     args = ", ".join(names[id(x)] for x in node.inputs)
     steps = node.attrs["steps"]
     what = node.attrs["expr"]
-    made = kernels(steps, len(node.inputs), backend.name)
+    made = kernels(steps, len(node.inputs), backend.name, node.attrs.get("layouts"))
     if made is None:
         ns[f"K{i}"] = _bound(node.op.kernel_for(backend.name), backend.xp, node.attrs)
         body.append(f"v{i} = K{i}({args})  # {what}")
@@ -419,6 +419,9 @@ def _sinks(program, ns, names, body):
         elif sink.kind == "state" and not sink.in_place:
             ns[f"Q{i}"] = sink.target
             body.append(f"Q{i}({value})")
+        elif sink.kind == "assign_grad":
+            ns[f"Q{i}"] = sink.target
+            body.extend(assign_grad_lines(f"Q{i}", value))
     ordered = [results[k] for k in sorted(results)]
     # An argument updated in place (x += 1) gets the new array, as an eager in-place
     # update gives its tensor (the caller's array, which views or another argument may
@@ -427,6 +430,12 @@ def _sinks(program, ns, names, body):
     writes = [s for s in program.sinks if s.kind == "assign_arg"]
     ns["ARG_WRITES"] = tuple(s.target for s in writes)
     return ordered + [names[id(s.node)] for s in writes]
+
+
+def assign_grad_lines(owner, value):
+    """The lines giving the tensor that is owner's .grad its new values (a new array,
+    as an eager in-place update gives it)."""
+    return [f"{owner}._grad._data = {value}", f"{owner}._grad._mark_replaced()"]
 
 
 def keep_apart(program, names, results, body, written):

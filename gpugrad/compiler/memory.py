@@ -5,7 +5,9 @@ A value's buffer is free after the last op that reads it — or reads a view of 
 that may return a view of an input (reshape, transpose, a custom op's kernel) extend
 their input's life to their own output's. An op with an `out_kernel` (one elementwise
 ufunc) writes into an input that dies at that op, when shapes and dtypes agree: on
-NumPy and CuPy a chain of elementwise ops then runs in one buffer, in place. Values a
+NumPy and CuPy a chain of elementwise ops then runs in one buffer, in place — where the
+buffer has the layout eager mode gives the result (a sum over it then adds in eager's
+order: an op over a transpose and a row-major array is row-major). Values a
 run hands out (results, gradients, new state) are never reused. The plan knows its
 peak before it runs: the most bytes of the run's own buffers alive at once.
 """
@@ -73,7 +75,8 @@ def plan_memory(program):
         target = None
         # 0-d values stay out: NumPy hands them out as scalars, which take no out=.
         if in_place_ok and writes_in_place(node) and not node.meta and node.shape:
-            target = homes.get(id(node)) or _dying_input(node, i, last, escaping, taken)
+            target = homes.get(id(node)) or _dying_input(node, i, last, escaping, taken,
+                                                         program.layouts)
         if target is not None:
             plan.out[node] = target
             taken.add(id(target))
@@ -105,16 +108,25 @@ def _last_reads(ops, escaping):
     return last
 
 
-def _dying_input(node, i, last, escaping, taken):
+def _dying_input(node, i, last, escaping, taken, layouts):
     """An input of node whose buffer node may overwrite: made by this run, not handed
-    out, read for the last time here, of the output's shape and dtype."""
+    out, read for the last time here, of the output's shape, dtype and layout."""
     for inp in node.inputs:
         if (not inp.op.is_leaf and fresh(inp) and id(inp) not in escaping
                 and id(inp) not in taken and last.get(id(inp)) == i
                 and inp.shape == node.shape and inp.dtype is node.dtype
-                and not inp.meta and not _overlaps(node, inp)):
+                and not inp.meta and same_layout(layouts, node, inp)
+                and not _overlaps(node, inp)):
             return inp
     return None
+
+
+def same_layout(layouts, a, b):
+    """Whether the trace made a's and b's arrays (of one shape) with the same strides:
+    writing a into b's buffer then gives a the layout eager mode gave it. (A ufunc over
+    a transpose makes a column-major array; NumPy's sums add such an array in another
+    order than a row-major one, which may change the last bit.)"""
+    return layouts.get(a) == layouts.get(b)
 
 
 def _overlaps(node, target):
@@ -166,7 +178,8 @@ def _scratch_bytes(node, target):
     if node.op is not FUSED:
         return 0
     steps = node.attrs["steps"]
-    return scratch_buffers(steps, len(node.inputs), target is not None) * nbytes(node)
+    return scratch_buffers(steps, len(node.inputs), target is not None,
+                           node.attrs.get("layouts")) * nbytes(node)
 
 
 def _count_bytes(plan, ops, escaping):

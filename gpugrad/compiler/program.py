@@ -10,6 +10,7 @@ a tensor, or hand them to an optimiser's state.
 
 from ..graph import Graph
 from ..node import Node
+from ..ops.conversion import clone
 from ..ops.registry import CONSTANT, INPUT
 from ..viz.scopes import module_calls
 from .capture import CompileError, Feed
@@ -20,6 +21,8 @@ class Sink:
 
     kind: "result" (target: the position in the function's flattened results), "grad"
     (target: the tensor whose .grad it becomes; node None sets .grad to None),
+    "assign_grad" (target: the tensor whose .grad at the run takes the values: a
+    gradient from before the call updated in place),
     "assign" (target: the tensor whose values it becomes), "assign_arg" (target: the
     position of the argument whose array the values are written into), "state" (target:
     a setter);
@@ -50,10 +53,11 @@ class Program:
     (see lower.HostUndo); calls: the nn.Module calls of the trace
     (gpugrad.viz.scopes.module_calls), which give its graphs their module scopes and
     parameter names; arg_names: what its graphs call the function's tensor arguments,
-    by position (the function's parameter names; None: unnamed)."""
+    by position (the function's parameter names; None: unnamed); layouts: node -> the
+    strides of the array the trace made for it, where that was not row-major."""
 
     def __init__(self, nodes, sinks, host, guards, calls=(), host_after=(), first_calls=0,
-                 writes_from=None, cleared=(), arg_names=()):
+                 writes_from=None, cleared=(), arg_names=(), layouts=None):
         self.nodes = nodes
         self.sinks = sinks
         self.host = host
@@ -64,6 +68,7 @@ class Program:
         self.writes_from = writes_from
         self.cleared = list(cleared)
         self.arg_names = list(arg_names)
+        self.layouts = dict(layouts or {})
 
     def op_nodes(self):
         return [n for n in self.nodes if not n.op.is_leaf]
@@ -124,10 +129,19 @@ def build(recorder, args, results, arg_names=()):
     """The Program of a finished trace: `args` are the function's tensor arguments (as
     traced), called `arg_names` in drawings; `results` its flattened tensor results."""
     arg_index = {a._node: i for i, a in enumerate(args) if a._node is not None}
-    # A result updated in place inside the function is its new value.
+    # A result updated in place inside the function is its new value; so is a .grad.
     sinks = [("result", i, recorder.assigns.get(t, t)) for i, t in enumerate(results)]
-    sinks += [("grad", tensor, g) for tensor, g in recorder.grad_sinks()]
-    sinks += [("assign", tensor, value) for tensor, value in recorder.assigns.items()]
+    grad_writes = _grad_writes(recorder)
+    set_apart = set()  # owners whose .grad the function set to another tensor, or None
+    for tensor, g in recorder.grad_sinks():
+        if g is None or grad_writes.get(g) is not tensor:
+            set_apart.add(tensor)
+            sinks.append(("grad", tensor, recorder.assigns.get(g, g) if g is not None
+                          else None))
+    sinks += [("assign_grad", owner, recorder.assigns[t]) for t, owner in grad_writes.items()
+              if owner not in set_apart]
+    sinks += [("assign", tensor, value) for tensor, value in recorder.assigns.items()
+              if tensor not in grad_writes]
     sinks += [("state", setter, value, home) for setter, value, home in recorder.states]
     for t in [s[2] for s in sinks if s[2] is not None] + list(args):
         node = t._node
@@ -158,9 +172,48 @@ def build(recorder, args, results, arg_names=()):
             kind == "assign" and id(target) in recorder.into_array)))
     host, after = split_host(_host(recorder.host, copies, recorder.feeds),
                              recorder.writes_from)
+    layouts = {copies[n]: strides for n, strides in recorder.layouts.items() if n in copies}
     return Program(list(copies.values()), program_sinks, host, recorder.guards, calls,
                    after, recorder.first_calls, recorder.writes_from, recorder.cleared_first,
-                   arg_names)
+                   arg_names, layouts)
+
+
+def _grad_writes(recorder):
+    """{tensor: its owner} of the gradients from before the call that the function
+    updated in place (p.grad *= 0.5): each run gives its new values to the tensor that
+    is the owner's .grad at that run ("assign_grad"), as a new array as eager updates
+    do — not to the tensor that held the gradient when traced, nor into the old array
+    (a constant of the plan that set it, which must stay as it is)."""
+    writes = {}
+    for tensor in recorder.assigns:
+        feed = recorder.feeds.get(tensor._node)
+        if feed is not None and feed.kind == "grad":
+            writes[tensor] = feed.source
+    return writes
+
+
+def copy_constants_handed_out(program):
+    """A sink storing one of the plan's constants (a folded gradient, a tensor the
+    function made), or a view of one, stores a copy, made by each run: a tensor given
+    the constant's array could have it written into later (a gradient accumulated in
+    place by a graph-ready plan, an optimiser's step), changing what every later run
+    hands out. Returns how many copies."""
+    from .memory import _view_base
+
+    copies = {}
+    for sink in program.sinks:
+        node = sink.node
+        base = None if node is None else _view_base(node)  # (a view of one too: c.T)
+        if base is None or base.op is not CONSTANT:
+            continue
+        if id(node) not in copies:
+            copy = Node(clone, (node,), {}, node.shape, node.dtype, node.device, False,
+                        node.site)
+            copy.seq = node.seq
+            program.nodes.append(copy)
+            copies[id(node)] = copy
+        sink.node = copies[id(node)]
+    return len(copies)
 
 
 def split_host(host, writes_from):

@@ -1,5 +1,7 @@
 """The numbers and strings a compiled function reads from its module's globals and from
-the variables of enclosing functions: constants of its trace, so each is guarded.
+the variables of enclosing functions: constants of its trace, so each is guarded. So is
+each tensor it reads so, by identity: a plan reads that tensor's values on every run,
+and rebinding the variable to another tensor traces anew.
 
 `scale = 2.0; step = gg.compile(lambda x: x * scale)`: the plan holds 2.0. Rebinding
 `scale = 3.0` then traces anew (a CompileWarning names the variable) instead of running
@@ -17,6 +19,8 @@ import dis
 import functools
 
 import numpy as np
+
+from ..tensor import Tensor
 
 _CONSTANT_TYPES = (bool, int, float, complex, str, bytes, type(None), np.generic)
 _LOADS = {"LOAD_GLOBAL": "global", "LOAD_DEREF": "enclosing",
@@ -58,7 +62,18 @@ def _reads_of(func):
             reads.append((_unchanged(read, value),
                           f"the {scope} variable {name!r} that {func.__qualname__} reads "
                           f"changed (it was {value!r}; pass values that vary as arguments)"))
+        elif isinstance(value, Tensor):  # the plan reads that tensor's values, by identity
+            reads.append((_same_object(read, value),
+                          f"the {scope} variable {name!r} that {func.__qualname__} reads "
+                          f"holds another tensor (it held one of shape "
+                          f"{tuple(value.shape)}; pass tensors that vary as arguments)"))
     return reads
+
+
+def _same_object(read, value):
+    """A guard's getter: whether read() still gives that object (a tensor: the plan
+    reads its values on every run, and would read them from the old one)."""
+    return lambda: read() is value
 
 
 def _unchanged(read, value):

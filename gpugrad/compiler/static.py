@@ -36,6 +36,7 @@ from .lower import (
     _leaves,
     _ops,
     _tensor_guards,
+    assign_grad_lines,
     host_after,
     host_call_or_draw,
     host_undo,
@@ -244,6 +245,8 @@ def _sinks(program, ns, names, body):
             finish.append(f"else: Q{i}._mark_modified()")
         elif sink.kind == "state":
             finish.append(f"Q{i}({o})")
+        elif sink.kind == "assign_grad":
+            finish.extend(assign_grad_lines(f"Q{i}", o))
     host_after(program, ns, finish)
     if copies:
         written = set(homes.values()) | {s.home for s in writes_args if s.home is not None}

@@ -230,6 +230,7 @@ def _watch(op, args, attrs, result, requires_grad, backend):
         _record(op, args, attrs, result, requires_grad)
         if state.capture is not None:
             state.capture.note_leaves(args)
+            state.capture.note_output(result)
     else:
         result._made_by = op  # (as in apply)
     if state.profiler is not None:

@@ -473,6 +473,11 @@ setitem = define("gpugrad::setitem", infer=_setitem_infer, forward=_setitem_gene
 def assign_index(x, key, values):
     """The tensor x[key] = values makes: values in x's dtype (as NumPy and PyTorch cast
     them), on x's device."""
+    mask = _lone_mask(x, key)
+    if mask is not None and state.capture is not None:
+        filled = _one_value(x, values)
+        if filled is not None:
+            return _masked_fill(x, mask, filled)
     try:
         key, arrays = normalize_index(x, key)
     except GpugradError as exc:
@@ -484,6 +489,45 @@ def assign_index(x, key, values):
     elif values.dtype is not x.dtype:
         values = values.astype(x.dtype)
     return apply(setitem, (x, values, *arrays), {"index": key})
+
+
+def _lone_mask(x, key):
+    """The boolean mask tensor that is the whole key (x[mask] = v), standing for x's
+    leading axes, or None."""
+    if isinstance(key, tuple) and len(key) == 1:
+        key = key[0]
+    if (isinstance(key, Tensor) and key.dtype.kind == "b" and key.shape
+            and key._device is x._device and tuple(x.shape[:key.ndim]) == key.shape):
+        return key
+    return None
+
+
+def _one_value(x, values):
+    """values as one 0-d tensor of x's dtype, where it is one value that no gradient
+    flows into (a number, or a tensor of one element that does not require grad), or
+    None."""
+    if not isinstance(values, Tensor):
+        if not isinstance(values, (bool, int, float)):
+            return None
+        from ..creation import tensor
+
+        values = tensor(values, dtype=x.dtype, device=x.device)
+    if values._requires_grad or _landing_shape(values.shape) or values._device is not x._device:
+        return None
+    if values.dtype is not x.dtype:
+        values = values.astype(x.dtype)
+    return values.reshape(())
+
+
+def _masked_fill(x, mask, value):
+    """x[mask] = value inside gg.compile's trace: where(mask, value, x), the same values
+    and gradient for x, in a shape that does not depend on how many elements the mask
+    picks (as x[mask] itself, of a shape only the mask's values say, would)."""
+    from .elementwise import where
+
+    if mask.ndim < x.ndim:  # a mask of the leading axes: the rest broadcast
+        mask = mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
+    return where(mask, value, x)
 
 
 # --- concat and stack -----------------------------------------------------------------------------
