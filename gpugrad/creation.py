@@ -194,10 +194,10 @@ def arange(start, stop=None, step=1, dtype=None, device=None, requires_grad=Fals
     ints = all(isinstance(v, int) for v in (start, stop, step))
     dtype = dtypes.as_dtype(dtype) or (dtypes.int64 if ints else dtypes.DEFAULT_FLOAT)
     dev = as_device(device)
-    # start + i * step computed in float64 (int64 for ints), then cast, as PyTorch does:
-    # NumPy's arange in float32 adds a step rounded to float32 again and again
-    # (arange(1, 0, -0.1) reached 0.6999999 for 0.7), and into an int dtype it truncates
-    # the step first (arange(0, 3, 0.5, dtype=int64) was six zeros).
+    # NumPy's arange in float64 (int64 for ints), then cast once: in float32 it adds a
+    # step rounded to float32 again and again (arange(1, 0, -0.1) reached 0.6999999 for
+    # 0.7), and into an int dtype it truncates the step first (arange(0, 3, 0.5,
+    # dtype=int64) was six zeros; PyTorch refuses that step).
     exact = dtypes.int64 if ints else dtypes.float64
     data = dev.backend.arange(start, stop, step, exact)
     if dtype is not exact:

@@ -28,15 +28,24 @@ class _GradMode:
 
     def __init__(self, enabled):
         self._enabled = bool(enabled)
-        self._previous = []  # a stack: one object may be entered again inside its block
+        # thread id -> a stack: one object may be entered again inside its block, and in
+        # several threads at once (a module's `NO_GRAD = gg.no_grad()`), each its own mode
+        self._previous = {}
+
+    def _push(self, previous):
+        self._previous.setdefault(threading.get_ident(), []).append(previous)
 
     def __enter__(self):
-        self._previous.append(state.grad_enabled)
+        self._push(state.grad_enabled)
         state.grad_enabled = self._enabled
         return self
 
     def __exit__(self, *exc_info):
-        state.grad_enabled = self._previous.pop()
+        thread = threading.get_ident()
+        stack = self._previous[thread]
+        state.grad_enabled = stack.pop()
+        if not stack:
+            del self._previous[thread]
         return False
 
     def __call__(self, func):
@@ -61,7 +70,8 @@ class set_grad_enabled(_GradMode):  # noqa: N801  (PyTorch's name, a function to
         state.grad_enabled = self._enabled
 
     def __enter__(self):
-        self._previous.append(self._outside)  # set already, by the call
+        self._push(self._outside)  # the mode before the call, as PyTorch's restores
+        state.grad_enabled = self._enabled  # (set by the call; again where entered again)
         return self
 
     def __call__(self, func):

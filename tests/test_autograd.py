@@ -369,6 +369,48 @@ def test_set_grad_enabled_switches_from_the_call_on_as_pytorchs():
         gg.set_grad_enabled(True)
 
 
+def test_a_set_grad_enabled_object_entered_again_sets_its_mode_again_as_pytorchs():
+    mode = gg.set_grad_enabled(False)
+    with mode:
+        assert not gg.is_grad_enabled()
+    assert gg.is_grad_enabled()
+    with mode:
+        assert not gg.is_grad_enabled()
+    assert gg.is_grad_enabled()
+
+
+def test_one_no_grad_object_shared_by_threads_restores_each_threads_own_mode():
+    """A block's previous mode is its thread's: a thread leaving the shared object's
+    block first must not take the other thread's mode with it."""
+    import threading
+
+    shared = gg.no_grad()
+    a_inside, b_inside, a_left = threading.Event(), threading.Event(), threading.Event()
+    after = {}
+
+    def a():  # grad mode on
+        with shared:
+            a_inside.set()
+            b_inside.wait(5)
+        a_left.set()
+        after["a"] = gg.is_grad_enabled()
+
+    def b():  # grad mode off before the block
+        gg.set_grad_enabled(False)
+        a_inside.wait(5)
+        with shared:
+            b_inside.set()
+            a_left.wait(5)
+        after["b"] = gg.is_grad_enabled()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert after == {"a": True, "b": False}
+
+
 def test_detach_cuts_the_graph():
     """d/dx of sum(detach(x) * x) treats the detached factor as a constant."""
     x_np = np.array([1.0, -2.0, 3.0])

@@ -2137,6 +2137,27 @@ def test_in_place_ops_that_save_their_old_value_agree_compiled_and_eager():
             assert compiled(w).numpy().tolist() == expected
 
 
+def test_a_grad_mode_switched_inside_and_left_so_is_refused():
+    """gg.set_grad_enabled(False) alone switches recording off from the call on, in eager
+    mode; a plan's runs would leave the mode as it was, so the trace refuses it (and
+    leaves the mode as before the call). Inside a with block it is a plan's like any."""
+    def left_off(x):
+        gg.set_grad_enabled(False)
+        return x * 2.0
+
+    def in_a_block(x):
+        with gg.set_grad_enabled(False):
+            return x * 2.0
+
+    x = gg.ones(2, requires_grad=True)
+    with pytest.raises(gg.CompileError, match="switches grad mode off and leaves it so"):
+        gg.compile(left_off)(x)
+    assert gg.is_grad_enabled()
+    step = gg.compile(in_a_block)
+    for _ in range(2):
+        assert not step(x).requires_grad and gg.is_grad_enabled()
+
+
 def test_a_no_grad_update_of_a_tensor_that_requires_grad_is_refused_compiled():
     # Eager: new values, the old graph for the gradient; a plan cannot hold both.
     def fn(w):

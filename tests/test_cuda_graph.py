@@ -307,6 +307,32 @@ def test_the_runner_warms_up_captures_once_then_replays_like_eager_training():
         np.testing.assert_array_equal(p.numpy(), q.numpy())
 
 
+def test_a_gradient_from_before_the_call_halved_in_place_is_captured_once():
+    """p.grad *= 0.5 on the .grad a call finds is written into that .grad's own array,
+    as a gradient accumulated into: the graph reads the same array on the next call and
+    replays (a new array each call captured anew, then gave up)."""
+    def run(compiled):
+        x = gg.tensor([1.0, 2.0], requires_grad=True)
+        x.grad = gg.tensor([4.0, 8.0])
+
+        def halve():
+            with gg.no_grad():
+                x.grad *= 0.5
+
+        step = graph_ready(halve) if compiled else halve
+        step()
+        runner = with_runner(step, ReplayOnNumpy()) if compiled else None
+        seen = []
+        for _ in range(5):
+            step()
+            seen.append(x.grad.numpy().tolist())
+        return seen, runner
+
+    (seen, runner), (expected, _) = run(compiled=True), run(compiled=False)
+    assert seen == expected
+    assert runner.status == "captured" and runner.captures == 1
+
+
 def test_a_tensor_given_a_new_array_is_captured_anew():
     (eager_model, eager_opt, eager), (model, opt, step) = \
         eager_and_compiled("sgd momentum nesterov", cuda_graph=True)

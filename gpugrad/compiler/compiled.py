@@ -394,8 +394,16 @@ def trace_and_compile(fn, args, optimize=True, cuda_graph=False):
             traced_args.append(a)
     for getter, reason in guarded_reads(fn):  # read before fn runs, as fn reads them
         recorder.guard(getter, reason)
+    grad_mode = state.grad_enabled
     with _collector_paused(), capturing(recorder):
         result = fn(*traced_args)
+    if state.grad_enabled is not grad_mode:  # a bare gg.set_grad_enabled(False) inside
+        state.grad_enabled = grad_mode
+        raise CompileError(
+            f"gg.compile({_name(fn)}): the function switches grad mode "
+            f"{'off' if grad_mode else 'on'} and leaves it so (gg.set_grad_enabled called "
+            "alone): the plan's runs would not; use `with gg.set_grad_enabled(...):` "
+            "inside the function, or call it before the call")
     recorder.grads = {aliases.get(t, t): g for t, g in recorder.grads.items()}
     for copy, original in aliases.items():
         if copy.grad is not None:

@@ -182,8 +182,9 @@ def _grad_writes(recorder):
     """{tensor: its owner} of the gradients from before the call that the function
     updated in place (p.grad *= 0.5): each run gives its new values to the tensor that
     is the owner's .grad at that run ("assign_grad"), as a new array as eager updates
-    do — not to the tensor that held the gradient when traced, nor into the old array
-    (a constant of the plan that set it, which must stay as it is)."""
+    do — not to the tensor that held the gradient when traced. (A graph-ready plan writes
+    them into that .grad's own array, as a gradient it accumulates: see static._homes;
+    a .grad never holds a plan's constant, see copy_constants_handed_out.)"""
     writes = {}
     for tensor in recorder.assigns:
         feed = recorder.feeds.get(tensor._node)

@@ -183,7 +183,7 @@ def _vectors(compute, groups):
 def _homes(program):
     """sink -> the leaf whose array keeps its value from run to run: the tensor's own
     leaf for an update and the old state for new state (Sink.home), and for a gradient
-    the .grad it accumulated into."""
+    the .grad it accumulated into, or that the function updated in place (p.grad *= 0.5)."""
     grad_leaves = {id(n.meta["feed"].source): n for n in program.leaves()
                    if n.meta["feed"].kind == "grad"}
     fixed = _fixed_leaves(program)
@@ -192,7 +192,8 @@ def _homes(program):
     homes = {}
     for sink in program.sinks:
         home = sink.home if sink.kind in ("assign", "state") else \
-            grad_leaves.get(id(sink.target)) if sink.kind == "grad" else None
+            grad_leaves.get(id(sink.target)) if sink.kind in ("grad", "assign_grad") \
+            else None
         if home is None or sink.node is None or home not in fixed:
             continue
         if scalars_immutable and not home.shape:
@@ -245,6 +246,8 @@ def _sinks(program, ns, names, body):
             finish.append(f"else: Q{i}._mark_modified()")
         elif sink.kind == "state":
             finish.append(f"Q{i}({o})")
+        elif sink.kind == "assign_grad" and home is not None:  # written into its array
+            finish.append(f"Q{i}._grad._mark_modified()")
         elif sink.kind == "assign_grad":
             finish.extend(assign_grad_lines(f"Q{i}", o))
     host_after(program, ns, finish)
