@@ -523,11 +523,9 @@ def _masked_fill(x, mask, value):
     """x[mask] = value inside gg.compile's trace: where(mask, value, x), the same values
     and gradient for x, in a shape that does not depend on how many elements the mask
     picks (as x[mask] itself, of a shape only the mask's values say, would)."""
-    from .elementwise import where
-
     if mask.ndim < x.ndim:  # a mask of the leading axes: the rest broadcast
         mask = mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
-    return where(mask, value, x)
+    return x.masked_fill(mask, value)
 
 
 # --- concat and stack -----------------------------------------------------------------------------
