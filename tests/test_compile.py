@@ -1589,23 +1589,29 @@ UNARY = ["exp", "tanh", "relu", "abs", "sigmoid"]
 BINARY = ["add", "mul", "sub"]
 
 
-@st.composite
-def random_programs(draw):
-    """A random DAG of elementwise ops, reductions and views over two inputs."""
-    steps = []
-    for i in range(draw(st.integers(2, 12))):
-        kind = draw(st.sampled_from(["unary", "binary", "view", "scale"]))
-        a = draw(st.integers(0, i + 1))
-        if kind == "unary":
-            steps.append((kind, draw(st.sampled_from(UNARY)), a))
-        elif kind == "binary":
-            steps.append((kind, draw(st.sampled_from(BINARY)), a, draw(st.integers(0, i + 1))))
-        else:
-            steps.append((kind, None, a))
-    return steps
+def program_steps(view, most):
+    """A strategy of random DAGs of 2 to `most` steps over two inputs: unary and binary
+    elementwise ops, `view` (a kind of view, as run_steps takes it) and scaling."""
+    @st.composite
+    def programs(draw):
+        steps = []
+        for i in range(draw(st.integers(2, most))):
+            kind = draw(st.sampled_from(["unary", "binary", view, "scale"]))
+            a = draw(st.integers(0, i + 1))
+            if kind == "unary":
+                steps.append((kind, draw(st.sampled_from(UNARY)), a))
+            elif kind == "binary":
+                steps.append((kind, draw(st.sampled_from(BINARY)), a,
+                               draw(st.integers(0, i + 1))))
+            else:
+                steps.append((kind, None, a))
+        return steps
+
+    return programs()
 
 
-def run_program(steps, x, y):
+def run_steps(steps, x, y):
+    """Every value of a program_steps program, the inputs first."""
     values = [x, y]
     for step in steps:
         kind, name, a = step[:3]
@@ -1615,8 +1621,20 @@ def run_program(steps, x, y):
             values.append(getattr(values[a], f"__{name}__")(values[step[3]]))
         elif kind == "view":
             values.append(values[a].T.reshape(3, 4).reshape(4, 3))
+        elif kind == "transpose":
+            values.append(values[a].T)
         else:
             values.append(values[a] * 0.5)
+    return values
+
+
+def random_programs():
+    """A random DAG of elementwise ops, reductions and views over two inputs."""
+    return program_steps("view", 12)
+
+
+def run_program(steps, x, y):
+    values = run_steps(steps, x, y)
     loss = sum(v.sum() for v in values[2:])
     return [loss] + gg.grad(loss, [x, y], allow_unused=True)
 
@@ -1638,37 +1656,15 @@ def test_compiled_random_programs_equal_eager_bit_for_bit(steps):
     assert memory.peak_bytes == plan.peak_bytes
 
 
-@st.composite
-def square_programs(draw):
+def square_programs():
     """A random chain of elementwise ops and transposes over two square inputs, whose
     intermediates die along the way (their buffers free to take a result)."""
-    steps = []
-    for i in range(draw(st.integers(2, 10))):
-        kind = draw(st.sampled_from(["unary", "binary", "transpose", "scale"]))
-        a = draw(st.integers(0, i + 1))
-        if kind == "unary":
-            steps.append((kind, draw(st.sampled_from(UNARY)), a))
-        elif kind == "binary":
-            steps.append((kind, draw(st.sampled_from(BINARY)), a, draw(st.integers(0, i + 1))))
-        else:
-            steps.append((kind, None, a))
-    return steps
+    return program_steps("transpose", 10)
 
 
 def run_square_program(steps, x, y):
-    values = [x, y]
-    for step in steps:
-        kind, name, a = step[:3]
-        if kind == "unary":
-            values.append(getattr(values[a], name)())
-        elif kind == "binary":
-            values.append(getattr(values[a], f"__{name}__")(values[step[3]]))
-        elif kind == "transpose":
-            values.append(values[a].T)
-        else:
-            values.append(values[a] * 0.5)
-    last = values[-1]  # sums along and across its rows: they add in its layout's order
-    return [last.sum(axis=0), last.sum(axis=1), last.sum()]
+    last = run_steps(steps, x, y)[-1]  # sums along and across its rows: they add in its
+    return [last.sum(axis=0), last.sum(axis=1), last.sum()]  # layout's order
 
 
 @settings(max_examples=200, deadline=None)

@@ -75,6 +75,17 @@ def assert_same_params(gps, tps, step, rtol=RTOL, atol=ATOL):
                                    err_msg=f"parameter {i} after step {step}")
 
 
+def step_both(gps, gopt, tps, topt, x, y, step):
+    """One step of the problem's loss in both libraries, then the parameters compared."""
+    gopt.zero_grad()
+    Problem.gg_loss(gps, x, y).backward()
+    gopt.step()
+    topt.zero_grad()
+    Problem.torch_loss(tps, x, y).backward()
+    topt.step()
+    assert_same_params(gps, tps, step)
+
+
 def run_both(make_gg, make_torch, problem=None, device="cpu", use_schedule=None):
     """Train the same problem in both libraries, comparing parameters after each step.
 
@@ -267,13 +278,7 @@ def test_a_learning_rate_changed_mid_training_follows_torch(name, config):
                 group["lr"] = group["lr"] / 2
             for group in topt.param_groups:
                 group["lr"] = group["lr"] / 2
-        gopt.zero_grad()
-        Problem.gg_loss(gps, x, y).backward()
-        gopt.step()
-        topt.zero_grad()
-        Problem.torch_loss(tps, x, y).backward()
-        topt.step()
-        assert_same_params(gps, tps, step)
+        step_both(gps, gopt, tps, topt, x, y, step)
 
 
 MOMENTUM_SCHEDULES = {"on at step 4": {4: 0.9}, "on, off, on": {1: 0.9, 3: 0.0, 5: 0.8}}
@@ -332,13 +337,7 @@ def test_sgd_resumed_at_every_step_of_a_momentum_schedule_follows_torch(tmp_path
         gg.save(gopt.state_dict(), tmp_path / "opt.npz")
         gopt = gg.optim.SGD(gps, lr=0.05)
         gopt.load_state_dict(gg.load(tmp_path / "opt.npz"))
-        gopt.zero_grad()
-        Problem.gg_loss(gps, x, y).backward()
-        gopt.step()
-        topt.zero_grad()
-        Problem.torch_loss(tps, x, y).backward()
-        topt.step()
-        assert_same_params(gps, tps, i)
+        step_both(gps, gopt, tps, topt, x, y, i)
 
 
 # --------------------------------------------------------------------------------------
@@ -997,13 +996,7 @@ def test_amsgrad_switched_on_and_a_state_saved_without_the_switches_go_on_as_tor
             topt.param_groups[0]["amsgrad"] = True
             for p in tps:  # torch makes the maximum only in a fresh state: give it zeros
                 topt.state[p]["max_exp_avg_sq"] = torch.zeros_like(p)
-        gopt.zero_grad()
-        Problem.gg_loss(gps, x, y).backward()
-        gopt.step()
-        topt.zero_grad()
-        Problem.torch_loss(tps, x, y).backward()
-        topt.step()
-        assert_same_params(gps, tps, step)
+        step_both(gps, gopt, tps, topt, x, y, step)
     assert sorted(gopt.state[gps[0]]) == ["exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step"]
 
 

@@ -16,16 +16,20 @@ def test_class_indices_outside_the_classes_are_an_index_error(labels):
         F.cross_entropy(logits, labels)
 
 
+class Cache(nn.Module):
+    """A layer whose forward caches its activation as an attribute (and scales it by
+    `scale`, where one was added)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x):
+        self.last = self.fc(x).relu()
+        return self.last * self.scale if hasattr(self, "scale") else self.last
+
+
 def test_tensors_cached_in_forward_are_not_part_of_the_model():
-    class Cache(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(2, 2)
-
-        def forward(self, x):
-            self.last = self.fc(x).relu()
-            return self.last
-
     model = Cache()
     model(gg.ones((1, 2)))
     assert sorted(model.state_dict()) == ["fc.bias", "fc.weight"]
@@ -37,15 +41,6 @@ def test_a_parameter_added_to_a_model_already_run_is_trained_and_saved():
     for fine-tuning) is a parameter, as in PyTorch: it was a plain attribute, silently
     never trained by an optimiser of model.parameters() and missing from the state
     dict. A tensor cached by the forward at the same time stays out."""
-    class Cache(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(2, 2)
-
-        def forward(self, x):
-            self.last = self.fc(x).relu()
-            return self.last * self.scale if hasattr(self, "scale") else self.last
-
     model = Cache()
     model(gg.ones((1, 2)))
     model.scale = nn.Parameter(gg.ones(2))

@@ -210,24 +210,31 @@ def test_a_10000_node_model_opens_collapsed_and_expands_on_demand(browser, tmp_p
     page.screenshot(path=str(tmp_path / "model.png"))
 
 
+def summed_one_by_one(values):
+    """values[0] + values[1] + ..., one add per value (a loop summing per-sample terms)."""
+    total = values[0]
+    for v in values[1:]:
+        total = total + v
+    return total
+
+
+def drawn(browser, graph, path, timeout):
+    """The page of graph.to_html(path), once every node is drawn (within timeout ms)."""
+    graph.to_html(path)
+    page, _ = open_page(browser, path)
+    page.wait_for_function(f"document.querySelectorAll('g.node').length >= {len(graph)}",
+                           timeout=timeout)
+    return page
+
+
 def test_terms_made_first_and_summed_later_each_sit_above_their_sum(browser, tmp_path):
     """A list of terms summed one by one (per-sample losses, say): laid out by longest
     path alone, every term shared the second row, with an edge down across every row to
     its add (a column each to route past all the boxes there: 20 s for 800 terms, and a
     page that never opened for 1,700)."""
-    def total(w):
-        terms = [(w * float(i)).exp() for i in range(300)]
-        s = terms[0]
-        for t in terms[1:]:
-            s = s + t
-        return s
-
-    graph = gg.trace(total, gg.ones(4))
-    path = tmp_path / "terms.html"
-    graph.to_html(path)
-    page, _ = open_page(browser, path)
-    page.wait_for_function(f"document.querySelectorAll('g.node').length >= {len(graph)}",
-                           timeout=120_000)
+    graph = gg.trace(lambda w: summed_one_by_one([(w * float(i)).exp() for i in range(300)]),
+                     gg.ones(4))
+    page = drawn(browser, graph, tmp_path / "terms.html", timeout=120_000)
     spans = dict(page.evaluate("""current.edges.map(([a, b]) => [a, Math.round(
         (current.pos.get(b)[1] - current.pos.get(a)[1]) / current.y(1))])"""))
     terms = [f"n{seq}" for seq, data in graph.nx.nodes(data=True) if data["op"] == "exp"]
@@ -243,18 +250,11 @@ def test_a_chain_whose_every_value_is_also_summed_at_its_end_opens(browser, tmp_
         values = [x]
         for _ in range(2000):
             values.append((values[-1] * 0.9).tanh())
-        s = values[0]
-        for v in values[1:]:
-            s = s + v
-        return s
+        return summed_one_by_one(values)
 
     graph = gg.trace(dense, gg.ones(4))
-    path = tmp_path / "dense.html"
-    graph.to_html(path)
-    page, _ = open_page(browser, path)
     # The time limit of the wait is the "reasonable time"; nothing here is a benchmark.
-    page.wait_for_function(f"document.querySelectorAll('g.node').length >= {len(graph)}",
-                           timeout=60_000)
+    page = drawn(browser, graph, tmp_path / "dense.html", timeout=60_000)
     assert page.locator("path.edge").count() == len(graph.nx.edges)
 
 

@@ -153,7 +153,7 @@ relu = _unary("relu", lambda xp, x: xp.maximum(x, 0),
               infer=_numeric_unary, out_kernel=lambda xp, x, out: xp.maximum(x, 0, out=out))
 
 
-_UNSIGNED = {size: np.dtype(f"u{size}") for size in (1, 2, 4, 8)}  # by itemsize
+UNSIGNED = {size: np.dtype(f"u{size}") for size in (1, 2, 4, 8)}  # by itemsize
 
 
 def _relu_backward_mask(xp, g, y, out=None):
@@ -161,7 +161,7 @@ def _relu_backward_mask(xp, g, y, out=None):
     on a random mask (branches), and g * mask makes inf * 0 = NaN where PyTorch gives 0
     (relu(x).sqrt() at x <= 0); so g's bits are ANDed with all ones or all zeros. The
     standard's strict arrays take the select."""
-    unsigned = _UNSIGNED[g.dtype.itemsize]
+    unsigned = UNSIGNED[g.dtype.itemsize]
     if xp is np:  # the comparison made all ones by one ufunc, casting as it negates
         keep = np.negative(np.greater(y, 0), dtype=unsigned)
     else:
